@@ -1,0 +1,260 @@
+#include "common/bootstrap.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+
+#include "common/config.h"
+#include "common/logging.h"
+
+namespace weft {
+
+const char* EnvSource::get(const char* name) const { return std::getenv(name); }
+
+namespace {
+
+// An integer environment variable: missing -> fallback; malformed -> error naming it.
+Result<int> envInt(const EnvSource& env, const char* name, int fallback, int min, int max) {
+  const char* v = env.get(name);
+  if (!v || !*v) return fallback;
+  errno = 0;
+  char* end = nullptr;
+  long x = std::strtol(v, &end, 10);
+  if (errno || *end != '\0' || x < min || x > max) {
+    return WEFT_ERROR(StatusCode::kInvalidArgument, "bootstrap: ", name, "=\"", v,
+                      "\" is not an integer in [", min, ", ", max, "]");
+  }
+  return static_cast<int>(x);
+}
+
+std::string envStr(const EnvSource& env, const char* name) {
+  const char* v = env.get(name);
+  return v ? std::string(v) : std::string();
+}
+
+// A WEFT_* integer validated against its declaration in params.def.
+Result<int> weftInt(const EnvSource& env, const char* name) {
+  const config::ParamSpec* spec = config::findParam(name);
+  const char* v = env.get(name);
+  if (!v || !*v) return static_cast<int>(std::strtol(spec->default_value, nullptr, 10));
+  WEFT_RETURN_IF_ERROR(config::validate(*spec, v).withContext("bootstrap"));
+  return static_cast<int>(std::strtol(v, nullptr, 0));
+}
+
+std::string hostName() {
+  char host[256] = {};
+  if (gethostname(host, sizeof(host) - 1) != 0) return "unknown-host";
+  return host;
+}
+
+// Start time of a process (clock ticks since boot), to make pid-based job ids unique.
+std::string processStartTime(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  size_t paren = stat.rfind(')');
+  if (paren == std::string::npos) return "0";
+  // Fields after the command: state is field 3, starttime is field 22.
+  size_t pos = paren + 2;
+  for (int field = 3; field < 22 && pos != std::string::npos; ++field) {
+    pos = stat.find(' ', pos);
+    if (pos != std::string::npos) ++pos;
+  }
+  if (pos == std::string::npos) return "0";
+  return stat.substr(pos, stat.find(' ', pos) - pos);
+}
+
+// Rank/size from one launcher convention. Returns false when its variables are absent.
+struct Convention {
+  const char* launcher;
+  const char* rank;
+  const char* size;
+  const char* local_rank;
+  const char* local_size;
+};
+
+constexpr Convention kConventions[] = {
+    {"openmpi", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK",
+     "OMPI_COMM_WORLD_LOCAL_SIZE"},
+    {"slurm", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", nullptr},
+    {"torchrun", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE"},
+    {"pmi", "PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID", "MPI_LOCALNRANKS"},
+};
+
+Status fromConvention(const EnvSource& env, const Convention& c, BootInfo& info) {
+  constexpr int kMax = 16777216;
+  WEFT_ASSIGN_OR_RETURN(info.rank, envInt(env, c.rank, -1, 0, kMax - 1));
+  WEFT_ASSIGN_OR_RETURN(info.size, envInt(env, c.size, 0, 1, kMax));
+  WEFT_ASSIGN_OR_RETURN(info.local_rank, envInt(env, c.local_rank, -1, 0, kMax - 1));
+  if (c.local_size) {
+    WEFT_ASSIGN_OR_RETURN(info.local_size, envInt(env, c.local_size, 0, 1, kMax));
+  }
+  info.launcher = c.launcher;
+  return Status::ok();
+}
+
+std::string launcherJobId(const EnvSource& env, const std::string& launcher) {
+  if (launcher == "slurm") {
+    return strCat("slurm-", envStr(env, "SLURM_JOB_ID"), ".", envStr(env, "SLURM_STEP_ID"));
+  }
+  for (const char* v : {"PMIX_NAMESPACE", "OMPI_MCA_ess_base_jobid", "PMI_JOBID"}) {
+    if (!envStr(env, v).empty()) return envStr(env, v);
+  }
+  if (!envStr(env, "TORCHELASTIC_RUN_ID").empty()) return envStr(env, "TORCHELASTIC_RUN_ID");
+  // Ranks of one node share the launcher's daemon as parent: its pid and start time name
+  // the job on this node.
+  pid_t ppid = getppid();
+  return strCat("ppid-", ppid, "-", processStartTime(ppid));
+}
+
+Status chooseStore(const EnvSource& env, BootInfo& info) {
+  info.store_addr = envStr(env, "WEFT_STORE_ADDR");
+  const char* host0 = env.get("WEFT_STORE_HOST_RANK0");
+  if (host0 && *host0) {
+    const config::ParamSpec* spec = config::findParam("WEFT_STORE_HOST_RANK0");
+    WEFT_RETURN_IF_ERROR(config::validate(*spec, host0).withContext("bootstrap"));
+    std::string v(host0);
+    info.host_store = info.rank == 0 && (v == "1" || v == "true" || v == "yes" || v == "on");
+  }
+  if (!info.store_addr.empty() || info.size == 1) return Status::ok();
+  if (info.launcher == "torchrun" && !envStr(env, "MASTER_ADDR").empty()) {
+    // torchrun's own TCPStore owns MASTER_PORT: ours is served by rank 0 one port above.
+    WEFT_ASSIGN_OR_RETURN(int port, envInt(env, "MASTER_PORT", -1, 1, 65534));
+    info.store_addr = strCat(envStr(env, "MASTER_ADDR"), ":", port + 1);
+    info.host_store = info.rank == 0;
+    return Status::ok();
+  }
+  // One node without an address: a file store private to this job and user.
+  const char* tmp = env.get("TMPDIR");
+  info.store_addr = strCat("file:", tmp && *tmp ? tmp : "/tmp", "/weft-store-", getuid(), "-",
+                           info.job_id);
+  return Status::ok();
+}
+
+}  // namespace
+
+Result<BootInfo> detectBootInfo(const EnvSource& env) {
+  BootInfo info;
+  WEFT_ASSIGN_OR_RETURN(info.rank, weftInt(env, "WEFT_RANK"));
+  WEFT_ASSIGN_OR_RETURN(info.size, weftInt(env, "WEFT_WORLD_SIZE"));
+  if (info.rank >= 0 || info.size > 0) {
+    if (info.rank < 0 || info.size <= 0) {
+      return WEFT_ERROR(StatusCode::kInvalidArgument,
+                        "bootstrap: WEFT_RANK and WEFT_WORLD_SIZE must be set together (got "
+                        "WEFT_RANK=", envStr(env, "WEFT_RANK"), " WEFT_WORLD_SIZE=",
+                        envStr(env, "WEFT_WORLD_SIZE"), ")");
+    }
+    info.launcher = "weft";
+    WEFT_ASSIGN_OR_RETURN(info.local_rank, weftInt(env, "WEFT_LOCAL_RANK"));
+    WEFT_ASSIGN_OR_RETURN(info.local_size, weftInt(env, "WEFT_LOCAL_SIZE"));
+  } else {
+    for (const auto& c : kConventions) {
+      if (!env.get(c.rank) || !env.get(c.size)) continue;
+      WEFT_RETURN_IF_ERROR(fromConvention(env, c, info));
+      break;
+    }
+    if (info.launcher.empty()) {
+      info.rank = 0;
+      info.size = 1;
+      info.launcher = "single";
+    }
+  }
+  if (info.rank >= info.size) {
+    return WEFT_ERROR(StatusCode::kInvalidArgument, "bootstrap (", info.launcher,
+                      "): rank ", info.rank, " is not below the world size ", info.size);
+  }
+  if (info.size == 1) info.local_rank = 0, info.local_size = 1;
+  info.node_id = envStr(env, "WEFT_NODE_ID");
+  if (info.node_id.empty()) info.node_id = info.launcher == "slurm" ? envStr(env, "SLURMD_NODENAME") : "";
+  if (info.node_id.empty()) info.node_id = hostName();
+  info.job_id = envStr(env, "WEFT_JOB_ID");
+  if (info.job_id.empty()) info.job_id = launcherJobId(env, info.launcher);
+  WEFT_RETURN_IF_ERROR(chooseStore(env, info));
+  return info;
+}
+
+Status deriveTopology(Store& store, BootInfo& info, std::vector<int>& node_of_rank,
+                      Deadline deadline) {
+  WEFT_RETURN_IF_ERROR(store.set(strCat("weft/boot/node/", info.rank), info.node_id));
+  std::vector<std::string> node_ids(info.size);
+  for (int r = 0; r < info.size; ++r) {
+    auto v = store.get(strCat("weft/boot/node/", r), deadline);
+    if (!v.isOk()) {
+      return v.status().withContext(strCat("bootstrap: rank ", info.rank,
+                                           " waiting for the node id of rank ", r));
+    }
+    node_ids[r] = std::move(*v);
+  }
+  std::map<std::string, int> index;  // node id -> dense index by lowest rank
+  node_of_rank.assign(info.size, -1);
+  int local_rank = 0, local_size = 0;
+  for (int r = 0; r < info.size; ++r) {
+    auto [it, inserted] = index.emplace(node_ids[r], static_cast<int>(index.size()));
+    node_of_rank[r] = it->second;
+    if (node_ids[r] == info.node_id) {
+      if (r < info.rank) ++local_rank;
+      ++local_size;
+    }
+  }
+  if (info.local_rank >= 0 && info.local_rank != local_rank) {
+    WEFT_LOG(kWarn, "boot") << "launcher says local rank " << info.local_rank
+                            << " but the store says " << local_rank << " on node "
+                            << info.node_id << "; keeping the launcher's";
+  } else {
+    info.local_rank = local_rank;
+  }
+  if (info.local_size <= 0) info.local_size = local_size;
+  info.node_index = node_of_rank[info.rank];
+  info.num_nodes = static_cast<int>(index.size());
+  return Status::ok();
+}
+
+namespace {
+Result<uint16_t> portOf(const std::string& addr) {
+  size_t colon = addr.rfind(':');
+  char* end = nullptr;
+  long port = colon == std::string::npos ? -1 : std::strtol(addr.c_str() + colon + 1, &end, 10);
+  if (port < 1 || port > 65535 || *end != '\0') {
+    return WEFT_ERROR(StatusCode::kInvalidArgument, "bootstrap: store address \"", addr,
+                      "\" has no valid port (expected host:port)");
+  }
+  return static_cast<uint16_t>(port);
+}
+}  // namespace
+
+Result<World> bootstrap(const BootInfo& info, Deadline deadline) {
+  World world;
+  world.info = info;
+  log::setRank(info.rank);
+  if (info.store_addr.empty()) {
+    world.store = makeHashStore();
+  } else {
+    if (info.host_store) {
+      WEFT_ASSIGN_OR_RETURN(uint16_t port, portOf(info.store_addr));
+      WEFT_ASSIGN_OR_RETURN(world.server, startTcpStoreServer("0.0.0.0", port));
+    }
+    auto store = connectStore(info.store_addr, deadline);
+    if (!store.isOk()) {
+      return store.status().withContext(strCat("bootstrap: rank ", info.rank, " of ",
+                                               info.size, " (", info.launcher, ")"));
+    }
+    world.store = std::move(*store);
+  }
+  Status st = deriveTopology(*world.store, world.info, world.node_of_rank, deadline);
+  if (!st.isOk() && info.store_addr.rfind("file:", 0) == 0) {
+    st = st.withHint("a file store only reaches ranks of one node: for several nodes set "
+                     "WEFT_STORE_ADDR=host:port and WEFT_STORE_HOST_RANK0=1");
+  }
+  WEFT_RETURN_IF_ERROR(st);
+  return world;
+}
+
+Result<World> bootstrap(Deadline deadline) {
+  WEFT_RETURN_IF_ERROR(config::checkEnvironment());
+  WEFT_ASSIGN_OR_RETURN(BootInfo info, detectBootInfo());
+  return bootstrap(info, deadline);
+}
+
+}  // namespace weft

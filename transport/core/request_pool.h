@@ -1,0 +1,130 @@
+// RequestPool: the slots behind Request handles (internal to transport/).
+//
+// Slots live in chunks that never move (backends hand slot pointers to the library as
+// completion context), a free list recycles them, and a generation number detects stale
+// handles. After warm-up (the pool has grown to the working set) acquire/complete/release
+// allocate nothing.
+//
+// Threads: every method is called with the engine lock held, except the Request
+// accessors, which take it themselves.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "common/status.h"
+#include "transport/api/request.h"
+#include "transport/api/types.h"
+#include "transport/core/progress_engine.h"
+
+namespace weft::transport::detail {
+
+inline constexpr uint32_t kNoSlot = UINT32_MAX;
+
+enum class SlotState : uint8_t { kFree = 0, kPending = 1, kDone = 2 };
+
+struct RequestList;
+
+struct RequestSlot {
+  std::atomic<SlotState> state{SlotState::kFree};
+  OpKind op = OpKind::kNone;
+  bool detached = false;      // the handle is gone: free on completion
+  uint8_t stage = 0;          // step of a multi-step backend operation
+  uint32_t index = 0;
+  uint32_t gen = 0;
+  uint32_t prev = kNoSlot;    // links in `list`
+  uint32_t next = kNoSlot;
+  RequestList* list = nullptr;  // the owner's list of pending slots (nullptr: none)
+  void* owner = nullptr;        // backend object that posted it (endpoint)
+  void* handle = nullptr;       // backend request handle (UCX request pointer)
+  size_t bytes = 0;             // bytes moved / received
+  size_t capacity = 0;          // posted length (receive buffer size)
+  Tag tag = 0;                  // matched tag (recv)
+  uint64_t value = 0;           // atomic reply / notification immediate
+  uint64_t operand = 0;         // atomic operand / notification immediate to send
+  Status status;                // final status
+  Status forced;                // replaces a cancellation status (peer failure, close)
+  class RequestPool* pool = nullptr;  // the pool owning the slot (for orphaned completions)
+};
+
+// Intrusive list of an owner's pending slots (for failing / canceling them together).
+struct RequestList {
+  uint32_t head = kNoSlot;
+  size_t size = 0;
+};
+
+class RequestPool {
+ public:
+  // Slots per chunk: a chunk is allocated when the pool grows (warm-up only).
+  static constexpr uint32_t kChunkSlots = 1024;
+
+  RequestPool(ProgressEngine* engine, size_t max_slots);
+  ~RequestPool();
+  RequestPool(const RequestPool&) = delete;
+  RequestPool& operator=(const RequestPool&) = delete;
+
+  ProgressEngine* engine() const { return engine_; }
+  size_t maxSlots() const { return max_slots_; }
+  size_t inUse() const { return in_use_; }
+
+  // A pending slot for `op`, linked into `list` (may be nullptr); nullptr when the pool
+  // is at max_slots (back-pressure).
+  RequestSlot* acquire(OpKind op, RequestList* list, void* owner);
+  // The handle for a freshly acquired slot.
+  Request handle(RequestSlot* slot) { return Request(this, slot->index, slot->gen); }
+  // Marks the slot done with `status` (or slot->forced when set and status is a
+  // cancellation), unlinks it, frees it if detached, wakes waiters.
+  void complete(RequestSlot* slot, Status status);
+  // Removes a pending slot from its list and forgets its owner: its completion (which the
+  // backend still delivers) then only records the status. For owners that go away first.
+  void orphan(RequestSlot* slot) {
+    unlink(slot);
+    slot->owner = nullptr;
+  }
+  RequestSlot* slot(uint32_t index) {
+    return &chunks_[index / kChunkSlots][index % kChunkSlots];
+  }
+  // The kNoResource error for a full pool.
+  Status exhausted(OpKind op) const;
+
+  // Calls fn(slot) for each slot in list; fn may complete the slot.
+  template <typename Fn>
+  void forEach(RequestList& list, Fn&& fn) {
+    uint32_t i = list.head;
+    while (i != kNoSlot) {
+      RequestSlot* s = slot(i);
+      i = s->next;
+      fn(s);
+    }
+  }
+
+  // Request handle operations (take the engine lock).
+  bool handleDone(uint32_t index, uint32_t gen);
+  bool handleTest(uint32_t index, uint32_t gen);
+  Status handleWait(uint32_t index, uint32_t gen, Deadline deadline);
+  Status handleStatus(uint32_t index, uint32_t gen);
+  void handleRelease(uint32_t index, uint32_t gen);
+  // Reads a field of a done slot (0 when pending or stale).
+  size_t handleBytes(uint32_t index, uint32_t gen);
+  Tag handleTag(uint32_t index, uint32_t gen);
+  uint64_t handleValue(uint32_t index, uint32_t gen);
+  OpKind handleOp(uint32_t index, uint32_t gen);
+
+ private:
+  bool grow();
+  void unlink(RequestSlot* s);
+  void freeSlot(RequestSlot* s);
+  // The slot if the handle is current, nullptr if stale (lock held).
+  RequestSlot* current(uint32_t index, uint32_t gen);
+
+  ProgressEngine* engine_;
+  size_t max_slots_;
+  size_t in_use_ = 0;
+  std::vector<std::unique_ptr<RequestSlot[]>> chunks_;
+  std::vector<uint32_t> free_;
+};
+
+}  // namespace weft::transport::detail

@@ -1,0 +1,240 @@
+// UcxState (UCP context + worker + progress) and UcxContext (the public Context).
+#include <cstdlib>
+#include <string>
+
+#include "common/config.h"
+#include "common/logging.h"
+#include "transport/ucx/ucx_internal.h"
+
+namespace weft::transport::ucx {
+namespace {
+
+// True when UCX_<name> is in the environment or in the caller's backend settings.
+bool configured(const ContextOptions& options, std::string_view name) {
+  for (const auto& [k, v] : options.backend_config) {
+    if (k == name) return true;
+  }
+  return std::getenv(strCat("UCX_", name).c_str()) != nullptr;
+}
+
+std::string tlsDescription(const ContextOptions& options) {
+  for (const auto& [k, v] : options.backend_config) {
+    if (k == "TLS") return "UCX_TLS=" + v;
+  }
+  const char* env = std::getenv("UCX_TLS");
+  return env != nullptr ? strCat("UCX_TLS=", env) : std::string("UCX_TLS=all (default)");
+}
+
+struct UcpConfig {
+  ucp_config_t* config = nullptr;
+  ~UcpConfig() {
+    if (config != nullptr) ucp_config_release(config);
+  }
+};
+
+}  // namespace
+
+UcxState::UcxState(const ContextOptions& options, const ResolvedOptions& resolved)
+    : rank_(options.rank),
+      engine_(this, resolved.engine),
+      pool_(&engine_, resolved.max_requests) {}
+
+UcxState::~UcxState() {
+  engine_.stop();
+  if (worker_ != nullptr) ucp_worker_destroy(worker_);
+  if (context_ != nullptr) ucp_cleanup(context_);
+}
+
+std::string UcxState::name() const { return strCat("ucx rank ", rank_); }
+
+uint32_t UcxState::nextNonce() {
+  // Distinct per connect of this process; mixes in the rank so that two processes'
+  // concurrent handshakes differ too.
+  nonce_ += 0x9e3779b9u;
+  return nonce_ ^ (static_cast<uint32_t>(rank_) * 2654435761u);
+}
+
+Status UcxState::readConfig(const ContextOptions& options, ucp_config_t* config) {
+  for (const auto& [name, value] : options.backend_config) {
+    const ucs_status_t st = ucp_config_modify(config, name.c_str(), value.c_str());
+    if (st != UCS_OK) {
+      return ucxError(st, strCat("openContext(ucx): backend setting ", name, "=", value))
+          .withHint("names are UCX variables without the UCX_ prefix (TLS, NET_DEVICES, ...); "
+                    "`ucx_info -c` lists them");
+    }
+  }
+  auto set_default = [&](const char* name, const std::string& value) -> Status {
+    if (configured(options, name)) return Status::ok();
+    const ucs_status_t st = ucp_config_modify(config, name, value.c_str());
+    if (st != UCS_OK) return ucxError(st, strCat("openContext(ucx): setting UCX_", name));
+    return Status::ok();
+  };
+  WEFT_ASSIGN_OR_RETURN(double keepalive, config::getDouble("WEFT_UCX_KEEPALIVE"));
+  WEFT_RETURN_IF_ERROR(set_default(
+      "KEEPALIVE_INTERVAL", strCat(static_cast<int64_t>(keepalive * 1e6), "us")));
+  WEFT_ASSIGN_OR_RETURN(peer_errors_, config::getBool("WEFT_UCX_ERROR_HANDLING"));
+  if (peer_errors_) {
+    // Debian's UCX hides the shared-memory transports from endpoints that ask for peer
+    // error handling unless they advertise it; they detect dead peers through keepalive.
+    WEFT_RETURN_IF_ERROR(set_default("ERROR_HANDLING", "y"));
+  }
+  return Status::ok();
+}
+
+Status UcxState::init(const ContextOptions& options) {
+  UcpConfig cfg;
+  ucs_status_t st = ucp_config_read(nullptr, nullptr, &cfg.config);
+  if (st != UCS_OK) return ucxError(st, "openContext(ucx): ucp_config_read");
+  WEFT_RETURN_IF_ERROR(readConfig(options, cfg.config));
+
+  ucp_params_t params{};
+  params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_NAME;
+  params.features = UCP_FEATURE_TAG | UCP_FEATURE_RMA | UCP_FEATURE_AMO64 | UCP_FEATURE_WAKEUP;
+  params.name = "weft";
+  st = ucp_init(&params, cfg.config, &context_);
+  if (st != UCS_OK) {
+    return ucxError(st, strCat("openContext(ucx): ucp_init with ", tlsDescription(options)))
+        .withHint("check UCX_TLS / UCX_NET_DEVICES against `ucx_info -d`");
+  }
+  ucp_worker_params_t wp{};
+  wp.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE | UCP_WORKER_PARAM_FIELD_CLIENT_ID;
+  wp.thread_mode = engine_.threadSafe() ? UCS_THREAD_MODE_SERIALIZED : UCS_THREAD_MODE_SINGLE;
+  wp.client_id = static_cast<uint64_t>(rank_);
+  st = ucp_worker_create(context_, &wp, &worker_);
+  if (st != UCS_OK) return ucxError(st, "openContext(ucx): ucp_worker_create");
+
+  ucp_address_t* addr = nullptr;
+  size_t addr_len = 0;
+  st = ucp_worker_get_address(worker_, &addr, &addr_len);
+  if (st != UCS_OK) return ucxError(st, "openContext(ucx): ucp_worker_get_address");
+  worker_address_.assign(reinterpret_cast<const char*>(addr), addr_len);
+  ucp_worker_release_address(worker_, addr);
+
+  st = ucp_worker_get_efd(worker_, &efd_);
+  if (st != UCS_OK) {
+    WEFT_LOG(kInfo, "ucx") << "no worker event fd (" << ucs_status_string(st)
+                           << "): blocking waits nap instead of sleeping on events";
+    efd_ = -1;
+  }
+  fillCapabilities(options);
+  return engine_.start();
+}
+
+void UcxState::fillCapabilities(const ContextOptions& options) {
+  caps_.backend = "ucx";
+  unsigned major = 0;
+  unsigned minor = 0;
+  unsigned release = 0;
+  ucp_get_version(&major, &minor, &release);
+  caps_.transports = strCat("UCX ", major, ".", minor, ".", release, ", ",
+                            tlsDescription(options));
+  caps_.tag_bits = kTagBits;
+  caps_.max_rank = kMaxRank;
+  caps_.immediate_bits = 64;
+  caps_.max_message = SIZE_MAX / 2;
+  caps_.max_inline = 0;  // UCP does not report it
+  caps_.max_outstanding = pool_.maxSlots();
+  caps_.tagged = caps_.rdma_write = caps_.rdma_read = caps_.put_notify = true;
+  caps_.atomics64 = true;
+  ucp_context_attr_t attr{};
+  attr.field_mask = UCP_ATTR_FIELD_MEMORY_TYPES;
+  if (ucp_context_query(context_, &attr) == UCS_OK) {
+    caps_.cuda_memory = (attr.memory_types & UCS_BIT(UCS_MEMORY_TYPE_CUDA)) != 0;
+  }
+  caps_.dmabuf = false;
+  caps_.blocking_wait = efd_ >= 0;
+  caps_.socket_connect = true;
+  caps_.store_connect = true;
+}
+
+unsigned UcxState::pollEvents() {
+  unsigned n = ucp_worker_progress(worker_);
+  while (!failed_.empty()) {
+    UcxEndpoint* ep = failed_.back();
+    failed_.pop_back();
+    ep->failPending();
+    ++n;
+  }
+  return n;
+}
+
+bool UcxState::armEvents() {
+  const ucs_status_t st = ucp_worker_arm(worker_);
+  if (st == UCS_OK) return true;
+  if (st != UCS_ERR_BUSY) {
+    WEFT_LOG(kWarn, "ucx") << name() << ": ucp_worker_arm: " << ucs_status_string(st);
+  }
+  return false;
+}
+
+void UcxState::wakeUp() {
+  if (worker_ != nullptr) ucp_worker_signal(worker_);
+}
+
+void UcxState::forget(UcxEndpoint* ep) {
+  for (size_t i = 0; i < failed_.size();) {
+    if (failed_[i] == ep) {
+      failed_[i] = failed_.back();
+      failed_.pop_back();
+    } else {
+      ++i;
+    }
+  }
+}
+
+namespace {
+
+class UcxContext final : public Context {
+ public:
+  explicit UcxContext(StatePtr state) : state_(std::move(state)) {}
+  ~UcxContext() override { state_->engine().stop(); }
+
+  std::string_view backend() const override { return "ucx"; }
+  int rank() const override { return state_->rank(); }
+  const Capabilities& capabilities() const override { return state_->caps(); }
+
+  Result<std::unique_ptr<MemoryRegion>> registerMemory(void* address, size_t length,
+                                                       MemoryType type) override {
+    return UcxMemoryRegion::create(state_, address, length, type);
+  }
+  Status publishAddress(Store& store) override {
+    Status st = store.set(addressKey(state_->rank()), state_->workerAddress());
+    if (st.isOk()) return st;
+    return st.withContext(
+        strCat(state_->name(), ": publishing the worker address in ", store.describe()));
+  }
+  Result<std::unique_ptr<Endpoint>> connect(Store& store, int peer_rank,
+                                            Deadline deadline) override {
+    return connectThroughStore(state_, store, peer_rank, deadline);
+  }
+  Result<std::unique_ptr<Listener>> listen(const std::string& host_port) override {
+    return UcxListener::create(state_, host_port);
+  }
+  Result<std::unique_ptr<Endpoint>> connectAddress(const std::string& host_port,
+                                                   int peer_rank, Deadline deadline) override {
+    return connectToListener(state_, host_port, peer_rank, deadline);
+  }
+  unsigned progress() override { return state_->engine().progress(); }
+  Status waitForEvent(Deadline deadline) override {
+    if (deadline.expired()) {
+      return WEFT_ERROR(StatusCode::kTimeout, state_->name(),
+                        ": waitForEvent called with an expired deadline");
+    }
+    state_->engine().waitForActivity(deadline);
+    return Status::ok();
+  }
+
+ private:
+  StatePtr state_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Context>> openUcxContext(const ContextOptions& options) {
+  WEFT_ASSIGN_OR_RETURN(ResolvedOptions resolved, resolveOptions(options, "ucx", kMaxRank));
+  auto state = std::make_shared<UcxState>(options, resolved);
+  WEFT_RETURN_IF_ERROR(state->init(options));
+  return std::unique_ptr<Context>(new UcxContext(std::move(state)));
+}
+
+}  // namespace weft::transport::ucx

@@ -1,0 +1,374 @@
+// UcxEndpoint: tagged messages, RMA, atomics, flush and close over one ucp_ep_h.
+#include <ios>
+#include <sstream>
+
+#include "common/logging.h"
+#include "transport/ucx/ucx_internal.h"
+
+namespace weft::transport::ucx {
+namespace {
+
+using detail::RequestSlot;
+
+// UCP wants a non-null buffer even for zero-length messages.
+char kEmptyBuffer[8];
+
+// How long a destructor waits for a forced close (it normally completes at once).
+constexpr double kDestroyCloseSeconds = 2.0;
+
+std::string hex(uint64_t v) {
+  std::ostringstream os;
+  os << "0x" << std::hex << v;
+  return os.str();
+}
+
+void sendCallback(void* request, ucs_status_t status, void* user_data) {
+  auto* slot = static_cast<RequestSlot*>(user_data);
+  ucp_request_free(request);
+  if (auto* ep = static_cast<UcxEndpoint*>(slot->owner)) {
+    ep->onSendDone(slot, status);
+  } else {
+    slot->pool->complete(slot, status == UCS_OK ? Status::ok()
+                                                : ucxError(status, opKindName(slot->op)));
+  }
+}
+
+void recvCallback(void* request, ucs_status_t status, const ucp_tag_recv_info_t* info,
+                  void* user_data) {
+  auto* slot = static_cast<RequestSlot*>(user_data);
+  ucp_request_free(request);
+  if (auto* ep = static_cast<UcxEndpoint*>(slot->owner)) {
+    ep->onRecvDone(slot, status, info);
+  } else {
+    slot->pool->complete(slot, status == UCS_OK ? Status::ok()
+                                                : ucxError(status, opKindName(slot->op)));
+  }
+}
+
+void errorCallback(void* arg, ucp_ep_h /*ep*/, ucs_status_t status) {
+  static_cast<UcxEndpoint*>(arg)->onPeerError(status);
+}
+
+// Shared by close() and the destructor: outlives an abandoned close.
+struct CloseOp {
+  bool done = false;
+  bool abandoned = false;
+  ucs_status_t status = UCS_OK;
+};
+
+void closeCallback(void* request, ucs_status_t status, void* user_data) {
+  auto* op = static_cast<CloseOp*>(user_data);
+  ucp_request_free(request);
+  if (op->abandoned) {
+    delete op;
+    return;
+  }
+  op->done = true;
+  op->status = status;
+}
+
+ucp_request_param_t sendParams(RequestSlot* slot, ucp_send_nbx_callback_t cb) {
+  ucp_request_param_t p;
+  p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+  p.cb.send = cb;
+  p.user_data = slot;
+  return p;
+}
+
+}  // namespace
+
+UcxEndpoint::UcxEndpoint(StatePtr state, int peer, std::string how)
+    : state_(std::move(state)),
+      pool_(state_->pool()),
+      engine_(state_->engine()),
+      peer_(peer),
+      how_(std::move(how)),
+      send_base_(kKindUser | rankBits(state_->rank())),
+      recv_base_(kKindUser | rankBits(peer)) {}
+
+Result<std::unique_ptr<UcxEndpoint>> UcxEndpoint::create(StatePtr state, int peer,
+                                                         ucp_ep_params_t params,
+                                                         std::string how) {
+  std::unique_ptr<UcxEndpoint> ep(new UcxEndpoint(std::move(state), peer, std::move(how)));
+  params.field_mask |= UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE | UCP_EP_PARAM_FIELD_ERR_HANDLER;
+  params.err_mode = ep->state_->peerErrors() ? UCP_ERR_HANDLING_MODE_PEER
+                                             : UCP_ERR_HANDLING_MODE_NONE;
+  params.err_handler.cb = errorCallback;
+  params.err_handler.arg = ep.get();
+  const ucs_status_t st = ucp_ep_create(ep->state_->worker(), &params, &ep->ep_);
+  if (st != UCS_OK) {
+    ep->closed_ = true;  // nothing to close
+    ep->never_created_ = true;
+    return ucxError(st, strCat("ucp_ep_create for ", ep->describe()));
+  }
+  return ep;
+}
+
+UcxEndpoint::~UcxEndpoint() {
+  // Called without the engine lock (the destructor takes it).
+  if (never_created_) return;
+  detail::EngineLock lock(engine_);
+  if (!closed_) {
+    closed_ = true;
+    pool_.forEach(recvs_, [&](RequestSlot* s) {
+      s->forced = WEFT_ERROR(StatusCode::kCanceled, opKindName(s->op), " canceled: ",
+                             describe(), " was destroyed");
+      if (s->handle != nullptr) ucp_request_cancel(state_->worker(), s->handle);
+    });
+    destroyRkeys();
+    engine_.unlock();
+    Status st = closeUcpEndpoint(Deadline::afterSeconds(kDestroyCloseSeconds), true);
+    engine_.lock();
+    if (!st.isOk()) {
+      WEFT_LOG(kWarn, "ucx") << "destroying endpoint: " << st;
+    }
+    state_->releasePeer(peer_);
+  }
+  const size_t left = posted_.size + recvs_.size;
+  if (left > 0) {
+    WEFT_LOG(kWarn, "ucx") << describe() << " destroyed with " << left
+                           << " requests still pending in UCX; they complete without it";
+    pool_.forEach(posted_, [&](RequestSlot* s) { pool_.orphan(s); });
+    pool_.forEach(recvs_, [&](RequestSlot* s) { pool_.orphan(s); });
+  }
+  state_->forget(this);
+}
+
+std::string UcxEndpoint::describe() const {
+  return strCat("ucx rank ", state_->rank(), " -> rank ", peer_, " (", how_, ")");
+}
+
+Status UcxEndpoint::health() const {
+  detail::EngineLock lock(engine_);
+  if (closed_) return usable(OpKind::kNone);
+  return failure_;
+}
+
+Status UcxEndpoint::usable(OpKind op) const {
+  if (closed_) {
+    return WEFT_ERROR(StatusCode::kInvalidArgument, opKindName(op), " on ", describe(),
+                      ": the endpoint is closed")
+        .withHint("create a new Endpoint; a closed one cannot be reused");
+  }
+  return failure_.withContext(opKindName(op));
+}
+
+Status UcxEndpoint::argError(OpKind op, std::string_view what) const {
+  return WEFT_ERROR(StatusCode::kInvalidArgument, opKindName(op), " on ", describe(), ": ",
+                    what);
+}
+
+Status UcxEndpoint::statusFor(const RequestSlot* slot, ucs_status_t status) const {
+  const std::string_view op = opKindName(slot->op);
+  if (status == UCS_OK) return Status::ok();
+  if (status == UCS_ERR_CANCELED) {
+    if (!failure_.isOk()) return failure_.withContext(op);
+    return WEFT_ERROR(StatusCode::kCanceled, op, " on ", describe(), " was canceled");
+  }
+  if (!failure_.isOk()) return failure_.withContext(op);
+  if (isPeerError(status)) {
+    return WEFT_ERROR(StatusCode::kPeerFailure, op, " on ", describe(), ": peer rank ", peer_,
+                      " failed or disconnected (", ucs_status_string(status), ")");
+  }
+  return ucxError(status, strCat(op, " on ", describe()));
+}
+
+void UcxEndpoint::onPeerError(ucs_status_t status) {
+  if (!failure_.isOk()) return;
+  failure_ = WEFT_ERROR(StatusCode::kPeerFailure, describe(), ": peer rank ", peer_,
+                        " failed or disconnected (", ucs_status_string(status), ")")
+                 .withHint("the peer process died, closed its endpoint, or the network path "
+                           "broke; see the peer's log");
+  WEFT_LOG(kInfo, "ucx") << failure_.message();
+  state_->queueFailed(this);
+}
+
+void UcxEndpoint::failPending() {
+  auto fail = [&](RequestSlot* s) {
+    s->forced = failure_.withContext(opKindName(s->op));
+    if (s->handle != nullptr) ucp_request_cancel(state_->worker(), s->handle);
+  };
+  pool_.forEach(recvs_, fail);
+  // UCX fails the operations on a failed endpoint itself; make their status name the peer.
+  pool_.forEach(posted_, [&](RequestSlot* s) {
+    s->forced = failure_.withContext(opKindName(s->op));
+  });
+}
+
+void UcxEndpoint::onSendDone(RequestSlot* slot, ucs_status_t status) {
+  if (status == UCS_OK) slot->bytes = slot->capacity;
+  pool_.complete(slot, statusFor(slot, status));
+}
+
+void UcxEndpoint::onRecvDone(RequestSlot* slot, ucs_status_t status,
+                             const ucp_tag_recv_info_t* info) {
+  if (status == UCS_OK) {
+    slot->bytes = info != nullptr ? info->length : 0;
+    slot->tag = info != nullptr ? (info->sender_tag & kUserTagMask) : 0;
+    pool_.complete(slot, Status::ok());
+    return;
+  }
+  if (status == UCS_ERR_MESSAGE_TRUNCATED) {
+    std::string sent;
+    if (info != nullptr && info->length > slot->capacity) {
+      sent = strCat(" of ", info->length, " bytes");
+    }
+    pool_.complete(slot, WEFT_ERROR(StatusCode::kInvalidArgument, opKindName(slot->op),
+                                    " on ", describe(), ": the message", sent,
+                                    " does not fit the receive buffer of ", slot->capacity,
+                                    " bytes (truncated)")
+                             .withHint("post receives at least as large as the largest "
+                                       "message the peer sends with that tag"));
+    return;
+  }
+  pool_.complete(slot, statusFor(slot, status));
+}
+
+void UcxEndpoint::track(RequestSlot* slot, ucs_status_ptr_t ret) {
+  if (ret == nullptr) {
+    onSendDone(slot, UCS_OK);
+  } else if (UCS_PTR_IS_ERR(ret)) {
+    onSendDone(slot, UCS_PTR_STATUS(ret));
+  } else {
+    slot->handle = ret;
+  }
+}
+
+Result<Request> UcxEndpoint::finishPost(RequestSlot* slot) {
+  Request r = pool_.handle(slot);
+  engine_.kick();
+  return r;
+}
+
+Result<Request> UcxEndpoint::sendRaw(OpKind op, const void* buffer, size_t length,
+                                     uint64_t ucp_tag) {
+  RequestSlot* slot = pool_.acquire(op, &posted_, this);
+  if (slot == nullptr) return pool_.exhausted(op);
+  slot->capacity = length;
+  ucp_request_param_t p = sendParams(slot, sendCallback);
+  track(slot, ucp_tag_send_nbx(ep_, length != 0 ? buffer : kEmptyBuffer, length, ucp_tag, &p));
+  return finishPost(slot);
+}
+
+Result<Request> UcxEndpoint::recvRaw(OpKind op, void* buffer, size_t length, uint64_t ucp_tag,
+                                     uint64_t ucp_mask) {
+  RequestSlot* slot = pool_.acquire(op, &recvs_, this);
+  if (slot == nullptr) return pool_.exhausted(op);
+  slot->capacity = length;
+  if (op == OpKind::kRecvNotify) buffer = &slot->value;
+  ucp_tag_recv_info_t info{};
+  ucp_request_param_t p;
+  p.op_attr_mask =
+      UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_RECV_INFO;
+  p.cb.recv = recvCallback;
+  p.user_data = slot;
+  p.recv_info.tag_info = &info;
+  ucs_status_ptr_t ret = ucp_tag_recv_nbx(state_->worker(), length != 0 ? buffer : kEmptyBuffer,
+                                          length, ucp_tag, ucp_mask, &p);
+  if (ret == nullptr) {
+    onRecvDone(slot, UCS_OK, &info);
+  } else if (UCS_PTR_IS_ERR(ret)) {
+    onRecvDone(slot, UCS_PTR_STATUS(ret), &info);
+  } else {
+    slot->handle = ret;
+  }
+  return finishPost(slot);
+}
+
+Result<Request> UcxEndpoint::send(const void* buffer, size_t length, Tag tag) {
+  detail::EngineLock lock(engine_);
+  if (closed_ || !failure_.isOk()) [[unlikely]] return usable(OpKind::kSend);
+  if (buffer == nullptr && length != 0) [[unlikely]] {
+    return argError(OpKind::kSend, strCat("null buffer with length ", length));
+  }
+  if ((tag & ~kUserTagMask) != 0) [[unlikely]] {
+    return argError(OpKind::kSend, strCat("tag ", hex(tag), " uses bits above the ", kTagBits,
+                                          " caller bits"));
+  }
+  return sendRaw(OpKind::kSend, buffer, length, send_base_ | tag);
+}
+
+Result<Request> UcxEndpoint::recv(void* buffer, size_t length, Tag tag, Tag mask) {
+  detail::EngineLock lock(engine_);
+  if (closed_ || !failure_.isOk()) [[unlikely]] return usable(OpKind::kRecv);
+  if (buffer == nullptr && length != 0) [[unlikely]] {
+    return argError(OpKind::kRecv, strCat("null buffer with length ", length));
+  }
+  if ((tag & mask & ~kUserTagMask) != 0) [[unlikely]] {
+    return argError(OpKind::kRecv, strCat("tag ", hex(tag), " uses bits above the ", kTagBits,
+                                          " caller bits"));
+  }
+  return recvRaw(OpKind::kRecv, buffer, length, recv_base_ | (tag & kUserTagMask),
+                 kKindMask | kRankMask | (mask & kUserTagMask));
+}
+
+Result<Request> UcxEndpoint::flush() {
+  detail::EngineLock lock(engine_);
+  if (closed_ || !failure_.isOk()) [[unlikely]] return usable(OpKind::kFlush);
+  RequestSlot* slot = pool_.acquire(OpKind::kFlush, &posted_, this);
+  if (slot == nullptr) return pool_.exhausted(OpKind::kFlush);
+  ucp_request_param_t p = sendParams(slot, sendCallback);
+  track(slot, ucp_ep_flush_nbx(ep_, &p));
+  return finishPost(slot);
+}
+
+Status UcxEndpoint::closeUcpEndpoint(Deadline deadline, bool force) {
+  auto* op = new CloseOp;
+  ucs_status_ptr_t ret;
+  {
+    detail::EngineLock lock(engine_);
+    ucp_request_param_t p;
+    p.op_attr_mask =
+        UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
+    p.flags = force ? UCP_EP_CLOSE_FLAG_FORCE : 0;
+    p.cb.send = closeCallback;
+    p.user_data = op;
+    ret = ucp_ep_close_nbx(ep_, &p);
+    ep_ = nullptr;
+  }
+  if (ret == nullptr || UCS_PTR_IS_ERR(ret)) {
+    delete op;
+    // A failed peer makes a graceful close fail too; the endpoint is gone either way.
+    if (ret == nullptr || !failure_.isOk() || isPeerError(UCS_PTR_STATUS(ret))) {
+      return Status::ok();
+    }
+    return ucxError(UCS_PTR_STATUS(ret), strCat("close of ", describe()));
+  }
+  if (!engine_.waitUntil([&] { return op->done; }, deadline)) {
+    detail::EngineLock lock(engine_);
+    if (!op->done) {
+      op->abandoned = true;
+      return WEFT_ERROR(StatusCode::kTimeout, "close of ", describe(),
+                        ": outstanding operations did not finish before the deadline "
+                        "(closed anyway)");
+    }
+  }
+  const ucs_status_t st = op->status;
+  delete op;
+  if (st != UCS_OK && !isPeerError(st) && st != UCS_ERR_CANCELED) {
+    return ucxError(st, strCat("close of ", describe()));
+  }
+  return Status::ok();
+}
+
+Status UcxEndpoint::close(Deadline deadline) {
+  bool force = false;
+  {
+    detail::EngineLock lock(engine_);
+    if (closed_) return Status::ok();
+    closed_ = true;
+    pool_.forEach(recvs_, [&](RequestSlot* s) {
+      s->forced = WEFT_ERROR(StatusCode::kCanceled, opKindName(s->op), " canceled: ",
+                             describe(), " was closed");
+      if (s->handle != nullptr) ucp_request_cancel(state_->worker(), s->handle);
+    });
+    destroyRkeys();
+    force = !failure_.isOk();
+  }
+  Status st = closeUcpEndpoint(deadline, force);
+  detail::EngineLock lock(engine_);
+  state_->releasePeer(peer_);
+  return st;
+}
+
+}  // namespace weft::transport::ucx

@@ -1,0 +1,248 @@
+// UCX (UCP) backend internals. Nothing outside transport/ includes this header.
+//
+// Object graph: UcxContext (the public Context) owns a shared_ptr<UcxState>; every
+// UcxEndpoint, UcxListener and UcxMemoryRegion holds another, so the UCP context and
+// worker live until the last of them is gone. UcxState is the EventSource of the
+// Context's ProgressEngine and owns the RequestPool.
+//
+// Threads: every UCP call happens with the engine lock held (a no-op unless the Context
+// is thread-safe); UCP callbacks run inside ucp_worker_progress, i.e. with the lock held,
+// and never take it.
+#pragma once
+
+#include <ucp/api/ucp.h>
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <set>
+#include <source_location>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.h"
+#include "transport/api/context.h"
+#include "transport/core/options.h"
+#include "transport/core/progress_engine.h"
+#include "transport/core/request_pool.h"
+
+namespace weft::transport::ucx {
+
+// UCP tag layout (64 bits):
+//   63..62  kind: 0 caller message, 1 putNotify notification, 2 connection control
+//   61..40  sender rank (22 bits): a receive matches one peer only
+//   39..0   caller tag (40 bits) / control: 39..32 control type, 31..0 nonce
+inline constexpr int kTagBits = 40;
+inline constexpr int kRankBits = 22;
+inline constexpr int kMaxRank = (1 << kRankBits) - 1;
+inline constexpr uint64_t kUserTagMask = (uint64_t{1} << kTagBits) - 1;
+inline constexpr uint64_t kRankMask = uint64_t{kMaxRank} << kTagBits;
+inline constexpr uint64_t kKindMask = uint64_t{3} << 62;
+inline constexpr uint64_t kKindUser = uint64_t{0} << 62;
+inline constexpr uint64_t kKindNotify = uint64_t{1} << 62;
+inline constexpr uint64_t kKindControl = uint64_t{2} << 62;
+inline constexpr uint64_t kControlTypeShift = 32;
+inline constexpr uint64_t kControlHello = 1;
+inline constexpr uint64_t kControlHelloReply = 2;
+
+inline uint64_t rankBits(int rank) { return static_cast<uint64_t>(rank) << kTagBits; }
+
+// "<what>: <ucs text> (ucs status N)" with the StatusCode matching the UCS error.
+Status ucxError(ucs_status_t status, std::string_view what,
+                std::source_location where = std::source_location::current());
+StatusCode ucxCode(ucs_status_t status);
+// True for statuses that mean the peer or the connection is gone.
+bool isPeerError(ucs_status_t status);
+
+class UcxEndpoint;
+
+class UcxState final : public detail::EventSource {
+ public:
+  UcxState(const ContextOptions& options, const ResolvedOptions& resolved);
+  ~UcxState() override;
+  UcxState(const UcxState&) = delete;
+  UcxState& operator=(const UcxState&) = delete;
+
+  // Reads the UCX configuration, creates the UCP context and worker, the event fd.
+  Status init(const ContextOptions& options);
+
+  unsigned pollEvents() override;
+  bool armEvents() override;
+  int eventFd() const override { return efd_; }
+  void wakeUp() override;
+
+  // An endpoint's error callback fired: failPending() runs after the progress round.
+  void queueFailed(UcxEndpoint* ep) { failed_.push_back(ep); }
+  // An endpoint goes away: forget queued failure work for it.
+  void forget(UcxEndpoint* ep);
+  // One endpoint per peer rank: claims `peer` (false if already connected).
+  bool claimPeer(int peer) { return peers_.insert(peer).second; }
+  void releasePeer(int peer) { peers_.erase(peer); }
+
+  // Endpoints ask UCX for peer error handling (WEFT_UCX_ERROR_HANDLING).
+  bool peerErrors() const { return peer_errors_; }
+  ucp_context_h ucpContext() const { return context_; }
+  ucp_worker_h worker() const { return worker_; }
+  int rank() const { return rank_; }
+  const std::string& workerAddress() const { return worker_address_; }
+  const Capabilities& caps() const { return caps_; }
+  uint64_t nextRegionId() { return next_region_id_++; }
+  uint32_t nextNonce();
+  detail::ProgressEngine& engine() { return engine_; }
+  detail::RequestPool& pool() { return pool_; }
+  // "ucx rank R" for messages.
+  std::string name() const;
+
+ private:
+  Status readConfig(const ContextOptions& options, ucp_config_t* config);
+  void fillCapabilities(const ContextOptions& options);
+
+  int rank_;
+  ucp_context_h context_ = nullptr;
+  ucp_worker_h worker_ = nullptr;
+  int efd_ = -1;
+  std::string worker_address_;
+  Capabilities caps_;
+  std::set<int> peers_;
+  std::vector<UcxEndpoint*> failed_;
+  std::atomic<uint64_t> next_region_id_{1};
+  uint32_t nonce_ = 0;
+  bool peer_errors_ = true;
+  detail::ProgressEngine engine_;
+  detail::RequestPool pool_;
+};
+
+using StatePtr = std::shared_ptr<UcxState>;
+
+// A verified, unpacked remote key cached per endpoint.
+struct CachedRkey {
+  uint64_t region_id;
+  uint64_t checksum;
+  uint64_t address;
+  uint64_t length;
+  ucp_rkey_h rkey;
+};
+
+class UcxEndpoint final : public Endpoint {
+ public:
+  // Creates the UCP endpoint from `params` (error handling fields are added here).
+  static Result<std::unique_ptr<UcxEndpoint>> create(StatePtr state, int peer,
+                                                     ucp_ep_params_t params,
+                                                     std::string how);
+  ~UcxEndpoint() override;
+
+  int peerRank() const override { return peer_; }
+  std::string describe() const override;
+  Status health() const override;
+
+  Result<Request> send(const void* buffer, size_t length, Tag tag) override;
+  Result<Request> recv(void* buffer, size_t length, Tag tag, Tag mask) override;
+  Result<Request> put(const void* source, size_t length, const RemoteKey& key,
+                      uint64_t offset) override;
+  Result<Request> get(void* destination, size_t length, const RemoteKey& key,
+                      uint64_t offset) override;
+  Result<Request> putNotify(const void* source, size_t length, const RemoteKey& key,
+                            uint64_t offset, uint64_t immediate) override;
+  Result<Request> recvNotify() override;
+  Result<Request> fetchAdd(const RemoteKey& key, uint64_t offset, uint64_t addend) override;
+  Result<Request> compareSwap(const RemoteKey& key, uint64_t offset, uint64_t expected,
+                              uint64_t desired) override;
+  Result<Request> flush() override;
+  Status close(Deadline deadline) override;
+
+  // Connection control messages (listener handshake). Lock held.
+  Result<Request> sendRaw(OpKind op, const void* buffer, size_t length, uint64_t ucp_tag);
+  Result<Request> recvRaw(OpKind op, void* buffer, size_t length, uint64_t ucp_tag,
+                          uint64_t ucp_mask);
+
+  // UCP callbacks (lock held).
+  void onPeerError(ucs_status_t status);
+  void failPending();
+  void onSendDone(detail::RequestSlot* slot, ucs_status_t status);
+  void onRecvDone(detail::RequestSlot* slot, ucs_status_t status,
+                  const ucp_tag_recv_info_t* info);
+  void onNotifyFlushed(detail::RequestSlot* slot, ucs_status_t status);
+
+ private:
+  UcxEndpoint(StatePtr state, int peer, std::string how);
+  Status usable(OpKind op) const;
+  Status argError(OpKind op, std::string_view what) const;
+  // Validates key + [offset, offset + length) and returns the unpacked rkey (cached).
+  Result<ucp_rkey_h> remoteAccess(OpKind op, const RemoteKey& key, uint64_t offset,
+                                  size_t length);
+  Result<ucp_rkey_h> unpackKey(OpKind op, const RemoteKey& key);
+  // Turns the result of a *_nbx call into the slot's fate (completed now or pending).
+  void track(detail::RequestSlot* slot, ucs_status_ptr_t ret);
+  Status statusFor(const detail::RequestSlot* slot, ucs_status_t status) const;
+  Result<Request> postAtomic(OpKind op, ucp_atomic_op_t opcode, const RemoteKey& key,
+                             uint64_t offset, uint64_t operand, uint64_t reply_in);
+  Result<Request> finishPost(detail::RequestSlot* slot);
+  void postNotification(detail::RequestSlot* slot);
+  void destroyRkeys();
+  Status closeUcpEndpoint(Deadline deadline, bool force);
+
+  StatePtr state_;
+  detail::RequestPool& pool_;
+  detail::ProgressEngine& engine_;
+  ucp_ep_h ep_ = nullptr;
+  int peer_;
+  std::string how_;            // "store" / "client of host:port" / "accepted from host:port"
+  bool closed_ = false;
+  bool never_created_ = false;  // ucp_ep_create failed: the destructor has nothing to do
+  Status failure_;             // sticky peer failure
+  uint64_t send_base_;         // kKindUser | my rank
+  uint64_t recv_base_;         // kKindUser | peer rank
+  detail::RequestList posted_;  // operations on the UCP endpoint
+  detail::RequestList recvs_;   // worker-level receives matching this peer
+  std::vector<CachedRkey> rkeys_;
+  size_t last_rkey_ = 0;
+};
+
+class UcxMemoryRegion final : public MemoryRegion {
+ public:
+  static Result<std::unique_ptr<MemoryRegion>> create(StatePtr state, void* address,
+                                                      size_t length, MemoryType type);
+  ~UcxMemoryRegion() override;
+  Status deregister() override;
+
+ private:
+  UcxMemoryRegion(StatePtr state, void* address, size_t length, MemoryType type)
+      : MemoryRegion(address, length, type), state_(std::move(state)) {}
+  StatePtr state_;
+  ucp_mem_h memh_ = nullptr;
+};
+
+class UcxListener final : public Listener {
+ public:
+  static Result<std::unique_ptr<Listener>> create(StatePtr state, const std::string& host_port);
+  ~UcxListener() override;
+  std::string address() const override { return address_; }
+  Result<std::unique_ptr<Endpoint>> accept(Deadline deadline) override;
+
+  void onConnRequest(ucp_conn_request_h request) { pending_.push_back(request); }
+
+ private:
+  explicit UcxListener(StatePtr state) : state_(std::move(state)) {}
+  Result<std::unique_ptr<Endpoint>> acceptOne(ucp_conn_request_h request, Deadline deadline);
+
+  StatePtr state_;
+  ucp_listener_h listener_ = nullptr;
+  std::string address_;
+  std::deque<ucp_conn_request_h> pending_;
+};
+
+// Client side of the listener handshake.
+Result<std::unique_ptr<Endpoint>> connectToListener(const StatePtr& state,
+                                                    const std::string& host_port,
+                                                    int peer_rank, Deadline deadline);
+// Store rendezvous.
+Result<std::unique_ptr<Endpoint>> connectThroughStore(const StatePtr& state, Store& store,
+                                                      int peer_rank, Deadline deadline);
+std::string addressKey(int rank);
+
+// The backend entry point used by openContext().
+Result<std::unique_ptr<Context>> openUcxContext(const ContextOptions& options);
+
+}  // namespace weft::transport::ucx

@@ -1,0 +1,141 @@
+// UcxMemoryRegion: ucp_mem_map registration and the packed rkey inside the RemoteKey.
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <ios>
+#include <sstream>
+
+#include "common/logging.h"
+#include "transport/ucx/ucx_internal.h"
+
+namespace weft::transport::ucx {
+namespace {
+
+std::string rangeText(const void* address, size_t length) {
+  std::ostringstream os;
+  os << "[" << address << "+" << length << ")";
+  return os.str();
+}
+
+// Checks that every page of [address, address + length) is mapped (mincore fails with
+// ENOMEM on a hole). UCX's shared-memory registration would accept any address.
+Status checkMapped(const void* address, size_t length) {
+  const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  uintptr_t begin = reinterpret_cast<uintptr_t>(address) & ~(page - 1);
+  const uintptr_t end = reinterpret_cast<uintptr_t>(address) + length;
+  if (end < reinterpret_cast<uintptr_t>(address)) {
+    return WEFT_ERROR(StatusCode::kInvalidArgument, "registerMemory: ",
+                      rangeText(address, length), " wraps around the address space");
+  }
+  constexpr size_t kPagesPerCall = 4096;
+  unsigned char vec[kPagesPerCall];
+  while (begin < end) {
+    const size_t pages = std::min<size_t>(kPagesPerCall, (end - begin + page - 1) / page);
+    if (::mincore(reinterpret_cast<void*>(begin), pages * page, vec) != 0) {
+      const int err = errno;
+      if (err == ENOMEM) {
+        return WEFT_ERROR(StatusCode::kInvalidArgument, "registerMemory: ",
+                          rangeText(address, length),
+                          " is not mapped memory of this process (no mapping at ",
+                          reinterpret_cast<void*>(begin), " or after it)")
+            .withHint("register memory the process allocated and still owns");
+      }
+      return WEFT_ERROR(StatusCode::kIoError, "registerMemory: mincore on ",
+                        rangeText(address, length), ": ", errnoString(err));
+    }
+    begin += pages * page;
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<MemoryRegion>> UcxMemoryRegion::create(StatePtr state, void* address,
+                                                              size_t length, MemoryType type) {
+  if (address == nullptr && length != 0) {
+    return WEFT_ERROR(StatusCode::kInvalidArgument, "registerMemory on ", state->name(),
+                      ": null address with length ", length);
+  }
+  if (type == MemoryType::kCuda && !state->caps().cuda_memory) {
+    return WEFT_ERROR(StatusCode::kNotSupported, "registerMemory on ", state->name(), ": ",
+                      rangeText(address, length), " is CUDA memory, but this UCX build (",
+                      state->caps().transports, ") has no CUDA memory support")
+        .withHint("use a UCX built with CUDA (ucx_info -d lists cuda_copy), or stage "
+                  "through host memory");
+  }
+  if (type == MemoryType::kHost && length > 0) {
+    Status st = checkMapped(address, length);
+    if (!st.isOk()) return st;
+  }
+  std::unique_ptr<UcxMemoryRegion> mr(new UcxMemoryRegion(state, address, length, type));
+  mr->registered_ = false;  // until mapped: a failure below needs no deregistration
+  if (length > 0) {
+    detail::EngineLock lock(state->engine());
+    ucp_mem_map_params_t mp{};
+    mp.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH |
+                    UCP_MEM_MAP_PARAM_FIELD_MEMORY_TYPE;
+    mp.address = address;
+    mp.length = length;
+    mp.memory_type = type == MemoryType::kCuda ? UCS_MEMORY_TYPE_CUDA : UCS_MEMORY_TYPE_HOST;
+    ucs_status_t st = ucp_mem_map(state->ucpContext(), &mp, &mr->memh_);
+    if (st != UCS_OK) {
+      Status err = ucxError(st, strCat("registerMemory on ", state->name(), ": ucp_mem_map of ",
+                                       rangeText(address, length)));
+      if (st == UCS_ERR_NO_MEMORY) {
+        err = err.withHint("locked memory limit too low? raise `ulimit -l`");
+      }
+      return err;
+    }
+    void* packed = nullptr;
+    size_t packed_len = 0;
+    st = ucp_rkey_pack(state->ucpContext(), mr->memh_, &packed, &packed_len);
+    if (st != UCS_OK) {
+      ucp_mem_unmap(state->ucpContext(), mr->memh_);
+      return ucxError(st, strCat("registerMemory on ", state->name(), ": ucp_rkey_pack of ",
+                                 rangeText(address, length)));
+    }
+    mr->key_.packed.assign(static_cast<const char*>(packed), packed_len);
+    ucp_rkey_buffer_release(packed);
+  }
+  mr->registered_ = true;
+  RemoteKey& k = mr->key_;
+  k.backend = "ucx";
+  k.owner_rank = state->rank();
+  k.region_id = state->nextRegionId();
+  k.address = reinterpret_cast<uintptr_t>(address);
+  k.length = length;
+  k.memory_type = type;
+  k.seal();
+  return std::unique_ptr<MemoryRegion>(std::move(mr));
+}
+
+UcxMemoryRegion::~UcxMemoryRegion() {
+  if (!registered_) return;
+  Status st = deregister();
+  if (!st.isOk()) {
+    WEFT_LOG(kWarn, "ucx") << "destroying a memory region: " << st;
+  }
+}
+
+Status UcxMemoryRegion::deregister() {
+  detail::EngineLock lock(state_->engine());
+  if (!registered_) {
+    return WEFT_ERROR(StatusCode::kInvalidArgument, "deregister on ", state_->name(),
+                      ": region ", key_.region_id, " ", rangeText(address_, length_),
+                      " was already deregistered")
+        .withHint("a region is deregistered once, by deregister() or by its destructor");
+  }
+  registered_ = false;
+  if (memh_ == nullptr) return Status::ok();
+  const ucs_status_t st = ucp_mem_unmap(state_->ucpContext(), memh_);
+  memh_ = nullptr;
+  if (st != UCS_OK) {
+    return ucxError(st, strCat("deregister on ", state_->name(), ": ucp_mem_unmap of region ",
+                               key_.region_id, " ", rangeText(address_, length_)));
+  }
+  return Status::ok();
+}
+
+}  // namespace weft::transport::ucx
