@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <map>
+#include <thread>
 
 #include "common/config.h"
 #include "common/logging.h"
@@ -249,6 +250,24 @@ Result<World> bootstrap(const BootInfo& info, Deadline deadline) {
   }
   WEFT_RETURN_IF_ERROR(st);
   return world;
+}
+
+World::~World() {
+  if (!store) return;
+  auto n = store->add("weft/world/exit", 1);
+  if (!server) return;
+  double timeout = config::getDouble("WEFT_TIMEOUT").valueOr(300.0);
+  Deadline deadline = Deadline::afterSeconds(timeout);
+  while (n.isOk() && *n < info.size && !deadline.expired()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    n = store->add("weft/world/exit", 0);
+  }
+  if (!n.isOk() || *n < info.size) {
+    WEFT_LOG(kWarn, "boot") << "rank " << info.rank << " stops the store server at "
+                            << info.store_addr << " while "
+                            << (n.isOk() ? info.size - *n : info.size)
+                            << " rank(s) have not finished: they lose the store";
+  }
 }
 
 Result<World> bootstrap(Deadline deadline) {

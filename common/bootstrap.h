@@ -45,7 +45,15 @@ struct BootInfo {
 Result<BootInfo> detectBootInfo(const EnvSource& env = EnvSource());
 
 // Everything a rank needs to talk to the others: its identity and a connected store.
+// Destroying a World counts this rank out under "weft/world/exit"; the rank that hosts the
+// store server keeps serving until every rank has counted out (or WEFT_TIMEOUT passes), so
+// that no rank loses the store because rank 0 finished first.
 struct World {
+  World() = default;
+  World(World&&) = default;
+  World& operator=(World&&) = default;
+  ~World();
+
   BootInfo info;
   std::shared_ptr<Store> store;
   std::unique_ptr<TcpStoreServer> server;  // set when this rank hosts the store

@@ -58,8 +58,8 @@ class Reducer {
   bool needsFinalize() const { return op_ == ReduceOp::kAvg; }
 
  private:
-  Reducer(DataType type, ReduceOp op, ReduceFn fn, FinalizeFn finalize)
-      : type_(type), op_(op), fn_(fn), finalize_(finalize) {}
+  Reducer(DataType type, ReduceOp op, ReduceFn fn, FinalizeFn finalizeFn)
+      : type_(type), op_(op), fn_(fn), finalize_(finalizeFn) {}
 
   DataType type_;
   ReduceOp op_;

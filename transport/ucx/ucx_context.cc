@@ -76,7 +76,7 @@ Status UcxState::readConfig(const ContextOptions& options, ucp_config_t* config)
   if (peer_errors_) {
     // Debian's UCX hides the shared-memory transports from endpoints that ask for peer
     // error handling unless they advertise it; they detect dead peers through keepalive.
-    WEFT_RETURN_IF_ERROR(set_default("ERROR_HANDLING", "y"));
+    WEFT_RETURN_IF_ERROR(set_default("MM_ERROR_HANDLING", "y"));
   }
   return Status::ok();
 }

@@ -203,6 +203,7 @@ void UcxEndpoint::onSendDone(RequestSlot* slot, ucs_status_t status) {
 void UcxEndpoint::onRecvDone(RequestSlot* slot, ucs_status_t status,
                              const ucp_tag_recv_info_t* info) {
   if (status == UCS_OK) {
+    fprintf(stderr, "DBG recv done slot %u tag %lx len %zu info %p\n", slot->index, info ? info->sender_tag : 0, info ? info->length : 0, (const void*)info);
     slot->bytes = info != nullptr ? info->length : 0;
     slot->tag = info != nullptr ? (info->sender_tag & kUserTagMask) : 0;
     pool_.complete(slot, Status::ok());
