@@ -74,7 +74,8 @@ Result<std::string> resolveProgram(const std::string& program, const std::string
     return WEFT_ERROR(StatusCode::kInvalidArgument, "spawn: empty program name");
   }
   if (program.find('/') != std::string::npos) return program;
-  std::string_view rest = path_var.empty() ? "/usr/local/bin:/usr/bin:/bin" : path_var;
+  std::string_view rest = path_var;
+  if (rest.empty()) rest = "/usr/local/bin:/usr/bin:/bin";
   while (true) {
     size_t colon = rest.find(':');
     std::string dir(rest.substr(0, colon));

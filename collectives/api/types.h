@@ -28,12 +28,16 @@ inline constexpr std::array<DataType, kNumDataTypes> kAllDataTypes = {
     DataType::kI8,  DataType::kU8,  DataType::kI32,  DataType::kU32, DataType::kI64,
     DataType::kU64, DataType::kF16, DataType::kBF16, DataType::kF32, DataType::kF64};
 inline constexpr std::array<ReduceOp, kNumReduceOps> kAllReduceOps = {
-    ReduceOp::kSum, ReduceOp::kProd, ReduceOp::kMin,  ReduceOp::kMax,
+    ReduceOp::kSum, ReduceOp::kProd, ReduceOp::kMin, ReduceOp::kMax,
     ReduceOp::kAvg, ReduceOp::kBand, ReduceOp::kBor, ReduceOp::kBxor};
 
 // False for values outside the enumerators (e.g. a corrupted wire field).
-constexpr bool isValid(DataType t) { return static_cast<size_t>(t) < kNumDataTypes; }
-constexpr bool isValid(ReduceOp op) { return static_cast<size_t>(op) < kNumReduceOps; }
+constexpr bool isValid(DataType t) {
+  return static_cast<size_t>(t) < kNumDataTypes;
+}
+constexpr bool isValid(ReduceOp op) {
+  return static_cast<size_t>(op) < kNumReduceOps;
+}
 
 // Bytes per element; 0 for an invalid type.
 constexpr size_t sizeOf(DataType t) {
@@ -53,10 +57,11 @@ constexpr size_t sizeOf(DataType t) {
 }
 
 constexpr bool isFloat(DataType t) {
-  return t == DataType::kF16 || t == DataType::kBF16 || t == DataType::kF32 ||
-         t == DataType::kF64;
+  return t == DataType::kF16 || t == DataType::kBF16 || t == DataType::kF32 || t == DataType::kF64;
 }
-constexpr bool isInteger(DataType t) { return isValid(t) && !isFloat(t); }
+constexpr bool isInteger(DataType t) {
+  return isValid(t) && !isFloat(t);
+}
 constexpr bool isBitwise(ReduceOp op) {
   return op == ReduceOp::kBand || op == ReduceOp::kBor || op == ReduceOp::kBxor;
 }

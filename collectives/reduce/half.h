@@ -56,7 +56,9 @@ inline uint16_t floatToHalf(float f) {
   return static_cast<uint16_t>(sign | q);
 }
 
-inline float bf16ToFloat(uint16_t h) { return std::bit_cast<float>(static_cast<uint32_t>(h) << 16); }
+inline float bf16ToFloat(uint16_t h) {
+  return std::bit_cast<float>(static_cast<uint32_t>(h) << 16);
+}
 
 inline uint16_t floatToBf16(float f) {
   const uint32_t x = std::bit_cast<uint32_t>(f);

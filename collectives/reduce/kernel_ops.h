@@ -67,31 +67,45 @@ V fromBits(B bits) {
 
 struct Add {
   template <class V>
-  static V apply(V a, V b) { return a + b; }
+  static V apply(V a, V b) {
+    return a + b;
+  }
 };
 struct Mul {
   template <class V>
-  static V apply(V a, V b) { return a * b; }
+  static V apply(V a, V b) {
+    return a * b;
+  }
 };
 struct IntMin {
   template <class V>
-  static V apply(V a, V b) { return a < b ? a : b; }
+  static V apply(V a, V b) {
+    return a < b ? a : b;
+  }
 };
 struct IntMax {
   template <class V>
-  static V apply(V a, V b) { return a > b ? a : b; }
+  static V apply(V a, V b) {
+    return a > b ? a : b;
+  }
 };
 struct BitAnd {
   template <class V>
-  static V apply(V a, V b) { return a & b; }
+  static V apply(V a, V b) {
+    return a & b;
+  }
 };
 struct BitOr {
   template <class V>
-  static V apply(V a, V b) { return a | b; }
+  static V apply(V a, V b) {
+    return a | b;
+  }
 };
 struct BitXor {
   template <class V>
-  static V apply(V a, V b) { return a ^ b; }
+  static V apply(V a, V b) {
+    return a ^ b;
+  }
 };
 
 // ---- Operators (floats): every NaN result is the canonical quiet NaN ----------------------
@@ -103,11 +117,15 @@ V canonicalNan(V r) {
 
 struct FloatAdd {
   template <class V>
-  static V apply(V a, V b) { return canonicalNan(a + b); }
+  static V apply(V a, V b) {
+    return canonicalNan(a + b);
+  }
 };
 struct FloatMul {
   template <class V>
-  static V apply(V a, V b) { return canonicalNan(a * b); }
+  static V apply(V a, V b) {
+    return canonicalNan(a * b);
+  }
 };
 // NaN if either input is NaN; min(-0, +0) = -0 (the OR of the bits of two equal values).
 struct FloatMin {
@@ -128,38 +146,45 @@ struct FloatMax {
   }
 };
 
-// ---- Lanes: how one step loads and stores elements ----------------------------------------
-// A lane has Elem (the stored type), Value (what the operators see), kCount (elements per
-// step), load(const std::byte*) and store(std::byte*, Value). Any alignment is fine.
+// ---- Lanes: how one step reads, combines and writes elements ------------------------------
+// A lane has Elem (the stored type), kCount (elements per step) and
+// apply<Op>(out, a, b) for one step. Any alignment is fine.
+
+// For lanes with load() and store(): load both operands, combine, store.
+template <class Lane>
+struct LoadCombineStore {
+  template <class Op>
+  static void apply(std::byte* out, const std::byte* a, const std::byte* b) {
+    Lane::store(out, Op::apply(Lane::load(a), Lane::load(b)));
+  }
+};
 
 template <class T>
-struct ScalarLane {
+struct ScalarLane : LoadCombineStore<ScalarLane<T>> {
   using Elem = T;
-  using Value = T;
   static constexpr size_t kCount = 1;
-  static Value load(const std::byte* p) {
+  static T load(const std::byte* p) {
     T v;
     std::memcpy(&v, p, sizeof v);
     return v;
   }
-  static void store(std::byte* p, Value v) { std::memcpy(p, &v, sizeof v); }
+  static void store(std::byte* p, T v) { std::memcpy(p, &v, sizeof v); }
 };
 
 // f16 and bf16 are combined in f32.
 template <float (*kToFloat)(uint16_t), uint16_t (*kFromFloat)(float)>
-struct ScalarHalfLane {
+struct ScalarHalfLane : LoadCombineStore<ScalarHalfLane<kToFloat, kFromFloat>> {
   using Elem = uint16_t;
-  using Value = float;
   static constexpr size_t kCount = 1;
-  static Value load(const std::byte* p) { return kToFloat(ScalarLane<uint16_t>::load(p)); }
-  static void store(std::byte* p, Value v) { ScalarLane<uint16_t>::store(p, kFromFloat(v)); }
+  static float load(const std::byte* p) { return kToFloat(ScalarLane<uint16_t>::load(p)); }
+  static void store(std::byte* p, float v) { ScalarLane<uint16_t>::store(p, kFromFloat(v)); }
 };
 using ScalarF16Lane = ScalarHalfLane<&halfToFloat, &floatToHalf>;
 using ScalarBf16Lane = ScalarHalfLane<&bf16ToFloat, &floatToBf16>;
 
 // W bytes of T per step.
 template <class T, size_t W>
-struct VecLane {
+struct VecLane : LoadCombineStore<VecLane<T, W>> {
   using Elem = T;
   using Value = Vec<T, W>;
   static constexpr size_t kCount = W / sizeof(T);
@@ -171,25 +196,31 @@ struct VecLane {
   static void store(std::byte* p, Value v) { std::memcpy(p, &v, sizeof v); }
 };
 
-// bf16 widened to a W-byte vector of f32; the same bit operations as floatToBf16().
+// bf16, W bytes per step and no shuffles: each 32-bit word holds two elements, the low one
+// widening to word << 16 and the high one to word & 0xFFFF0000. Both are combined in f32 and
+// rounded with the bit operations of floatToBf16(); the two rounded halves make the word.
 template <size_t W>
-struct Bf16VecLane {
+struct Bf16PairLane {
   using Elem = uint16_t;
-  using Value = Vec<float, W>;
-  using Wide = Vec<uint32_t, W>;
-  using Narrow = Vec<uint16_t, W / 2>;
-  static constexpr size_t kCount = W / sizeof(float);
+  using Words = Vec<uint32_t, W>;
+  using Floats = Vec<float, W>;
+  static constexpr size_t kCount = W / sizeof(uint16_t);
+  static constexpr uint32_t kHigh = 0xFFFF0000u;
 
-  static Value load(const std::byte* p) {
-    const Narrow h = VecLane<uint16_t, W / 2>::load(p);
-    return fromBits<Value>(__builtin_convertvector(h, Wide) << 16);
+  template <class Op>
+  static void apply(std::byte* out, const std::byte* a, const std::byte* b) {
+    const Words x = VecLane<uint32_t, W>::load(a);
+    const Words y = VecLane<uint32_t, W>::load(b);
+    const Words lo = roundedHigh(Op::apply(widen(x << 16), widen(y << 16)));
+    const Words hi = roundedHigh(Op::apply(widen(x & kHigh), widen(y & kHigh)));
+    VecLane<uint32_t, W>::store(out, (lo >> 16) | (hi & kHigh));
   }
-  static void store(std::byte* p, Value v) {
-    const Wide x = toBits(v);
-    const Wide quietNan = (x >> 16) | 0x40u;
-    const Wide rounded = (x + 0x7FFFu + ((x >> 16) & 1u)) >> 16;
-    const Wide r = v != v ? quietNan : rounded;
-    VecLane<uint16_t, W / 2>::store(p, __builtin_convertvector(r, Narrow));
+
+  static Floats widen(Words w) { return fromBits<Floats>(w); }
+  // The bf16 nearest to v (ties to even; NaN made quiet) in the high 16 bits of each word.
+  static Words roundedHigh(Floats v) {
+    const Words bits = toBits(v);
+    return v != v ? (bits | 0x00400000u) : bits + 0x7FFFu + ((bits >> 16) & 1u);
   }
 };
 
@@ -206,11 +237,11 @@ void applyKernel(void* out, const void* a, const void* b, size_t count) {
   size_t i = 0;
   for (; i + Lane::kCount <= count; i += Lane::kCount) {
     const size_t at = i * kElem;
-    Lane::store(o + at, Op::apply(Lane::load(x + at), Lane::load(y + at)));
+    Lane::template apply<Op>(o + at, x + at, y + at);
   }
   for (; i < count; ++i) {
     const size_t at = i * kElem;
-    Tail::store(o + at, Op::apply(Tail::load(x + at), Tail::load(y + at)));
+    Tail::template apply<Op>(o + at, x + at, y + at);
   }
 }
 
@@ -253,8 +284,7 @@ void fillKernelTable(KernelTable& table) {
   fillFloatKernels<typename Isa::F16, ScalarF16Lane>(table, DataType::kF16);
   fillFloatKernels<typename Isa::Bf16, ScalarBf16Lane>(table, DataType::kBF16);
   fillFloatKernels<typename Isa::template Plain<float>, ScalarLane<float>>(table, DataType::kF32);
-  fillFloatKernels<typename Isa::template Plain<double>, ScalarLane<double>>(table,
-                                                                             DataType::kF64);
+  fillFloatKernels<typename Isa::template Plain<double>, ScalarLane<double>>(table, DataType::kF64);
 }
 
 }  // namespace

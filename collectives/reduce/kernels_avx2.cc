@@ -27,7 +27,7 @@ namespace weft::coll::detail {
 namespace {
 
 // f16 through F16C: 8 halves <-> 8 floats, rounding to nearest even (imm 0).
-struct F16Avx2Lane {
+struct F16Avx2Lane : LoadCombineStore<F16Avx2Lane> {
   using Elem = uint16_t;
   using Value = __m256;
   static constexpr size_t kCount = 8;
@@ -43,10 +43,12 @@ struct Avx2Isa {
   template <class T>
   using Plain = VecLane<T, 32>;
   using F16 = F16Avx2Lane;
-  using Bf16 = Bf16VecLane<32>;
+  using Bf16 = Bf16PairLane<32>;
 };
 
-void fillAvx2Table(KernelTable& table) { fillKernelTable<Avx2Isa>(table); }
+void fillAvx2Table(KernelTable& table) {
+  fillKernelTable<Avx2Isa>(table);
+}
 
 }  // namespace
 }  // namespace weft::coll::detail
@@ -59,7 +61,9 @@ void fillAvx2Table(KernelTable& table) { fillKernelTable<Avx2Isa>(table); }
 
 namespace weft::coll::detail {
 
-void fillAvx2Kernels(KernelTable& table) { fillAvx2Table(table); }
+void fillAvx2Kernels(KernelTable& table) {
+  fillAvx2Table(table);
+}
 
 }  // namespace weft::coll::detail
 

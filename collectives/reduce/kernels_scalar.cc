@@ -23,6 +23,8 @@ struct ScalarIsa {
 
 }  // namespace
 
-void fillScalarKernels(KernelTable& table) { fillKernelTable<ScalarIsa>(table); }
+void fillScalarKernels(KernelTable& table) {
+  fillKernelTable<ScalarIsa>(table);
+}
 
 }  // namespace weft::coll::detail

@@ -24,8 +24,7 @@ bool cpuSupports(KernelIsa isa) {
   __builtin_cpu_init();  // may run before libgcc's own constructor
   switch (isa) {
     case KernelIsa::kScalar: return true;
-    case KernelIsa::kAvx2:
-      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+    case KernelIsa::kAvx2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
     case KernelIsa::kAvx512:
       return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
              __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
@@ -127,8 +126,7 @@ constexpr std::array<FinalizeFn, kNumDataTypes> kAvgFinalizers = {
 
 Status checkBuffer(const char* what, const void* p, size_t count) {
   if (count > 0 && p == nullptr) {
-    return WEFT_ERROR(StatusCode::kInvalidArgument, what, ": null buffer for ", count,
-                      " elements");
+    return WEFT_ERROR(StatusCode::kInvalidArgument, what, ": null buffer for ", count, " elements");
   }
   return Status::ok();
 }
@@ -154,8 +152,7 @@ Status reduce(DataType type, ReduceOp op, void* inout, const void* in, size_t co
   return reduce(type, op, inout, inout, in, count);
 }
 
-Status reduce(DataType type, ReduceOp op, void* out, const void* a, const void* b,
-              size_t count) {
+Status reduce(DataType type, ReduceOp op, void* out, const void* a, const void* b, size_t count) {
   WEFT_ASSIGN_OR_RETURN(const Reducer reducer, Reducer::create(type, op));
   for (const void* p : {static_cast<const void*>(out), a, b}) {
     WEFT_RETURN_IF_ERROR(checkBuffer("reduce", p, count));
@@ -186,20 +183,26 @@ std::string_view toString(KernelIsa isa) {
   return "invalid";
 }
 
+std::ostream& operator<<(std::ostream& os, KernelIsa isa) {
+  return os << toString(isa);
+}
+
 KernelIsa bestKernelIsa() {
   static const KernelIsa best = cpuSupports(KernelIsa::kAvx512) ? KernelIsa::kAvx512
-                                : cpuSupports(KernelIsa::kAvx2)  ? KernelIsa::kAvx2
-                                                                 : KernelIsa::kScalar;
+                                : cpuSupports(KernelIsa::kAvx2) ? KernelIsa::kAvx2
+                                                                : KernelIsa::kScalar;
   return best;
 }
 
-KernelIsa kernelIsa() { return activeIsa().load(std::memory_order_relaxed); }
+KernelIsa kernelIsa() {
+  return activeIsa().load(std::memory_order_relaxed);
+}
 
 Status setKernelIsa(KernelIsa isa) {
   if (static_cast<size_t>(isa) >= kNumIsas || !cpuSupports(isa)) {
-    return WEFT_ERROR(StatusCode::kNotSupported, "reduce: kernels for ", toString(isa),
-                      " need CPU features this machine lacks (best here: ",
-                      toString(bestKernelIsa()), ")");
+    return WEFT_ERROR(
+        StatusCode::kNotSupported, "reduce: kernels for ", toString(isa),
+        " need CPU features this machine lacks (best here: ", toString(bestKernelIsa()), ")");
   }
   activeIsa().store(isa, std::memory_order_relaxed);
   return Status::ok();

@@ -24,6 +24,7 @@
 #pragma once
 
 #include <cstddef>
+#include <ostream>
 #include <string_view>
 
 #include "collectives/api/types.h"
@@ -69,13 +70,13 @@ class Reducer {
 
 // One-off forms of the Reducer methods; they validate type, op and n on every call.
 Status reduce(DataType type, ReduceOp op, void* inout, const void* in, size_t count);
-Status reduce(DataType type, ReduceOp op, void* out, const void* a, const void* b,
-              size_t count);
+Status reduce(DataType type, ReduceOp op, void* out, const void* a, const void* b, size_t count);
 Status finalizeReduce(DataType type, ReduceOp op, void* inout, size_t count, size_t n);
 
 // Instruction sets the kernels exist for, from slowest to fastest.
 enum class KernelIsa : uint8_t { kScalar, kAvx2, kAvx512 };
 std::string_view toString(KernelIsa isa);
+std::ostream& operator<<(std::ostream& os, KernelIsa isa);
 
 // The best instruction set this CPU (and this build) supports.
 KernelIsa bestKernelIsa();

@@ -109,8 +109,9 @@ class FileStore final : public Store {
     std::vector<std::string> keys{std::string(key)};
     while (true) {
       WEFT_RETURN_IF_ERROR(waitFor(keys, deadline, "get"));
-      WEFT_ASSIGN_OR_RETURN(auto value, readKey(key, "get"));
-      if (value.has_value()) return std::move(*value);
+      std::string value;
+      WEFT_ASSIGN_OR_RETURN(bool found, readKey(key, "get", &value));
+      if (found) return value;
       // Erased between the wait and the read: wait again.
     }
   }
@@ -121,8 +122,9 @@ class FileStore final : public Store {
 
   Result<int64_t> add(std::string_view key, int64_t delta) override {
     WEFT_ASSIGN_OR_RETURN(FileLock lock, lockDir("add"));
-    WEFT_ASSIGN_OR_RETURN(auto value, readKey(key, "add"));
-    WEFT_ASSIGN_OR_RETURN(int64_t current, parseCounter(value.value_or(""), key, describe()));
+    std::string value;
+    WEFT_RETURN_IF_ERROR(readKey(key, "add", &value).status());
+    WEFT_ASSIGN_OR_RETURN(int64_t current, parseCounter(value, key, describe()));
     WEFT_ASSIGN_OR_RETURN(int64_t sum, addCounter(current, delta, key, describe()));
     WEFT_RETURN_IF_ERROR(writeKey(key, std::to_string(sum), "add"));
     return sum;
@@ -131,8 +133,8 @@ class FileStore final : public Store {
   Result<std::string> compareSet(std::string_view key, std::string_view expected,
                                  std::string_view desired) override {
     WEFT_ASSIGN_OR_RETURN(FileLock lock, lockDir("compareSet"));
-    WEFT_ASSIGN_OR_RETURN(auto value, readKey(key, "compareSet"));
-    std::string current = value.value_or("");
+    std::string current;  // stays "" for a missing key
+    WEFT_RETURN_IF_ERROR(readKey(key, "compareSet", &current).status());
     if (current != expected) return current;
     WEFT_RETURN_IF_ERROR(writeKey(key, desired, "compareSet"));
     return std::string(desired);
@@ -186,13 +188,13 @@ class FileStore final : public Store {
     return lock;
   }
 
-  // The value, or nullopt when the key does not exist.
-  Result<std::optional<std::string>> readKey(std::string_view key, std::string_view op) const {
+  // Reads the key's value into *value; false (and *value untouched) when it does not exist.
+  Result<bool> readKey(std::string_view key, std::string_view op, std::string* out) const {
     std::string path = pathOf(key);
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
       int err = errno;
-      if (err == ENOENT) return std::optional<std::string>();
+      if (err == ENOENT) return false;
       return ioError(op, key, "open", path, err);
     }
     FileLock closer(fd);
@@ -208,7 +210,8 @@ class FileStore final : public Store {
       }
       value.append(buf, static_cast<size_t>(n));
     }
-    return std::optional<std::string>(std::move(value));
+    *out = std::move(value);
+    return true;
   }
 
   Status writeKey(std::string_view key, std::string_view value, std::string_view op) {

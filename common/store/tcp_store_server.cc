@@ -34,7 +34,6 @@ using store_internal::UniqueFd;
 using store_wire::FrameReader;
 using store_wire::FrameWriter;
 using store_wire::Op;
-using Clock = Deadline::Clock;
 
 constexpr size_t kReadChunk = 256 * 1024;
 constexpr size_t kCompactThreshold = 1 << 20;

@@ -61,10 +61,14 @@ void failingRankScenario() {
   runRanks(
       3,
       [](RankEnv& env) {
-        if (env.rank == 1) {
+        if (env.rank == 0) {
+          ASSERT_TRUE(env.store->set("rank0-done", "1").isOk());
+        } else if (env.rank == 1) {
+          env.step("waiting for rank 0 to finish");  // so that it is not stopped too
+          ASSERT_TRUE(env.store->get("rank0-done", env.deadline).isOk());
           env.step("checking");
           ADD_FAILURE() << "deliberate failure in rank 1";
-        } else if (env.rank == 2) {
+        } else {
           env.step("hanging");
           ::pause();
         }
@@ -188,10 +192,14 @@ TEST(RankHarness, CrashIsReportedWithItsStepAndStopsTheOthers) {
         if (env.rank == 2) {
           rlimit no_core{0, 0};
           ::setrlimit(RLIMIT_CORE, &no_core);
+          // Crash only once the others recorded their last step.
+          ASSERT_TRUE(env.store->wait({"waiting/0", "waiting/1"}, env.deadline).isOk());
           env.step("about to crash");
+          ::signal(SIGSEGV, SIG_DFL);  // sanitizers catch it otherwise
           ::raise(SIGSEGV);
         }
         env.step("waiting for a key nobody sets");
+        ASSERT_TRUE(env.store->set(strCat("waiting/", env.rank), "1").isOk());
         (void)env.store->get("never-set", env.deadline);
       },
       opts);
@@ -215,7 +223,7 @@ TEST(RankHarness, CrashIsReportedWithItsStepAndStopsTheOthers) {
 TEST(RankHarness, HangIsReportedWithLastStep) {
   RankOptions opts;
   opts.report_failures = false;
-  opts.timeout_s = 2;
+  opts.timeout_s = 3;
   auto results = runRanks(
       2,
       [](RankEnv& env) {
@@ -229,7 +237,7 @@ TEST(RankHarness, HangIsReportedWithLastStep) {
   EXPECT_TRUE(results[0].ok()) << results[0].describe(opts.timeout_s);
   EXPECT_TRUE(results[1].timed_out);
   EXPECT_TRUE(containsText(results[1].describe(opts.timeout_s),
-                           "did not finish within 2 s; last step 'waiting for barrier' "
+                           "did not finish within 3 s; last step 'waiting for barrier' "
                            "(tests/multiproc/harness_test.cc:"));
 }
 
@@ -237,13 +245,14 @@ TEST(RankHarness, RankThatNeverReachesRunRanksIsReported) {
   if (isRankProcess()) return;  // a test that takes another path in its rank processes
   RankOptions opts;
   opts.report_failures = false;
-  auto results = runRanks(2, [](RankEnv&) {}, opts);
+  auto results = runRanks(
+      2, [](RankEnv&) {}, opts);
   ASSERT_EQ(results.size(), 2u);
   for (const auto& r : results) {
     EXPECT_TRUE(r.never_ran);
     EXPECT_FALSE(r.ok());
-    EXPECT_TRUE(containsText(r.describe(opts.timeout_s),
-                             "exited with status 0 without reaching runRanks"));
+    EXPECT_TRUE(
+        containsText(r.describe(opts.timeout_s), "exited with status 0 without reaching runRanks"));
   }
 }
 

@@ -45,6 +45,9 @@ class TransportConformance : public ::testing::TestWithParam<BackendConfig> {
     o.env = GetParam().env;
     return o;
   }
+  // The backend's capabilities under BackendConfig::env, probed in the calling process (for
+  // GTEST_SKIP before starting ranks).
+  Capabilities probeCapabilities() const;
 };
 
 // A rank's Context and its endpoints to every rank (itself included when `self`).
@@ -58,6 +61,13 @@ struct Mesh {
 // when self) through env.store. Fails the test (and throws) on error.
 Mesh openMesh(weft::testing::RankEnv& env, const BackendConfig& config, bool self = false,
               ContextOptions options = {});
+
+// A store barrier that keeps driving ctx's progress while it waits: peers' one-sided
+// operations may need this rank's progress (UCX emulates RMA / atomics with messages on
+// transports without hardware support, e.g. posix shared memory or tcp).
+void progressBarrier(weft::testing::RankEnv& env, Context& ctx, const std::string& name);
+
+inline void PrintTo(const BackendConfig& c, std::ostream* os) { *os << c.name; }
 
 // Deterministic byte pattern for (seed, index).
 inline unsigned char patternByte(uint64_t seed, size_t i) {

@@ -2,6 +2,7 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "tests/support/test_env.h"
 #include "tests/transport/conformance.h"
 
 namespace weft::transport::testing {
@@ -24,6 +25,26 @@ Mesh openMesh(weft::testing::RankEnv& env, const BackendConfig& config, bool sel
     m.eps[static_cast<size_t>(r)] = must(m.ctx->connect(*env.store, r, env.deadline), "connect");
   }
   return m;
+}
+
+Capabilities TransportConformance::probeCapabilities() const {
+  std::vector<std::unique_ptr<weft::testing::ScopedEnv>> env;
+  for (const auto& [k, v] : GetParam().env) {
+    env.push_back(std::make_unique<weft::testing::ScopedEnv>(k, v));
+  }
+  auto ctx = must(openContext(GetParam().backend, {}), "openContext (capability probe)");
+  return ctx->capabilities();
+}
+
+void progressBarrier(weft::testing::RankEnv& env, Context& ctx, const std::string& name) {
+  env.step(strCat("progress barrier '", name, "'"));
+  const std::string key = strCat("pbarrier/", name);
+  int64_t n = must(env.store->add(key, 1), "store add");
+  while (n < env.size) {
+    if (env.deadline.expired()) throw std::runtime_error("progress barrier " + name + " timed out");
+    ctx.waitForEvent(Deadline::after(std::chrono::milliseconds(2))).ignore();
+    n = must(env.store->add(key, 0), "store add");
+  }
 }
 
 void fillPattern(void* buffer, size_t length, uint64_t seed) {

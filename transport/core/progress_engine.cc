@@ -72,6 +72,7 @@ void ProgressEngine::waitForActivity(Deadline deadline) {
     if (now >= spin_until) break;
   }
   lock();
+  source_->onIdle();
   const bool armed = source_->armEvents();
   unlock();
   if (armed) napOnEventFd(deadline);
@@ -87,6 +88,7 @@ void ProgressEngine::threadMain() {
       unlock();
       continue;
     }
+    source_->onIdle();
     const bool armed = source_->armEvents();
     sleeping_.store(armed, std::memory_order_relaxed);
     unlock();

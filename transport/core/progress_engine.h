@@ -33,6 +33,9 @@ class EventSource {
   virtual int eventFd() const = 0;
   // Wakes a thread sleeping on eventFd(). Any thread, no lock.
   virtual void wakeUp() = 0;
+  // Called before the engine sleeps (lock held): periodic duties that must run even when
+  // no event arrives (peer liveness checks).
+  virtual void onIdle() {}
 };
 
 struct EngineOptions {
@@ -132,6 +135,7 @@ bool ProgressEngine::waitDriving(Pred& done, Deadline deadline) {
     lock();
     while (source_->pollEvents() > 0) {
     }
+    source_->onIdle();
     finished = done();
     const bool armed = !finished && source_->armEvents();
     unlock();

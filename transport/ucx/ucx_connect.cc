@@ -107,13 +107,18 @@ Result<std::unique_ptr<Endpoint>> connectThroughStore(const StatePtr& state, Sto
   if (peer_rank < 0 || peer_rank > kMaxRank) {
     return WEFT_ERROR(StatusCode::kInvalidArgument, what, ": rank outside [0, ", kMaxRank, "]");
   }
-  Status st = store.set(addressKey(state->rank()), state->workerAddress());
+  Status st = store.set(addressKey(state->rank()), state->addressRecord());
   if (!st.isOk()) return st.withContext(strCat(what, ": publishing our address"));
   Result<std::string> remote = store.get(addressKey(peer_rank), deadline);
   if (!remote.isOk()) {
     return remote.status().withContext(strCat(what, ": reading key ", addressKey(peer_rank),
                                               " from ", store.describe()));
   }
+  auto record = unpackAddress(*remote);
+  if (!record.isOk()) {
+    return record.status().withContext(strCat(what, ": key ", addressKey(peer_rank)));
+  }
+  const auto& [peer_id, worker_address] = *record;
   detail::EngineLock lock(state->engine());
   if (!state->claimPeer(peer_rank)) {
     return WEFT_ERROR(StatusCode::kInvalidArgument, what,
@@ -121,11 +126,14 @@ Result<std::unique_ptr<Endpoint>> connectThroughStore(const StatePtr& state, Sto
   }
   ucp_ep_params_t params{};
   params.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS;
-  params.address = reinterpret_cast<const ucp_address_t*>(remote->data());
+  params.address = reinterpret_cast<const ucp_address_t*>(worker_address.data());
   auto ep = UcxEndpoint::create(state, peer_rank, params, "store");
   if (!ep.isOk()) {
     state->releasePeer(peer_rank);
     return ep.status().withContext(what);
+  }
+  if (peer_id.host == state->identity().host && peer_id.pid != state->identity().pid) {
+    ep.value()->watchProcess(peer_id.pid, peer_id.start_time);
   }
   return std::unique_ptr<Endpoint>(std::move(ep).value());
 }

@@ -1,4 +1,5 @@
 // UcxState (UCP context + worker + progress) and UcxContext (the public Context).
+#include <algorithm>
 #include <cstdlib>
 #include <string>
 
@@ -23,6 +24,36 @@ std::string tlsDescription(const ContextOptions& options) {
   }
   const char* env = std::getenv("UCX_TLS");
   return env != nullptr ? strCat("UCX_TLS=", env) : std::string("UCX_TLS=all (default)");
+}
+
+// UCX connects client/server endpoints through a network transport only (the connection
+// manager carries just the network part of the worker address), so listen/connectAddress
+// need one in UCX_TLS. An unset list, "all" or an exclusion list ("^...") has one.
+bool tlsHasNetwork(const ContextOptions& options) {
+  std::string tls;
+  bool set = false;
+  for (const auto& [k, v] : options.backend_config) {
+    if (k == "TLS") {
+      tls = v;
+      set = true;
+    }
+  }
+  if (!set) {
+    const char* env = std::getenv("UCX_TLS");
+    if (env == nullptr) return true;
+    tls = env;
+  }
+  if (tls.empty() || tls[0] == '^') return true;
+  size_t pos = 0;
+  while (pos <= tls.size()) {
+    const size_t comma = std::min(tls.find(',', pos), tls.size());
+    const std::string t = tls.substr(pos, comma - pos);
+    for (const char* net : {"all", "tcp", "ib", "rc", "ud", "dc", "rdmacm", "sockcm"}) {
+      if (t.rfind(net, 0) == 0) return true;
+    }
+    pos = comma + 1;
+  }
+  return false;
 }
 
 struct UcpConfig {
@@ -70,6 +101,7 @@ Status UcxState::readConfig(const ContextOptions& options, ucp_config_t* config)
     return Status::ok();
   };
   WEFT_ASSIGN_OR_RETURN(double keepalive, config::getDouble("WEFT_UCX_KEEPALIVE"));
+  check_interval_ = std::chrono::nanoseconds(static_cast<int64_t>(keepalive * 1e9));
   WEFT_RETURN_IF_ERROR(set_default(
       "KEEPALIVE_INTERVAL", strCat(static_cast<int64_t>(keepalive * 1e6), "us")));
   WEFT_ASSIGN_OR_RETURN(peer_errors_, config::getBool("WEFT_UCX_ERROR_HANDLING"));
@@ -109,6 +141,8 @@ Status UcxState::init(const ContextOptions& options) {
   if (st != UCS_OK) return ucxError(st, "openContext(ucx): ucp_worker_get_address");
   worker_address_.assign(reinterpret_cast<const char*>(addr), addr_len);
   ucp_worker_release_address(worker_, addr);
+  identity_ = selfIdentity();
+  address_record_ = packAddress(identity_, worker_address_);
 
   st = ucp_worker_get_efd(worker_, &efd_);
   if (st != UCS_OK) {
@@ -143,12 +177,14 @@ void UcxState::fillCapabilities(const ContextOptions& options) {
   }
   caps_.dmabuf = false;
   caps_.blocking_wait = efd_ >= 0;
-  caps_.socket_connect = true;
+  caps_.socket_connect = tlsHasNetwork(options);
   caps_.store_connect = true;
 }
 
 unsigned UcxState::pollEvents() {
   unsigned n = ucp_worker_progress(worker_);
+  // Peer liveness every 1024 rounds (the check itself is rate-limited by time).
+  if ((++polls_ & 1023) == 0 && !watched_.empty()) checkPeers();
   while (!failed_.empty()) {
     UcxEndpoint* ep = failed_.back();
     failed_.pop_back();
@@ -198,7 +234,7 @@ class UcxContext final : public Context {
     return UcxMemoryRegion::create(state_, address, length, type);
   }
   Status publishAddress(Store& store) override {
-    Status st = store.set(addressKey(state_->rank()), state_->workerAddress());
+    Status st = store.set(addressKey(state_->rank()), state_->addressRecord());
     if (st.isOk()) return st;
     return st.withContext(
         strCat(state_->name(), ": publishing the worker address in ", store.describe()));
@@ -208,10 +244,12 @@ class UcxContext final : public Context {
     return connectThroughStore(state_, store, peer_rank, deadline);
   }
   Result<std::unique_ptr<Listener>> listen(const std::string& host_port) override {
+    WEFT_RETURN_IF_ERROR(socketSupport("listen", host_port));
     return UcxListener::create(state_, host_port);
   }
   Result<std::unique_ptr<Endpoint>> connectAddress(const std::string& host_port,
                                                    int peer_rank, Deadline deadline) override {
+    WEFT_RETURN_IF_ERROR(socketSupport("connectAddress", host_port));
     return connectToListener(state_, host_port, peer_rank, deadline);
   }
   unsigned progress() override { return state_->engine().progress(); }
@@ -225,6 +263,14 @@ class UcxContext final : public Context {
   }
 
  private:
+  Status socketSupport(std::string_view op, const std::string& host_port) const {
+    if (state_->caps().socket_connect) return Status::ok();
+    return WEFT_ERROR(StatusCode::kNotSupported, op, "(", host_port, ") on ", state_->name(),
+                      ": UCX client/server connections need a network transport, and ",
+                      state_->caps().transports, " has none")
+        .withHint("add tcp (or rc / rdmacm) to UCX_TLS, or connect through a Store");
+  }
+
   StatePtr state_;
 };
 

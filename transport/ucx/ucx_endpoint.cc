@@ -35,14 +35,15 @@ void sendCallback(void* request, ucs_status_t status, void* user_data) {
 
 void recvCallback(void* request, ucs_status_t status, const ucp_tag_recv_info_t* info,
                   void* user_data) {
+  // `info` lives inside the UCX request: use it before freeing the request.
   auto* slot = static_cast<RequestSlot*>(user_data);
-  ucp_request_free(request);
   if (auto* ep = static_cast<UcxEndpoint*>(slot->owner)) {
     ep->onRecvDone(slot, status, info);
   } else {
     slot->pool->complete(slot, status == UCS_OK ? Status::ok()
                                                 : ucxError(status, opKindName(slot->op)));
   }
+  ucp_request_free(request);
 }
 
 void errorCallback(void* arg, ucp_ep_h /*ep*/, ucs_status_t status) {
@@ -131,6 +132,7 @@ UcxEndpoint::~UcxEndpoint() {
     pool_.forEach(posted_, [&](RequestSlot* s) { pool_.orphan(s); });
     pool_.forEach(recvs_, [&](RequestSlot* s) { pool_.orphan(s); });
   }
+  if (peer_pid_ != 0) state_->unwatch(this);
   state_->forget(this);
 }
 
@@ -183,6 +185,38 @@ void UcxEndpoint::onPeerError(ucs_status_t status) {
   state_->queueFailed(this);
 }
 
+void UcxEndpoint::watchProcess(uint32_t pid, uint64_t start_time) {
+  peer_pid_ = pid;
+  peer_start_ = start_time;
+  state_->watch(this);
+}
+
+void UcxEndpoint::onPeerDeath() {
+  if (!failure_.isOk() || closed_) return;
+  failure_ = WEFT_ERROR(StatusCode::kPeerFailure, describe(), ": peer rank ", peer_, " (pid ",
+                        peer_pid_, " on this host) exited or was killed")
+                 .withHint("see the peer's log or exit status");
+  WEFT_LOG(kInfo, "ucx") << failure_.message();
+  failPending();
+  destroyRkeys();
+  abandonUcpEndpoint();
+}
+
+void UcxEndpoint::abandonUcpEndpoint() {
+  if (ep_ == nullptr) return;
+  auto* op = new CloseOp;
+  op->abandoned = true;  // nobody waits: the callback frees it
+  ucp_request_param_t p;
+  p.op_attr_mask =
+      UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
+  p.flags = UCP_EP_CLOSE_FLAG_FORCE;
+  p.cb.send = closeCallback;
+  p.user_data = op;
+  ucs_status_ptr_t ret = ucp_ep_close_nbx(ep_, &p);
+  ep_ = nullptr;
+  if (ret == nullptr || UCS_PTR_IS_ERR(ret)) delete op;
+}
+
 void UcxEndpoint::failPending() {
   auto fail = [&](RequestSlot* s) {
     s->forced = failure_.withContext(opKindName(s->op));
@@ -203,7 +237,6 @@ void UcxEndpoint::onSendDone(RequestSlot* slot, ucs_status_t status) {
 void UcxEndpoint::onRecvDone(RequestSlot* slot, ucs_status_t status,
                              const ucp_tag_recv_info_t* info) {
   if (status == UCS_OK) {
-    fprintf(stderr, "DBG recv done slot %u tag %lx len %zu info %p\n", slot->index, info ? info->sender_tag : 0, info ? info->length : 0, (const void*)info);
     slot->bytes = info != nullptr ? info->length : 0;
     slot->tag = info != nullptr ? (info->sender_tag & kUserTagMask) : 0;
     pool_.complete(slot, Status::ok());
@@ -314,6 +347,10 @@ Result<Request> UcxEndpoint::flush() {
 }
 
 Status UcxEndpoint::closeUcpEndpoint(Deadline deadline, bool force) {
+  {
+    detail::EngineLock lock(engine_);
+    if (ep_ == nullptr) return Status::ok();  // already dropped after a peer death
+  }
   auto* op = new CloseOp;
   ucs_status_ptr_t ret;
   {

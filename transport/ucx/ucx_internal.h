@@ -13,6 +13,7 @@
 #include <ucp/api/ucp.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -20,6 +21,7 @@
 #include <source_location>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common/result.h"
@@ -58,6 +60,19 @@ bool isPeerError(ucs_status_t status);
 
 class UcxEndpoint;
 
+// Who a process is, for liveness checks of peers on the same host (ucx_liveness.cc).
+struct ProcessIdentity {
+  std::string host;         // "<boot id>/<pid namespace>": equal means same host and namespace
+  uint32_t pid = 0;
+  uint64_t start_time = 0;  // /proc/<pid>/stat field 22: tells a reused pid apart
+};
+ProcessIdentity selfIdentity();
+// True when the process is gone: no /proc entry, a zombie, or another start time.
+bool processGone(uint32_t pid, uint64_t start_time);
+// The record published in the Store: identity + UCP worker address.
+std::string packAddress(const ProcessIdentity& id, const std::string& worker_address);
+Result<std::pair<ProcessIdentity, std::string>> unpackAddress(std::string_view record);
+
 class UcxState final : public detail::EventSource {
  public:
   UcxState(const ContextOptions& options, const ResolvedOptions& resolved);
@@ -72,6 +87,18 @@ class UcxState final : public detail::EventSource {
   bool armEvents() override;
   int eventFd() const override { return efd_; }
   void wakeUp() override;
+  void onIdle() override {
+    if (!watched_.empty()) checkPeers();
+  }
+
+  // Same-host peers whose process liveness is checked (see ucx_liveness.cc).
+  void watch(UcxEndpoint* ep);
+  void unwatch(UcxEndpoint* ep);
+  // Checks the watched peers if the keepalive interval passed since the last check.
+  void checkPeers();
+  const ProcessIdentity& identity() const { return identity_; }
+  // identity + worker address, as published in the Store.
+  const std::string& addressRecord() const { return address_record_; }
 
   // An endpoint's error callback fired: failPending() runs after the progress round.
   void queueFailed(UcxEndpoint* ep) { failed_.push_back(ep); }
@@ -104,6 +131,12 @@ class UcxState final : public detail::EventSource {
   ucp_worker_h worker_ = nullptr;
   int efd_ = -1;
   std::string worker_address_;
+  ProcessIdentity identity_;
+  std::string address_record_;
+  std::vector<UcxEndpoint*> watched_;
+  uint64_t polls_ = 0;
+  Deadline::Clock::time_point next_check_{};
+  std::chrono::nanoseconds check_interval_{std::chrono::seconds(1)};
   Capabilities caps_;
   std::set<int> peers_;
   std::vector<UcxEndpoint*> failed_;
@@ -165,6 +198,12 @@ class UcxEndpoint final : public Endpoint {
                   const ucp_tag_recv_info_t* info);
   void onNotifyFlushed(detail::RequestSlot* slot, ucs_status_t status);
 
+  // Same-host liveness (lock held): watch the peer process; true when it is gone.
+  void watchProcess(uint32_t pid, uint64_t start_time);
+  bool peerGone() const { return peer_pid_ != 0 && processGone(peer_pid_, peer_start_); }
+  // The peer process is gone: fail everything pending and drop the UCP endpoint.
+  void onPeerDeath();
+
  private:
   UcxEndpoint(StatePtr state, int peer, std::string how);
   Status usable(OpKind op) const;
@@ -182,6 +221,8 @@ class UcxEndpoint final : public Endpoint {
   void postNotification(detail::RequestSlot* slot);
   void destroyRkeys();
   Status closeUcpEndpoint(Deadline deadline, bool force);
+  // Force-closes the UCP endpoint without waiting (UCX cancels what is outstanding).
+  void abandonUcpEndpoint();
 
   StatePtr state_;
   detail::RequestPool& pool_;
@@ -198,6 +239,8 @@ class UcxEndpoint final : public Endpoint {
   detail::RequestList recvs_;   // worker-level receives matching this peer
   std::vector<CachedRkey> rkeys_;
   size_t last_rkey_ = 0;
+  uint32_t peer_pid_ = 0;       // nonzero: a same-host peer process that is watched
+  uint64_t peer_start_ = 0;
 };
 
 class UcxMemoryRegion final : public MemoryRegion {
