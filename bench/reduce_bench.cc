@@ -4,7 +4,9 @@
 //
 // The "traffic" counter is bytes moved per second in units of 10^9 (G/s = GB/s):
 // a op= b reads a and b and writes a (3 x buffer bytes); memcpy(a, b) reads b and writes a
-// (2 x buffer bytes). Benchmark names are reduce/<isa>/<type>/<op>/<size>, so for example
+// (2 x buffer bytes). Rates are per CPU second (Google Benchmark's default): the same as wall
+// clock on an idle machine, and less disturbed by other processes on a busy one. Names are
+// reduce/<isa>/<type>/<op>/<size>, so for example
 //   weft-reduce-bench --benchmark_filter='avx512/(f32|bf16|f16)/sum|memcpy|loop'
 // runs the headline rows. b holds +-1 so that repeating a op= b never drifts into subnormals.
 #include <benchmark/benchmark.h>

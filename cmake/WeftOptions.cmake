@@ -102,8 +102,13 @@ weft_option_result(WEFT_WITH_TORCH _found "${_why}")
 
 # Compile definitions describing what was built, for tools that report it (weft-info).
 add_library(weft_features INTERFACE)
+set(_enabled "")
 foreach(_x VERBS UCX CUDA TORCH)
   if(WEFT_HAVE_${_x})
     target_compile_definitions(weft_features INTERFACE WEFT_HAVE_${_x}=1)
+    string(TOLOWER ${_x} _lx)
+    string(APPEND _enabled ",${_lx}")
   endif()
 endforeach()
+# ",ucx,verbs" etc.: the features built in, for tools that list them.
+target_compile_definitions(weft_features INTERFACE WEFT_FEATURES="${_enabled},")

@@ -28,38 +28,27 @@ constexpr const char* kUsage =
 
 struct Backend {
   const char* name;
-  bool enabled;
   const char* what;
 };
 
 constexpr Backend kBackends[] = {
-#ifdef WEFT_HAVE_UCX
-    {"ucx", true, "UCX (UCP) transport"},
-#else
-    {"ucx", false, "UCX (UCP) transport"},
-#endif
-#ifdef WEFT_HAVE_VERBS
-    {"verbs", true, "native libibverbs transport"},
-#else
-    {"verbs", false, "native libibverbs transport"},
-#endif
-#ifdef WEFT_HAVE_CUDA
-    {"cuda", true, "CUDA device memory and kernels"},
-#else
-    {"cuda", false, "CUDA device memory and kernels"},
-#endif
-#ifdef WEFT_HAVE_TORCH
-    {"torch", true, "PyTorch process-group backend"},
-#else
-    {"torch", false, "PyTorch process-group backend"},
-#endif
+    {"ucx", "UCX (UCP) transport"},
+    {"verbs", "native libibverbs transport"},
+    {"cuda", "CUDA device memory and kernels"},
+    {"torch", "PyTorch process-group backend"},
 };
+
+// WEFT_FEATURES is ",ucx,verbs," etc. (set by cmake/WeftOptions.cmake).
+bool builtIn(const char* name) {
+  return std::string_view(WEFT_FEATURES).find("," + std::string(name) + ",") !=
+         std::string_view::npos;
+}
 
 int printVersion() {
   std::printf("weft %s\n", WEFT_VERSION);
   std::printf("backends (built in):\n");
   for (const auto& b : kBackends) {
-    std::printf("  %-6s %-9s %s\n", b.name, b.enabled ? "enabled" : "disabled", b.what);
+    std::printf("  %-6s %-9s %s\n", b.name, builtIn(b.name) ? "enabled" : "disabled", b.what);
   }
   return 0;
 }

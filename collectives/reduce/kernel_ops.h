@@ -1,6 +1,6 @@
 // Internal to collectives/reduce/kernels_*.cc: what each reduction does to one element, written
-// once for scalars and for GCC vector types, the lanes that load and store elements, and the
-// loop and table filler built from them.
+// once for scalars and for GCC vector types, the lanes that read, combine and write elements,
+// and the loop and table filler built from them.
 //
 // A SIMD kernels file includes this header after `#pragma GCC target(...)`, so every function
 // here is compiled for that instruction set, and the results match the scalar path bit for bit
@@ -133,7 +133,7 @@ struct FloatMin {
   static V apply(V a, V b) {
     const V lo = a < b ? a : b;
     const V r = a == b ? fromBits<V>(toBits(a) | toBits(b)) : lo;
-    return (a != a) | (b != b) ? std::numeric_limits<ElemOf<V>>::quiet_NaN() : r;
+    return ((a != a) | (b != b)) ? std::numeric_limits<ElemOf<V>>::quiet_NaN() : r;
   }
 };
 // NaN if either input is NaN; max(-0, +0) = +0 (the AND of the bits of two equal values).
@@ -142,7 +142,7 @@ struct FloatMax {
   static V apply(V a, V b) {
     const V hi = a > b ? a : b;
     const V r = a == b ? fromBits<V>(toBits(a) & toBits(b)) : hi;
-    return (a != a) | (b != b) ? std::numeric_limits<ElemOf<V>>::quiet_NaN() : r;
+    return ((a != a) | (b != b)) ? std::numeric_limits<ElemOf<V>>::quiet_NaN() : r;
   }
 };
 

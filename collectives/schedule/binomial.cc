@@ -5,11 +5,10 @@
 // Timing (slots), with L = ceil(log2 size): going down (broadcast, scatter) the edge of
 // distance 2^i is used at slot L-1-i, so the root serves its largest subtree first; going up
 // (reduce, gather) it is used at slot i, so a node hears its smallest subtrees first.
-#include "collectives/schedule/algorithms.h"
-
 #include <algorithm>
 #include <vector>
 
+#include "collectives/schedule/algorithms.h"
 #include "collectives/schedule/builder.h"
 
 namespace weft::coll {
@@ -116,13 +115,16 @@ Plan buildBinomialGather(const CollSpec& spec) {
     for (int bit : bits) {
       const int c = 1 << bit;
       const WrapSplit w = wrapSplit(spec, c, c + t.extent(c));
-      b.recv(static_cast<size_t>(bit), t.rankAt(c), rootBlocks(spec, BufferId::kOutput, w.lo, w.mid));
-      b.recv(static_cast<size_t>(bit), t.rankAt(c), rootBlocks(spec, BufferId::kOutput, w.mid, w.hi));
+      b.recv(static_cast<size_t>(bit), t.rankAt(c),
+             rootBlocks(spec, BufferId::kOutput, w.lo, w.mid));
+      b.recv(static_cast<size_t>(bit), t.rankAt(c),
+             rootBlocks(spec, BufferId::kOutput, w.mid, w.hi));
     }
     return b.finish();
   }
   const size_t slot = static_cast<size_t>(t.parentBit());
-  const Slice mine = bits.empty() ? inSlice(0, n) : scrSlice(0, static_cast<size_t>(t.extent(t.v)) * n);
+  const Slice mine =
+      bits.empty() ? inSlice(0, n) : scrSlice(0, static_cast<size_t>(t.extent(t.v)) * n);
   if (!bits.empty()) b.copy(0, inSlice(0, n), scrSlice(0, n));
   for (int bit : bits) {
     const int c = t.v + (1 << bit);
@@ -132,8 +134,9 @@ Plan buildBinomialGather(const CollSpec& spec) {
   if (t.parentRank() == spec.root) {
     const WrapSplit w = wrapSplit(spec, t.v, t.v + t.extent(t.v));
     b.send(slot, spec.root, detail::subSlice(mine, 0, static_cast<size_t>(w.mid - w.lo) * n));
-    b.send(slot, spec.root, detail::subSlice(mine, static_cast<size_t>(w.mid - w.lo) * n,
-                                             static_cast<size_t>(w.hi - w.mid) * n));
+    b.send(slot, spec.root,
+           detail::subSlice(mine, static_cast<size_t>(w.mid - w.lo) * n,
+                            static_cast<size_t>(w.hi - w.mid) * n));
   } else {
     b.send(slot, t.parentRank(), mine);
   }
@@ -159,12 +162,14 @@ Plan buildBinomialScatter(const CollSpec& spec) {
     return b.finish();
   }
   const size_t slot = t.downSlot(t.parentBit());
-  const Slice mine = bits.empty() ? outSlice(0, n) : scrSlice(0, static_cast<size_t>(t.extent(t.v)) * n);
+  const Slice mine =
+      bits.empty() ? outSlice(0, n) : scrSlice(0, static_cast<size_t>(t.extent(t.v)) * n);
   if (t.parentRank() == spec.root) {
     const WrapSplit w = wrapSplit(spec, t.v, t.v + t.extent(t.v));
     b.recv(slot, spec.root, detail::subSlice(mine, 0, static_cast<size_t>(w.mid - w.lo) * n));
-    b.recv(slot, spec.root, detail::subSlice(mine, static_cast<size_t>(w.mid - w.lo) * n,
-                                             static_cast<size_t>(w.hi - w.mid) * n));
+    b.recv(slot, spec.root,
+           detail::subSlice(mine, static_cast<size_t>(w.mid - w.lo) * n,
+                            static_cast<size_t>(w.hi - w.mid) * n));
   } else {
     b.recv(slot, t.parentRank(), mine);
   }

@@ -1,10 +1,9 @@
 // Bruck's algorithms: ceil(log2 size) messages per rank, at the price of local rotations
 // (kCopy steps through scratch).
-#include "collectives/schedule/algorithms.h"
-
 #include <algorithm>
 #include <vector>
 
+#include "collectives/schedule/algorithms.h"
 #include "collectives/schedule/builder.h"
 
 namespace weft::coll {
@@ -65,7 +64,8 @@ class BruckAlltoall {
   }
   // Where block i goes when step k receives it.
   Slice destination(int i, int k) const {
-    if (detail::log2Floor(i) == k) return outSlice(static_cast<size_t>(modRank(r_ - i, p_)) * n_, n_);
+    if (detail::log2Floor(i) == k)
+      return outSlice(static_cast<size_t>(modRank(r_ - i, p_)) * n_, n_);
     return tmp(i);
   }
   void step(int k, const StepShape& s, size_t slot);
@@ -74,7 +74,7 @@ class BruckAlltoall {
   int p_, r_;
   size_t n_;
   PlanBuilder b_;
-  size_t packAt_ = 0;    // scratch offsets of the pack buffers
+  size_t packAt_ = 0;  // scratch offsets of the pack buffers
   size_t unpackAt_ = 0;
 };
 
@@ -101,7 +101,8 @@ void BruckAlltoall::step(int k, const StepShape& s, size_t slot) {
   if (s.packSend) {
     send = scrSlice(packAt_, static_cast<size_t>(m) * n_);
     for (int j = 0; j < m; ++j) {
-      b_.copy(slot, tmp(s.blocks[static_cast<size_t>(j)]), detail::subSlice(send, static_cast<size_t>(j) * n_, n_));
+      b_.copy(slot, tmp(s.blocks[static_cast<size_t>(j)]),
+              detail::subSlice(send, static_cast<size_t>(j) * n_, n_));
     }
   }
   Slice recv = destination(s.blocks[0], k);

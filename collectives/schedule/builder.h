@@ -20,9 +20,15 @@
 
 namespace weft::coll::detail {
 
-inline Slice inSlice(size_t offset, size_t count) { return {BufferId::kInput, offset, count}; }
-inline Slice outSlice(size_t offset, size_t count) { return {BufferId::kOutput, offset, count}; }
-inline Slice scrSlice(size_t offset, size_t count) { return {BufferId::kScratch, offset, count}; }
+inline Slice inSlice(size_t offset, size_t count) {
+  return {BufferId::kInput, offset, count};
+}
+inline Slice outSlice(size_t offset, size_t count) {
+  return {BufferId::kOutput, offset, count};
+}
+inline Slice scrSlice(size_t offset, size_t count) {
+  return {BufferId::kScratch, offset, count};
+}
 // The sub-range [offset, offset + count) of `s` (offsets relative to s.offset).
 inline Slice subSlice(const Slice& s, size_t offset, size_t count) {
   return {s.buffer, s.offset + offset, count};
@@ -68,16 +74,23 @@ class PlanBuilder {
 // The copy every algorithm does with one rank: the whole input into the output.
 Plan singleRankPlan(std::string algorithm, const CollSpec& spec, bool needsFinalize);
 
-inline int modRank(int x, int size) { return ((x % size) + size) % size; }
+inline int modRank(int x, int size) {
+  return ((x % size) + size) % size;
+}
 // Rank <-> position relative to the root (the root is 0).
-inline int relRank(const CollSpec& spec, int rank) { return modRank(rank - spec.root, spec.size); }
-inline int absRank(const CollSpec& spec, int rel) { return modRank(rel + spec.root, spec.size); }
+inline int relRank(const CollSpec& spec, int rank) {
+  return modRank(rank - spec.root, spec.size);
+}
+inline int absRank(const CollSpec& spec, int rel) {
+  return modRank(rel + spec.root, spec.size);
+}
 
-inline bool isPow2(int x) { return x > 0 && (x & (x - 1)) == 0; }
 int pow2Floor(int x);  // largest power of two <= x (x >= 1)
 int log2Floor(int x);  // x >= 1
 int log2Ceil(int x);   // smallest k with 2^k >= x (x >= 1)
-inline int lowBit(int x) { return x & -x; }
+inline int lowBit(int x) {
+  return x & -x;
+}
 
 // The MPICH fix-up that folds `size` ranks onto pof2 = pow2Floor(size) "new ranks": with
 // rem = size - pof2, the first 2*rem ranks pair up; the even one of each pair (an "extra")

@@ -2,11 +2,11 @@
 // for sizes that are not powers of two (builder.h, Fold): slot 0 folds the extras into their
 // hosts, slots 1.. run the power-of-two exchanges among new ranks, the last slot hands the
 // result back to the extras.
-#include "collectives/schedule/algorithms.h"
-#include "collectives/schedule/builder.h"
-
 #include <algorithm>
 #include <vector>
+
+#include "collectives/schedule/algorithms.h"
+#include "collectives/schedule/builder.h"
 
 namespace weft::coll {
 
@@ -186,7 +186,7 @@ namespace {
 // fold reduced to. Because input and output may alias, a step that reads the input never
 // writes the output: the first step of a plain rank then writes scratch.
 struct DoublingBuffers {
-  std::vector<Slice> b;  // b[k + 1] is B[k]
+  std::vector<Slice> b;    // b[k + 1] is B[k]
   bool finalCopy = false;  // one step only: B[0] is scratch, copied to the output at the end
 };
 

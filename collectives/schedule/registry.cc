@@ -31,9 +31,9 @@ constexpr AlgorithmEntry kAlgorithms[] = {
 };
 
 constexpr std::array<CollKind, 9> kAllKinds = {
-    CollKind::kBarrier,   CollKind::kBroadcast, CollKind::kReduce,
+    CollKind::kBarrier,   CollKind::kBroadcast,     CollKind::kReduce,
     CollKind::kAllreduce, CollKind::kReduceScatter, CollKind::kAllgather,
-    CollKind::kGather,    CollKind::kScatter,   CollKind::kAlltoall};
+    CollKind::kGather,    CollKind::kScatter,       CollKind::kAlltoall};
 
 std::string namesFor(CollKind kind) {
   std::string names;
@@ -46,7 +46,9 @@ std::string namesFor(CollKind kind) {
 
 }  // namespace
 
-std::span<const AlgorithmEntry> allAlgorithms() { return kAlgorithms; }
+std::span<const AlgorithmEntry> allAlgorithms() {
+  return kAlgorithms;
+}
 
 std::vector<const AlgorithmEntry*> algorithmsFor(CollKind kind) {
   std::vector<const AlgorithmEntry*> out;
@@ -89,12 +91,12 @@ Status validateSpec(const CollSpec& spec) {
                       " (must be >= 1)");
   }
   if (spec.rank < 0 || spec.rank >= spec.size) {
-    return WEFT_ERROR(StatusCode::kInvalidArgument, op, ": rank ", spec.rank,
-                      " outside [0, ", spec.size, ")");
+    return WEFT_ERROR(StatusCode::kInvalidArgument, op, ": rank ", spec.rank, " outside [0, ",
+                      spec.size, ")");
   }
   if (spec.root < 0 || spec.root >= spec.size) {
-    return WEFT_ERROR(StatusCode::kInvalidArgument, op, ": root ", spec.root,
-                      " outside [0, ", spec.size, ")");
+    return WEFT_ERROR(StatusCode::kInvalidArgument, op, ": root ", spec.root, " outside [0, ",
+                      spec.size, ")");
   }
   if (spec.count > std::numeric_limits<size_t>::max() / 2 / static_cast<size_t>(spec.size)) {
     return WEFT_ERROR(StatusCode::kInvalidArgument, op, ": count ", spec.count, " x size ",
@@ -107,8 +109,8 @@ Result<Plan> buildPlan(std::string_view name, const CollSpec& spec) {
   WEFT_RETURN_IF_ERROR(validateSpec(spec));
   const AlgorithmEntry* e = findAlgorithm(name, spec.kind);
   if (e == nullptr) {
-    return WEFT_ERROR(StatusCode::kInvalidArgument, toString(spec.kind), ": no algorithm \"",
-                      name, "\" (available: ", namesFor(spec.kind), ")")
+    return WEFT_ERROR(StatusCode::kInvalidArgument, toString(spec.kind), ": no algorithm \"", name,
+                      "\" (available: ", namesFor(spec.kind), ")")
         .withHint("check WEFT_ALGO_<OP>; weft-info --explain lists the choices");
   }
   return e->build(spec);

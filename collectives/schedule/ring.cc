@@ -61,7 +61,8 @@ Plan buildRingReduceScatter(const CollSpec& spec) {
   const int prev = modRank(r - 1, p);
   auto partial = [n](int s) { return scrSlice(static_cast<size_t>(s % 2) * n, n); };
   for (int s = 0; s < p - 1; ++s) {
-    const Slice src = s == 0 ? blockOf(BufferId::kInput, blocks, modRank(r - 1, p)) : partial(s - 1);
+    const Slice src =
+        s == 0 ? blockOf(BufferId::kInput, blocks, modRank(r - 1, p)) : partial(s - 1);
     const int recvBlock = modRank(r - s - 2, p);
     const Slice dst = s == p - 2 ? outSlice(0, n) : partial(s);
     b.send(s, next, src);
@@ -82,7 +83,8 @@ Plan buildRingAllgather(const CollSpec& spec) {
   const int prev = modRank(r - 1, p);
   b.copy(0, inSlice(0, n), blockOf(BufferId::kOutput, blocks, r));
   for (int s = 0; s < p - 1; ++s) {
-    const Slice src = s == 0 ? inSlice(0, n) : blockOf(BufferId::kOutput, blocks, modRank(r - s, p));
+    const Slice src =
+        s == 0 ? inSlice(0, n) : blockOf(BufferId::kOutput, blocks, modRank(r - s, p));
     b.send(s, next, src);
     b.recv(s, prev, blockOf(BufferId::kOutput, blocks, modRank(r - s - 1, p)));
   }

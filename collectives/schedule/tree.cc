@@ -6,11 +6,10 @@
 // delaying a child's send to the slot at which the parent takes it; it sends up one slot
 // after its last child. The broadcast leaves the root at the slot its reduction finishes
 // (or 0) and moves one level per slot.
-#include "collectives/schedule/algorithms.h"
-
 #include <algorithm>
 #include <vector>
 
+#include "collectives/schedule/algorithms.h"
 #include "collectives/schedule/builder.h"
 
 namespace weft::coll {
@@ -84,10 +83,10 @@ Tree heapTree(const CollSpec& spec) {
 }
 
 struct TreeTimes {
-  std::vector<size_t> up;                    // slot a node sends to its parent; root: done
-  std::vector<std::vector<int>> order;       // children in the order they are reduced
-  std::vector<std::vector<size_t>> recvAt;   // slot of each of those receives
-  std::vector<size_t> down;                  // slot a node receives the broadcast
+  std::vector<size_t> up;                   // slot a node sends to its parent; root: done
+  std::vector<std::vector<int>> order;      // children in the order they are reduced
+  std::vector<std::vector<size_t>> recvAt;  // slot of each of those receives
+  std::vector<size_t> down;                 // slot a node receives the broadcast
 };
 
 void timeReduce(const Tree& t, int x, TreeTimes* tt) {
@@ -123,8 +122,8 @@ TreeTimes timeTree(const Tree& t, bool reduce) {
   return tt;
 }
 
-// Reduce `half` of the data up tree `t` into `acc` (the output at the root), then, when
-// `broadcast`, send the result back down into the output.
+// This rank's part of reducing `in` up tree `t`: children's partials are reduced into `acc`
+// one after another, then `acc` (or `in`, at a leaf) goes to the parent.
 void addTreeReduce(PlanBuilder& b, const Tree& t, const TreeTimes& tt, Slice in, Slice acc) {
   const auto x = static_cast<size_t>(b.spec().rank);
   for (size_t i = 0; i < tt.order[x].size(); ++i) {
@@ -133,8 +132,9 @@ void addTreeReduce(PlanBuilder& b, const Tree& t, const TreeTimes& tt, Slice in,
   if (t.parent[x] >= 0) b.send(tt.up[x], t.parent[x], t.children[x].empty() ? in : acc);
 }
 
-void addTreeBroadcast(PlanBuilder& b, const Tree& t, const TreeTimes& tt, Slice from,
-                      Slice out) {
+// This rank's part of broadcasting down tree `t`: the root sends `from`, every other rank
+// receives into `out` and forwards it.
+void addTreeBroadcast(PlanBuilder& b, const Tree& t, const TreeTimes& tt, Slice from, Slice out) {
   const auto x = static_cast<size_t>(b.spec().rank);
   if (t.parent[x] >= 0) b.recv(tt.down[x], t.parent[x], out);
   for (int c : t.children[x]) b.send(tt.down[x] + 1, c, t.parent[x] >= 0 ? out : from);
@@ -152,7 +152,8 @@ Plan buildDoubleTreeAllreduce(const CollSpec& spec) {
   for (int k = 0; k < 2; ++k) {
     const Tree t = doubleTree(spec.size, k);
     const TreeTimes tt = timeTree(t, true);
-    const Slice in = inSlice(halves.offset(static_cast<size_t>(k)), halves.count(static_cast<size_t>(k)));
+    const Slice in =
+        inSlice(halves.offset(static_cast<size_t>(k)), halves.count(static_cast<size_t>(k)));
     const Slice out = outSlice(in.offset, in.count);
     addTreeReduce(b, t, tt, in, out);
     addTreeBroadcast(b, t, tt, out, out);

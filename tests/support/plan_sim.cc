@@ -62,7 +62,9 @@ struct SimStep {
   std::vector<uint64_t> heard;  // bit set of ranks whose start this step follows
 };
 
-bool isMessage(StepKind k) { return k == StepKind::kSend || k == StepKind::kRecv || k == StepKind::kRecvReduce; }
+bool isMessage(StepKind k) {
+  return k == StepKind::kSend || k == StepKind::kRecv || k == StepKind::kRecvReduce;
+}
 
 template <typename T>
 class Simulator {
@@ -108,7 +110,7 @@ class Simulator {
   const std::vector<std::vector<T>>& inputs_;
   SimOptions options_;
   SimResult<T> result_;
-  std::vector<std::vector<T>> arenas_;         // rank * 3 + {0: input/io, 1: output, 2: scratch}
+  std::vector<std::vector<T>> arenas_;          // rank * 3 + {0: input/io, 1: output, 2: scratch}
   std::vector<std::array<BufferMap, 3>> maps_;  // per rank, by BufferId
   std::vector<SimStep> steps_;
   std::vector<std::vector<std::vector<size_t>>> rounds_;  // rank -> round -> step ids
@@ -127,8 +129,8 @@ bool Simulator<T>::layout() {
     const size_t out = coll::outputCount(s);
     const auto ur = static_cast<size_t>(r);
     if (inputs_[ur].size() != in) {
-      return fail(strCat("rank ", r, ": input has ", inputs_[ur].size(), " elements, expected ",
-                         in));
+      return fail(
+          strCat("rank ", r, ": input has ", inputs_[ur].size(), " elements, expected ", in));
     }
     auto& m = maps_[ur];
     const int a = r * 3;
@@ -146,10 +148,12 @@ bool Simulator<T>::layout() {
     for (int k = 0; k < 3; ++k) {
       auto& arena = arenas_[static_cast<size_t>(a + k)];
       for (const BufferMap& b : m) {
-        if (b.arena == a + k) arena.resize(std::max(arena.size(), b.base + b.extent), simSentinel<T>());
+        if (b.arena == a + k)
+          arena.resize(std::max(arena.size(), b.base + b.extent), simSentinel<T>());
       }
     }
-    std::copy(inputs_[ur].begin(), inputs_[ur].end(), arenas_[static_cast<size_t>(a)].begin() + static_cast<std::ptrdiff_t>(m[0].base));
+    std::copy(inputs_[ur].begin(), inputs_[ur].end(),
+              arenas_[static_cast<size_t>(a)].begin() + static_cast<std::ptrdiff_t>(m[0].base));
   }
   return true;
 }
@@ -163,8 +167,8 @@ bool Simulator<T>::resolve(SimStep& s, const Slice& slice, Region* out) {
   const BufferMap& m = maps_[static_cast<size_t>(s.rank)][b];
   if (slice.offset > m.extent || slice.count > m.extent - slice.offset) {
     static const char* const kNames[] = {"input", "output", "scratch"};
-    return fail(strCat(where(s), ": slice out of bounds: ", kNames[b], " has ", m.extent,
-                       " elements"));
+    return fail(
+        strCat(where(s), ": slice out of bounds: ", kNames[b], " has ", m.extent, " elements"));
   }
   *out = Region{m.arena, m.base + slice.offset, slice.count};
   if (slice.buffer == BufferId::kScratch) {
@@ -186,8 +190,8 @@ bool Simulator<T>::prepareStep(SimStep& s) {
   if (usesDst && !resolve(s, st.dst, &s.dst)) return false;
   if (usesSrc && usesDst) {
     if (st.src.count != st.dst.count) {
-      return fail(strCat(where(s), ": source has ", st.src.count, " elements, destination ",
-                         st.dst.count));
+      return fail(
+          strCat(where(s), ": source has ", st.src.count, " elements, destination ", st.dst.count));
     }
     if (overlaps(s.src, s.dst) && !identical(s.src, s.dst)) {
       return fail(strCat(where(s), ": source and destination partially overlap"));
@@ -215,6 +219,7 @@ bool Simulator<T>::collectSteps() {
         s.round = k;
         s.index = i;
         s.step = &plan.rounds[k].steps[i];
+        s.heard.assign(words_, 0);
         if (!prepareStep(s)) return false;
         if (s.step->kind == StepKind::kSend) ++result_.sends[static_cast<size_t>(r)];
         rounds_[static_cast<size_t>(r)][k].push_back(steps_.size());
@@ -227,11 +232,14 @@ bool Simulator<T>::collectSteps() {
 
 bool conflict(const SimStep& a, const SimStep& b) {
   for (const Region& w : a.writes) {
-    for (const Region& x : b.writes) if (overlaps(w, x)) return true;
-    for (const Region& x : b.reads) if (overlaps(w, x)) return true;
+    for (const Region& x : b.writes)
+      if (overlaps(w, x)) return true;
+    for (const Region& x : b.reads)
+      if (overlaps(w, x)) return true;
   }
   for (const Region& w : b.writes) {
-    for (const Region& x : a.reads) if (overlaps(w, x)) return true;
+    for (const Region& x : a.reads)
+      if (overlaps(w, x)) return true;
   }
   return false;
 }
@@ -274,8 +282,8 @@ bool Simulator<T>::matchMessages() {
       SimStep& r = steps_[rv[i]];
       if (s.step->src.count != r.step->dst.count) {
         return fail(strCat("message #", i, " from rank ", pair.first, " to rank ", pair.second,
-                           ": ", where(s), " sends ", s.step->src.count, " elements but ",
-                           where(r), " expects ", r.step->dst.count));
+                           ": ", where(s), " sends ", s.step->src.count, " elements but ", where(r),
+                           " expects ", r.step->dst.count));
       }
       s.match = rv[i];
       r.match = ids[i];
@@ -286,9 +294,9 @@ bool Simulator<T>::matchMessages() {
     if (sv.size() == rv.size()) continue;
     const size_t first = std::min(sv.size(), rv.size());
     const SimStep& extra = steps_[sv.size() > rv.size() ? sv[first] : rv[first]];
-    return fail(strCat("rank ", pair.first, " sends ", sv.size(), " messages to rank ",
-                       pair.second, " but rank ", pair.second, " receives ", rv.size(),
-                       " from rank ", pair.first, "; first unmatched: ", where(extra)));
+    return fail(strCat("rank ", pair.first, " sends ", sv.size(), " messages to rank ", pair.second,
+                       " but rank ", pair.second, " receives ", rv.size(), " from rank ",
+                       pair.first, "; first unmatched: ", where(extra)));
   }
   return true;
 }
@@ -363,7 +371,6 @@ void Simulator<T>::execute() {
     queue.pop_front();
     SimStep& s = steps_[id];
     s.ready = true;
-    s.heard.assign(words_, 0);
     s.heard[static_cast<size_t>(s.rank) / 64] |= uint64_t{1} << (s.rank % 64);
     for (size_t d : s.deps) {
       for (size_t w = 0; w < words_; ++w) s.heard[w] |= steps_[d].heard[w];
@@ -390,8 +397,8 @@ void Simulator<T>::reportDeadlock() {
      << " round order):";
   for (const auto& rankRounds : rounds_) {
     for (const auto& round : rankRounds) {
-      const auto it = std::find_if(round.begin(), round.end(),
-                                   [this](size_t id) { return !steps_[id].done; });
+      const auto it =
+          std::find_if(round.begin(), round.end(), [this](size_t id) { return !steps_[id].done; });
       if (it == round.end()) continue;
       const SimStep& s = steps_[*it];
       os << "\n  " << where(s) << ": ";
@@ -399,8 +406,8 @@ void Simulator<T>::reportDeadlock() {
         os << "waits for an earlier step of its rank";
       } else {
         const SimStep& m = steps_[s.match];
-        os << "waits for rank " << m.rank << " to reach round " << m.round << " step "
-           << m.index << " (" << coll::toString(*m.step) << ")";
+        os << "waits for rank " << m.rank << " to reach round " << m.round << " step " << m.index
+           << " (" << coll::toString(*m.step) << ")";
       }
       break;
     }
@@ -440,8 +447,8 @@ SimResult<T> Simulator<T>::run() {
   result_.rounds.assign(p, 0);
   words_ = (p + 63) / 64;
   if (plans_.size() != p || inputs_.size() != p) {
-    fail(strCat("simulatePlans: ", plans_.size(), " plans and ", inputs_.size(),
-                " inputs for ", p, " ranks"));
+    fail(strCat("simulatePlans: ", plans_.size(), " plans and ", inputs_.size(), " inputs for ", p,
+                " ranks"));
     return result_;
   }
   if (!layout() || !collectSteps() || !checkRounds() || !matchMessages()) return result_;

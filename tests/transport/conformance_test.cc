@@ -496,9 +496,17 @@ TEST_P(TransportConformance, BadInputGivesClearErrorsAndTheContextStaysUsable) {
     waitOk(s, env, "send");
     waitOk(r, env, "recv");
     EXPECT_EQ(w, 11u + static_cast<uint64_t>(1 - env.rank));
-    ASSERT_TRUE(env.barrier("before close"));
+    ASSERT_TRUE(env.barrier("done"));
+  }, rankOptions());
+}
 
-    env.step("use after close");
+TEST_P(TransportConformance, UseAfterCloseIsAnError) {
+  const BackendConfig cfg = GetParam();
+  runRanks(2, [&](RankEnv& env) {
+    Mesh m = openMesh(env, cfg);
+    Endpoint& ep = m.to(1 - env.rank);
+    uint64_t v = 1;
+    uint64_t w = 0;
     Request pending = must(ep.recv(&w, 8, 99), "recv never matched");
     must(ep.close(Deadline::afterSeconds(10)), "close");
     Status ps = pending.wait(Deadline::afterSeconds(10));
@@ -506,9 +514,16 @@ TEST_P(TransportConformance, BadInputGivesClearErrorsAndTheContextStaysUsable) {
     auto late = ep.send(&v, 8, 1);
     EXPECT_EQ(late.status().code(), StatusCode::kInvalidArgument) << late.status();
     EXPECT_TRUE(weft::testing::containsText(late.status().message(), "closed"));
-    EXPECT_FALSE(ep.flush().isOk());
+    EXPECT_EQ(ep.recv(&w, 8, 1).status().code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(ep.flush().status().code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(ep.recvNotify().status().code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(ep.health().code(), StatusCode::kInvalidArgument);
     EXPECT_TRUE(ep.close(Deadline::afterSeconds(1)).isOk()) << "close is idempotent";
+    env.step("the Context still connects");
+    m.eps[static_cast<size_t>(1 - env.rank)].reset();
     ASSERT_TRUE(env.barrier("closed"));
+    auto again = must(m.ctx->connect(*env.store, 1 - env.rank, env.deadline), "reconnect");
+    ASSERT_TRUE(env.barrier("reconnected"));
   }, rankOptions());
 }
 

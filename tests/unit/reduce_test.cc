@@ -218,7 +218,7 @@ Bytes referenceReduce(DataType t, ReduceOp op, const Bytes& a, const Bytes& b, s
 // Index of the first differing element, or -1.
 long firstMismatch(const Bytes& x, const Bytes& y, size_t elementSize) {
   if (x.size() != y.size()) return 0;
-  if (std::memcmp(x.data(), y.data(), x.size()) == 0) return -1;
+  if (x.empty() || std::memcmp(x.data(), y.data(), x.size()) == 0) return -1;
   for (size_t i = 0; i < x.size(); i += elementSize) {
     if (std::memcmp(x.data() + i, y.data() + i, elementSize) != 0) {
       return static_cast<long>(i / elementSize);

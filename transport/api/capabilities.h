@@ -24,6 +24,8 @@ struct Capabilities {
   bool rdma_read = false;       // get
   bool put_notify = false;      // put with remote notification
   bool atomics64 = false;       // fetchAdd / compareSwap on 8-byte aligned words
+  // One-sided operations may need the target to drive progress (see endpoint.h).
+  bool rma_needs_target_progress = true;
   bool cuda_memory = false;     // registerMemory(..., MemoryType::kCuda)
   bool dmabuf = false;          // CUDA registration through dma-buf
   bool blocking_wait = false;   // waits sleep on an event fd after spinning

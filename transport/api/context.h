@@ -56,7 +56,8 @@ struct ContextOptions {
   // Most requests in flight; 0: WEFT_TRANSPORT_MAX_REQUESTS.
   size_t max_requests = 0;
   // Backend settings that win over the environment, e.g. {"TLS", "posix"} for UCX
-  // (UCX_TLS). Unknown names are kInvalidArgument at open.
+  // (UCX_TLS). A malformed value is kInvalidArgument at open (UCX itself only warns about
+  // names it does not know).
   std::vector<std::pair<std::string, std::string>> backend_config;
 };
 

@@ -11,6 +11,11 @@
 //   registration; they must stay valid until the Request completes.
 // - Ordering: sends to one peer match that peer's receives in posting order for equal
 //   tags (MPI-like non-overtaking). One-sided operations are unordered until flush().
+// - One-sided progress: when Capabilities::rma_needs_target_progress is set, put / get /
+//   atomics complete only while the target drives its progress engine (UCX emulates RMA
+//   with messages over posix / sysv shared memory and tcp; only cma, rc and the like are
+//   truly one-sided). A rank that waits for its peers' one-sided accesses must keep
+//   driving progress meanwhile (a wait on its Context, waitForEvent, a progress thread).
 // - Failure: when the peer dies or the connection breaks, every pending Request of this
 //   Endpoint completes with kPeerFailure naming the peer rank, and later operations fail
 //   at once with the same sticky error. close() completes pending Requests (canceled

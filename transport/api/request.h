@@ -3,9 +3,10 @@
 // Contract:
 // - Every operation that returns a Request completes exactly once: successfully, with an
 //   error (peer failure, truncation, ...), or canceled (Endpoint::close, Context teardown).
-// - A Request is a move-only typed handle {pool, index, generation} into its Context's
-//   request pool: creating, testing and destroying one allocates nothing once the pool
-//   has grown to the working-set size (warm-up).
+// - A Request is a move-only typed handle {slot, generation} into its Context's request
+//   pool: creating, testing and destroying one allocates nothing once the pool has grown
+//   to the working-set size (warm-up). Operations that complete while being posted (small
+//   eager sends) return a slot-less completed Request; done() and wait() are inline.
 // - Destroying (or release()-ing) a pending Request detaches it: the operation still runs
 //   and completes, and its slot is recycled then. The buffers it uses must stay valid until
 //   it completes (wait on a later flush(), or close the Endpoint).
@@ -15,6 +16,7 @@
 //   any method; otherwise only the thread that uses the Context.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 
@@ -26,31 +28,44 @@ namespace weft::transport {
 
 namespace detail {
 class RequestPool;
-}
+// The part of a request slot that a Request reads inline (RequestSlot in
+// core/request_pool.h derives from it). State values: kSlotFree, kSlotPending, kSlotDone.
+struct SlotHead {
+  std::atomic<uint8_t> state{0};
+};
+inline constexpr uint8_t kSlotFree = 0;
+inline constexpr uint8_t kSlotPending = 1;
+inline constexpr uint8_t kSlotDone = 2;
+}  // namespace detail
 
 class [[nodiscard]] Request {
  public:
   Request() = default;  // an empty handle: valid() is false
   ~Request() {
-    if (pool_ != nullptr) releaseSlow();
+    if (kind_ == kSlot) releaseSlow();
   }
   Request(Request&& other) noexcept
-      : pool_(other.pool_), index_(other.index_), gen_(other.gen_) {
-    other.pool_ = nullptr;
+      : slot_(other.slot_), aux_(other.aux_), op_(other.op_), kind_(other.kind_) {
+    other.kind_ = kEmpty;
   }
   Request& operator=(Request&& other) noexcept;
   Request(const Request&) = delete;
   Request& operator=(const Request&) = delete;
 
-  bool valid() const { return pool_ != nullptr; }
+  bool valid() const { return kind_ != kEmpty; }
   // True once the operation has completed (successfully or not). Drives no progress.
-  bool done() const;
+  bool done() const {
+    return kind_ != kSlot || slot_->state.load(std::memory_order_acquire) == detail::kSlotDone;
+  }
   // Drives progress once if not done yet, then returns done().
-  bool test();
+  bool test() { return done() || testSlow(); }
   // Waits until done (spinning, then sleeping on the backend's event fd) or until the
   // deadline. Returns status() when done; kTimeout naming the operation otherwise (the
   // request stays pending and may be waited on again).
-  Status wait(Deadline deadline);
+  Status wait(Deadline deadline) {
+    if (kind_ == kCompleted) return Status::ok();
+    return waitSlow(deadline);
+  }
   // The final status once done(); before that kUnavailable "... still in progress".
   // An empty handle gives kInvalidArgument.
   Status status() const;
@@ -61,22 +76,28 @@ class [[nodiscard]] Request {
   // fetchAdd / compareSwap: the remote word before the operation; recvNotify: the
   // immediate value.
   uint64_t value() const;
-  OpKind op() const;
+  OpKind op() const { return op_; }
   // Detaches the handle (see above); valid() becomes false.
   void release() {
-    if (pool_ != nullptr) releaseSlow();
-    pool_ = nullptr;
+    if (kind_ == kSlot) releaseSlow();
+    kind_ = kEmpty;
   }
 
  private:
   friend class detail::RequestPool;
-  Request(detail::RequestPool* pool, uint32_t index, uint32_t gen)
-      : pool_(pool), index_(index), gen_(gen) {}
+  enum Kind : uint8_t {
+    kEmpty = 0,
+    kSlot = 1,       // tracks a pool slot: slot_ and its generation in aux_
+    kCompleted = 2,  // completed successfully when posted (no slot): aux_ holds bytes
+  };
   void releaseSlow();
+  bool testSlow();
+  Status waitSlow(Deadline deadline);
 
-  detail::RequestPool* pool_ = nullptr;
-  uint32_t index_ = 0;
-  uint32_t gen_ = 0;
+  detail::SlotHead* slot_ = nullptr;
+  uint32_t aux_ = 0;
+  OpKind op_ = OpKind::kNone;
+  Kind kind_ = kEmpty;
 };
 
 }  // namespace weft::transport

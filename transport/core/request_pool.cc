@@ -10,9 +10,16 @@ RequestPool::RequestPool(ProgressEngine* engine, size_t max_slots)
     : engine_(engine), max_slots_(max_slots < kChunkSlots ? kChunkSlots : max_slots) {}
 
 RequestPool::~RequestPool() {
-  if (in_use_ > 0) {
-    WEFT_LOG(kWarn, "transport") << in_use_
-                                 << " requests still exist while their Context is destroyed";
+  size_t held = 0;  // handles the caller still holds (abandoned slots do not count)
+  for (const auto& chunk : chunks_) {
+    for (uint32_t i = 0; i < kChunkSlots; ++i) {
+      const RequestSlot& s = chunk[i];
+      if (s.state.load(std::memory_order_relaxed) != kSlotFree && !s.detached) ++held;
+    }
+  }
+  if (held > 0) {
+    WEFT_LOG(kWarn, "transport") << held << " Request handles still exist while their Context "
+                                 << "is destroyed (destroy Requests first)";
   }
 }
 
@@ -36,9 +43,10 @@ RequestSlot* RequestPool::acquire(OpKind op, RequestList* list, void* owner) {
   RequestSlot* s = slot(free_.back());
   free_.pop_back();
   ++in_use_;
-  s->state.store(SlotState::kPending, std::memory_order_relaxed);
+  s->state.store(kSlotPending, std::memory_order_relaxed);
   s->op = op;
   s->detached = false;
+  s->backend_pending = false;
   s->stage = 0;
   s->owner = owner;
   s->handle = nullptr;
@@ -78,13 +86,30 @@ void RequestPool::freeSlot(RequestSlot* s) {
   s->status = Status();
   s->forced = Status();
   ++s->gen;
-  s->state.store(SlotState::kFree, std::memory_order_relaxed);
+  s->state.store(kSlotFree, std::memory_order_relaxed);
   free_.push_back(s->index);  // capacity reserved in grow(): never allocates
   --in_use_;
 }
 
+void RequestPool::abandon(RequestSlot* s, Status status) {
+  if (s->state.load(std::memory_order_relaxed) != kSlotPending) return;
+  unlink(s);
+  s->owner = nullptr;
+  s->backend_pending = s->handle != nullptr;
+  s->handle = nullptr;
+  s->status = std::move(status);
+  s->state.store(kSlotDone, std::memory_order_release);
+  if (s->detached && !s->backend_pending) freeSlot(s);
+  engine_->notifyWaiters();
+}
+
 void RequestPool::complete(RequestSlot* s, Status status) {
-  if (s->state.load(std::memory_order_relaxed) != SlotState::kPending) {
+  if (s->state.load(std::memory_order_relaxed) == kSlotDone && s->backend_pending) {
+    s->backend_pending = false;  // the backend let go of an abandoned slot
+    if (s->detached) freeSlot(s);
+    return;
+  }
+  if (s->state.load(std::memory_order_relaxed) != kSlotPending) {
     WEFT_LOG(kError, "transport") << "internal: " << opKindName(s->op)
                                   << " request completed twice (ignored)";
     return;
@@ -95,7 +120,7 @@ void RequestPool::complete(RequestSlot* s, Status status) {
   unlink(s);
   s->handle = nullptr;
   s->status = std::move(status);
-  s->state.store(SlotState::kDone, std::memory_order_release);
+  s->state.store(kSlotDone, std::memory_order_release);
   if (s->detached) {
     freeSlot(s);
   }
@@ -109,55 +134,47 @@ Status RequestPool::exhausted(OpKind op) const {
                 "raise WEFT_TRANSPORT_MAX_REQUESTS if the working set is really this large");
 }
 
-RequestSlot* RequestPool::current(uint32_t index, uint32_t gen) {
-  if (index / kChunkSlots >= chunks_.size()) return nullptr;
-  RequestSlot* s = slot(index);
-  if (s->gen != gen || s->state.load(std::memory_order_relaxed) == SlotState::kFree) {
-    return nullptr;
-  }
+RequestSlot* RequestPool::current(SlotHead* head, uint32_t gen) {
+  auto* s = static_cast<RequestSlot*>(head);
+  if (s->gen != gen || s->state.load(std::memory_order_relaxed) == kSlotFree) return nullptr;
   return s;
 }
 
-bool RequestPool::handleDone(uint32_t index, uint32_t gen) {
+bool RequestPool::handleTest(SlotHead* head, uint32_t gen) {
+  engine_->progress();
   engine_->lock();
-  RequestSlot* s = current(index, gen);
-  const bool done = s == nullptr || s->state.load(std::memory_order_acquire) == SlotState::kDone;
+  RequestSlot* s = current(head, gen);
+  const bool done = s == nullptr || s->state.load(std::memory_order_acquire) == kSlotDone;
   engine_->unlock();
   return done;
 }
 
-bool RequestPool::handleTest(uint32_t index, uint32_t gen) {
-  if (handleDone(index, gen)) return true;
-  engine_->progress();
-  return handleDone(index, gen);
-}
-
-Status RequestPool::handleWait(uint32_t index, uint32_t gen, Deadline deadline) {
+Status RequestPool::handleWait(SlotHead* head, uint32_t gen, Deadline deadline) {
   RequestSlot* s = nullptr;
   const bool done = engine_->waitUntil(
       [&] {
-        s = current(index, gen);
-        return s == nullptr || s->state.load(std::memory_order_acquire) == SlotState::kDone;
+        s = current(head, gen);
+        return s == nullptr || s->state.load(std::memory_order_acquire) == kSlotDone;
       },
       deadline);
   if (!done) {
     engine_->lock();
-    s = current(index, gen);
+    s = current(head, gen);
     const OpKind op = s != nullptr ? s->op : OpKind::kNone;
     engine_->unlock();
     return WEFT_ERROR(StatusCode::kTimeout, opKindName(op),
                       " request did not complete before the deadline (still pending)");
   }
-  return handleStatus(index, gen);
+  return handleStatus(head, gen);
 }
 
-Status RequestPool::handleStatus(uint32_t index, uint32_t gen) {
+Status RequestPool::handleStatus(SlotHead* head, uint32_t gen) {
   engine_->lock();
-  RequestSlot* s = current(index, gen);
+  RequestSlot* s = current(head, gen);
   Status st;
   if (s == nullptr) {
-    st = WEFT_ERROR(StatusCode::kInternal, "stale request handle (slot ", index, ")");
-  } else if (s->state.load(std::memory_order_acquire) != SlotState::kDone) {
+    st = WEFT_ERROR(StatusCode::kInternal, "stale request handle");
+  } else if (s->state.load(std::memory_order_acquire) != kSlotDone) {
     st = WEFT_ERROR(StatusCode::kUnavailable, opKindName(s->op),
                     " request is still in progress");
   } else {
@@ -167,11 +184,11 @@ Status RequestPool::handleStatus(uint32_t index, uint32_t gen) {
   return st;
 }
 
-void RequestPool::handleRelease(uint32_t index, uint32_t gen) {
+void RequestPool::handleRelease(SlotHead* head, uint32_t gen) {
   engine_->lock();
-  RequestSlot* s = current(index, gen);
+  RequestSlot* s = current(head, gen);
   if (s != nullptr) {
-    if (s->state.load(std::memory_order_relaxed) == SlotState::kDone) {
+    if (s->state.load(std::memory_order_relaxed) == kSlotDone && !s->backend_pending) {
       freeSlot(s);
     } else {
       s->detached = true;
@@ -180,34 +197,26 @@ void RequestPool::handleRelease(uint32_t index, uint32_t gen) {
   engine_->unlock();
 }
 
-size_t RequestPool::handleBytes(uint32_t index, uint32_t gen) {
+size_t RequestPool::handleBytes(SlotHead* head, uint32_t gen) {
   engine_->lock();
-  RequestSlot* s = current(index, gen);
-  const size_t v = s != nullptr && s->state.load() == SlotState::kDone ? s->bytes : 0;
+  RequestSlot* s = current(head, gen);
+  const size_t v = s != nullptr && s->state.load() == kSlotDone ? s->bytes : 0;
   engine_->unlock();
   return v;
 }
 
-Tag RequestPool::handleTag(uint32_t index, uint32_t gen) {
+Tag RequestPool::handleTag(SlotHead* head, uint32_t gen) {
   engine_->lock();
-  RequestSlot* s = current(index, gen);
-  const Tag v = s != nullptr && s->state.load() == SlotState::kDone ? s->tag : 0;
+  RequestSlot* s = current(head, gen);
+  const Tag v = s != nullptr && s->state.load() == kSlotDone ? s->tag : 0;
   engine_->unlock();
   return v;
 }
 
-uint64_t RequestPool::handleValue(uint32_t index, uint32_t gen) {
+uint64_t RequestPool::handleValue(SlotHead* head, uint32_t gen) {
   engine_->lock();
-  RequestSlot* s = current(index, gen);
-  const uint64_t v = s != nullptr && s->state.load() == SlotState::kDone ? s->value : 0;
-  engine_->unlock();
-  return v;
-}
-
-OpKind RequestPool::handleOp(uint32_t index, uint32_t gen) {
-  engine_->lock();
-  RequestSlot* s = current(index, gen);
-  const OpKind v = s != nullptr ? s->op : OpKind::kNone;
+  RequestSlot* s = current(head, gen);
+  const uint64_t v = s != nullptr && s->state.load() == kSlotDone ? s->value : 0;
   engine_->unlock();
   return v;
 }
@@ -216,38 +225,52 @@ OpKind RequestPool::handleOp(uint32_t index, uint32_t gen) {
 
 namespace weft::transport {
 
+using detail::RequestPool;
+
 Request& Request::operator=(Request&& other) noexcept {
   if (this != &other) {
-    if (pool_ != nullptr) releaseSlow();
-    pool_ = other.pool_;
-    index_ = other.index_;
-    gen_ = other.gen_;
-    other.pool_ = nullptr;
+    if (kind_ == kSlot) releaseSlow();
+    slot_ = other.slot_;
+    aux_ = other.aux_;
+    op_ = other.op_;
+    kind_ = other.kind_;
+    other.kind_ = kEmpty;
   }
   return *this;
 }
 
-void Request::releaseSlow() { pool_->handleRelease(index_, gen_); }
+void Request::releaseSlow() { RequestPool::poolOf(slot_)->handleRelease(slot_, aux_); }
 
-bool Request::done() const { return pool_ == nullptr || pool_->handleDone(index_, gen_); }
+bool Request::testSlow() { return RequestPool::poolOf(slot_)->handleTest(slot_, aux_); }
 
-bool Request::test() { return pool_ == nullptr || pool_->handleTest(index_, gen_); }
-
-Status Request::wait(Deadline deadline) {
-  if (pool_ == nullptr) return status();
-  return pool_->handleWait(index_, gen_, deadline);
+Status Request::waitSlow(Deadline deadline) {
+  if (kind_ == kEmpty) return status();
+  return RequestPool::poolOf(slot_)->handleWait(slot_, aux_, deadline);
 }
 
 Status Request::status() const {
-  if (pool_ == nullptr) {
-    return WEFT_ERROR(StatusCode::kInvalidArgument, "status() of an empty Request handle");
+  switch (kind_) {
+    case kEmpty:
+      return WEFT_ERROR(StatusCode::kInvalidArgument, "status() of an empty Request handle");
+    case kCompleted:
+      return Status::ok();
+    case kSlot:
+      break;
   }
-  return pool_->handleStatus(index_, gen_);
+  return RequestPool::poolOf(slot_)->handleStatus(slot_, aux_);
 }
 
-size_t Request::bytes() const { return pool_ ? pool_->handleBytes(index_, gen_) : 0; }
-Tag Request::tag() const { return pool_ ? pool_->handleTag(index_, gen_) : 0; }
-uint64_t Request::value() const { return pool_ ? pool_->handleValue(index_, gen_) : 0; }
-OpKind Request::op() const { return pool_ ? pool_->handleOp(index_, gen_) : OpKind::kNone; }
+size_t Request::bytes() const {
+  if (kind_ == kCompleted) return aux_;
+  return kind_ == kSlot ? RequestPool::poolOf(slot_)->handleBytes(slot_, aux_) : 0;
+}
+
+Tag Request::tag() const {
+  return kind_ == kSlot ? RequestPool::poolOf(slot_)->handleTag(slot_, aux_) : 0;
+}
+
+uint64_t Request::value() const {
+  return kind_ == kSlot ? RequestPool::poolOf(slot_)->handleValue(slot_, aux_) : 0;
+}
 
 }  // namespace weft::transport

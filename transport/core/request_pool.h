@@ -24,14 +24,13 @@ namespace weft::transport::detail {
 
 inline constexpr uint32_t kNoSlot = UINT32_MAX;
 
-enum class SlotState : uint8_t { kFree = 0, kPending = 1, kDone = 2 };
-
 struct RequestList;
 
-struct RequestSlot {
-  std::atomic<SlotState> state{SlotState::kFree};
+// state (in SlotHead): kSlotFree / kSlotPending / kSlotDone (transport/api/request.h).
+struct RequestSlot : SlotHead {
   OpKind op = OpKind::kNone;
   bool detached = false;      // the handle is gone: free on completion
+  bool backend_pending = false;  // done for the caller, but the backend still owns it
   uint8_t stage = 0;          // step of a multi-step backend operation
   uint32_t index = 0;
   uint32_t gen = 0;
@@ -74,16 +73,35 @@ class RequestPool {
   // is at max_slots (back-pressure).
   RequestSlot* acquire(OpKind op, RequestList* list, void* owner);
   // The handle for a freshly acquired slot.
-  Request handle(RequestSlot* slot) { return Request(this, slot->index, slot->gen); }
-  // Marks the slot done with `status` (or slot->forced when set and status is a
-  // cancellation), unlinks it, frees it if detached, wakes waiters.
-  void complete(RequestSlot* slot, Status status);
-  // Removes a pending slot from its list and forgets its owner: its completion (which the
-  // backend still delivers) then only records the status. For owners that go away first.
-  void orphan(RequestSlot* slot) {
-    unlink(slot);
-    slot->owner = nullptr;
+  static Request handle(RequestSlot* slot) {
+    Request r;
+    r.slot_ = slot;
+    r.aux_ = slot->gen;
+    r.op_ = slot->op;
+    r.kind_ = Request::kSlot;
+    return r;
   }
+  // A handle for an operation that completed successfully while being posted (no slot).
+  static Request completed(OpKind op, uint32_t bytes) {
+    Request r;
+    r.aux_ = bytes;
+    r.op_ = op;
+    r.kind_ = Request::kCompleted;
+    return r;
+  }
+  // The pool of a slot-backed handle.
+  static RequestPool* poolOf(const SlotHead* head) {
+    return static_cast<const RequestSlot*>(head)->pool;
+  }
+  // Marks the slot done with `status` (or slot->forced when set and status is a
+  // cancellation), unlinks it, frees it if detached, wakes waiters. On an abandoned slot it
+  // only ends the backend's ownership.
+  void complete(RequestSlot* slot, Status status);
+  // Completes a pending slot now, for the caller, while the backend may still hold its
+  // request (a peer died or an endpoint went away and the library did not complete it).
+  // The slot forgets its owner and is not recycled until the backend's own completion
+  // arrives (complete() then only releases it), so a late callback is harmless.
+  void abandon(RequestSlot* slot, Status status);
   RequestSlot* slot(uint32_t index) {
     return &chunks_[index / kChunkSlots][index % kChunkSlots];
   }
@@ -101,24 +119,22 @@ class RequestPool {
     }
   }
 
-  // Request handle operations (take the engine lock).
-  bool handleDone(uint32_t index, uint32_t gen);
-  bool handleTest(uint32_t index, uint32_t gen);
-  Status handleWait(uint32_t index, uint32_t gen, Deadline deadline);
-  Status handleStatus(uint32_t index, uint32_t gen);
-  void handleRelease(uint32_t index, uint32_t gen);
+  // Request handle operations on slot-backed handles (take the engine lock).
+  bool handleTest(SlotHead* head, uint32_t gen);
+  Status handleWait(SlotHead* head, uint32_t gen, Deadline deadline);
+  Status handleStatus(SlotHead* head, uint32_t gen);
+  void handleRelease(SlotHead* head, uint32_t gen);
   // Reads a field of a done slot (0 when pending or stale).
-  size_t handleBytes(uint32_t index, uint32_t gen);
-  Tag handleTag(uint32_t index, uint32_t gen);
-  uint64_t handleValue(uint32_t index, uint32_t gen);
-  OpKind handleOp(uint32_t index, uint32_t gen);
+  size_t handleBytes(SlotHead* head, uint32_t gen);
+  Tag handleTag(SlotHead* head, uint32_t gen);
+  uint64_t handleValue(SlotHead* head, uint32_t gen);
 
  private:
   bool grow();
   void unlink(RequestSlot* s);
   void freeSlot(RequestSlot* s);
   // The slot if the handle is current, nullptr if stale (lock held).
-  RequestSlot* current(uint32_t index, uint32_t gen);
+  static RequestSlot* current(SlotHead* head, uint32_t gen);
 
   ProgressEngine* engine_;
   size_t max_slots_;

@@ -80,6 +80,15 @@ std::string formatSockAddr(const sockaddr* sa, socklen_t len) {
   return strCat(host, ":", port);
 }
 
+// listen / connectAddress need a network transport (see tlsHasNetwork in ucx_context.cc).
+Status socketSupport(const UcxState& state, std::string_view op, const std::string& host_port) {
+  if (state.caps().socket_connect) return Status::ok();
+  return WEFT_ERROR(StatusCode::kNotSupported, op, "(", host_port, ") on ", state.name(),
+                    ": UCX client/server connections need a network transport, and ",
+                    state.caps().transports, " has none")
+      .withHint("add tcp (or rc / rdmacm) to UCX_TLS, or connect through a Store");
+}
+
 uint64_t controlTag(int rank, uint64_t type, uint32_t nonce) {
   return kKindControl | rankBits(rank) | (type << kControlTypeShift) | nonce;
 }
@@ -141,6 +150,7 @@ Result<std::unique_ptr<Endpoint>> connectThroughStore(const StatePtr& state, Sto
 Result<std::unique_ptr<Listener>> UcxListener::create(StatePtr state,
                                                       const std::string& host_port) {
   WEFT_ASSIGN_OR_RETURN(SockAddr sa, parseHostPort(host_port, true));
+  WEFT_RETURN_IF_ERROR(socketSupport(*state, "listen", host_port));
   std::unique_ptr<UcxListener> l(new UcxListener(std::move(state)));
   ucp_listener_params_t params{};
   params.field_mask = UCP_LISTENER_PARAM_FIELD_SOCK_ADDR | UCP_LISTENER_PARAM_FIELD_CONN_HANDLER;
@@ -190,47 +200,54 @@ Result<std::unique_ptr<Endpoint>> UcxListener::accept(Deadline deadline) {
   return acceptOne(request, deadline);
 }
 
+// Creates the server-side endpoint for a connection request (takes the lock).
+Result<std::unique_ptr<UcxEndpoint>> UcxListener::endpointFor(ucp_conn_request_h request,
+                                                              std::string& what) {
+  detail::EngineLock lock(state_->engine());
+  ucp_conn_request_attr_t attr{};
+  attr.field_mask =
+      UCP_CONN_REQUEST_ATTR_FIELD_CLIENT_ADDR | UCP_CONN_REQUEST_ATTR_FIELD_CLIENT_ID;
+  const ucs_status_t st = ucp_conn_request_query(request, &attr);
+  if (st != UCS_OK) {
+    ucp_listener_reject(listener_, request);
+    return ucxError(st, strCat("accept on ", address_, ": ucp_conn_request_query"));
+  }
+  const std::string client = formatSockAddr(
+      reinterpret_cast<const sockaddr*>(&attr.client_address), sizeof(attr.client_address));
+  what = strCat("accept on ", address_, " (", state_->name(), ") from ", client);
+  const uint64_t peer = attr.client_id;
+  if (peer > static_cast<uint64_t>(kMaxRank) || !state_->claimPeer(static_cast<int>(peer))) {
+    ucp_listener_reject(listener_, request);
+    return WEFT_ERROR(StatusCode::kInvalidArgument, what, ": client rank ", peer,
+                      " is out of range or already connected to this Context");
+  }
+  ucp_ep_params_t params{};
+  params.field_mask = UCP_EP_PARAM_FIELD_CONN_REQUEST;
+  params.conn_request = request;
+  auto created = UcxEndpoint::create(state_, static_cast<int>(peer), params,
+                                     strCat("accepted from ", client));
+  if (!created.isOk()) {
+    state_->releasePeer(static_cast<int>(peer));
+    return created.status().withContext(what);
+  }
+  return created;
+}
+
 // Runs the server side of the handshake. The endpoint is owned outside the locked scopes
-// so that a failure destroys it without the lock (its destructor takes it).
+// so that a failure destroys it without the lock (its destructor takes it); the hello
+// buffers are declared before it because UCX uses them until the endpoint is gone.
 Result<std::unique_ptr<Endpoint>> UcxListener::acceptOne(ucp_conn_request_h request,
                                                          Deadline deadline) {
   Hello hello{};
   Hello reply{};
-  std::unique_ptr<UcxEndpoint> ep;
   std::string what;
+  WEFT_ASSIGN_OR_RETURN(std::unique_ptr<UcxEndpoint> ep, endpointFor(request, what));
   Request r;
   {
     detail::EngineLock lock(state_->engine());
-    ucp_conn_request_attr_t attr{};
-    attr.field_mask =
-        UCP_CONN_REQUEST_ATTR_FIELD_CLIENT_ADDR | UCP_CONN_REQUEST_ATTR_FIELD_CLIENT_ID;
-    const ucs_status_t st = ucp_conn_request_query(request, &attr);
-    if (st != UCS_OK) {
-      ucp_listener_reject(listener_, request);
-      return ucxError(st, strCat("accept on ", address_, ": ucp_conn_request_query"));
-    }
-    const std::string client = formatSockAddr(
-        reinterpret_cast<const sockaddr*>(&attr.client_address), sizeof(attr.client_address));
-    what = strCat("accept on ", address_, " (", state_->name(), ") from ", client);
-    const uint64_t peer = attr.client_id;
-    if (peer > static_cast<uint64_t>(kMaxRank) || !state_->claimPeer(static_cast<int>(peer))) {
-      ucp_listener_reject(listener_, request);
-      return WEFT_ERROR(StatusCode::kInvalidArgument, what, ": client rank ", peer,
-                        " is out of range or already connected to this Context");
-    }
-    ucp_ep_params_t params{};
-    params.field_mask = UCP_EP_PARAM_FIELD_CONN_REQUEST;
-    params.conn_request = request;
-    auto created = UcxEndpoint::create(state_, static_cast<int>(peer), params,
-                                       strCat("accepted from ", client));
-    if (!created.isOk()) {
-      state_->releasePeer(static_cast<int>(peer));
-      return created.status().withContext(what);
-    }
-    ep = std::move(created).value();
     WEFT_ASSIGN_OR_RETURN(
         r, ep->recvRaw(OpKind::kRecv, &hello, sizeof(hello),
-                       controlTag(static_cast<int>(peer), kControlHello, 0),
+                       controlTag(ep->peerRank(), kControlHello, 0),
                        kKindMask | kRankMask | (uint64_t{0xff} << kControlTypeShift)));
   }
   WEFT_RETURN_IF_ERROR(waitStep(r, deadline, strCat(what, ": waiting for the client's hello")));
@@ -264,6 +281,7 @@ Result<std::unique_ptr<Endpoint>> connectToListener(const StatePtr& state,
   }
   Result<SockAddr> sa = parseHostPort(host_port, false);
   if (!sa.isOk()) return sa.status().withContext(what);
+  WEFT_RETURN_IF_ERROR(socketSupport(*state, "connectAddress", host_port));
   Hello hello{};  // declared before the endpoint: UCX reads / writes them until it is gone
   Hello reply{};
   std::unique_ptr<UcxEndpoint> ep;

@@ -170,6 +170,7 @@ void UcxState::fillCapabilities(const ContextOptions& options) {
   caps_.max_outstanding = pool_.maxSlots();
   caps_.tagged = caps_.rdma_write = caps_.rdma_read = caps_.put_notify = true;
   caps_.atomics64 = true;
+  caps_.rma_needs_target_progress = true;  // UCX may emulate RMA / AMO with messages
   ucp_context_attr_t attr{};
   attr.field_mask = UCP_ATTR_FIELD_MEMORY_TYPES;
   if (ucp_context_query(context_, &attr) == UCS_OK) {
@@ -244,12 +245,10 @@ class UcxContext final : public Context {
     return connectThroughStore(state_, store, peer_rank, deadline);
   }
   Result<std::unique_ptr<Listener>> listen(const std::string& host_port) override {
-    WEFT_RETURN_IF_ERROR(socketSupport("listen", host_port));
     return UcxListener::create(state_, host_port);
   }
   Result<std::unique_ptr<Endpoint>> connectAddress(const std::string& host_port,
                                                    int peer_rank, Deadline deadline) override {
-    WEFT_RETURN_IF_ERROR(socketSupport("connectAddress", host_port));
     return connectToListener(state_, host_port, peer_rank, deadline);
   }
   unsigned progress() override { return state_->engine().progress(); }
@@ -263,14 +262,6 @@ class UcxContext final : public Context {
   }
 
  private:
-  Status socketSupport(std::string_view op, const std::string& host_port) const {
-    if (state_->caps().socket_connect) return Status::ok();
-    return WEFT_ERROR(StatusCode::kNotSupported, op, "(", host_port, ") on ", state_->name(),
-                      ": UCX client/server connections need a network transport, and ",
-                      state_->caps().transports, " has none")
-        .withHint("add tcp (or rc / rdmacm) to UCX_TLS, or connect through a Store");
-  }
-
   StatePtr state_;
 };
 

@@ -13,6 +13,10 @@ using detail::RequestSlot;
 // UCP wants a non-null buffer even for zero-length messages.
 char kEmptyBuffer[8];
 
+// Sends up to this size first try to complete while posted (UCX's inline / short path
+// is far smaller on every transport, so larger ones would only fail the attempt).
+constexpr size_t kImmediateSendMax = 4096;
+
 // How long a destructor waits for a forced close (it normally completes at once).
 constexpr double kDestroyCloseSeconds = 2.0;
 
@@ -109,6 +113,8 @@ UcxEndpoint::~UcxEndpoint() {
   // Called without the engine lock (the destructor takes it).
   if (never_created_) return;
   detail::EngineLock lock(engine_);
+  if (peer_pid_ != 0) state_->unwatch(this);
+  peer_pid_ = 0;
   if (!closed_) {
     closed_ = true;
     pool_.forEach(recvs_, [&](RequestSlot* s) {
@@ -125,14 +131,11 @@ UcxEndpoint::~UcxEndpoint() {
     }
     state_->releasePeer(peer_);
   }
-  const size_t left = posted_.size + recvs_.size;
-  if (left > 0) {
-    WEFT_LOG(kWarn, "ucx") << describe() << " destroyed with " << left
-                           << " requests still pending in UCX; they complete without it";
-    pool_.forEach(posted_, [&](RequestSlot* s) { pool_.orphan(s); });
-    pool_.forEach(recvs_, [&](RequestSlot* s) { pool_.orphan(s); });
+  if (posted_.size + recvs_.size > 0) {
+    WEFT_LOG(kDebug, "ucx") << describe() << " destroyed with " << posted_.size + recvs_.size
+                            << " requests UCX did not complete: canceling them";
+    abandonPending(WEFT_ERROR(StatusCode::kCanceled, describe(), " was destroyed"));
   }
-  if (peer_pid_ != 0) state_->unwatch(this);
   state_->forget(this);
 }
 
@@ -198,8 +201,6 @@ void UcxEndpoint::onPeerDeath() {
                  .withHint("see the peer's log or exit status");
   WEFT_LOG(kInfo, "ucx") << failure_.message();
   failPending();
-  destroyRkeys();
-  abandonUcpEndpoint();
 }
 
 void UcxEndpoint::abandonUcpEndpoint() {
@@ -218,15 +219,26 @@ void UcxEndpoint::abandonUcpEndpoint() {
 }
 
 void UcxEndpoint::failPending() {
-  auto fail = [&](RequestSlot* s) {
+  // 1. Receives live in the worker: cancel them (UCX completes them with the forced status).
+  pool_.forEach(recvs_, [&](RequestSlot* s) {
     s->forced = failure_.withContext(opKindName(s->op));
     if (s->handle != nullptr) ucp_request_cancel(state_->worker(), s->handle);
-  };
-  pool_.forEach(recvs_, fail);
-  // UCX fails the operations on a failed endpoint itself; make their status name the peer.
+  });
   pool_.forEach(posted_, [&](RequestSlot* s) {
     s->forced = failure_.withContext(opKindName(s->op));
   });
+  // 2. Drop the UCP endpoint: a forced close purges the operations UCX still holds.
+  destroyRkeys();
+  abandonUcpEndpoint();
+  // 3. UCX 1.13 does not purge everything (a rendezvous send waiting in its RTS stage
+  //    survives the close): complete the rest now; late UCX callbacks are absorbed.
+  abandonPending(failure_);
+}
+
+void UcxEndpoint::abandonPending(const Status& why) {
+  auto abandon = [&](RequestSlot* s) { pool_.abandon(s, why.withContext(opKindName(s->op))); };
+  pool_.forEach(recvs_, abandon);
+  pool_.forEach(posted_, abandon);
 }
 
 void UcxEndpoint::onSendDone(RequestSlot* slot, ucs_status_t status) {
@@ -319,6 +331,19 @@ Result<Request> UcxEndpoint::send(const void* buffer, size_t length, Tag tag) {
     return argError(OpKind::kSend, strCat("tag ", hex(tag), " uses bits above the ", kTagBits,
                                           " caller bits"));
   }
+  if (length <= kImmediateSendMax) {
+    // Small messages usually complete while being posted: try that first, without a slot
+    // (UCX answers NO_RESOURCE instead of queuing when it cannot).
+    ucp_request_param_t p;
+    p.op_attr_mask = UCP_OP_ATTR_FLAG_FORCE_IMM_CMPL;
+    ucs_status_ptr_t ret = ucp_tag_send_nbx(ep_, length != 0 ? buffer : kEmptyBuffer, length,
+                                            send_base_ | tag, &p);
+    if (ret == nullptr) {
+      engine_.kick();
+      return detail::RequestPool::completed(OpKind::kSend, static_cast<uint32_t>(length));
+    }
+    // Anything else (NO_RESOURCE, an error) takes the tracked path, which reports it.
+  }
   return sendRaw(OpKind::kSend, buffer, length, send_base_ | tag);
 }
 
@@ -395,6 +420,8 @@ Status UcxEndpoint::close(Deadline deadline) {
     detail::EngineLock lock(engine_);
     if (closed_) return Status::ok();
     closed_ = true;
+    if (peer_pid_ != 0) state_->unwatch(this);
+    peer_pid_ = 0;
     pool_.forEach(recvs_, [&](RequestSlot* s) {
       s->forced = WEFT_ERROR(StatusCode::kCanceled, opKindName(s->op), " canceled: ",
                              describe(), " was closed");
@@ -405,6 +432,10 @@ Status UcxEndpoint::close(Deadline deadline) {
   }
   Status st = closeUcpEndpoint(deadline, force);
   detail::EngineLock lock(engine_);
+  if (posted_.size + recvs_.size > 0) {
+    abandonPending(failure_.isOk() ? WEFT_ERROR(StatusCode::kCanceled, describe(), " was closed")
+                                   : failure_);
+  }
   state_->releasePeer(peer_);
   return st;
 }

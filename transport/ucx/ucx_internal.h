@@ -223,6 +223,8 @@ class UcxEndpoint final : public Endpoint {
   Status closeUcpEndpoint(Deadline deadline, bool force);
   // Force-closes the UCP endpoint without waiting (UCX cancels what is outstanding).
   void abandonUcpEndpoint();
+  // Completes every still-pending request of this endpoint with `why` (RequestPool::abandon).
+  void abandonPending(const Status& why);
 
   StatePtr state_;
   detail::RequestPool& pool_;
@@ -268,6 +270,8 @@ class UcxListener final : public Listener {
 
  private:
   explicit UcxListener(StatePtr state) : state_(std::move(state)) {}
+  Result<std::unique_ptr<UcxEndpoint>> endpointFor(ucp_conn_request_h request,
+                                                   std::string& what);
   Result<std::unique_ptr<Endpoint>> acceptOne(ucp_conn_request_h request, Deadline deadline);
 
   StatePtr state_;
