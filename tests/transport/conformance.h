@@ -67,7 +67,9 @@ Mesh openMesh(weft::testing::RankEnv& env, const BackendConfig& config, bool sel
 // transports without hardware support, e.g. posix shared memory or tcp).
 void progressBarrier(weft::testing::RankEnv& env, Context& ctx, const std::string& name);
 
-inline void PrintTo(const BackendConfig& c, std::ostream* os) { *os << c.name; }
+inline void PrintTo(const BackendConfig& c, std::ostream* os) {
+  *os << c.name;
+}
 
 // Deterministic byte pattern for (seed, index).
 inline unsigned char patternByte(uint64_t seed, size_t i) {

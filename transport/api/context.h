@@ -104,8 +104,7 @@ class Context {
   // refused address is kUnavailable naming it, within the deadline.
   virtual Result<std::unique_ptr<Listener>> listen(const std::string& host_port) = 0;
   virtual Result<std::unique_ptr<Endpoint>> connectAddress(const std::string& host_port,
-                                                           int peer_rank,
-                                                           Deadline deadline) = 0;
+                                                           int peer_rank, Deadline deadline) = 0;
 
   // Drives the engine once; returns how many events it processed.
   virtual unsigned progress() = 0;

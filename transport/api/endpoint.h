@@ -52,8 +52,7 @@ class Endpoint {
 
   // Tagged messages. recv matches messages from this peer only.
   virtual Result<Request> send(const void* buffer, size_t length, Tag tag) = 0;
-  virtual Result<Request> recv(void* buffer, size_t length, Tag tag,
-                               Tag mask = kTagMaskAll) = 0;
+  virtual Result<Request> recv(void* buffer, size_t length, Tag tag, Tag mask = kTagMaskAll) = 0;
 
   // One-sided access to [offset, offset + length) of the peer's region `key`.
   virtual Result<Request> put(const void* source, size_t length, const RemoteKey& key,
@@ -70,10 +69,9 @@ class Endpoint {
 
   // 64-bit atomics on an 8-byte aligned word at key + offset; Request::value() is the
   // word before the operation. compareSwap stores `desired` when it equals `expected`.
-  virtual Result<Request> fetchAdd(const RemoteKey& key, uint64_t offset,
-                                   uint64_t addend) = 0;
-  virtual Result<Request> compareSwap(const RemoteKey& key, uint64_t offset,
-                                      uint64_t expected, uint64_t desired) = 0;
+  virtual Result<Request> fetchAdd(const RemoteKey& key, uint64_t offset, uint64_t addend) = 0;
+  virtual Result<Request> compareSwap(const RemoteKey& key, uint64_t offset, uint64_t expected,
+                                      uint64_t desired) = 0;
 
   // Completes when every one-sided operation posted before it is complete at the peer.
   virtual Result<Request> flush() = 0;

@@ -30,14 +30,14 @@ namespace weft::transport {
 //   u32 packed length, packed bytes   u64 checksum (FNV-1a 64 over every field above
 //   except magic and version)
 struct RemoteKey {
-  std::string backend;        // backend that produced it ("ucx"); empty: no key
-  int32_t owner_rank = -1;    // rank of the Context that registered the memory
-  uint64_t region_id = 0;     // unique among the owner Context's regions
-  uint64_t address = 0;       // virtual address of the region's first byte at the owner
-  uint64_t length = 0;        // registered bytes
+  std::string backend;      // backend that produced it ("ucx"); empty: no key
+  int32_t owner_rank = -1;  // rank of the Context that registered the memory
+  uint64_t region_id = 0;   // unique among the owner Context's regions
+  uint64_t address = 0;     // virtual address of the region's first byte at the owner
+  uint64_t length = 0;      // registered bytes
   MemoryType memory_type = MemoryType::kHost;
-  std::string packed;         // backend access key (UCX: the packed rkey)
-  uint64_t checksum = 0;      // computeChecksum() as set by the owner
+  std::string packed;     // backend access key (UCX: the packed rkey)
+  uint64_t checksum = 0;  // computeChecksum() as set by the owner
 
   bool valid() const { return !backend.empty(); }
   uint64_t computeChecksum() const;

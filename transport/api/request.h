@@ -90,6 +90,8 @@ class [[nodiscard]] Request {
     kSlot = 1,       // tracks a pool slot: slot_ and its generation in aux_
     kCompleted = 2,  // completed successfully when posted (no slot): aux_ holds bytes
   };
+  Request(detail::SlotHead* slot, uint32_t aux, OpKind op, uint8_t kind)
+      : slot_(slot), aux_(aux), op_(op), kind_(static_cast<Kind>(kind)) {}
   void releaseSlow();
   bool testSlow();
   Status waitSlow(Deadline deadline);

@@ -1,9 +1,10 @@
 // openContext(): the backend registry, and option resolution shared by backends.
+#include "transport/api/context.h"
+
 #include <string>
 #include <vector>
 
 #include "common/config.h"
-#include "transport/api/context.h"
 #include "transport/core/options.h"
 #if WEFT_HAVE_UCX
 #include "transport/ucx/ucx_internal.h"
@@ -29,8 +30,9 @@ Result<std::unique_ptr<Context>> openContext(std::string_view backend,
   if (built.empty()) built = "none";
   return WEFT_ERROR(StatusCode::kNotSupported, "openContext: transport backend \"", backend,
                     "\" is not built into this binary (built: ", built, ")")
-      .withHint("configure with -DWEFT_WITH_UCX=ON / -DWEFT_WITH_VERBS=ON after installing "
-                "the libraries (scripts/setup-deps.sh)");
+      .withHint(
+          "configure with -DWEFT_WITH_UCX=ON / -DWEFT_WITH_VERBS=ON after installing "
+          "the libraries (scripts/setup-deps.sh)");
 }
 
 Result<ResolvedOptions> resolveOptions(const ContextOptions& options, std::string_view backend,

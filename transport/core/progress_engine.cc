@@ -13,7 +13,9 @@ ProgressEngine::ProgressEngine(EventSource* source, const EngineOptions& options
       options_(options),
       locking_(options.thread_safe || options.progress_thread) {}
 
-ProgressEngine::~ProgressEngine() { stop(); }
+ProgressEngine::~ProgressEngine() {
+  stop();
+}
 
 Status ProgressEngine::start() {
   if (!options_.progress_thread || thread_.joinable()) return Status::ok();
@@ -63,8 +65,7 @@ void ProgressEngine::waitForActivity(Deadline deadline) {
     --waiters_;
     return;
   }
-  const auto spin_until =
-      Deadline::Clock::now() + std::chrono::microseconds(options_.spin_us);
+  const auto spin_until = Deadline::Clock::now() + std::chrono::microseconds(options_.spin_us);
   for (;;) {
     if (progress() > 0) return;
     const auto now = Deadline::Clock::now();

@@ -4,8 +4,9 @@
 // the backend through EventSource, implements the spin-then-sleep wait used by every
 // blocking call, and runs the optional progress thread.
 //
-// Threads: lock()/unlock() bracket every backend call (EngineLock does it for a scope). waitUntil() calls its predicate
-// with the lock held. EventSource methods are called with the lock held, except wakeUp().
+// Threads: lock()/unlock() bracket every backend call (EngineLock does it for a scope). waitUntil()
+// calls its predicate with the lock held. EventSource methods are called with the lock held, except
+// wakeUp().
 #pragma once
 
 #include <atomic>
@@ -116,8 +117,7 @@ class ProgressEngine {
 
 template <typename Pred>
 bool ProgressEngine::waitDriving(Pred& done, Deadline deadline) {
-  const auto spin_until =
-      Deadline::Clock::now() + std::chrono::microseconds(options_.spin_us);
+  const auto spin_until = Deadline::Clock::now() + std::chrono::microseconds(options_.spin_us);
   for (uint32_t round = 1;; ++round) {
     lock();
     bool finished = done();
@@ -146,8 +146,7 @@ bool ProgressEngine::waitDriving(Pred& done, Deadline deadline) {
 
 template <typename Pred>
 bool ProgressEngine::waitWithThread(Pred& done, Deadline deadline) {
-  const auto spin_until =
-      Deadline::Clock::now() + std::chrono::microseconds(options_.spin_us);
+  const auto spin_until = Deadline::Clock::now() + std::chrono::microseconds(options_.spin_us);
   std::unique_lock<std::mutex> lk(mutex_);
   while (!done()) {
     const auto now = Deadline::Clock::now();

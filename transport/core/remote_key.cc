@@ -63,8 +63,8 @@ class Reader {
 };
 
 Status malformed(std::string_view what, size_t size) {
-  return WEFT_ERROR(StatusCode::kInvalidArgument, "RemoteKey::deserialize: ", what, " (",
-                    size, " bytes of input)")
+  return WEFT_ERROR(StatusCode::kInvalidArgument, "RemoteKey::deserialize: ", what, " (", size,
+                    " bytes of input)")
       .withHint("pass the exact bytes of RemoteKey::serialize() from the owner");
 }
 
@@ -116,17 +116,16 @@ Result<RemoteKey> RemoteKey::deserialize(std::string_view bytes) {
   uint8_t backend_len = 0;
   if (!r.get(magic) || magic != kMagic) return malformed("bad magic", bytes.size());
   if (!r.get(version) || version != kVersion) {
-    return malformed(strCat("unsupported version ", version, " (this build reads ", kVersion,
-                            ")"),
+    return malformed(strCat("unsupported version ", version, " (this build reads ", kVersion, ")"),
                      bytes.size());
   }
   RemoteKey k;
   uint8_t type = 0;
   uint32_t owner = 0;
   uint32_t packed_len = 0;
-  if (!r.get(backend_len) || !r.bytes(backend_len, k.backend) || !r.get(type) ||
-      !r.get(owner) || !r.get(k.region_id) || !r.get(k.address) || !r.get(k.length) ||
-      !r.get(packed_len) || !r.bytes(packed_len, k.packed) || !r.get(k.checksum)) {
+  if (!r.get(backend_len) || !r.bytes(backend_len, k.backend) || !r.get(type) || !r.get(owner) ||
+      !r.get(k.region_id) || !r.get(k.address) || !r.get(k.length) || !r.get(packed_len) ||
+      !r.bytes(packed_len, k.packed) || !r.get(k.checksum)) {
     return malformed("truncated input", bytes.size());
   }
   if (r.left() != 0) return malformed(strCat(r.left(), " trailing bytes"), bytes.size());

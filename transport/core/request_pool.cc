@@ -130,8 +130,9 @@ void RequestPool::complete(RequestSlot* s, Status status) {
 Status RequestPool::exhausted(OpKind op) const {
   return WEFT_ERROR(StatusCode::kNoResource, opKindName(op), ": ", in_use_,
                     " requests are in flight, the Context's limit")
-      .withHint("back-pressure: wait for earlier requests (or call progress()) and retry; "
-                "raise WEFT_TRANSPORT_MAX_REQUESTS if the working set is really this large");
+      .withHint(
+          "back-pressure: wait for earlier requests (or call progress()) and retry; "
+          "raise WEFT_TRANSPORT_MAX_REQUESTS if the working set is really this large");
 }
 
 RequestSlot* RequestPool::current(SlotHead* head, uint32_t gen) {
@@ -175,8 +176,7 @@ Status RequestPool::handleStatus(SlotHead* head, uint32_t gen) {
   if (s == nullptr) {
     st = WEFT_ERROR(StatusCode::kInternal, "stale request handle");
   } else if (s->state.load(std::memory_order_acquire) != kSlotDone) {
-    st = WEFT_ERROR(StatusCode::kUnavailable, opKindName(s->op),
-                    " request is still in progress");
+    st = WEFT_ERROR(StatusCode::kUnavailable, opKindName(s->op), " request is still in progress");
   } else {
     st = s->status;
   }
@@ -239,9 +239,13 @@ Request& Request::operator=(Request&& other) noexcept {
   return *this;
 }
 
-void Request::releaseSlow() { RequestPool::poolOf(slot_)->handleRelease(slot_, aux_); }
+void Request::releaseSlow() {
+  RequestPool::poolOf(slot_)->handleRelease(slot_, aux_);
+}
 
-bool Request::testSlow() { return RequestPool::poolOf(slot_)->handleTest(slot_, aux_); }
+bool Request::testSlow() {
+  return RequestPool::poolOf(slot_)->handleTest(slot_, aux_);
+}
 
 Status Request::waitSlow(Deadline deadline) {
   if (kind_ == kEmpty) return status();
@@ -252,10 +256,8 @@ Status Request::status() const {
   switch (kind_) {
     case kEmpty:
       return WEFT_ERROR(StatusCode::kInvalidArgument, "status() of an empty Request handle");
-    case kCompleted:
-      return Status::ok();
-    case kSlot:
-      break;
+    case kCompleted: return Status::ok();
+    case kSlot: break;
   }
   return RequestPool::poolOf(slot_)->handleStatus(slot_, aux_);
 }

@@ -29,24 +29,24 @@ struct RequestList;
 // state (in SlotHead): kSlotFree / kSlotPending / kSlotDone (transport/api/request.h).
 struct RequestSlot : SlotHead {
   OpKind op = OpKind::kNone;
-  bool detached = false;      // the handle is gone: free on completion
+  bool detached = false;         // the handle is gone: free on completion
   bool backend_pending = false;  // done for the caller, but the backend still owns it
-  uint8_t stage = 0;          // step of a multi-step backend operation
+  uint8_t stage = 0;             // step of a multi-step backend operation
   uint32_t index = 0;
   uint32_t gen = 0;
-  uint32_t prev = kNoSlot;    // links in `list`
+  uint32_t prev = kNoSlot;  // links in `list`
   uint32_t next = kNoSlot;
-  RequestList* list = nullptr;  // the owner's list of pending slots (nullptr: none)
-  void* owner = nullptr;        // backend object that posted it (endpoint)
-  void* handle = nullptr;       // backend request handle (UCX request pointer)
-  size_t bytes = 0;             // bytes moved / received
-  size_t capacity = 0;          // posted length (receive buffer size)
-  Tag tag = 0;                  // matched tag (recv)
-  uint64_t value = 0;           // atomic reply / notification immediate
-  uint64_t operand = 0;         // atomic operand / notification immediate to send
-  Status status;                // final status
-  Status forced;                // replaces a cancellation status (peer failure, close)
-  class RequestPool* pool = nullptr;  // the pool owning the slot (for orphaned completions)
+  RequestList* list = nullptr;        // the owner's list of pending slots (nullptr: none)
+  void* owner = nullptr;              // backend object that posted it (endpoint)
+  void* handle = nullptr;             // backend request handle (UCX request pointer)
+  size_t bytes = 0;                   // bytes moved / received
+  size_t capacity = 0;                // posted length (receive buffer size)
+  Tag tag = 0;                        // matched tag (recv)
+  uint64_t value = 0;                 // atomic reply / notification immediate
+  uint64_t operand = 0;               // atomic operand / notification immediate to send
+  Status status;                      // final status
+  Status forced;                      // replaces a cancellation status (peer failure, close)
+  class RequestPool* pool = nullptr;  // the pool owning the slot (completions without owner)
 };
 
 // Intrusive list of an owner's pending slots (for failing / canceling them together).
@@ -74,20 +74,11 @@ class RequestPool {
   RequestSlot* acquire(OpKind op, RequestList* list, void* owner);
   // The handle for a freshly acquired slot.
   static Request handle(RequestSlot* slot) {
-    Request r;
-    r.slot_ = slot;
-    r.aux_ = slot->gen;
-    r.op_ = slot->op;
-    r.kind_ = Request::kSlot;
-    return r;
+    return Request(slot, slot->gen, slot->op, Request::kSlot);
   }
   // A handle for an operation that completed successfully while being posted (no slot).
   static Request completed(OpKind op, uint32_t bytes) {
-    Request r;
-    r.aux_ = bytes;
-    r.op_ = op;
-    r.kind_ = Request::kCompleted;
-    return r;
+    return Request(nullptr, bytes, op, Request::kCompleted);
   }
   // The pool of a slot-backed handle.
   static RequestPool* poolOf(const SlotHead* head) {
@@ -102,9 +93,7 @@ class RequestPool {
   // The slot forgets its owner and is not recycled until the backend's own completion
   // arrives (complete() then only releases it), so a late callback is harmless.
   void abandon(RequestSlot* slot, Status status);
-  RequestSlot* slot(uint32_t index) {
-    return &chunks_[index / kChunkSlots][index % kChunkSlots];
-  }
+  RequestSlot* slot(uint32_t index) { return &chunks_[index / kChunkSlots][index % kChunkSlots]; }
   // The kNoResource error for a full pool.
   Status exhausted(OpKind op) const;
 

@@ -59,8 +59,8 @@ Result<SockAddr> parseHostPort(const std::string& host_port, bool passive) {
   addrinfo* res = nullptr;
   const int rc = ::getaddrinfo(host.empty() ? nullptr : host.c_str(), port.c_str(), &hints, &res);
   if (rc != 0 || res == nullptr) {
-    return WEFT_ERROR(StatusCode::kInvalidArgument, "cannot resolve socket address \"",
-                      host_port, "\": ", gai_strerror(rc));
+    return WEFT_ERROR(StatusCode::kInvalidArgument, "cannot resolve socket address \"", host_port,
+                      "\": ", gai_strerror(rc));
   }
   SockAddr out;
   std::memcpy(&out.storage, res->ai_addr, res->ai_addrlen);
@@ -108,7 +108,9 @@ Status waitStep(Request& r, Deadline deadline, std::string_view what) {
 
 }  // namespace
 
-std::string addressKey(int rank) { return strCat("transport/ucx/addr/", rank); }
+std::string addressKey(int rank) {
+  return strCat("transport/ucx/addr/", rank);
+}
 
 Result<std::unique_ptr<Endpoint>> connectThroughStore(const StatePtr& state, Store& store,
                                                       int peer_rank, Deadline deadline) {
@@ -120,8 +122,8 @@ Result<std::unique_ptr<Endpoint>> connectThroughStore(const StatePtr& state, Sto
   if (!st.isOk()) return st.withContext(strCat(what, ": publishing our address"));
   Result<std::string> remote = store.get(addressKey(peer_rank), deadline);
   if (!remote.isOk()) {
-    return remote.status().withContext(strCat(what, ": reading key ", addressKey(peer_rank),
-                                              " from ", store.describe()));
+    return remote.status().withContext(
+        strCat(what, ": reading key ", addressKey(peer_rank), " from ", store.describe()));
   }
   auto record = unpackAddress(*remote);
   if (!record.isOk()) {
@@ -163,8 +165,9 @@ Result<std::unique_ptr<Listener>> UcxListener::create(StatePtr state,
   if (st != UCS_OK) {
     Status err = ucxError(st, strCat("listen on ", host_port, " (", l->state_->name(), ")"));
     return Status(StatusCode::kUnavailable, err.message())
-        .withHint("is the port in use, or the address not local? UCX needs a sockaddr-capable "
-                  "transport (tcp or rdmacm) for listeners");
+        .withHint(
+            "is the port in use, or the address not local? UCX needs a sockaddr-capable "
+            "transport (tcp or rdmacm) for listeners");
   }
   ucp_listener_attr_t attr{};
   attr.field_mask = UCP_LISTENER_ATTR_FIELD_SOCKADDR;
@@ -205,15 +208,14 @@ Result<std::unique_ptr<UcxEndpoint>> UcxListener::endpointFor(ucp_conn_request_h
                                                               std::string& what) {
   detail::EngineLock lock(state_->engine());
   ucp_conn_request_attr_t attr{};
-  attr.field_mask =
-      UCP_CONN_REQUEST_ATTR_FIELD_CLIENT_ADDR | UCP_CONN_REQUEST_ATTR_FIELD_CLIENT_ID;
+  attr.field_mask = UCP_CONN_REQUEST_ATTR_FIELD_CLIENT_ADDR | UCP_CONN_REQUEST_ATTR_FIELD_CLIENT_ID;
   const ucs_status_t st = ucp_conn_request_query(request, &attr);
   if (st != UCS_OK) {
     ucp_listener_reject(listener_, request);
     return ucxError(st, strCat("accept on ", address_, ": ucp_conn_request_query"));
   }
-  const std::string client = formatSockAddr(
-      reinterpret_cast<const sockaddr*>(&attr.client_address), sizeof(attr.client_address));
+  const std::string client = formatSockAddr(reinterpret_cast<const sockaddr*>(&attr.client_address),
+                                            sizeof(attr.client_address));
   what = strCat("accept on ", address_, " (", state_->name(), ") from ", client);
   const uint64_t peer = attr.client_id;
   if (peer > static_cast<uint64_t>(kMaxRank) || !state_->claimPeer(static_cast<int>(peer))) {
@@ -224,8 +226,8 @@ Result<std::unique_ptr<UcxEndpoint>> UcxListener::endpointFor(ucp_conn_request_h
   ucp_ep_params_t params{};
   params.field_mask = UCP_EP_PARAM_FIELD_CONN_REQUEST;
   params.conn_request = request;
-  auto created = UcxEndpoint::create(state_, static_cast<int>(peer), params,
-                                     strCat("accepted from ", client));
+  auto created =
+      UcxEndpoint::create(state_, static_cast<int>(peer), params, strCat("accepted from ", client));
   if (!created.isOk()) {
     state_->releasePeer(static_cast<int>(peer));
     return created.status().withContext(what);
@@ -263,17 +265,17 @@ Result<std::unique_ptr<Endpoint>> UcxListener::acceptOne(ucp_conn_request_h requ
   reply = Hello{kHelloMagic, kHelloVersion, state_->rank(), hello.rank, hello.nonce, 0};
   {
     detail::EngineLock lock(state_->engine());
-    WEFT_ASSIGN_OR_RETURN(
-        r, ep->sendRaw(OpKind::kSend, &reply, sizeof(reply),
-                       controlTag(state_->rank(), kControlHelloReply, hello.nonce)));
+    WEFT_ASSIGN_OR_RETURN(r,
+                          ep->sendRaw(OpKind::kSend, &reply, sizeof(reply),
+                                      controlTag(state_->rank(), kControlHelloReply, hello.nonce)));
   }
   WEFT_RETURN_IF_ERROR(waitStep(r, deadline, strCat(what, ": sending the hello reply")));
   return std::unique_ptr<Endpoint>(std::move(ep));
 }
 
 Result<std::unique_ptr<Endpoint>> connectToListener(const StatePtr& state,
-                                                    const std::string& host_port,
-                                                    int peer_rank, Deadline deadline) {
+                                                    const std::string& host_port, int peer_rank,
+                                                    Deadline deadline) {
   const std::string what =
       strCat("connectAddress(", host_port, ") from ", state->name(), " to rank ", peer_rank);
   if (peer_rank < 0 || peer_rank > kMaxRank) {
@@ -306,9 +308,9 @@ Result<std::unique_ptr<Endpoint>> connectToListener(const StatePtr& state,
     ep = std::move(created).value();
     const uint32_t nonce = state->nextNonce();
     WEFT_ASSIGN_OR_RETURN(
-        r_reply, ep->recvRaw(OpKind::kRecv, &reply, sizeof(reply),
-                             controlTag(0, kControlHelloReply, nonce),
-                             kKindMask | (uint64_t{0xff} << kControlTypeShift) | 0xffffffffu));
+        r_reply,
+        ep->recvRaw(OpKind::kRecv, &reply, sizeof(reply), controlTag(0, kControlHelloReply, nonce),
+                    kKindMask | (uint64_t{0xff} << kControlTypeShift) | 0xffffffffu));
     hello = Hello{kHelloMagic, kHelloVersion, state->rank(), peer_rank, nonce, 0};
     WEFT_ASSIGN_OR_RETURN(r_hello, ep->sendRaw(OpKind::kSend, &hello, sizeof(hello),
                                                controlTag(state->rank(), kControlHello, nonce)));

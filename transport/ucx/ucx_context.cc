@@ -1,6 +1,8 @@
 // UcxState (UCP context + worker + progress) and UcxContext (the public Context).
 #include <algorithm>
 #include <cstdlib>
+#include <initializer_list>
+#include <optional>
 #include <string>
 
 #include "common/config.h"
@@ -18,42 +20,45 @@ bool configured(const ContextOptions& options, std::string_view name) {
   return std::getenv(strCat("UCX_", name).c_str()) != nullptr;
 }
 
-std::string tlsDescription(const ContextOptions& options) {
+// The UCX_TLS list in force: the caller's TLS setting, else the environment; nullopt when
+// neither sets one (UCX then uses every transport).
+std::optional<std::string> tlsSetting(const ContextOptions& options) {
   for (const auto& [k, v] : options.backend_config) {
-    if (k == "TLS") return "UCX_TLS=" + v;
+    if (k == "TLS") return v;
   }
   const char* env = std::getenv("UCX_TLS");
-  return env != nullptr ? strCat("UCX_TLS=", env) : std::string("UCX_TLS=all (default)");
+  if (env == nullptr) return std::nullopt;
+  return std::string(env);
 }
 
-// UCX connects client/server endpoints through a network transport only (the connection
-// manager carries just the network part of the worker address), so listen/connectAddress
-// need one in UCX_TLS. An unset list, "all" or an exclusion list ("^...") has one.
-bool tlsHasNetwork(const ContextOptions& options) {
-  std::string tls;
-  bool set = false;
-  for (const auto& [k, v] : options.backend_config) {
-    if (k == "TLS") {
-      tls = v;
-      set = true;
-    }
-  }
-  if (!set) {
-    const char* env = std::getenv("UCX_TLS");
-    if (env == nullptr) return true;
-    tls = env;
-  }
-  if (tls.empty() || tls[0] == '^') return true;
+std::string tlsDescription(const ContextOptions& options) {
+  const std::optional<std::string> tls = tlsSetting(options);
+  return tls ? strCat("UCX_TLS=", *tls) : std::string("UCX_TLS=all (default)");
+}
+
+// True when UCX_TLS may select a transport whose name starts with one of `prefixes`. An
+// unset or empty list, "all" and exclusion lists ("^...") may select anything.
+bool tlsMaySelect(const ContextOptions& options, std::initializer_list<const char*> prefixes) {
+  const std::optional<std::string> tls = tlsSetting(options);
+  if (!tls || tls->empty() || (*tls)[0] == '^') return true;
   size_t pos = 0;
-  while (pos <= tls.size()) {
-    const size_t comma = std::min(tls.find(',', pos), tls.size());
-    const std::string t = tls.substr(pos, comma - pos);
-    for (const char* net : {"all", "tcp", "ib", "rc", "ud", "dc", "rdmacm", "sockcm"}) {
-      if (t.rfind(net, 0) == 0) return true;
+  while (pos <= tls->size()) {
+    const size_t comma = std::min(tls->find(',', pos), tls->size());
+    const std::string t = tls->substr(pos, comma - pos);
+    if (t == "all") return true;
+    for (const char* p : prefixes) {
+      if (t.rfind(p, 0) == 0) return true;
     }
     pos = comma + 1;
   }
   return false;
+}
+
+// UCX connects client/server endpoints through a network transport only (the connection
+// manager carries just the network part of the worker address), so listen/connectAddress
+// need one in UCX_TLS.
+bool tlsHasNetwork(const ContextOptions& options) {
+  return tlsMaySelect(options, {"tcp", "ib", "rc", "ud", "dc", "rdmacm", "sockcm"});
 }
 
 struct UcpConfig {
@@ -66,9 +71,7 @@ struct UcpConfig {
 }  // namespace
 
 UcxState::UcxState(const ContextOptions& options, const ResolvedOptions& resolved)
-    : rank_(options.rank),
-      engine_(this, resolved.engine),
-      pool_(&engine_, resolved.max_requests) {}
+    : rank_(options.rank), engine_(this, resolved.engine), pool_(&engine_, resolved.max_requests) {}
 
 UcxState::~UcxState() {
   engine_.stop();
@@ -76,7 +79,9 @@ UcxState::~UcxState() {
   if (context_ != nullptr) ucp_cleanup(context_);
 }
 
-std::string UcxState::name() const { return strCat("ucx rank ", rank_); }
+std::string UcxState::name() const {
+  return strCat("ucx rank ", rank_);
+}
 
 uint32_t UcxState::nextNonce() {
   // Distinct per connect of this process; mixes in the rank so that two processes'
@@ -90,8 +95,9 @@ Status UcxState::readConfig(const ContextOptions& options, ucp_config_t* config)
     const ucs_status_t st = ucp_config_modify(config, name.c_str(), value.c_str());
     if (st != UCS_OK) {
       return ucxError(st, strCat("openContext(ucx): backend setting ", name, "=", value))
-          .withHint("names are UCX variables without the UCX_ prefix (TLS, NET_DEVICES, ...); "
-                    "`ucx_info -c` lists them");
+          .withHint(
+              "names are UCX variables without the UCX_ prefix (TLS, NET_DEVICES, ...); "
+              "`ucx_info -c` lists them");
     }
   }
   auto set_default = [&](const char* name, const std::string& value) -> Status {
@@ -102,10 +108,10 @@ Status UcxState::readConfig(const ContextOptions& options, ucp_config_t* config)
   };
   WEFT_ASSIGN_OR_RETURN(double keepalive, config::getDouble("WEFT_UCX_KEEPALIVE"));
   check_interval_ = std::chrono::nanoseconds(static_cast<int64_t>(keepalive * 1e9));
-  WEFT_RETURN_IF_ERROR(set_default(
-      "KEEPALIVE_INTERVAL", strCat(static_cast<int64_t>(keepalive * 1e6), "us")));
+  WEFT_RETURN_IF_ERROR(
+      set_default("KEEPALIVE_INTERVAL", strCat(static_cast<int64_t>(keepalive * 1e6), "us")));
   WEFT_ASSIGN_OR_RETURN(peer_errors_, config::getBool("WEFT_UCX_ERROR_HANDLING"));
-  if (peer_errors_) {
+  if (peer_errors_ && tlsMaySelect(options, {"posix", "sysv", "sm", "shm", "mm", "xpmem"})) {
     // Debian's UCX hides the shared-memory transports from endpoints that ask for peer
     // error handling unless they advertise it; they detect dead peers through keepalive.
     WEFT_RETURN_IF_ERROR(set_default("MM_ERROR_HANDLING", "y"));
@@ -160,8 +166,7 @@ void UcxState::fillCapabilities(const ContextOptions& options) {
   unsigned minor = 0;
   unsigned release = 0;
   ucp_get_version(&major, &minor, &release);
-  caps_.transports = strCat("UCX ", major, ".", minor, ".", release, ", ",
-                            tlsDescription(options));
+  caps_.transports = strCat("UCX ", major, ".", minor, ".", release, ", ", tlsDescription(options));
   caps_.tag_bits = kTagBits;
   caps_.max_rank = kMaxRank;
   caps_.immediate_bits = 64;
@@ -247,8 +252,8 @@ class UcxContext final : public Context {
   Result<std::unique_ptr<Listener>> listen(const std::string& host_port) override {
     return UcxListener::create(state_, host_port);
   }
-  Result<std::unique_ptr<Endpoint>> connectAddress(const std::string& host_port,
-                                                   int peer_rank, Deadline deadline) override {
+  Result<std::unique_ptr<Endpoint>> connectAddress(const std::string& host_port, int peer_rank,
+                                                   Deadline deadline) override {
     return connectToListener(state_, host_port, peer_rank, deadline);
   }
   unsigned progress() override { return state_->engine().progress(); }

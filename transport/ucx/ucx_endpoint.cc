@@ -32,8 +32,8 @@ void sendCallback(void* request, ucs_status_t status, void* user_data) {
   if (auto* ep = static_cast<UcxEndpoint*>(slot->owner)) {
     ep->onSendDone(slot, status);
   } else {
-    slot->pool->complete(slot, status == UCS_OK ? Status::ok()
-                                                : ucxError(status, opKindName(slot->op)));
+    slot->pool->complete(slot,
+                         status == UCS_OK ? Status::ok() : ucxError(status, opKindName(slot->op)));
   }
 }
 
@@ -44,8 +44,8 @@ void recvCallback(void* request, ucs_status_t status, const ucp_tag_recv_info_t*
   if (auto* ep = static_cast<UcxEndpoint*>(slot->owner)) {
     ep->onRecvDone(slot, status, info);
   } else {
-    slot->pool->complete(slot, status == UCS_OK ? Status::ok()
-                                                : ucxError(status, opKindName(slot->op)));
+    slot->pool->complete(slot,
+                         status == UCS_OK ? Status::ok() : ucxError(status, opKindName(slot->op)));
   }
   ucp_request_free(request);
 }
@@ -92,12 +92,11 @@ UcxEndpoint::UcxEndpoint(StatePtr state, int peer, std::string how)
       recv_base_(kKindUser | rankBits(peer)) {}
 
 Result<std::unique_ptr<UcxEndpoint>> UcxEndpoint::create(StatePtr state, int peer,
-                                                         ucp_ep_params_t params,
-                                                         std::string how) {
+                                                         ucp_ep_params_t params, std::string how) {
   std::unique_ptr<UcxEndpoint> ep(new UcxEndpoint(std::move(state), peer, std::move(how)));
   params.field_mask |= UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE | UCP_EP_PARAM_FIELD_ERR_HANDLER;
-  params.err_mode = ep->state_->peerErrors() ? UCP_ERR_HANDLING_MODE_PEER
-                                             : UCP_ERR_HANDLING_MODE_NONE;
+  params.err_mode =
+      ep->state_->peerErrors() ? UCP_ERR_HANDLING_MODE_PEER : UCP_ERR_HANDLING_MODE_NONE;
   params.err_handler.cb = errorCallback;
   params.err_handler.arg = ep.get();
   const ucs_status_t st = ucp_ep_create(ep->state_->worker(), &params, &ep->ep_);
@@ -118,8 +117,8 @@ UcxEndpoint::~UcxEndpoint() {
   if (!closed_) {
     closed_ = true;
     pool_.forEach(recvs_, [&](RequestSlot* s) {
-      s->forced = WEFT_ERROR(StatusCode::kCanceled, opKindName(s->op), " canceled: ",
-                             describe(), " was destroyed");
+      s->forced = WEFT_ERROR(StatusCode::kCanceled, opKindName(s->op), " canceled: ", describe(),
+                             " was destroyed");
       if (s->handle != nullptr) ucp_request_cancel(state_->worker(), s->handle);
     });
     destroyRkeys();
@@ -159,8 +158,7 @@ Status UcxEndpoint::usable(OpKind op) const {
 }
 
 Status UcxEndpoint::argError(OpKind op, std::string_view what) const {
-  return WEFT_ERROR(StatusCode::kInvalidArgument, opKindName(op), " on ", describe(), ": ",
-                    what);
+  return WEFT_ERROR(StatusCode::kInvalidArgument, opKindName(op), " on ", describe(), ": ", what);
 }
 
 Status UcxEndpoint::statusFor(const RequestSlot* slot, ucs_status_t status) const {
@@ -182,8 +180,9 @@ void UcxEndpoint::onPeerError(ucs_status_t status) {
   if (!failure_.isOk()) return;
   failure_ = WEFT_ERROR(StatusCode::kPeerFailure, describe(), ": peer rank ", peer_,
                         " failed or disconnected (", ucs_status_string(status), ")")
-                 .withHint("the peer process died, closed its endpoint, or the network path "
-                           "broke; see the peer's log");
+                 .withHint(
+                     "the peer process died, closed its endpoint, or the network path "
+                     "broke; see the peer's log");
   WEFT_LOG(kInfo, "ucx") << failure_.message();
   state_->queueFailed(this);
 }
@@ -224,9 +223,8 @@ void UcxEndpoint::failPending() {
     s->forced = failure_.withContext(opKindName(s->op));
     if (s->handle != nullptr) ucp_request_cancel(state_->worker(), s->handle);
   });
-  pool_.forEach(posted_, [&](RequestSlot* s) {
-    s->forced = failure_.withContext(opKindName(s->op));
-  });
+  pool_.forEach(posted_,
+                [&](RequestSlot* s) { s->forced = failure_.withContext(opKindName(s->op)); });
   // 2. Drop the UCP endpoint: a forced close purges the operations UCX still holds.
   destroyRkeys();
   abandonUcpEndpoint();
@@ -259,12 +257,12 @@ void UcxEndpoint::onRecvDone(RequestSlot* slot, ucs_status_t status,
     if (info != nullptr && info->length > slot->capacity) {
       sent = strCat(" of ", info->length, " bytes");
     }
-    pool_.complete(slot, WEFT_ERROR(StatusCode::kInvalidArgument, opKindName(slot->op),
-                                    " on ", describe(), ": the message", sent,
-                                    " does not fit the receive buffer of ", slot->capacity,
-                                    " bytes (truncated)")
-                             .withHint("post receives at least as large as the largest "
-                                       "message the peer sends with that tag"));
+    pool_.complete(
+        slot, WEFT_ERROR(StatusCode::kInvalidArgument, opKindName(slot->op), " on ", describe(),
+                         ": the message", sent, " does not fit the receive buffer of ",
+                         slot->capacity, " bytes (truncated)")
+                  .withHint("post receives at least as large as the largest "
+                            "message the peer sends with that tag"));
     return;
   }
   pool_.complete(slot, statusFor(slot, status));
@@ -323,21 +321,22 @@ Result<Request> UcxEndpoint::recvRaw(OpKind op, void* buffer, size_t length, uin
 
 Result<Request> UcxEndpoint::send(const void* buffer, size_t length, Tag tag) {
   detail::EngineLock lock(engine_);
-  if (closed_ || !failure_.isOk()) [[unlikely]] return usable(OpKind::kSend);
+  if (closed_ || !failure_.isOk()) [[unlikely]]
+    return usable(OpKind::kSend);
   if (buffer == nullptr && length != 0) [[unlikely]] {
     return argError(OpKind::kSend, strCat("null buffer with length ", length));
   }
   if ((tag & ~kUserTagMask) != 0) [[unlikely]] {
-    return argError(OpKind::kSend, strCat("tag ", hex(tag), " uses bits above the ", kTagBits,
-                                          " caller bits"));
+    return argError(OpKind::kSend,
+                    strCat("tag ", hex(tag), " uses bits above the ", kTagBits, " caller bits"));
   }
   if (length <= kImmediateSendMax) {
     // Small messages usually complete while being posted: try that first, without a slot
     // (UCX answers NO_RESOURCE instead of queuing when it cannot).
     ucp_request_param_t p;
     p.op_attr_mask = UCP_OP_ATTR_FLAG_FORCE_IMM_CMPL;
-    ucs_status_ptr_t ret = ucp_tag_send_nbx(ep_, length != 0 ? buffer : kEmptyBuffer, length,
-                                            send_base_ | tag, &p);
+    ucs_status_ptr_t ret =
+        ucp_tag_send_nbx(ep_, length != 0 ? buffer : kEmptyBuffer, length, send_base_ | tag, &p);
     if (ret == nullptr) {
       engine_.kick();
       return detail::RequestPool::completed(OpKind::kSend, static_cast<uint32_t>(length));
@@ -349,13 +348,14 @@ Result<Request> UcxEndpoint::send(const void* buffer, size_t length, Tag tag) {
 
 Result<Request> UcxEndpoint::recv(void* buffer, size_t length, Tag tag, Tag mask) {
   detail::EngineLock lock(engine_);
-  if (closed_ || !failure_.isOk()) [[unlikely]] return usable(OpKind::kRecv);
+  if (closed_ || !failure_.isOk()) [[unlikely]]
+    return usable(OpKind::kRecv);
   if (buffer == nullptr && length != 0) [[unlikely]] {
     return argError(OpKind::kRecv, strCat("null buffer with length ", length));
   }
   if ((tag & mask & ~kUserTagMask) != 0) [[unlikely]] {
-    return argError(OpKind::kRecv, strCat("tag ", hex(tag), " uses bits above the ", kTagBits,
-                                          " caller bits"));
+    return argError(OpKind::kRecv,
+                    strCat("tag ", hex(tag), " uses bits above the ", kTagBits, " caller bits"));
   }
   return recvRaw(OpKind::kRecv, buffer, length, recv_base_ | (tag & kUserTagMask),
                  kKindMask | kRankMask | (mask & kUserTagMask));
@@ -363,7 +363,8 @@ Result<Request> UcxEndpoint::recv(void* buffer, size_t length, Tag tag, Tag mask
 
 Result<Request> UcxEndpoint::flush() {
   detail::EngineLock lock(engine_);
-  if (closed_ || !failure_.isOk()) [[unlikely]] return usable(OpKind::kFlush);
+  if (closed_ || !failure_.isOk()) [[unlikely]]
+    return usable(OpKind::kFlush);
   RequestSlot* slot = pool_.acquire(OpKind::kFlush, &posted_, this);
   if (slot == nullptr) return pool_.exhausted(OpKind::kFlush);
   ucp_request_param_t p = sendParams(slot, sendCallback);
@@ -423,8 +424,8 @@ Status UcxEndpoint::close(Deadline deadline) {
     if (peer_pid_ != 0) state_->unwatch(this);
     peer_pid_ = 0;
     pool_.forEach(recvs_, [&](RequestSlot* s) {
-      s->forced = WEFT_ERROR(StatusCode::kCanceled, opKindName(s->op), " canceled: ",
-                             describe(), " was closed");
+      s->forced = WEFT_ERROR(StatusCode::kCanceled, opKindName(s->op), " canceled: ", describe(),
+                             " was closed");
       if (s->handle != nullptr) ucp_request_cancel(state_->worker(), s->handle);
     });
     destroyRkeys();

@@ -49,7 +49,9 @@ inline constexpr uint64_t kControlTypeShift = 32;
 inline constexpr uint64_t kControlHello = 1;
 inline constexpr uint64_t kControlHelloReply = 2;
 
-inline uint64_t rankBits(int rank) { return static_cast<uint64_t>(rank) << kTagBits; }
+inline uint64_t rankBits(int rank) {
+  return static_cast<uint64_t>(rank) << kTagBits;
+}
 
 // "<what>: <ucs text> (ucs status N)" with the StatusCode matching the UCS error.
 Status ucxError(ucs_status_t status, std::string_view what,
@@ -62,7 +64,7 @@ class UcxEndpoint;
 
 // Who a process is, for liveness checks of peers on the same host (ucx_liveness.cc).
 struct ProcessIdentity {
-  std::string host;         // "<boot id>/<pid namespace>": equal means same host and namespace
+  std::string host;  // "<boot id>/<pid namespace>": equal means same host and namespace
   uint32_t pid = 0;
   uint64_t start_time = 0;  // /proc/<pid>/stat field 22: tells a reused pid apart
 };
@@ -113,7 +115,6 @@ class UcxState final : public detail::EventSource {
   ucp_context_h ucpContext() const { return context_; }
   ucp_worker_h worker() const { return worker_; }
   int rank() const { return rank_; }
-  const std::string& workerAddress() const { return worker_address_; }
   const Capabilities& caps() const { return caps_; }
   uint64_t nextRegionId() { return next_region_id_++; }
   uint32_t nextNonce();
@@ -162,8 +163,7 @@ class UcxEndpoint final : public Endpoint {
  public:
   // Creates the UCP endpoint from `params` (error handling fields are added here).
   static Result<std::unique_ptr<UcxEndpoint>> create(StatePtr state, int peer,
-                                                     ucp_ep_params_t params,
-                                                     std::string how);
+                                                     ucp_ep_params_t params, std::string how);
   ~UcxEndpoint() override;
 
   int peerRank() const override { return peer_; }
@@ -194,8 +194,7 @@ class UcxEndpoint final : public Endpoint {
   void onPeerError(ucs_status_t status);
   void failPending();
   void onSendDone(detail::RequestSlot* slot, ucs_status_t status);
-  void onRecvDone(detail::RequestSlot* slot, ucs_status_t status,
-                  const ucp_tag_recv_info_t* info);
+  void onRecvDone(detail::RequestSlot* slot, ucs_status_t status, const ucp_tag_recv_info_t* info);
   void onNotifyFlushed(detail::RequestSlot* slot, ucs_status_t status);
 
   // Same-host liveness (lock held): watch the peer process; true when it is gone.
@@ -209,8 +208,7 @@ class UcxEndpoint final : public Endpoint {
   Status usable(OpKind op) const;
   Status argError(OpKind op, std::string_view what) const;
   // Validates key + [offset, offset + length) and returns the unpacked rkey (cached).
-  Result<ucp_rkey_h> remoteAccess(OpKind op, const RemoteKey& key, uint64_t offset,
-                                  size_t length);
+  Result<ucp_rkey_h> remoteAccess(OpKind op, const RemoteKey& key, uint64_t offset, size_t length);
   Result<ucp_rkey_h> unpackKey(OpKind op, const RemoteKey& key);
   // Turns the result of a *_nbx call into the slot's fate (completed now or pending).
   void track(detail::RequestSlot* slot, ucs_status_ptr_t ret);
@@ -231,24 +229,24 @@ class UcxEndpoint final : public Endpoint {
   detail::ProgressEngine& engine_;
   ucp_ep_h ep_ = nullptr;
   int peer_;
-  std::string how_;            // "store" / "client of host:port" / "accepted from host:port"
+  std::string how_;  // "store" / "client of host:port" / "accepted from host:port"
   bool closed_ = false;
   bool never_created_ = false;  // ucp_ep_create failed: the destructor has nothing to do
-  Status failure_;             // sticky peer failure
-  uint64_t send_base_;         // kKindUser | my rank
-  uint64_t recv_base_;         // kKindUser | peer rank
+  Status failure_;              // sticky peer failure
+  uint64_t send_base_;          // kKindUser | my rank
+  uint64_t recv_base_;          // kKindUser | peer rank
   detail::RequestList posted_;  // operations on the UCP endpoint
   detail::RequestList recvs_;   // worker-level receives matching this peer
   std::vector<CachedRkey> rkeys_;
   size_t last_rkey_ = 0;
-  uint32_t peer_pid_ = 0;       // nonzero: a same-host peer process that is watched
+  uint32_t peer_pid_ = 0;  // nonzero: a same-host peer process that is watched
   uint64_t peer_start_ = 0;
 };
 
 class UcxMemoryRegion final : public MemoryRegion {
  public:
-  static Result<std::unique_ptr<MemoryRegion>> create(StatePtr state, void* address,
-                                                      size_t length, MemoryType type);
+  static Result<std::unique_ptr<MemoryRegion>> create(StatePtr state, void* address, size_t length,
+                                                      MemoryType type);
   ~UcxMemoryRegion() override;
   Status deregister() override;
 
@@ -270,8 +268,7 @@ class UcxListener final : public Listener {
 
  private:
   explicit UcxListener(StatePtr state) : state_(std::move(state)) {}
-  Result<std::unique_ptr<UcxEndpoint>> endpointFor(ucp_conn_request_h request,
-                                                   std::string& what);
+  Result<std::unique_ptr<UcxEndpoint>> endpointFor(ucp_conn_request_h request, std::string& what);
   Result<std::unique_ptr<Endpoint>> acceptOne(ucp_conn_request_h request, Deadline deadline);
 
   StatePtr state_;
@@ -282,8 +279,8 @@ class UcxListener final : public Listener {
 
 // Client side of the listener handshake.
 Result<std::unique_ptr<Endpoint>> connectToListener(const StatePtr& state,
-                                                    const std::string& host_port,
-                                                    int peer_rank, Deadline deadline);
+                                                    const std::string& host_port, int peer_rank,
+                                                    Deadline deadline);
 // Store rendezvous.
 Result<std::unique_ptr<Endpoint>> connectThroughStore(const StatePtr& state, Store& store,
                                                       int peer_rank, Deadline deadline);

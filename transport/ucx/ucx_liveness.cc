@@ -108,10 +108,9 @@ Result<std::pair<ProcessIdentity, std::string>> unpackAddress(std::string_view i
   uint16_t host_len = 0;
   ProcessIdentity id;
   if (!getLe(in, pos, magic) || magic != kAddressMagic || !getLe(in, pos, id.pid) ||
-      !getLe(in, pos, id.start_time) || !getLe(in, pos, host_len) ||
-      in.size() - pos < host_len) {
-    return WEFT_ERROR(StatusCode::kInvalidArgument, "malformed UCX address record (",
-                      in.size(), " bytes)")
+      !getLe(in, pos, id.start_time) || !getLe(in, pos, host_len) || in.size() - pos < host_len) {
+    return WEFT_ERROR(StatusCode::kInvalidArgument, "malformed UCX address record (", in.size(),
+                      " bytes)")
         .withHint("was it published by this version of Weft (Context::publishAddress)?");
   }
   id.host.assign(in.substr(pos, host_len));
@@ -119,7 +118,9 @@ Result<std::pair<ProcessIdentity, std::string>> unpackAddress(std::string_view i
   return std::make_pair(id, std::string(in.substr(pos)));
 }
 
-void UcxState::watch(UcxEndpoint* ep) { watched_.push_back(ep); }
+void UcxState::watch(UcxEndpoint* ep) {
+  watched_.push_back(ep);
+}
 
 void UcxState::unwatch(UcxEndpoint* ep) {
   for (size_t i = 0; i < watched_.size(); ++i) {

@@ -26,8 +26,8 @@ Status checkMapped(const void* address, size_t length) {
   uintptr_t begin = reinterpret_cast<uintptr_t>(address) & ~(page - 1);
   const uintptr_t end = reinterpret_cast<uintptr_t>(address) + length;
   if (end < reinterpret_cast<uintptr_t>(address)) {
-    return WEFT_ERROR(StatusCode::kInvalidArgument, "registerMemory: ",
-                      rangeText(address, length), " wraps around the address space");
+    return WEFT_ERROR(StatusCode::kInvalidArgument, "registerMemory: ", rangeText(address, length),
+                      " wraps around the address space");
   }
   constexpr size_t kPagesPerCall = 4096;
   unsigned char vec[kPagesPerCall];
@@ -36,8 +36,8 @@ Status checkMapped(const void* address, size_t length) {
     if (::mincore(reinterpret_cast<void*>(begin), pages * page, vec) != 0) {
       const int err = errno;
       if (err == ENOMEM) {
-        return WEFT_ERROR(StatusCode::kInvalidArgument, "registerMemory: ",
-                          rangeText(address, length),
+        return WEFT_ERROR(StatusCode::kInvalidArgument,
+                          "registerMemory: ", rangeText(address, length),
                           " is not mapped memory of this process (no mapping at ",
                           reinterpret_cast<void*>(begin), " or after it)")
             .withHint("register memory the process allocated and still owns");
@@ -62,8 +62,9 @@ Result<std::unique_ptr<MemoryRegion>> UcxMemoryRegion::create(StatePtr state, vo
     return WEFT_ERROR(StatusCode::kNotSupported, "registerMemory on ", state->name(), ": ",
                       rangeText(address, length), " is CUDA memory, but this UCX build (",
                       state->caps().transports, ") has no CUDA memory support")
-        .withHint("use a UCX built with CUDA (ucx_info -d lists cuda_copy), or stage "
-                  "through host memory");
+        .withHint(
+            "use a UCX built with CUDA (ucx_info -d lists cuda_copy), or stage "
+            "through host memory");
   }
   if (type == MemoryType::kHost && length > 0) {
     Status st = checkMapped(address, length);
@@ -122,8 +123,8 @@ UcxMemoryRegion::~UcxMemoryRegion() {
 Status UcxMemoryRegion::deregister() {
   detail::EngineLock lock(state_->engine());
   if (!registered_) {
-    return WEFT_ERROR(StatusCode::kInvalidArgument, "deregister on ", state_->name(),
-                      ": region ", key_.region_id, " ", rangeText(address_, length_),
+    return WEFT_ERROR(StatusCode::kInvalidArgument, "deregister on ", state_->name(), ": region ",
+                      key_.region_id, " ", rangeText(address_, length_),
                       " was already deregistered")
         .withHint("a region is deregistered once, by deregister() or by its destructor");
   }

@@ -16,8 +16,8 @@ void rmaCallback(void* request, ucs_status_t status, void* user_data) {
   if (auto* ep = static_cast<UcxEndpoint*>(slot->owner)) {
     ep->onSendDone(slot, status);
   } else {
-    slot->pool->complete(slot, status == UCS_OK ? Status::ok()
-                                                : ucxError(status, opKindName(slot->op)));
+    slot->pool->complete(slot,
+                         status == UCS_OK ? Status::ok() : ucxError(status, opKindName(slot->op)));
   }
 }
 
@@ -27,8 +27,7 @@ void notifyFlushCallback(void* request, ucs_status_t status, void* user_data) {
   if (auto* ep = static_cast<UcxEndpoint*>(slot->owner)) {
     ep->onNotifyFlushed(slot, status);
   } else {
-    slot->pool->complete(slot, ucxError(status == UCS_OK ? UCS_ERR_CANCELED : status,
-                                        "putNotify"));
+    slot->pool->complete(slot, ucxError(status == UCS_OK ? UCS_ERR_CANCELED : status, "putNotify"));
   }
 }
 
@@ -60,8 +59,7 @@ Result<ucp_rkey_h> UcxEndpoint::unpackKey(OpKind op, const RemoteKey& key) {
         .withHint("use a key on the endpoint to the rank that registered the memory");
   }
   if (key.checksum != key.computeChecksum()) {
-    return argError(op, strCat("RemoteKey of ", key.describe(),
-                               " is corrupt (checksum mismatch)"))
+    return argError(op, strCat("RemoteKey of ", key.describe(), " is corrupt (checksum mismatch)"))
         .withHint("pass RemoteKey values unmodified from the owner (serialize/deserialize)");
   }
   ucp_rkey_h rkey = nullptr;
@@ -72,8 +70,8 @@ Result<ucp_rkey_h> UcxEndpoint::unpackKey(OpKind op, const RemoteKey& key) {
     const ucs_status_t st = ucp_ep_rkey_unpack(ep_, key.packed.data(), &rkey);
     if (st != UCS_OK) {
       return Status(StatusCode::kInvalidArgument,
-                    strCat(opKindName(op), " on ", describe(), ": RemoteKey of ",
-                           key.describe(), " cannot be unpacked: ", ucs_status_string(st)));
+                    strCat(opKindName(op), " on ", describe(), ": RemoteKey of ", key.describe(),
+                           " cannot be unpacked: ", ucs_status_string(st)));
     }
   }
   rkeys_.push_back(CachedRkey{key.region_id, key.checksum, key.address, key.length, rkey});
@@ -84,8 +82,8 @@ Result<ucp_rkey_h> UcxEndpoint::unpackKey(OpKind op, const RemoteKey& key) {
 Result<ucp_rkey_h> UcxEndpoint::remoteAccess(OpKind op, const RemoteKey& key, uint64_t offset,
                                              size_t length) {
   auto same = [&](const CachedRkey& c) {
-    return c.region_id == key.region_id && c.checksum == key.checksum &&
-           c.address == key.address && c.length == key.length;
+    return c.region_id == key.region_id && c.checksum == key.checksum && c.address == key.address &&
+           c.length == key.length;
   };
   ucp_rkey_h rkey = nullptr;
   bool found = false;
@@ -106,8 +104,8 @@ Result<ucp_rkey_h> UcxEndpoint::remoteAccess(OpKind op, const RemoteKey& key, ui
     WEFT_ASSIGN_OR_RETURN(rkey, unpackKey(op, key));
   }
   if (offset > key.length || length > key.length - offset) [[unlikely]] {
-    return argError(op, strCat("[offset ", offset, ", +", length, ") is outside the ",
-                               key.length, " bytes of ", key.describe()))
+    return argError(op, strCat("[offset ", offset, ", +", length, ") is outside the ", key.length,
+                               " bytes of ", key.describe()))
         .withHint("one-sided accesses must stay inside the registered range");
   }
   return rkey;
@@ -124,7 +122,8 @@ void UcxEndpoint::destroyRkeys() {
 Result<Request> UcxEndpoint::put(const void* source, size_t length, const RemoteKey& key,
                                  uint64_t offset) {
   detail::EngineLock lock(engine_);
-  if (closed_ || !failure_.isOk()) [[unlikely]] return usable(OpKind::kPut);
+  if (closed_ || !failure_.isOk()) [[unlikely]]
+    return usable(OpKind::kPut);
   if (source == nullptr && length != 0) [[unlikely]] {
     return argError(OpKind::kPut, strCat("null source with length ", length));
   }
@@ -144,7 +143,8 @@ Result<Request> UcxEndpoint::put(const void* source, size_t length, const Remote
 Result<Request> UcxEndpoint::get(void* destination, size_t length, const RemoteKey& key,
                                  uint64_t offset) {
   detail::EngineLock lock(engine_);
-  if (closed_ || !failure_.isOk()) [[unlikely]] return usable(OpKind::kGet);
+  if (closed_ || !failure_.isOk()) [[unlikely]]
+    return usable(OpKind::kGet);
   if (destination == nullptr && length != 0) [[unlikely]] {
     return argError(OpKind::kGet, strCat("null destination with length ", length));
   }
@@ -166,12 +166,12 @@ Result<Request> UcxEndpoint::get(void* destination, size_t length, const RemoteK
 Result<Request> UcxEndpoint::putNotify(const void* source, size_t length, const RemoteKey& key,
                                        uint64_t offset, uint64_t immediate) {
   detail::EngineLock lock(engine_);
-  if (closed_ || !failure_.isOk()) [[unlikely]] return usable(OpKind::kPutNotify);
+  if (closed_ || !failure_.isOk()) [[unlikely]]
+    return usable(OpKind::kPutNotify);
   if (source == nullptr && length != 0) [[unlikely]] {
     return argError(OpKind::kPutNotify, strCat("null source with length ", length));
   }
-  WEFT_ASSIGN_OR_RETURN(ucp_rkey_h rkey,
-                        remoteAccess(OpKind::kPutNotify, key, offset, length));
+  WEFT_ASSIGN_OR_RETURN(ucp_rkey_h rkey, remoteAccess(OpKind::kPutNotify, key, offset, length));
   RequestSlot* slot = pool_.acquire(OpKind::kPutNotify, &posted_, this);
   if (slot == nullptr) return pool_.exhausted(OpKind::kPutNotify);
   slot->capacity = length;
@@ -219,20 +219,21 @@ void UcxEndpoint::postNotification(RequestSlot* slot) {
 
 Result<Request> UcxEndpoint::recvNotify() {
   detail::EngineLock lock(engine_);
-  if (closed_ || !failure_.isOk()) [[unlikely]] return usable(OpKind::kRecvNotify);
+  if (closed_ || !failure_.isOk()) [[unlikely]]
+    return usable(OpKind::kRecvNotify);
   return recvRaw(OpKind::kRecvNotify, nullptr, sizeof(uint64_t), kKindNotify | rankBits(peer_),
                  kKindMask | kRankMask | kUserTagMask);
 }
 
-Result<Request> UcxEndpoint::postAtomic(OpKind op, ucp_atomic_op_t opcode,
-                                        const RemoteKey& key, uint64_t offset,
-                                        uint64_t operand, uint64_t reply_in) {
+Result<Request> UcxEndpoint::postAtomic(OpKind op, ucp_atomic_op_t opcode, const RemoteKey& key,
+                                        uint64_t offset, uint64_t operand, uint64_t reply_in) {
   detail::EngineLock lock(engine_);
-  if (closed_ || !failure_.isOk()) [[unlikely]] return usable(op);
+  if (closed_ || !failure_.isOk()) [[unlikely]]
+    return usable(op);
   WEFT_ASSIGN_OR_RETURN(ucp_rkey_h rkey, remoteAccess(op, key, offset, sizeof(uint64_t)));
   if ((key.address + offset) % sizeof(uint64_t) != 0) [[unlikely]] {
-    return argError(op, strCat("remote word at ", hex(key.address + offset), " (offset ",
-                               offset, " of ", key.describe(), ") is not 8-byte aligned"));
+    return argError(op, strCat("remote word at ", hex(key.address + offset), " (offset ", offset,
+                               " of ", key.describe(), ") is not 8-byte aligned"));
   }
   RequestSlot* slot = pool_.acquire(op, &posted_, this);
   if (slot == nullptr) return pool_.exhausted(op);
@@ -251,8 +252,8 @@ Result<Request> UcxEndpoint::fetchAdd(const RemoteKey& key, uint64_t offset, uin
   return postAtomic(OpKind::kFetchAdd, UCP_ATOMIC_OP_ADD, key, offset, addend, 0);
 }
 
-Result<Request> UcxEndpoint::compareSwap(const RemoteKey& key, uint64_t offset,
-                                         uint64_t expected, uint64_t desired) {
+Result<Request> UcxEndpoint::compareSwap(const RemoteKey& key, uint64_t offset, uint64_t expected,
+                                         uint64_t desired) {
   // UCP CSWAP: `buffer` holds the value to compare, the reply buffer holds the value to
   // store on input and receives the old remote value.
   return postAtomic(OpKind::kCompareSwap, UCP_ATOMIC_OP_CSWAP, key, offset, expected, desired);

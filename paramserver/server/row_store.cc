@@ -1,0 +1,107 @@
+#include "paramserver/server/row_store.h"
+
+#include <sys/mman.h>
+
+#include <bit>
+#include <cerrno>
+
+#include "common/logging.h"
+
+namespace weft::ps {
+
+RowStore::RowStore(size_t stride, size_t slab_bytes)
+    : stride_(stride), slabs_(new std::atomic<uint8_t*>[kMaxSlabs]) {
+  size_t rows = slab_bytes / stride;
+  rows = rows < 1 ? 1 : std::bit_floor(rows);
+  if (rows > kMaxRowsPerSlab) rows = kMaxRowsPerSlab;
+  shift_ = static_cast<uint32_t>(std::countr_zero(rows));
+  mask_ = static_cast<uint32_t>(rows - 1);
+  slab_bytes_ = rows * stride;
+  for (uint32_t i = 0; i < kMaxSlabs; ++i) slabs_[i].store(nullptr, std::memory_order_relaxed);
+}
+
+RowStore::~RowStore() {
+  for (uint32_t i = 0; i < slab_count_; ++i) {
+    if (::munmap(slabs_[i].load(), slab_bytes_) != 0) {
+      WEFT_LOG(kWarn, "ps") << "munmap of row slab " << i << " failed: " << errnoString(errno);
+    }
+  }
+}
+
+Status RowStore::mapSlabLocked(SlabInfo& info) {
+  if (slab_count_ >= kMaxSlabs) {
+    return WEFT_ERROR(StatusCode::kNoResource, "row store: all ", kMaxSlabs,
+                      " slabs are in use (", uint64_t{kMaxSlabs} * rowsPerSlab(), " rows)")
+        .withHint("spread the table over more servers, or enable eviction");
+  }
+  void* p = ::mmap(nullptr, slab_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                   -1, 0);
+  if (p == MAP_FAILED) {
+    return WEFT_ERROR(StatusCode::kNoResource, "row store: mmap of a ", slab_bytes_,
+                      "-byte slab failed: ", errnoString(errno))
+        .withHint("the server is out of memory: add servers or enable admission/eviction");
+  }
+  const uint32_t id = slab_count_++;
+  slabs_[id].store(static_cast<uint8_t*>(p), std::memory_order_release);
+  const uint32_t first = id << shift_;
+  for (uint32_t i = rowsPerSlab(); i > 0; --i) free_.push_back(first + i - 1);
+  info = SlabInfo{id, static_cast<uint8_t*>(p), slab_bytes_};
+  return Status::ok();
+}
+
+Status RowStore::reserve(size_t count, std::vector<uint32_t>& ids) {
+  std::vector<SlabInfo> mapped;
+  Status status;
+  SlabListener listener;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    while (free_.size() < count && status.isOk()) {
+      SlabInfo info;
+      status = mapSlabLocked(info);
+      if (status.isOk()) mapped.push_back(info);
+    }
+    if (status.isOk()) {
+      ids.insert(ids.end(), free_.end() - static_cast<ptrdiff_t>(count), free_.end());
+      free_.resize(free_.size() - count);
+      live_ += count;
+    }
+    if (!mapped.empty()) listener = listener_;
+  }
+  if (listener) {
+    for (const SlabInfo& info : mapped) listener(info);
+  }
+  return status;
+}
+
+void RowStore::release(const uint32_t* ids, size_t count) {
+  if (count == 0) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  free_.insert(free_.end(), ids, ids + count);
+  live_ -= count;
+}
+
+size_t RowStore::slabCount() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return slab_count_;
+}
+
+size_t RowStore::liveRows() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return live_;
+}
+
+std::vector<SlabInfo> RowStore::slabs() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<SlabInfo> out;
+  for (uint32_t i = 0; i < slab_count_; ++i) {
+    out.push_back(SlabInfo{i, slabs_[i].load(std::memory_order_relaxed), slab_bytes_});
+  }
+  return out;
+}
+
+void RowStore::setSlabListener(SlabListener listener) {
+  std::lock_guard<std::mutex> lock(mu_);
+  listener_ = std::move(listener);
+}
+
+}  // namespace weft::ps

@@ -1,0 +1,85 @@
+// RowStore: fixed-size rows in large slabs of anonymous memory.
+//
+// A slab is one mmap'ed region holding a power-of-two number of rows back to back, so a
+// row id splits into (slab, index) with a shift and a mask, rows never move, and each slab
+// can be registered with the transport once for one-sided reads (SlabListener). Fresh slab
+// memory is zero: version 0 (even), flags 0 (not live).
+//
+// Contract:
+// - reserve()/release() are thread-safe (one internal mutex; callers batch ids per request).
+// - row(id) is lock-free and valid for any id ever handed out by reserve(): slabs are never
+//   unmapped before the RowStore is destroyed. Callers serialise access to a row's bytes.
+// - The listener is called after a new slab is mapped, outside the internal lock, on the
+//   thread that called reserve().
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "common/status.h"
+
+namespace weft::ps {
+
+struct SlabInfo {
+  uint32_t id = 0;
+  uint8_t* base = nullptr;
+  size_t bytes = 0;
+};
+using SlabListener = std::function<void(const SlabInfo&)>;
+
+class RowStore {
+ public:
+  // Why 65536: row ids are 32-bit, and 65536 slabs of at most 65536 rows cover them.
+  static constexpr uint32_t kMaxSlabs = 1u << 16;
+  static constexpr uint32_t kMaxRowsPerSlab = 1u << 16;
+
+  // stride: bytes per row (multiple of 8). slab_bytes: target slab size; each slab holds
+  // the largest power of two of rows that fits (at least one).
+  RowStore(size_t stride, size_t slab_bytes);
+  ~RowStore();
+  RowStore(const RowStore&) = delete;
+  RowStore& operator=(const RowStore&) = delete;
+
+  // Appends `count` free row ids to `ids`, mapping slabs as needed. kNoResource when the
+  // id space or memory is exhausted (nothing is appended then).
+  Status reserve(size_t count, std::vector<uint32_t>& ids);
+  // Returns ids to the free pool (rows must no longer be referenced by any index).
+  void release(const uint32_t* ids, size_t count);
+
+  uint8_t* row(uint32_t id) const {
+    return slabs_[id >> shift_].load(std::memory_order_acquire) +
+           size_t{id & mask_} * stride_;
+  }
+  // Inverse of row(): where a row lives, for Locate replies.
+  uint32_t slabOf(uint32_t id) const { return id >> shift_; }
+  uint64_t offsetOf(uint32_t id) const { return uint64_t{id & mask_} * stride_; }
+
+  size_t stride() const { return stride_; }
+  uint32_t rowsPerSlab() const { return mask_ + 1; }
+  size_t slabBytes() const { return slab_bytes_; }
+  size_t slabCount() const;
+  size_t liveRows() const;  // reserved and not released
+  std::vector<SlabInfo> slabs() const;
+  void setSlabListener(SlabListener listener);
+
+ private:
+  Status mapSlabLocked(SlabInfo& info);
+
+  const size_t stride_;
+  uint32_t shift_ = 0;
+  uint32_t mask_ = 0;
+  size_t slab_bytes_ = 0;
+  std::unique_ptr<std::atomic<uint8_t*>[]> slabs_;
+  mutable std::mutex mu_;
+  uint32_t slab_count_ = 0;
+  std::vector<uint32_t> free_;
+  size_t live_ = 0;
+  SlabListener listener_;
+};
+
+}  // namespace weft::ps

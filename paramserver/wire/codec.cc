@@ -1,0 +1,296 @@
+#include "paramserver/wire/codec.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "common/config.h"
+#include "paramserver/wire/codec_internal.h"
+
+namespace weft::ps::wire {
+namespace internal {
+
+std::string describe(const Header& h) {
+  return strCat(opcodeName(h.opcode), " request ", h.request_id, " from rank ", h.src_rank);
+}
+
+Status malformed(const Header& h, const std::string& what) {
+  return WEFT_ERROR(StatusCode::kInvalidArgument, "ps wire: ", describe(h), ": ", what);
+}
+
+Header makeHeader(const RequestMeta& meta, Opcode op, uint8_t flags, uint32_t key_count) {
+  Header h{};
+  h.magic = kMagic;
+  h.version = kVersion;
+  h.opcode = static_cast<uint8_t>(op);
+  h.flags = flags;
+  h.request_id = meta.request_id;
+  h.src_rank = meta.src_rank;
+  h.table_id = meta.table_id;
+  h.key_count = key_count;
+  h.map_version = meta.map_version;
+  return h;
+}
+
+Bytes begin(const Header& h, size_t payload_reserve) {
+  Bytes out;
+  out.reserve(kHeaderBytes + payload_reserve);
+  ByteWriter(out).put(h);
+  return out;
+}
+
+Bytes finish(Bytes out) {
+  const uint64_t payload = out.size() - kHeaderBytes;
+  std::memcpy(out.data() + offsetof(Header, payload_bytes), &payload, 8);
+  return out;
+}
+
+Header replyHeader(const Header& request, Opcode op, uint32_t key_count) {
+  RequestMeta meta;
+  meta.request_id = request.request_id;
+  meta.table_id = request.table_id;
+  meta.map_version = request.map_version;
+  return makeHeader(meta, op, 0, key_count);
+}
+
+Bytes beginReply(const Header& request, uint32_t dim, uint32_t key_count, size_t body) {
+  Bytes out = begin(replyHeader(request, Opcode::kReply, key_count), kReplyPrefixBytes + body);
+  ByteWriter w(out);
+  w.put(request.opcode);
+  w.putZeros(3);
+  w.put(dim);
+  return out;
+}
+
+Status expectEnd(const Header& h, const ByteReader& in) {
+  if (in.remaining() == 0) return Status::ok();
+  return malformed(h, strCat(in.remaining(), " unexpected bytes after the payload"));
+}
+
+}  // namespace internal
+
+namespace {
+
+using internal::begin;
+using internal::describe;
+using internal::expectEnd;
+using internal::finish;
+using internal::makeHeader;
+using internal::malformed;
+
+// Flag bits each opcode accepts (index: opcode).
+constexpr uint8_t kAllowedFlags[kMaxOpcode + 1] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, kFlagRestore, 0,
+};
+
+Status checkVersionAndFlags(const Header& h) {
+  const auto op = static_cast<Opcode>(h.opcode);
+  if (op != Opcode::kHello && (h.version < kMinVersion || h.version > kMaxVersion)) {
+    return WEFT_ERROR(StatusCode::kNotSupported, "ps wire: ", describe(h),
+                      ": protocol version ", h.version, " is not supported (this build speaks ",
+                      kMinVersion, "..", kMaxVersion, ")")
+        .withHint("client and server come from different Weft releases; negotiate with Hello");
+  }
+  if ((h.flags & ~kAllowedFlags[h.opcode]) != 0) {
+    return malformed(h, strCat("unknown flag bits 0x", std::hex, int{h.flags}));
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+Result<WireLimits> WireLimits::fromConfig() {
+  WireLimits limits;
+  WEFT_ASSIGN_OR_RETURN(const int64_t keys, config::getInt("WEFT_PS_MAX_KEYS"));
+  WEFT_ASSIGN_OR_RETURN(const int64_t payload, config::getInt("WEFT_PS_MAX_PAYLOAD_BYTES"));
+  limits.max_keys = static_cast<uint32_t>(keys);
+  limits.max_payload_bytes = static_cast<uint64_t>(payload);
+  return limits;
+}
+
+Header peekHeader(std::span<const uint8_t> bytes) {
+  Header h{};
+  if (bytes.size() >= kHeaderBytes) std::memcpy(&h, bytes.data(), kHeaderBytes);
+  return h;
+}
+
+Result<Header> decodeHeader(std::span<const uint8_t> bytes, const WireLimits& limits) {
+  if (bytes.size() < kHeaderBytes) {
+    return WEFT_ERROR(StatusCode::kInvalidArgument, "ps wire: message of ", bytes.size(),
+                      " bytes is shorter than the ", kHeaderBytes, "-byte header");
+  }
+  const Header h = peekHeader(bytes);
+  if (h.magic != kMagic) {
+    return WEFT_ERROR(StatusCode::kInvalidArgument, "ps wire: bad magic 0x", std::hex,
+                      h.magic, " (expected 0x", kMagic, " \"WFPS\")")
+        .withHint("the peer is not a Weft parameter-server endpoint, or the stream lost sync");
+  }
+  if (h.opcode == 0 || h.opcode > kMaxOpcode) return malformed(h, "unknown opcode");
+  WEFT_RETURN_IF_ERROR(checkVersionAndFlags(h));
+  if (h.payload_bytes > limits.max_payload_bytes) {
+    return malformed(h, strCat("payload of ", h.payload_bytes, " bytes exceeds the limit of ",
+                               limits.max_payload_bytes, " (WEFT_PS_MAX_PAYLOAD_BYTES)"));
+  }
+  if (h.key_count > limits.max_keys) {
+    return malformed(h, strCat(h.key_count, " keys exceed the limit of ", limits.max_keys,
+                               " per request (WEFT_PS_MAX_KEYS)"));
+  }
+  return h;
+}
+
+Result<Message> decodeMessage(std::span<const uint8_t> bytes, const WireLimits& limits) {
+  WEFT_ASSIGN_OR_RETURN(const Header h, decodeHeader(bytes, limits));
+  const uint64_t actual = bytes.size() - kHeaderBytes;
+  if (actual != h.payload_bytes) {
+    return malformed(h, strCat("header declares ", h.payload_bytes, " payload bytes but ",
+                               actual, " arrived (", actual < h.payload_bytes ? "truncated" :
+                               "trailing bytes", ")"));
+  }
+  return Message{h, bytes.subspan(kHeaderBytes)};
+}
+
+// --- requests --------------------------------------------------------------------------
+
+Bytes encodeHello(const RequestMeta& meta, const HelloRequest& hello) {
+  Bytes out = begin(makeHeader(meta, Opcode::kHello, 0, 0), 8);
+  ByteWriter w(out);
+  w.put(hello.min_version);
+  w.put(hello.max_version);
+  w.put(static_cast<uint32_t>(hello.role));
+  return finish(std::move(out));
+}
+
+Result<HelloRequest> decodeHello(const Message& m) {
+  ByteReader in(m.payload);
+  HelloRequest hello;
+  uint32_t role = 0;
+  if (!in.get(hello.min_version) || !in.get(hello.max_version) || !in.get(role)) {
+    return malformed(m.header, "Hello payload shorter than 8 bytes");
+  }
+  WEFT_RETURN_IF_ERROR(expectEnd(m.header, in));
+  if (hello.min_version > hello.max_version) {
+    return malformed(m.header, strCat("version range ", hello.min_version, "..",
+                                      hello.max_version, " is empty"));
+  }
+  if (role > static_cast<uint32_t>(Role::kTool)) {
+    return malformed(m.header, strCat("unknown role ", role));
+  }
+  hello.role = static_cast<Role>(role);
+  return hello;
+}
+
+Bytes encodeCreateTable(const RequestMeta& meta, const TableSpec& spec) {
+  RequestMeta m = meta;
+  m.table_id = spec.id;
+  Bytes out = begin(makeHeader(m, Opcode::kCreateTable, 0, 0), 96 + spec.name.size());
+  appendTableSpec(spec, out);
+  return finish(std::move(out));
+}
+
+Result<TableSpec> decodeCreateTable(const Message& m) {
+  ByteReader in(m.payload);
+  auto spec = readTableSpec(in, m.header.table_id);
+  if (!spec.isOk()) return spec.status().withContext(strCat("ps wire: ", describe(m.header)));
+  WEFT_RETURN_IF_ERROR(expectEnd(m.header, in));
+  return spec;
+}
+
+Bytes encodeKeyed(const RequestMeta& meta, const KeyedRequest& r) {
+  Bytes out = begin(makeHeader(meta, r.op, 0, static_cast<uint32_t>(r.keys.size())),
+                    kKeyedPrefixBytes + r.keys.sizeBytes() + r.values.sizeBytes());
+  ByteWriter w(out);
+  w.put(r.dim);
+  w.put(r.clock);
+  w.putBytes(r.keys.bytes(), r.keys.sizeBytes());
+  w.putBytes(r.values.bytes(), r.values.sizeBytes());
+  return finish(std::move(out));
+}
+
+Result<KeyedRequest> decodeKeyed(const Message& m) {
+  KeyedRequest r;
+  r.op = m.opcode();
+  const bool has_values = r.op == Opcode::kPush || r.op == Opcode::kPushPull;
+  ByteReader in(m.payload);
+  if (!in.get(r.dim) || !in.get(r.clock)) {
+    return malformed(m.header, "payload shorter than the 8-byte dim/clock prefix");
+  }
+  if (r.dim < 1 || r.dim > kMaxDim) {
+    return malformed(m.header, strCat("dim ", r.dim, " is out of range (1..", kMaxDim, ")"));
+  }
+  const uint64_t n = m.header.key_count;
+  const uint64_t expected = kKeyedPrefixBytes + 8 * n + (has_values ? 4 * n * r.dim : 0);
+  if (m.payload.size() != expected) {
+    return malformed(m.header, strCat("payload of ", m.payload.size(), " bytes does not match ",
+                                      n, " keys of dim ", r.dim, " (expected ", expected,
+                                      " bytes)"));
+  }
+  if (!in.getArray(n, r.keys) || (has_values && !in.getArray(n * r.dim, r.values))) {
+    return Status(StatusCode::kInternal, "ps wire: keyed payload size check inconsistent");
+  }
+  return r;
+}
+
+Bytes encodeClock(const RequestMeta& meta, const ClockRequest& clock) {
+  Bytes out = begin(makeHeader(meta, Opcode::kClock, 0, 0), 8);
+  ByteWriter w(out);
+  w.put(clock.worker);
+  w.put(clock.clock);
+  return finish(std::move(out));
+}
+
+Result<ClockRequest> decodeClock(const Message& m) {
+  ByteReader in(m.payload);
+  ClockRequest c;
+  if (!in.get(c.worker) || !in.get(c.clock)) {
+    return malformed(m.header, "Clock payload shorter than 8 bytes");
+  }
+  WEFT_RETURN_IF_ERROR(expectEnd(m.header, in));
+  return c;
+}
+
+Bytes encodeHeartbeat(const RequestMeta& meta, uint64_t nonce) {
+  Bytes out = begin(makeHeader(meta, Opcode::kHeartbeat, 0, 0), 8);
+  ByteWriter(out).put(nonce);
+  return finish(std::move(out));
+}
+
+Result<uint64_t> decodeHeartbeat(const Message& m) {
+  ByteReader in(m.payload);
+  uint64_t nonce = 0;
+  if (!in.get(nonce)) return malformed(m.header, "Heartbeat payload shorter than 8 bytes");
+  WEFT_RETURN_IF_ERROR(expectEnd(m.header, in));
+  return nonce;
+}
+
+Bytes encodeCheckpoint(const RequestMeta& meta, const CheckpointRequest& request) {
+  const uint8_t flags = request.restore ? kFlagRestore : 0;
+  Bytes out = begin(makeHeader(meta, Opcode::kCheckpoint, flags, 0), 8 + request.path.size());
+  ByteWriter w(out);
+  w.put(static_cast<uint16_t>(request.path.size()));
+  w.putZeros(6);
+  w.putBytes(request.path.data(), request.path.size());
+  return finish(std::move(out));
+}
+
+Result<CheckpointRequest> decodeCheckpoint(const Message& m, const WireLimits& limits) {
+  ByteReader in(m.payload);
+  uint16_t length = 0;
+  CheckpointRequest r;
+  r.restore = (m.header.flags & kFlagRestore) != 0;
+  if (!in.get(length) || !in.skip(6)) {
+    return malformed(m.header, "Checkpoint payload shorter than its 8-byte prefix");
+  }
+  if (length == 0 || length > limits.max_path_chars) {
+    return malformed(m.header, strCat("checkpoint path of ", length, " bytes (allowed 1..",
+                                      limits.max_path_chars, ")"));
+  }
+  if (!in.getString(length, r.path)) {
+    return malformed(m.header, strCat("checkpoint path of ", length, " bytes is truncated"));
+  }
+  WEFT_RETURN_IF_ERROR(expectEnd(m.header, in));
+  if (r.path.find('\0') != std::string::npos) {
+    return malformed(m.header, "checkpoint path contains a NUL byte");
+  }
+  return r;
+}
+
+}  // namespace weft::ps::wire
