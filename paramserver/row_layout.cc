@@ -8,7 +8,9 @@
 namespace weft::ps {
 namespace {
 
-constexpr size_t round8(size_t n) { return (n + 7) & ~size_t{7}; }
+constexpr size_t round8(size_t n) {
+  return (n + 7) & ~size_t{7};
+}
 
 uint64_t load64(const uint8_t* p) {
   uint64_t v;
@@ -38,22 +40,17 @@ RowLayout RowLayout::make(uint32_t dim, uint32_t state_floats_per_element) {
 
 std::string_view rowReadName(RowRead r) {
   switch (r) {
-    case RowRead::kOk:
-      return "ok";
-    case RowRead::kTorn:
-      return "torn";
-    case RowRead::kWrongKey:
-      return "wrong key";
-    case RowRead::kNotLive:
-      return "not live";
-    case RowRead::kShort:
-      return "short";
+    case RowRead::kOk: return "ok";
+    case RowRead::kTorn: return "torn";
+    case RowRead::kWrongKey: return "wrong key";
+    case RowRead::kNotLive: return "not live";
+    case RowRead::kShort: return "short";
   }
   return "unknown";
 }
 
-RowRead readRowConsistent(const void* row_bytes, size_t bytes, uint32_t dim,
-                          uint64_t expected_key, float* out) {
+RowRead readRowConsistent(const void* row_bytes, size_t bytes, uint32_t dim, uint64_t expected_key,
+                          float* out) {
   const RowLayout layout = RowLayout::make(dim, 0);
   if (bytes < layout.readableBytes()) return RowRead::kShort;
   const auto* row = static_cast<const uint8_t*>(row_bytes);

@@ -71,8 +71,8 @@ std::string_view rowReadName(RowRead r);
 
 // Validates a private copy of a row's first readableBytes() bytes (taken without locks) and
 // copies its dim values to out on kOk. row_bytes may have any alignment.
-RowRead readRowConsistent(const void* row_bytes, size_t bytes, uint32_t dim,
-                          uint64_t expected_key, float* out);
+RowRead readRowConsistent(const void* row_bytes, size_t bytes, uint32_t dim, uint64_t expected_key,
+                          float* out);
 
 // Copies row[0, readableBytes()) to `copy` with no lock, as a remote get would, and
 // validates it; retries up to max_tries times while torn. For in-process lock-free readers.

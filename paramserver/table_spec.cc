@@ -8,11 +8,13 @@ namespace {
 
 Status fieldError(const TableSpec& spec, std::string_view field, double value,
                   std::string_view allowed) {
-  return WEFT_ERROR(StatusCode::kInvalidArgument, "table ", spec.id, " '", spec.name, "': ",
-                    field, " = ", value, " is out of range (allowed: ", allowed, ")");
+  return WEFT_ERROR(StatusCode::kInvalidArgument, "table ", spec.id, " '", spec.name, "': ", field,
+                    " = ", value, " is out of range (allowed: ", allowed, ")");
 }
 
-bool finite(float x) { return std::isfinite(x); }
+bool finite(float x) {
+  return std::isfinite(x);
+}
 
 Status validateInit(const TableSpec& spec) {
   const InitializerSpec& in = spec.init;
@@ -68,11 +70,15 @@ Status validateRest(const TableSpec& spec) {
   }
   const AdmissionSpec& a = spec.admission;
   if (a.min_count > 1) {
-    if (!std::has_single_bit(a.sketch_width) || a.sketch_width > (1u << 26)) {
-      return fieldError(spec, "sketch_width", a.sketch_width, "a power of two <= 2^26");
+    if (!std::has_single_bit(a.sketch_width) || a.sketch_width > kMaxSketchCounters) {
+      return fieldError(spec, "sketch_width", a.sketch_width, "a power of two <= 2^24");
     }
     if (a.sketch_depth < 1 || a.sketch_depth > 16) {
       return fieldError(spec, "sketch_depth", a.sketch_depth, "1..16");
+    }
+    if (uint64_t{a.sketch_width} * a.sketch_depth > kMaxSketchCounters) {
+      return fieldError(spec, "sketch_width * sketch_depth",
+                        static_cast<double>(a.sketch_width) * a.sketch_depth, "<= 2^24");
     }
   }
   return Status::ok();
@@ -95,51 +101,38 @@ Status validateTableSpec(const TableSpec& spec) {
 
 uint32_t optimizerStateFloats(OptimizerKind kind) {
   switch (kind) {
-    case OptimizerKind::kSgd:
-      return 0;
-    case OptimizerKind::kAdagrad:
-      return 1;
+    case OptimizerKind::kSgd: return 0;
+    case OptimizerKind::kAdagrad: return 1;
     case OptimizerKind::kAdam:
-    case OptimizerKind::kFtrl:
-      return 2;
+    case OptimizerKind::kFtrl: return 2;
   }
   return 0;
 }
 
 std::string_view initKindName(InitKind kind) {
   switch (kind) {
-    case InitKind::kZeros:
-      return "zeros";
-    case InitKind::kUniform:
-      return "uniform";
-    case InitKind::kNormal:
-      return "normal";
+    case InitKind::kZeros: return "zeros";
+    case InitKind::kUniform: return "uniform";
+    case InitKind::kNormal: return "normal";
   }
   return "unknown";
 }
 
 std::string_view optimizerName(OptimizerKind kind) {
   switch (kind) {
-    case OptimizerKind::kSgd:
-      return "sgd";
-    case OptimizerKind::kAdagrad:
-      return "adagrad";
-    case OptimizerKind::kAdam:
-      return "adam";
-    case OptimizerKind::kFtrl:
-      return "ftrl";
+    case OptimizerKind::kSgd: return "sgd";
+    case OptimizerKind::kAdagrad: return "adagrad";
+    case OptimizerKind::kAdam: return "adam";
+    case OptimizerKind::kFtrl: return "ftrl";
   }
   return "unknown";
 }
 
 std::string_view consistencyName(ConsistencyModel model) {
   switch (model) {
-    case ConsistencyModel::kAsp:
-      return "asp";
-    case ConsistencyModel::kBsp:
-      return "bsp";
-    case ConsistencyModel::kSsp:
-      return "ssp";
+    case ConsistencyModel::kAsp: return "asp";
+    case ConsistencyModel::kBsp: return "bsp";
+    case ConsistencyModel::kSsp: return "ssp";
   }
   return "unknown";
 }

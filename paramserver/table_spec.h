@@ -13,9 +13,12 @@
 
 namespace weft::ps {
 
-inline constexpr uint32_t kMaxDim = 1024;        // f32 values per row
+inline constexpr uint32_t kMaxDim = 1024;  // f32 values per row
 inline constexpr size_t kMaxTableNameBytes = 128;
 inline constexpr uint32_t kMaxWorkers = 1u << 16;  // per table, for consistency clocks
+// Count-min sketch counters per table (4 bytes each): 64 MiB bounds what one CreateTable
+// can make a server allocate; 4 rows of 2^22 counters keep errors small for 10^9 keys.
+inline constexpr uint32_t kMaxSketchCounters = 1u << 24;
 
 enum class InitKind : uint8_t { kZeros = 0, kUniform = 1, kNormal = 2 };
 
@@ -59,7 +62,7 @@ struct ConsistencySpec {
 // Feature admission: a key gets a row only after pushes have carried it min_count times
 // (estimated by a count-min sketch of sketch_depth rows of sketch_width counters).
 struct AdmissionSpec {
-  uint32_t min_count = 0;  // 0 or 1: every key is admitted at its first push
+  uint32_t min_count = 0;            // 0 or 1: every key is admitted at its first push
   uint32_t sketch_width = 1u << 16;  // counters per sketch row, a power of two
   uint32_t sketch_depth = 4;
   bool operator==(const AdmissionSpec&) const = default;

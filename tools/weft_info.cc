@@ -4,14 +4,19 @@
 //   weft-info --config         every WEFT_* variable: value, source, allowed values, doc
 //   weft-info --config --markdown   the same as a Markdown table (README)
 //   weft-info --whoami         rank, local rank, node (bootstraps through the store)
+//   weft-info --explain allreduce 64M [--ranks 4] [--nodes 1]
+//                              the algorithm the collectives would pick, and the predicted
+//                              time of every alternative (cost model + WEFT_ALGO_<OP>)
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <string>
 #include <string_view>
 
+#include "collectives/tuner/tuner.h"
 #include "common/bootstrap.h"
 #include "common/config.h"
 
@@ -20,11 +25,14 @@ namespace {
 using weft::config::ParamSpec;
 
 constexpr const char* kUsage =
-    "usage: weft-info [--config [--markdown]] [--whoami] [--help]\n"
+    "usage: weft-info [--config [--markdown]] [--whoami] [--explain OP SIZE [--ranks N]\n"
+    "                 [--nodes M]] [--help]\n"
     "  (no option)  version and enabled backends\n"
     "  --config     every WEFT_* variable with its value and where it came from\n"
     "  --markdown   with --config: print a Markdown table\n"
-    "  --whoami     bootstrap and print rank, world size, local rank, node\n";
+    "  --whoami     bootstrap and print rank, world size, local rank, node\n"
+    "  --explain    collective OP (allreduce, broadcast, ...) of SIZE bytes per rank (64M,\n"
+    "               1K, 8): the algorithm chosen and every alternative's predicted time\n";
 
 struct Backend {
   const char* name;
@@ -105,13 +113,63 @@ int whoami() {
   return 0;
 }
 
+struct ExplainArgs {
+  std::string op;
+  std::string size;
+  int ranks = 2;
+  int nodes = 1;
+};
+
+int explain(const ExplainArgs& a) {
+  auto kind = weft::coll::parseCollKind(a.op);
+  auto bytes = weft::coll::parseByteSize(a.size);
+  auto tuner = weft::coll::Tuner::fromEnvironment();
+  auto chunk = weft::config::getInt("WEFT_COLL_CHUNK");
+  for (const weft::Status& st : {kind.status(), bytes.status(), tuner.status(), chunk.status()}) {
+    if (!st.isOk()) {
+      std::fprintf(stderr, "weft-info --explain: %s\n", st.message().c_str());
+      return 2;
+    }
+  }
+  if (a.ranks < 1 || a.nodes < 1 || a.nodes > a.ranks) {
+    std::fprintf(stderr, "weft-info --explain: need 1 <= nodes <= ranks (got %d nodes, %d ranks)\n",
+                 a.nodes, a.ranks);
+    return 2;
+  }
+  const weft::coll::TopologyShape shape{a.ranks, a.nodes};
+  std::fputs(tuner->explain(*kind, *bytes, shape, static_cast<size_t>(*chunk)).c_str(), stdout);
+  return tuner->select(*kind, *bytes, shape, static_cast<size_t>(*chunk)).isOk() ? 0 : 2;
+}
+
+// Parses "--explain OP SIZE [--ranks N] [--nodes M]" from argv[i]; false on bad input.
+bool parseExplain(int argc, char** argv, int& i, ExplainArgs& out) {
+  if (i + 2 >= argc) return false;
+  out.op = argv[++i];
+  out.size = argv[++i];
+  while (i + 2 < argc) {
+    std::string_view opt = argv[i + 1];
+    if (opt != "--ranks" && opt != "--nodes") break;
+    const int v = std::atoi(argv[i + 2]);
+    (opt == "--ranks" ? out.ranks : out.nodes) = v;
+    i += 2;
+  }
+  return true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool config = false, markdown = false, who = false;
+  bool config = false, markdown = false, who = false, explainMode = false;
+  ExplainArgs explainArgs;
   for (int i = 1; i < argc; ++i) {
     std::string_view a = argv[i];
-    if (a == "--config") {
+    if (a == "--explain") {
+      if (!parseExplain(argc, argv, i, explainArgs)) {
+        std::fprintf(stderr, "weft-info: --explain needs OP and SIZE\n%s", kUsage);
+        return 2;
+      }
+      explainMode = true;
+    } else if (a == "--config") {
       config = true;
     } else if (a == "--markdown") {
       markdown = true;
@@ -132,5 +190,6 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (who) return whoami();
+  if (explainMode) return explain(explainArgs);
   return printVersion();
 }

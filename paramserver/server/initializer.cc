@@ -9,7 +9,9 @@ namespace weft::ps {
 namespace {
 
 // Uniform in [0, 1) with 24 random bits (every value exactly representable in f32).
-float unitFloat(uint64_t bits) { return static_cast<float>(bits >> 40) * 0x1p-24f; }
+float unitFloat(uint64_t bits) {
+  return static_cast<float>(bits >> 40) * 0x1p-24f;
+}
 
 // Uniform in (0, 1] with 53 bits, for the logarithm of Box-Muller.
 double unitOpenZero(uint64_t bits) {

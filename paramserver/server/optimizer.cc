@@ -11,8 +11,8 @@ void sgd(const OptimizerSpec& o, uint32_t dim, const float* __restrict g, float*
   for (uint32_t j = 0; j < dim; ++j) w[j] -= lr * (g[j] + l2 * w[j]);
 }
 
-void adagrad(const OptimizerSpec& o, uint32_t dim, const float* __restrict g,
-             float* __restrict w, float* __restrict acc) {
+void adagrad(const OptimizerSpec& o, uint32_t dim, const float* __restrict g, float* __restrict w,
+             float* __restrict acc) {
   const float lr = o.learning_rate;
   const float eps = o.epsilon;
   for (uint32_t j = 0; j < dim; ++j) {
@@ -64,18 +64,10 @@ void initOptimizerState(const OptimizerSpec& spec, uint32_t dim, float* state) {
 void applyOptimizer(const OptimizerSpec& spec, uint32_t dim, uint32_t step, const float* grad,
                     float* values, float* state) {
   switch (spec.kind) {
-    case OptimizerKind::kSgd:
-      sgd(spec, dim, grad, values);
-      return;
-    case OptimizerKind::kAdagrad:
-      adagrad(spec, dim, grad, values, state);
-      return;
-    case OptimizerKind::kAdam:
-      adam(spec, dim, step, grad, values, state, state + dim);
-      return;
-    case OptimizerKind::kFtrl:
-      ftrl(spec, dim, grad, values, state, state + dim);
-      return;
+    case OptimizerKind::kSgd: sgd(spec, dim, grad, values); return;
+    case OptimizerKind::kAdagrad: adagrad(spec, dim, grad, values, state); return;
+    case OptimizerKind::kAdam: adam(spec, dim, step, grad, values, state, state + dim); return;
+    case OptimizerKind::kFtrl: ftrl(spec, dim, grad, values, state, state + dim); return;
   }
 }
 

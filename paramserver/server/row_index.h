@@ -28,6 +28,8 @@ class RowIndex {
       if (s.key == key) return s.id;
     }
   }
+  // Hints the CPU to load the home slot of `hash` (lookups a few keys later hit cache).
+  void prefetch(uint64_t hash) const { __builtin_prefetch(&slots_[hash & mask_]); }
   // The key must be absent.
   void insert(uint64_t key, uint64_t hash, uint32_t id);
   // Removes the key; returns its row id, or kNone when absent.

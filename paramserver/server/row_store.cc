@@ -30,12 +30,12 @@ RowStore::~RowStore() {
 
 Status RowStore::mapSlabLocked(SlabInfo& info) {
   if (slab_count_ >= kMaxSlabs) {
-    return WEFT_ERROR(StatusCode::kNoResource, "row store: all ", kMaxSlabs,
-                      " slabs are in use (", uint64_t{kMaxSlabs} * rowsPerSlab(), " rows)")
+    return WEFT_ERROR(StatusCode::kNoResource, "row store: all ", kMaxSlabs, " slabs are in use (",
+                      uint64_t{kMaxSlabs} * rowsPerSlab(), " rows)")
         .withHint("spread the table over more servers, or enable eviction");
   }
-  void* p = ::mmap(nullptr, slab_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                   -1, 0);
+  void* p =
+      ::mmap(nullptr, slab_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) {
     return WEFT_ERROR(StatusCode::kNoResource, "row store: mmap of a ", slab_bytes_,
                       "-byte slab failed: ", errnoString(errno))

@@ -52,8 +52,7 @@ class RowStore {
   void release(const uint32_t* ids, size_t count);
 
   uint8_t* row(uint32_t id) const {
-    return slabs_[id >> shift_].load(std::memory_order_acquire) +
-           size_t{id & mask_} * stride_;
+    return slabs_[id >> shift_].load(std::memory_order_acquire) + size_t{id & mask_} * stride_;
   }
   // Inverse of row(): where a row lives, for Locate replies.
   uint32_t slabOf(uint32_t id) const { return id >> shift_; }

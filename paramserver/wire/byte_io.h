@@ -77,6 +77,15 @@ class ByteReader {
     pos_ += bytes;
     return true;
   }
+  // Skips reserved bytes, which must be zero (so that they can be given a meaning later).
+  bool skipZeros(size_t bytes) {
+    if (remaining() < bytes) return false;
+    for (size_t i = 0; i < bytes; ++i) {
+      if (in_[pos_ + i] != 0) return false;
+    }
+    pos_ += bytes;
+    return true;
+  }
 
  private:
   std::span<const uint8_t> in_;

@@ -82,12 +82,17 @@ constexpr uint8_t kAllowedFlags[kMaxOpcode + 1] = {
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, kFlagRestore, 0,
 };
 
+bool carriesKeys(Opcode op) {
+  return op == Opcode::kPush || op == Opcode::kPull || op == Opcode::kPushPull ||
+         op == Opcode::kLocate || op == Opcode::kReply;
+}
+
 Status checkVersionAndFlags(const Header& h) {
   const auto op = static_cast<Opcode>(h.opcode);
   if (op != Opcode::kHello && (h.version < kMinVersion || h.version > kMaxVersion)) {
-    return WEFT_ERROR(StatusCode::kNotSupported, "ps wire: ", describe(h),
-                      ": protocol version ", h.version, " is not supported (this build speaks ",
-                      kMinVersion, "..", kMaxVersion, ")")
+    return WEFT_ERROR(StatusCode::kNotSupported, "ps wire: ", describe(h), ": protocol version ",
+                      h.version, " is not supported (this build speaks ", kMinVersion, "..",
+                      kMaxVersion, ")")
         .withHint("client and server come from different Weft releases; negotiate with Hello");
   }
   if ((h.flags & ~kAllowedFlags[h.opcode]) != 0) {
@@ -120,8 +125,8 @@ Result<Header> decodeHeader(std::span<const uint8_t> bytes, const WireLimits& li
   }
   const Header h = peekHeader(bytes);
   if (h.magic != kMagic) {
-    return WEFT_ERROR(StatusCode::kInvalidArgument, "ps wire: bad magic 0x", std::hex,
-                      h.magic, " (expected 0x", kMagic, " \"WFPS\")")
+    return WEFT_ERROR(StatusCode::kInvalidArgument, "ps wire: bad magic 0x", std::hex, h.magic,
+                      " (expected 0x", kMagic, " \"WFPS\")")
         .withHint("the peer is not a Weft parameter-server endpoint, or the stream lost sync");
   }
   if (h.opcode == 0 || h.opcode > kMaxOpcode) return malformed(h, "unknown opcode");
@@ -129,6 +134,9 @@ Result<Header> decodeHeader(std::span<const uint8_t> bytes, const WireLimits& li
   if (h.payload_bytes > limits.max_payload_bytes) {
     return malformed(h, strCat("payload of ", h.payload_bytes, " bytes exceeds the limit of ",
                                limits.max_payload_bytes, " (WEFT_PS_MAX_PAYLOAD_BYTES)"));
+  }
+  if (h.key_count != 0 && !carriesKeys(static_cast<Opcode>(h.opcode))) {
+    return malformed(h, strCat("key_count ", h.key_count, " on an opcode without keys"));
   }
   if (h.key_count > limits.max_keys) {
     return malformed(h, strCat(h.key_count, " keys exceed the limit of ", limits.max_keys,
@@ -141,9 +149,9 @@ Result<Message> decodeMessage(std::span<const uint8_t> bytes, const WireLimits& 
   WEFT_ASSIGN_OR_RETURN(const Header h, decodeHeader(bytes, limits));
   const uint64_t actual = bytes.size() - kHeaderBytes;
   if (actual != h.payload_bytes) {
-    return malformed(h, strCat("header declares ", h.payload_bytes, " payload bytes but ",
-                               actual, " arrived (", actual < h.payload_bytes ? "truncated" :
-                               "trailing bytes", ")"));
+    return malformed(
+        h, strCat("header declares ", h.payload_bytes, " payload bytes but ", actual, " arrived (",
+                  actual < h.payload_bytes ? "truncated" : "trailing bytes", ")"));
   }
   return Message{h, bytes.subspan(kHeaderBytes)};
 }
@@ -168,8 +176,8 @@ Result<HelloRequest> decodeHello(const Message& m) {
   }
   WEFT_RETURN_IF_ERROR(expectEnd(m.header, in));
   if (hello.min_version > hello.max_version) {
-    return malformed(m.header, strCat("version range ", hello.min_version, "..",
-                                      hello.max_version, " is empty"));
+    return malformed(m.header, strCat("version range ", hello.min_version, "..", hello.max_version,
+                                      " is empty"));
   }
   if (role > static_cast<uint32_t>(Role::kTool)) {
     return malformed(m.header, strCat("unknown role ", role));
@@ -219,9 +227,8 @@ Result<KeyedRequest> decodeKeyed(const Message& m) {
   const uint64_t n = m.header.key_count;
   const uint64_t expected = kKeyedPrefixBytes + 8 * n + (has_values ? 4 * n * r.dim : 0);
   if (m.payload.size() != expected) {
-    return malformed(m.header, strCat("payload of ", m.payload.size(), " bytes does not match ",
-                                      n, " keys of dim ", r.dim, " (expected ", expected,
-                                      " bytes)"));
+    return malformed(m.header, strCat("payload of ", m.payload.size(), " bytes does not match ", n,
+                                      " keys of dim ", r.dim, " (expected ", expected, " bytes)"));
   }
   if (!in.getArray(n, r.keys) || (has_values && !in.getArray(n * r.dim, r.values))) {
     return Status(StatusCode::kInternal, "ps wire: keyed payload size check inconsistent");
@@ -276,8 +283,8 @@ Result<CheckpointRequest> decodeCheckpoint(const Message& m, const WireLimits& l
   uint16_t length = 0;
   CheckpointRequest r;
   r.restore = (m.header.flags & kFlagRestore) != 0;
-  if (!in.get(length) || !in.skip(6)) {
-    return malformed(m.header, "Checkpoint payload shorter than its 8-byte prefix");
+  if (!in.get(length) || !in.skipZeros(6)) {
+    return malformed(m.header, "Checkpoint prefix truncated or its reserved bytes are not zero");
   }
   if (length == 0 || length > limits.max_path_chars) {
     return malformed(m.header, strCat("checkpoint path of ", length, " bytes (allowed 1..",

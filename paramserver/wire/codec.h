@@ -25,10 +25,10 @@ namespace weft::ps::wire {
 
 // Configurable bounds on what a peer may send (WEFT_PS_MAX_KEYS, WEFT_PS_MAX_PAYLOAD_BYTES).
 struct WireLimits {
-  uint32_t max_keys = 1u << 20;                // keys per request
+  uint32_t max_keys = 1u << 20;                      // keys per request
   uint64_t max_payload_bytes = uint64_t{256} << 20;  // bytes after the header
-  uint32_t max_message_chars = 4096;           // error-reply text (longer text is cut)
-  uint32_t max_path_chars = 1024;              // checkpoint path
+  uint32_t max_message_chars = 4096;                 // error-reply text (longer text is cut)
+  uint32_t max_path_chars = 1024;                    // checkpoint path
 
   // Reads WEFT_PS_MAX_KEYS and WEFT_PS_MAX_PAYLOAD_BYTES.
   static Result<WireLimits> fromConfig();

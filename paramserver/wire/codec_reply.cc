@@ -124,9 +124,9 @@ Result<ErrorReply> decodeError(const Message& m) {
   ErrorReply e;
   uint32_t code = 0;
   uint32_t length = 0;
-  if (!in.get(code) || !in.get(e.request_op) || !in.skip(3) || !in.get(e.retry_clock) ||
+  if (!in.get(code) || !in.get(e.request_op) || !in.skipZeros(3) || !in.get(e.retry_clock) ||
       !in.get(length)) {
-    return badReply(m.header, "Error payload shorter than its 16-byte prefix");
+    return badReply(m.header, "Error prefix truncated or reserved bytes not zero");
   }
   if (code == 0 || code > static_cast<uint32_t>(StatusCode::kInternal)) {
     return badReply(m.header, strCat("Error carries unknown status code ", code));
@@ -146,8 +146,8 @@ Result<ReplyView> checkReply(const Message& reply, uint64_t request_id, Opcode r
   }
   if (reply.opcode() == Opcode::kError) {
     WEFT_ASSIGN_OR_RETURN(const ErrorReply e, decodeError(reply));
-    return Status(e.code, strCat(opcodeName(request_op), " request ", request_id,
-                                 ": server rank ", h.src_rank, ": ", e.message));
+    return Status(e.code, strCat(opcodeName(request_op), " request ", request_id, ": server rank ",
+                                 h.src_rank, ": ", e.message));
   }
   if (reply.opcode() != Opcode::kReply) {
     return badReply(h, strCat("unexpected opcode ", opcodeName(h.opcode)));
@@ -155,12 +155,11 @@ Result<ReplyView> checkReply(const Message& reply, uint64_t request_id, Opcode r
   ByteReader in(reply.payload);
   ReplyView r;
   uint8_t op = 0;
-  if (!in.get(op) || !in.skip(3) || !in.get(r.dim)) {
-    return badReply(h, "Reply payload shorter than its 8-byte prefix");
+  if (!in.get(op) || !in.skipZeros(3) || !in.get(r.dim)) {
+    return badReply(h, "Reply prefix truncated or reserved bytes not zero");
   }
   if (op != static_cast<uint8_t>(request_op)) {
-    return badReply(h, strCat("answers a ", opcodeName(op), ", expected ",
-                              opcodeName(request_op)));
+    return badReply(h, strCat("answers a ", opcodeName(op), ", expected ", opcodeName(request_op)));
   }
   r.request_op = request_op;
   r.key_count = h.key_count;
@@ -173,9 +172,8 @@ Result<HelloReply> decodeHelloReply(const ReplyView& r) {
   WEFT_RETURN_IF_ERROR(checkBodySize(r, h, 24));
   ByteReader in(r.body);
   HelloReply hello;
-  if (!in.get(hello.version) || !in.skip(2) || !in.get(hello.server_rank) ||
-      !in.get(hello.map_version) || !in.get(hello.max_keys) ||
-      !in.get(hello.max_payload_bytes)) {
+  if (!in.get(hello.version) || !in.skipZeros(2) || !in.get(hello.server_rank) ||
+      !in.get(hello.map_version) || !in.get(hello.max_keys) || !in.get(hello.max_payload_bytes)) {
     return badReply(h, "Hello reply truncated");
   }
   return hello;

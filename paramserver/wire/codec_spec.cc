@@ -30,7 +30,7 @@ struct Enums {
 
 bool readFixed(ByteReader& in, TableSpec& s, Enums& e) {
   return in.get(s.dim) && in.get(e.init) && in.get(e.optimizer) && in.get(e.model) &&
-         in.skip(1) && in.get(s.init.seed) && in.get(s.init.a) && in.get(s.init.b) &&
+         in.skipZeros(1) && in.get(s.init.seed) && in.get(s.init.a) && in.get(s.init.b) &&
          readOptimizer(in, s.optimizer) && in.get(s.consistency.staleness) &&
          in.get(s.consistency.num_workers) && in.get(s.admission.min_count) &&
          in.get(s.admission.sketch_width) && in.get(s.admission.sketch_depth) &&
@@ -71,15 +71,16 @@ Result<TableSpec> readTableSpec(ByteReader& in, uint32_t id) {
   Enums e;
   uint16_t name_length = 0;
   const size_t start = in.position();
-  if (!readFixed(in, spec, e) || !in.get(name_length) || !in.skip(2)) {
-    return specError(id, strCat("shorter than its ", kSpecFixedBytes, " fixed bytes"));
+  if (!readFixed(in, spec, e) || !in.get(name_length) || !in.skipZeros(2)) {
+    return specError(id, strCat("shorter than its ", kSpecFixedBytes,
+                                " fixed bytes, or reserved bytes are not zero"));
   }
   if (in.position() - start != kSpecFixedBytes) {
     return Status(StatusCode::kInternal, "table spec layout does not match kSpecFixedBytes");
   }
   if (name_length > kMaxTableNameBytes) {
-    return specError(id, strCat("name of ", name_length, " bytes (at most ",
-                                kMaxTableNameBytes, ")"));
+    return specError(id,
+                     strCat("name of ", name_length, " bytes (at most ", kMaxTableNameBytes, ")"));
   }
   if (!in.getString(name_length, spec.name)) {
     return specError(id, strCat("name of ", name_length, " bytes is truncated"));

@@ -76,6 +76,8 @@ static_assert(offsetof(Header, payload_bytes) == 32);
 
 // "Push", "Pull", ...; "opcode 42" for unknown values.
 std::string opcodeName(uint8_t opcode);
-inline std::string opcodeName(Opcode op) { return opcodeName(static_cast<uint8_t>(op)); }
+inline std::string opcodeName(Opcode op) {
+  return opcodeName(static_cast<uint8_t>(op));
+}
 
 }  // namespace weft::ps::wire

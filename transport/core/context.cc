@@ -9,6 +9,9 @@
 #if WEFT_HAVE_UCX
 #include "transport/ucx/ucx_internal.h"
 #endif
+#if WEFT_HAVE_VERBS
+#include "transport/ibverbs/verbs_internal.h"
+#endif
 
 namespace weft::transport {
 
@@ -17,6 +20,9 @@ std::vector<std::string> availableBackends() {
 #if WEFT_HAVE_UCX
   names.emplace_back("ucx");
 #endif
+#if WEFT_HAVE_VERBS
+  names.emplace_back("verbs");
+#endif
   return names;
 }
 
@@ -24,6 +30,9 @@ Result<std::unique_ptr<Context>> openContext(std::string_view backend,
                                              const ContextOptions& options) {
 #if WEFT_HAVE_UCX
   if (backend == "ucx") return ucx::openUcxContext(options);
+#endif
+#if WEFT_HAVE_VERBS
+  if (backend == "verbs") return verbs::openVerbsContext(options);
 #endif
   std::string built;
   for (const auto& n : availableBackends()) built += (built.empty() ? "" : ", ") + n;

@@ -67,21 +67,6 @@ RequestSlot* RequestPool::acquire(OpKind op, RequestList* list, void* owner) {
   return s;
 }
 
-void RequestPool::unlink(RequestSlot* s) {
-  RequestList* list = s->list;
-  if (list == nullptr) return;
-  if (s->prev != kNoSlot) {
-    slot(s->prev)->next = s->next;
-  } else {
-    list->head = s->next;
-  }
-  if (s->next != kNoSlot) slot(s->next)->prev = s->prev;
-  --list->size;
-  s->list = nullptr;
-  s->prev = kNoSlot;
-  s->next = kNoSlot;
-}
-
 void RequestPool::freeSlot(RequestSlot* s) {
   s->status = Status();
   s->forced = Status();

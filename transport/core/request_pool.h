@@ -88,6 +88,19 @@ class RequestPool {
   // cancellation), unlinks it, frees it if detached, wakes waiters. On an abandoned slot it
   // only ends the backend's ownership.
   void complete(RequestSlot* slot, Status status);
+  // complete(slot, Status::ok()), inline for the hot path of every successful completion.
+  // A pending slot's status is already OK (acquire() gets it from freeSlot()).
+  void completeOk(RequestSlot* s) {
+    if (s->state.load(std::memory_order_relaxed) != kSlotPending) [[unlikely]] {
+      complete(s, Status::ok());
+      return;
+    }
+    unlink(s);
+    s->handle = nullptr;
+    s->state.store(kSlotDone, std::memory_order_release);
+    if (s->detached) freeSlot(s);
+    engine_->notifyWaiters();
+  }
   // Completes a pending slot now, for the caller, while the backend may still hold its
   // request (a peer died or an endpoint went away and the library did not complete it).
   // The slot forgets its owner and is not recycled until the backend's own completion
@@ -120,7 +133,20 @@ class RequestPool {
 
  private:
   bool grow();
-  void unlink(RequestSlot* s);
+  void unlink(RequestSlot* s) {
+    RequestList* list = s->list;
+    if (list == nullptr) return;
+    if (s->prev != kNoSlot) {
+      slot(s->prev)->next = s->next;
+    } else {
+      list->head = s->next;
+    }
+    if (s->next != kNoSlot) slot(s->next)->prev = s->prev;
+    --list->size;
+    s->list = nullptr;
+    s->prev = kNoSlot;
+    s->next = kNoSlot;
+  }
   void freeSlot(RequestSlot* s);
   // The slot if the handle is current, nullptr if stale (lock held).
   static RequestSlot* current(SlotHead* head, uint32_t gen);

@@ -138,12 +138,13 @@ Result<std::unique_ptr<Endpoint>> connectThroughStore(const StatePtr& state, Sto
   ucp_ep_params_t params{};
   params.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS;
   params.address = reinterpret_cast<const ucp_address_t*>(worker_address.data());
-  auto ep = UcxEndpoint::create(state, peer_rank, params, "store");
+  const bool same_host = peer_id.host == state->identity().host;
+  auto ep = UcxEndpoint::create(state, peer_rank, params, "store", same_host);
   if (!ep.isOk()) {
     state->releasePeer(peer_rank);
     return ep.status().withContext(what);
   }
-  if (peer_id.host == state->identity().host && peer_id.pid != state->identity().pid) {
+  if (same_host && peer_id.pid != state->identity().pid) {
     ep.value()->watchProcess(peer_id.pid, peer_id.start_time);
   }
   return std::unique_ptr<Endpoint>(std::move(ep).value());

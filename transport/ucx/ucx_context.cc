@@ -2,8 +2,10 @@
 #include <algorithm>
 #include <cstdlib>
 #include <initializer_list>
+#include <iterator>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "common/config.h"
 #include "common/logging.h"
@@ -52,6 +54,23 @@ bool tlsMaySelect(const ContextOptions& options, std::initializer_list<const cha
     pos = comma + 1;
   }
   return false;
+}
+
+// True when UCX_TLS lists shared-memory transports only (UCX then cannot reach a peer on
+// another host, and every peer is a process the backend can watch on this host).
+bool tlsSharedMemoryOnly(const ContextOptions& options) {
+  const std::optional<std::string> tls = tlsSetting(options);
+  if (!tls || tls->empty() || (*tls)[0] == '^') return false;
+  static constexpr std::string_view kShm[] = {"posix", "sysv", "cma", "knem", "xpmem",
+                                              "sm",    "shm",  "mm",  "self"};
+  size_t pos = 0;
+  while (pos <= tls->size()) {
+    const size_t comma = std::min(tls->find(',', pos), tls->size());
+    const std::string_view t = std::string_view(*tls).substr(pos, comma - pos);
+    if (std::find(std::begin(kShm), std::end(kShm), t) == std::end(kShm)) return false;
+    pos = comma + 1;
+  }
+  return true;
 }
 
 // UCX connects client/server endpoints through a network transport only (the connection
@@ -111,9 +130,12 @@ Status UcxState::readConfig(const ContextOptions& options, ucp_config_t* config)
   WEFT_RETURN_IF_ERROR(
       set_default("KEEPALIVE_INTERVAL", strCat(static_cast<int64_t>(keepalive * 1e6), "us")));
   WEFT_ASSIGN_OR_RETURN(peer_errors_, config::getBool("WEFT_UCX_ERROR_HANDLING"));
-  if (peer_errors_ && tlsMaySelect(options, {"posix", "sysv", "sm", "shm", "mm", "xpmem"})) {
+  shm_only_ = tlsSharedMemoryOnly(options);
+  if (peer_errors_ && !shm_only_ &&
+      tlsMaySelect(options, {"posix", "sysv", "sm", "shm", "mm", "xpmem"})) {
     // Debian's UCX hides the shared-memory transports from endpoints that ask for peer
     // error handling unless they advertise it; they detect dead peers through keepalive.
+    // (With shared memory only, endpoints use no UCX error handling: see ucxPeerErrors.)
     WEFT_RETURN_IF_ERROR(set_default("MM_ERROR_HANDLING", "y"));
   }
   return Status::ok();
@@ -187,10 +209,10 @@ void UcxState::fillCapabilities(const ContextOptions& options) {
   caps_.store_connect = true;
 }
 
-unsigned UcxState::pollEvents() {
-  unsigned n = ucp_worker_progress(worker_);
+unsigned UcxState::pollDuties() {
+  unsigned n = 0;
   // Peer liveness every 1024 rounds (the check itself is rate-limited by time).
-  if ((++polls_ & 1023) == 0 && !watched_.empty()) checkPeers();
+  if ((polls_ & 1023) == 0 && !watched_.empty()) checkPeers();
   while (!failed_.empty()) {
     UcxEndpoint* ep = failed_.back();
     failed_.pop_back();
@@ -256,7 +278,12 @@ class UcxContext final : public Context {
                                                    Deadline deadline) override {
     return connectToListener(state_, host_port, peer_rank, deadline);
   }
-  unsigned progress() override { return state_->engine().progress(); }
+  unsigned progress() override {
+    // Single-threaded Contexts skip the engine (no lock to take): this is the call that
+    // benchmark and completion loops spin on.
+    if (!state_->engine().threadSafe()) return state_->pollOnce();
+    return state_->engine().progress();
+  }
   Status waitForEvent(Deadline deadline) override {
     if (deadline.expired()) {
       return WEFT_ERROR(StatusCode::kTimeout, state_->name(),

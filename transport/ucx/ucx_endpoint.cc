@@ -92,11 +92,12 @@ UcxEndpoint::UcxEndpoint(StatePtr state, int peer, std::string how)
       recv_base_(kKindUser | rankBits(peer)) {}
 
 Result<std::unique_ptr<UcxEndpoint>> UcxEndpoint::create(StatePtr state, int peer,
-                                                         ucp_ep_params_t params, std::string how) {
+                                                         ucp_ep_params_t params, std::string how,
+                                                         bool same_host) {
   std::unique_ptr<UcxEndpoint> ep(new UcxEndpoint(std::move(state), peer, std::move(how)));
   params.field_mask |= UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE | UCP_EP_PARAM_FIELD_ERR_HANDLER;
-  params.err_mode =
-      ep->state_->peerErrors() ? UCP_ERR_HANDLING_MODE_PEER : UCP_ERR_HANDLING_MODE_NONE;
+  params.err_mode = ep->state_->ucxPeerErrors(same_host) ? UCP_ERR_HANDLING_MODE_PEER
+                                                          : UCP_ERR_HANDLING_MODE_NONE;
   params.err_handler.cb = errorCallback;
   params.err_handler.arg = ep.get();
   const ucs_status_t st = ucp_ep_create(ep->state_->worker(), &params, &ep->ep_);
@@ -240,16 +241,20 @@ void UcxEndpoint::abandonPending(const Status& why) {
 }
 
 void UcxEndpoint::onSendDone(RequestSlot* slot, ucs_status_t status) {
-  if (status == UCS_OK) slot->bytes = slot->capacity;
+  if (status == UCS_OK) [[likely]] {
+    slot->bytes = slot->capacity;
+    pool_.completeOk(slot);
+    return;
+  }
   pool_.complete(slot, statusFor(slot, status));
 }
 
 void UcxEndpoint::onRecvDone(RequestSlot* slot, ucs_status_t status,
                              const ucp_tag_recv_info_t* info) {
-  if (status == UCS_OK) {
+  if (status == UCS_OK) [[likely]] {
     slot->bytes = info != nullptr ? info->length : 0;
     slot->tag = info != nullptr ? (info->sender_tag & kUserTagMask) : 0;
-    pool_.complete(slot, Status::ok());
+    pool_.completeOk(slot);
     return;
   }
   if (status == UCS_ERR_MESSAGE_TRUNCATED) {

@@ -85,7 +85,16 @@ class UcxState final : public detail::EventSource {
   // Reads the UCX configuration, creates the UCP context and worker, the event fd.
   Status init(const ContextOptions& options);
 
-  unsigned pollEvents() override;
+  unsigned pollEvents() override { return pollOnce(); }
+  // One progress round, the hot path of Context::progress() (inline, no engine lock: the
+  // caller holds it or the Context is single-threaded): ucp_worker_progress, plus the rare
+  // duties (peer liveness every 1024 rounds, queued endpoint failures).
+  unsigned pollOnce() {
+    unsigned n = ucp_worker_progress(worker_);
+    if (((++polls_ & 1023) == 0 || !failed_.empty())) [[unlikely]]
+      n += pollDuties();
+    return n;
+  }
   bool armEvents() override;
   int eventFd() const override { return efd_; }
   void wakeUp() override;
@@ -110,8 +119,18 @@ class UcxState final : public detail::EventSource {
   bool claimPeer(int peer) { return peers_.insert(peer).second; }
   void releasePeer(int peer) { peers_.erase(peer); }
 
-  // Endpoints ask UCX for peer error handling (WEFT_UCX_ERROR_HANDLING).
+  // Dead peers are detected (WEFT_UCX_ERROR_HANDLING).
   bool peerErrors() const { return peer_errors_; }
+  // Whether an endpoint asks UCX for peer error handling (UCP_ERR_HANDLING_MODE_PEER).
+  // Not when the peer is a process on this host that the backend watches itself and
+  // UCX_TLS names shared-memory transports only: there UCX's mode costs a keepalive lane
+  // on every progress call and drops cma (no peer-failure support in UCX 1.13), i.e.
+  // zero-copy rendezvous, while the process watch already detects the death (and UCX's
+  // shared-memory keepalive misses some). Everything else keeps UCX's mode (tcp needs it:
+  // without it a broken connection is fatal to UCX).
+  bool ucxPeerErrors(bool watched_on_host) const {
+    return peer_errors_ && !(watched_on_host && shm_only_);
+  }
   ucp_context_h ucpContext() const { return context_; }
   ucp_worker_h worker() const { return worker_; }
   int rank() const { return rank_; }
@@ -124,6 +143,7 @@ class UcxState final : public detail::EventSource {
   std::string name() const;
 
  private:
+  unsigned pollDuties();
   Status readConfig(const ContextOptions& options, ucp_config_t* config);
   void fillCapabilities(const ContextOptions& options);
 
@@ -144,6 +164,7 @@ class UcxState final : public detail::EventSource {
   std::atomic<uint64_t> next_region_id_{1};
   uint32_t nonce_ = 0;
   bool peer_errors_ = true;
+  bool shm_only_ = false;  // UCX_TLS names shared-memory transports only
   detail::ProgressEngine engine_;
   detail::RequestPool pool_;
 };
@@ -162,8 +183,11 @@ struct CachedRkey {
 class UcxEndpoint final : public Endpoint {
  public:
   // Creates the UCP endpoint from `params` (error handling fields are added here).
+  // `same_host`: the peer is a process on this host (the caller watches it, see
+  // watchProcess; UcxState::ucxPeerErrors decides UCX's error mode).
   static Result<std::unique_ptr<UcxEndpoint>> create(StatePtr state, int peer,
-                                                     ucp_ep_params_t params, std::string how);
+                                                     ucp_ep_params_t params, std::string how,
+                                                     bool same_host = false);
   ~UcxEndpoint() override;
 
   int peerRank() const override { return peer_; }

@@ -1,0 +1,73 @@
+// RequestHandler: the server's whole request path as a function of bytes,
+//   handle(request bytes) -> reply bytes,
+// over a Shard. The networked server (a later layer) receives a message, calls handle() on
+// one of its handler threads and sends the result back; nothing here touches the network.
+//
+// Every request gets exactly one reply: a Reply, or an Error naming the problem (status
+// code, message, and for a pull that must wait for slower workers the clock it waits
+// for). A malformed, truncated or oversized message, an unknown table, a dimension
+// mismatch, a non-finite gradient or a stale shard map is an Error reply; the tables are
+// then unchanged (see Table for the all-or-nothing rules). handle() never blocks on
+// clocks: a pull the consistency model does not allow yet is answered with a kNoResource
+// Error carrying retry_clock; handleDetailed() also returns that wait so the server can
+// park the request and call handle() again once the table's min clock reaches it.
+//
+// Contract: thread-safe (any number of threads may call handle() concurrently); the Shard
+// must outlive the handler.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+
+#include "common/result.h"
+#include "paramserver/server/shard.h"
+#include "paramserver/wire/codec.h"
+
+namespace weft::ps {
+
+struct HandlerOptions {
+  wire::WireLimits limits;
+  // Checkpoint requests name a relative directory below this root ("" refuses them).
+  std::string checkpoint_root;
+};
+
+struct ClockWait {
+  uint32_t table_id = 0;
+  uint32_t need_min_clock = 0;
+};
+
+struct HandleResult {
+  Bytes reply;
+  std::optional<ClockWait> blocked;  // set when the reply is a "wait for clock" Error
+};
+
+class RequestHandler {
+ public:
+  RequestHandler(Shard& shard, HandlerOptions options)
+      : shard_(shard), options_(std::move(options)) {}
+
+  // The reply to `request`. Fails only if no reply can be built at all (never in practice:
+  // every problem with the request itself becomes an Error reply).
+  Result<Bytes> handle(std::span<const uint8_t> request);
+  HandleResult handleDetailed(std::span<const uint8_t> request);
+
+  const wire::WireLimits& limits() const { return options_.limits; }
+
+ private:
+  Result<Bytes> dispatch(const wire::Message& m, std::optional<ClockWait>& blocked);
+  Result<Bytes> onHello(const wire::Message& m);
+  Result<Bytes> onCreateTable(const wire::Message& m);
+  Result<Bytes> onKeyed(const wire::Message& m, std::optional<ClockWait>& blocked);
+  Result<Bytes> onClock(const wire::Message& m);
+  Result<Bytes> onCheckpoint(const wire::Message& m);
+  Result<Table*> findTable(const wire::Header& h) const;
+  Status checkKeyed(const wire::Header& h, const wire::KeyedRequest& r, const Table& t) const;
+  Result<Bytes> applyKeyed(const wire::Header& h, const wire::KeyedRequest& r, Table& t);
+
+  Shard& shard_;
+  const HandlerOptions options_;
+};
+
+}  // namespace weft::ps

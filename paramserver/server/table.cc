@@ -1,0 +1,295 @@
+// Table: creation, push / pull / pushPull. Row export, eviction and stats: table_rows.cc.
+#include "paramserver/server/table.h"
+
+#include <algorithm>
+#include <bit>
+#include <cstring>
+
+#include "paramserver/server/initializer.h"
+#include "paramserver/server/optimizer.h"
+#include "paramserver/server/row_access.h"
+#include "paramserver/util/hash.h"
+
+namespace weft::ps {
+
+// Per-thread buffers reused across requests (no allocation on the steady-state hot path).
+struct Table::Scratch {
+  std::vector<uint64_t> hashes;     // per distinct key (pull: per position)
+  std::vector<uint32_t> first;      // per distinct key: its first position
+  std::vector<uint32_t> unique_of;  // per position: its distinct key
+  std::vector<uint64_t> set_keys;   // dedupe hash set
+  std::vector<uint32_t> set_slots;
+  std::vector<float> summed;  // per distinct key, when there are duplicates
+  bool has_dups = false;
+  std::vector<uint32_t> order;   // distinct keys grouped by stripe
+  std::vector<uint32_t> starts;  // stripe s owns order[starts[s], starts[s + 1])
+  std::vector<uint32_t> cursor;
+  std::vector<uint32_t> ids;       // per order entry: its row (RowIndex::kNone: none)
+  std::vector<uint8_t> fresh;      // per order entry: the row was created by this request
+  std::vector<uint32_t> reserved;  // row ids reserved for new rows
+  std::vector<float> grad;         // one gradient row
+  std::vector<float> unique_out;   // pushPull values per distinct key (duplicates)
+};
+
+namespace {
+
+constexpr uint32_t kNoSlot = 0xffffffffu;
+// Keys of a stripe are handled in chunks of this many: first every chunk key's index slot is
+// prefetched, then each key is resolved and its row prefetched, then the rows are updated.
+// So up to kChunk DRAM misses overlap instead of two misses in a row per key (big tables
+// live in DRAM), and a chunk's lines (at most kChunk * (1 slot + a few row lines)) stay in
+// L1/L2 until they are used.
+constexpr uint32_t kChunk = 32;
+constexpr uint32_t kExponentMask = 0x7f800000u;  // all ones: NaN or +-Inf
+
+bool nonFinite(uint32_t bits) {
+  return (bits & kExponentMask) == kExponentMask;
+}
+
+}  // namespace
+
+Table::Scratch& Table::scratch() {
+  thread_local Scratch s;
+  return s;
+}
+
+Result<std::unique_ptr<Table>> Table::create(const TableSpec& spec, const TableOptions& options) {
+  WEFT_RETURN_IF_ERROR(validateTableSpec(spec));
+  if (!std::has_single_bit(options.stripes) || options.stripes > 4096) {
+    return WEFT_ERROR(StatusCode::kInvalidArgument, "creating ", describeTable(spec),
+                      ": stripes = ", options.stripes, " (allowed: a power of two <= 4096)");
+  }
+  return std::unique_ptr<Table>(new Table(spec, options));
+}
+
+Table::Table(const TableSpec& spec, const TableOptions& options)
+    : spec_(spec),
+      layout_(RowLayout::make(spec.dim, optimizerStateFloats(spec.optimizer.kind))),
+      stripe_bits_(static_cast<uint32_t>(std::countr_zero(options.stripes))),
+      stripes_(new Stripe[options.stripes]),
+      store_(layout_.stride, options.slab_bytes),
+      clocks_(spec.consistency) {
+  if (spec.admission.min_count > 1) {
+    sketch_ =
+        std::make_unique<CountMinSketch>(spec.admission.sketch_width, spec.admission.sketch_depth);
+  }
+}
+
+Table::~Table() = default;
+
+uint32_t Table::stripeOf(uint64_t hash) const {
+  return stripe_bits_ == 0 ? 0 : static_cast<uint32_t>(hash >> (64 - stripe_bits_));
+}
+
+Status Table::validateGrads(KeySpan keys, FloatSpan grads) const {
+  if (keys.size() >= kNoSlot) {
+    return WEFT_ERROR(StatusCode::kInvalidArgument, "push to ", describe(), ": ", keys.size(),
+                      " keys in one request");
+  }
+  if (grads.size() != keys.size() * spec_.dim) {
+    return WEFT_ERROR(StatusCode::kInvalidArgument, "push to ", describe(), ": ", grads.size(),
+                      " gradient floats for ", keys.size(), " keys of dim ", spec_.dim,
+                      " (expected ", keys.size() * spec_.dim, ")");
+  }
+  const PackedSpan<uint32_t> bits(grads.bytes(), grads.size());
+  bool bad = false;
+  for (size_t i = 0; i < bits.size(); ++i) bad |= nonFinite(bits[i]);
+  if (!bad) return Status::ok();
+  size_t i = 0;
+  while (!nonFinite(bits[i])) ++i;
+  return WEFT_ERROR(StatusCode::kInvalidArgument, "push to ", describe(), ": gradient element ",
+                    i % spec_.dim, " of key ", keys[i / spec_.dim], " (position ", i / spec_.dim,
+                    ") is ", grads[i], "; the request was rejected and no row changed")
+      .withHint("check the model for exploding gradients or a division by zero");
+}
+
+void Table::dedupe(KeySpan keys, FloatSpan grads, Scratch& s) const {
+  const size_t n = keys.size();
+  const size_t cap = std::bit_ceil(std::max<size_t>(2 * n, 16));
+  s.set_keys.resize(cap);
+  s.set_slots.assign(cap, kNoSlot);
+  s.hashes.clear();
+  s.first.clear();
+  s.unique_of.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    const uint64_t key = keys[i];
+    const uint64_t h = hashKey(key, kIndexSeed);
+    size_t slot = (h >> 32) & (cap - 1);
+    while (s.set_slots[slot] != kNoSlot && s.set_keys[slot] != key) slot = (slot + 1) & (cap - 1);
+    if (s.set_slots[slot] == kNoSlot) {
+      s.set_slots[slot] = static_cast<uint32_t>(s.first.size());
+      s.set_keys[slot] = key;
+      s.first.push_back(static_cast<uint32_t>(i));
+      s.hashes.push_back(h);
+    }
+    s.unique_of[i] = s.set_slots[slot];
+  }
+  s.has_dups = s.first.size() != n;
+  if (!s.has_dups) return;
+  const uint32_t dim = spec_.dim;
+  s.summed.assign(s.first.size() * dim, 0.0f);
+  for (size_t i = 0; i < n; ++i) {
+    float* dst = s.summed.data() + size_t{s.unique_of[i]} * dim;
+    for (uint32_t j = 0; j < dim; ++j) dst[j] += grads[i * dim + j];
+  }
+}
+
+void Table::groupByStripe(const std::vector<uint64_t>& hashes, Scratch& s) const {
+  const size_t stripes = size_t{1} << stripe_bits_;
+  s.starts.assign(stripes + 1, 0);
+  for (const uint64_t h : hashes) ++s.starts[stripeOf(h) + 1];
+  for (size_t i = 1; i <= stripes; ++i) s.starts[i] += s.starts[i - 1];
+  s.cursor.assign(s.starts.begin(), s.starts.end() - 1);
+  s.order.resize(hashes.size());
+  s.ids.resize(hashes.size());
+  s.fresh.resize(hashes.size());
+  for (size_t u = 0; u < hashes.size(); ++u) {
+    s.order[s.cursor[stripeOf(hashes[u])]++] = static_cast<uint32_t>(u);
+  }
+}
+
+bool Table::admit(uint64_t key) {
+  return sketch_ == nullptr || sketch_->add(key) >= spec_.admission.min_count;
+}
+
+void Table::initRow(uint8_t* row, uint64_t key) const {
+  row::setU32(row, kRowClockOffset, clock());
+  row::setU32(row, kRowStepsOffset, 0);
+  row::setKey(row, key);
+  row::setU32(row, kRowFlagsOffset, kRowLive);
+  row::setU32(row, kRowFlagsOffset + 4, 0);
+  initializeRow(spec_.init, key, spec_.dim, row::values(row));
+  initOptimizerState(spec_.optimizer, spec_.dim, row::state(row, layout_));
+}
+
+void Table::resolveRows(Stripe& stripe, uint32_t begin, uint32_t end, KeySpan keys, Scratch& s,
+                        bool create) {
+  for (uint32_t k = begin; k < end; ++k) stripe.index.prefetch(s.hashes[s.order[k]]);
+  for (uint32_t k = begin; k < end; ++k) {
+    const uint32_t u = s.order[k];
+    const uint64_t key = keys[create ? s.first[u] : u];
+    uint32_t id = stripe.index.find(key, s.hashes[u]);
+    s.fresh[k] = id == RowIndex::kNone;
+    if (create && s.fresh[k]) {
+      if (admit(key)) {
+        id = s.reserved.back();
+        s.reserved.pop_back();
+        stripe.index.insert(key, s.hashes[u], id);
+      } else {
+        dropped_.fetch_add(1, std::memory_order_relaxed);
+      }
+    }
+    s.ids[k] = id;
+    prefetchRow(id);
+  }
+}
+
+void Table::prefetchRow(uint32_t id) const {
+  if (id == RowIndex::kNone) return;
+  const uint8_t* r = store_.row(id);
+  for (size_t at = 0; at < layout_.stride; at += 64) __builtin_prefetch(r + at, 1);
+}
+
+void Table::applyStripe(uint32_t st, KeySpan keys, FloatSpan grads, Scratch& s, float* out) {
+  Stripe& stripe = stripes_[st];
+  std::lock_guard<std::mutex> lock(stripe.mu);
+  for (uint32_t begin = s.starts[st]; begin < s.starts[st + 1]; begin += kChunk) {
+    const uint32_t end = std::min(begin + kChunk, s.starts[st + 1]);
+    resolveRows(stripe, begin, end, keys, s, /*create=*/true);
+    for (uint32_t k = begin; k < end; ++k) updateRow(k, keys, grads, s, out);
+  }
+}
+
+void Table::updateRow(uint32_t k, KeySpan keys, FloatSpan grads, Scratch& s, float* out) {
+  const uint32_t dim = spec_.dim;
+  const uint32_t u = s.order[k];
+  const uint64_t key = keys[s.first[u]];
+  if (s.ids[k] == RowIndex::kNone) {  // not admitted yet
+    if (out != nullptr) initializeRow(spec_.init, key, dim, out + size_t{u} * dim);
+    return;
+  }
+  const float* g = s.grad.data();
+  if (s.has_dups) {
+    g = s.summed.data() + size_t{u} * dim;
+  } else {
+    grads.copyTo(size_t{s.first[u]} * dim, dim, s.grad.data());
+  }
+  uint8_t* r = store_.row(s.ids[k]);
+  const uint64_t v = beginRowWrite(r);
+  if (s.fresh[k]) initRow(r, key);
+  const uint32_t step = row::getU32(r, kRowStepsOffset) + 1;
+  row::setU32(r, kRowStepsOffset, step);
+  row::setU32(r, kRowClockOffset, clock());
+  applyOptimizer(spec_.optimizer, dim, step, g, row::values(r), row::state(r, layout_));
+  endRowWrite(r, layout_, v);
+  if (out != nullptr) std::memcpy(out + size_t{u} * dim, row::values(r), size_t{4} * dim);
+}
+
+Status Table::update(KeySpan keys, FloatSpan grads, float* out) {
+  WEFT_RETURN_IF_ERROR(validateGrads(keys, grads));
+  Scratch& s = scratch();
+  dedupe(keys, grads, s);
+  s.reserved.clear();
+  const Status reserved = store_.reserve(s.first.size(), s.reserved);
+  if (!reserved.isOk()) return reserved.withContext(strCat("push to ", describe()));
+  groupByStripe(s.hashes, s);
+  s.grad.resize(spec_.dim);
+  const uint32_t dim = spec_.dim;
+  float* unique_out = out;
+  if (out != nullptr && s.has_dups) {
+    s.unique_out.resize(s.first.size() * dim);
+    unique_out = s.unique_out.data();
+  }
+  for (uint32_t st = 0; st + 1 < s.starts.size(); ++st) {
+    if (s.starts[st] != s.starts[st + 1]) applyStripe(st, keys, grads, s, unique_out);
+  }
+  store_.release(s.reserved.data(), s.reserved.size());
+  if (out != nullptr && s.has_dups) {
+    for (size_t i = 0; i < keys.size(); ++i) {
+      std::memcpy(out + i * dim, unique_out + size_t{s.unique_of[i]} * dim, size_t{4} * dim);
+    }
+  }
+  return Status::ok();
+}
+
+Status Table::push(KeySpan keys, FloatSpan grads) {
+  return update(keys, grads, nullptr);
+}
+
+Status Table::pushPull(KeySpan keys, FloatSpan grads, float* out) {
+  return update(keys, grads, out);
+}
+
+void Table::pullStripe(uint32_t st, KeySpan keys, Scratch& s, float* out) {
+  Stripe& stripe = stripes_[st];
+  const uint32_t dim = spec_.dim;
+  const uint32_t now = clock();
+  std::lock_guard<std::mutex> lock(stripe.mu);
+  for (uint32_t begin = s.starts[st]; begin < s.starts[st + 1]; begin += kChunk) {
+    const uint32_t end = std::min(begin + kChunk, s.starts[st + 1]);
+    resolveRows(stripe, begin, end, keys, s, /*create=*/false);
+    for (uint32_t k = begin; k < end; ++k) {
+      const uint32_t i = s.order[k];
+      float* dst = out + size_t{i} * dim;
+      if (s.ids[k] == RowIndex::kNone) {
+        initializeRow(spec_.init, keys[i], dim, dst);
+        continue;
+      }
+      uint8_t* r = store_.row(s.ids[k]);
+      std::memcpy(dst, row::values(r), size_t{4} * dim);
+      if (row::getU32(r, kRowClockOffset) != now) row::setU32(r, kRowClockOffset, now);
+    }
+  }
+}
+
+void Table::pull(KeySpan keys, float* out) {
+  Scratch& s = scratch();
+  s.hashes.resize(keys.size());
+  for (size_t i = 0; i < keys.size(); ++i) s.hashes[i] = hashKey(keys[i], kIndexSeed);
+  groupByStripe(s.hashes, s);
+  for (uint32_t st = 0; st + 1 < s.starts.size(); ++st) {
+    if (s.starts[st] != s.starts[st + 1]) pullStripe(st, keys, s, out);
+  }
+}
+
+}  // namespace weft::ps

@@ -1,0 +1,555 @@
+// VerbsEndpoint: the protocol on one RC connection. This file: construction and teardown,
+// the send queue (selective signaling, bounce buffers, credits, the pending queue), and the
+// two-sided API. Receive processing is in verbs_recv.cc, one-sided operations in
+// verbs_rma.cc.
+//
+// Protocol summary (wire formats in verbs_wire.h):
+// - Sends of up to eager_max bytes are messages into the peer's pre-posted receive buffers:
+//   inline (copied into the WQE at post) when header + payload fit the device's inline
+//   size, else copied into a registered bounce buffer. Either way the caller's buffer is
+//   free once posted, so a send that can be posted at once returns a completed Request.
+// - Credits: each message (and each RDMA WRITE with immediate) consumes one receive buffer
+//   of the peer. credits_ counts the buffers the peer holds for us; the peer returns them
+//   in the `credits` field of every message it sends, or in a credit-only message once it
+//   owes credit_threshold_. The last credit is reserved for credit-only messages, so two
+//   ranks that both ran out can always announce what they re-posted: no receiver-not-ready
+//   retries ever happen.
+// - A message that cannot be posted (no credit, full send queue, no bounce buffer) waits in
+//   the pending queue (queue_), posted in order as completions and credits come back.
+// - Larger sends use a rendezvous straight between the user buffers: RTS {sender buffer,
+//   rkey, length} -> the receiver RDMA-READs into its buffer and answers FIN (read, the
+//   default), or CTS {receiver buffer, rkey} -> the sender RDMA-WRITEs and sends FIN behind
+//   the data (write). Both register user buffers through the registration cache.
+// - Selective signaling: see kSignalEvery. A signaled completion retires every earlier WR
+//   (their bounce buffers come back); resources running low force signaling so that a
+//   completion always comes.
+#include <arpa/inet.h>
+
+#include <cstring>
+
+#include "common/logging.h"
+#include "transport/ibverbs/verbs_internal.h"
+
+namespace weft::transport::verbs {
+namespace {
+
+// How long a destructor lets already-posted sends reach the peer before destroying the QP.
+constexpr double kDestroyDrainSeconds = 2.0;
+// Largest single RDMA WR (devices accept up to 2 GiB; chunks keep the pending queue fair).
+constexpr size_t kMaxWrBytes = size_t{1} << 30;
+
+}  // namespace
+
+VerbsEndpoint::VerbsEndpoint(StatePtr state, int peer, std::unique_ptr<Channel> channel,
+                             std::string how)
+    : state_(std::move(state)),
+      pool_(state_->pool()),
+      engine_(state_->engine()),
+      ops_(state_->ops()),
+      channel_(std::move(channel)),
+      peer_(peer),
+      how_(std::move(how)) {
+  const VerbsConfig& cfg = state_->config();
+  const PortSelection& port = state_->port();
+  sq_depth_ = cfg.sq_depth;
+  sq_.resize(sq_depth_);
+  for (uint32_t i = channel_->sendBuffers(); i > 0; --i) free_bounce_.push_back(i - 1);
+  for (uint32_t i = kAtomicSlots; i > 0; --i) free_atomic_.push_back(i - 1);
+  credits_ = channel_->remote().recv_buffers;
+  credit_threshold_ = std::max<uint32_t>(1, channel_->recvBuffers() / 4);
+  const uint32_t eager = std::min(channel_->eagerSize(), channel_->remote().eager_size);
+  eager_max_ = eager - static_cast<uint32_t>(sizeof(MsgHeader));
+  inline_max_ = state_->maxInline();
+  max_wr_bytes_ = port.max_msg > 0 ? std::min<size_t>(port.max_msg, kMaxWrBytes) : kMaxWrBytes;
+  repost_wrs_.resize(kPollBatch);
+  repost_sges_.resize(kPollBatch);
+  name_ = strCat("verbs rank ", state_->rank(), " -> rank ", peer_, " (", how_, ", ", port.device,
+                 ":", port.port, " QP ", hex(channel_->qp()->qp_num), " -> QP ",
+                 hex(channel_->remote().qpn), ")");
+  last_heard_ = Deadline::Clock::now();
+  state_->addEndpoint(this);
+}
+
+VerbsEndpoint::~VerbsEndpoint() {
+  detail::EngineLock lock(engine_);
+  if (closed_) return;
+  // Let WRs already posted (eager sends completed for the caller) reach the peer.
+  if (failure_.isOk() && sq_posted_ != sq_retired_) {
+    engine_.unlock();
+    engine_.waitUntil(
+        [&] {
+          if (!failure_.isOk() || sq_posted_ == sq_retired_) return true;
+          if (!keepalive_in_flight_ && postKeepalive()) keepalive_in_flight_ = true;
+          return false;
+        },
+        Deadline::afterSeconds(kDestroyDrainSeconds));
+    engine_.lock();
+  }
+  closed_ = true;
+  failAll(WEFT_ERROR(StatusCode::kCanceled, describe(), " was destroyed"));
+  state_->removeEndpoint(this);
+  state_->releasePeer(peer_);
+  channel_.reset();
+}
+
+std::string VerbsEndpoint::describe() const {
+  return name_;
+}
+
+Status VerbsEndpoint::health() const {
+  detail::EngineLock lock(engine_);
+  if (closed_) return usable(OpKind::kNone);
+  return failure_;
+}
+
+Status VerbsEndpoint::usable(OpKind op) const {
+  if (closed_) {
+    return WEFT_ERROR(StatusCode::kInvalidArgument, opKindName(op), " on ", name_,
+                      ": the endpoint is closed")
+        .withHint("create a new Endpoint; a closed one cannot be reused");
+  }
+  return failure_.withContext(opKindName(op));
+}
+
+Status VerbsEndpoint::argError(OpKind op, std::string_view what) const {
+  return WEFT_ERROR(StatusCode::kInvalidArgument, opKindName(op), " on ", name_, ": ", what);
+}
+
+// ---- operation bookkeeping ----------------------------------------------------------------
+
+VerbsOp* VerbsEndpoint::newOp(OpType type, OpKind kind, bool with_slot) {
+  RequestSlot* slot = nullptr;
+  if (with_slot) {
+    slot = pool_.acquire(kind, &slots_, this);
+    if (slot == nullptr) return nullptr;
+  }
+  VerbsOp* op = ops_.acquire();
+  op->slot = slot;
+  op->ep = this;
+  op->type = type;
+  op->all_next = all_;
+  if (all_ != nullptr) all_->all_prev = op;
+  all_ = op;
+  return op;
+}
+
+void VerbsEndpoint::freeOp(VerbsOp* op) {
+  if (op->all_prev != nullptr) {
+    op->all_prev->all_next = op->all_next;
+  } else {
+    all_ = op->all_next;
+  }
+  if (op->all_next != nullptr) op->all_next->all_prev = op->all_prev;
+  ops_.release(op);
+}
+
+Result<Request> VerbsEndpoint::handleFor(VerbsOp* op) {
+  Request r = pool_.handle(op->slot);
+  engine_.kick();
+  return r;
+}
+
+void VerbsEndpoint::completeOp(VerbsOp* op, Status status) {
+  if (op->in_recvs) unlinkRecv(op);
+  if (op->reg != nullptr) {
+    state_->cache().release(op->reg);
+    op->reg = nullptr;
+  }
+  if (op->atomic_slot != UINT32_MAX) {
+    free_atomic_.push_back(op->atomic_slot);
+    op->atomic_slot = UINT32_MAX;
+  }
+  if (op->slot != nullptr) pool_.complete(op->slot, std::move(status));
+  freeOp(op);
+}
+
+void VerbsEndpoint::enqueue(VerbsOp* op) {
+  queue_.push_back(op);
+  pump();
+}
+
+void VerbsEndpoint::pump() {
+  while (!queue_.empty() && failure_.isOk()) {
+    if (!tryPost(queue_.front())) break;
+    queue_.pop_front();
+  }
+  if (failure_.isOk()) maybeReturnCredits();
+}
+
+bool VerbsEndpoint::tryPost(VerbsOp* op) {
+  switch (op->type) {
+    case OpType::kControl: {
+      if (!postMessage(op->msg, 0, op->body, op->body_len, nullptr, 0, nullptr)) return false;
+      freeOp(op);
+      return true;
+    }
+    case OpType::kSend:
+      if (op->stage == Stage::kEager) {
+        if (!postMessage(MsgType::kEager, op->tag, nullptr, 0, op->local,
+                         static_cast<uint32_t>(op->length), nullptr)) {
+          return false;
+        }
+        op->slot->bytes = op->length;
+        completeOp(op, Status::ok());
+        return true;
+      }
+      if (op->stage == Stage::kRtsToPost) {
+        RndvBody b{op->wireId(), reinterpret_cast<uintptr_t>(op->local), op->length,
+                   op->reg != nullptr ? op->reg->reg.rkey : 0, 0};
+        if (!postMessage(MsgType::kRts, op->tag, &b, sizeof(b), nullptr, 0, nullptr)) return false;
+        op->stage = state_->config().rndv == Rndv::kRead ? Stage::kAwaitFin : Stage::kAwaitCts;
+        return true;
+      }
+      return postWriteAndFin(op);  // Stage::kWriteToPost
+    case OpType::kRecv: return postRead(op);
+    case OpType::kPut:
+    case OpType::kGet: return postRmaChunks(op);
+    case OpType::kPutNotify: return postNotifyOp(op);
+    case OpType::kAtomic: return postAtomicOp(op);
+    default: return true;
+  }
+}
+
+// ---- failure --------------------------------------------------------------------------
+
+void VerbsEndpoint::fail(Status why) {
+  if (!failure_.isOk() || closed_) return;
+  failure_ = std::move(why);
+  WEFT_LOG(kInfo, "verbs") << failure_.message();
+  if (channel_) {
+    ibv_qp_attr a{};
+    a.qp_state = IBV_QPS_ERR;  // flushes every outstanding WR
+    ibv_modify_qp(channel_->qp(), &a, IBV_QP_STATE);
+  }
+  failAll(failure_);
+}
+
+void VerbsEndpoint::failAll(Status why) {
+  queue_.clear();
+  notify_waiters_.clear();
+  flushes_.clear();
+  unexpected_.clear();
+  recvs_head_ = recvs_tail_ = nullptr;
+  while (all_ != nullptr) {
+    VerbsOp* op = all_;
+    op->in_recvs = false;
+    const std::string_view name = op->slot != nullptr ? opKindName(op->slot->op) : "message";
+    completeOp(op, why.withContext(name));
+  }
+}
+
+void VerbsEndpoint::onAsyncError(std::string_view what) {
+  fail(WEFT_ERROR(StatusCode::kPeerFailure, name_, ": the QP reported ", what, " (peer rank ",
+                  peer_, ")"));
+}
+
+// ---- posting ---------------------------------------------------------------------------
+
+bool VerbsEndpoint::wantSignal(bool must) {
+  if (must || ++unsignaled_ >= kSignalEvery || free_bounce_.size() < kSignalEvery ||
+      sqFree() <= kSignalEvery) {
+    unsignaled_ = 0;
+    return true;
+  }
+  return false;
+}
+
+bool VerbsEndpoint::postSend(ibv_send_wr* first, VerbsOp* op, int32_t bounce, bool keepalive) {
+  uint32_t n = 0;
+  ibv_send_wr* last = first;
+  for (ibv_send_wr* w = first; w != nullptr; w = w->next) {
+    w->wr_id = sq_posted_ + n;
+    sq_[(sq_posted_ + n) % sq_depth_] = SqEntry{};
+    last = w;
+    ++n;
+  }
+  if (wantSignal(op != nullptr || keepalive)) last->send_flags |= IBV_SEND_SIGNALED;
+  SqEntry& e = sq_[(sq_posted_ + n - 1) % sq_depth_];
+  e.op = op;
+  e.op_gen = op != nullptr ? op->gen : 0;
+  e.bounce = bounce;
+  e.keepalive = keepalive;
+  e.opcode = last->opcode;
+  ibv_send_wr* bad = nullptr;
+  const int rc = ibv_post_send(channel_->qp(), first, &bad);
+  if (rc != 0) {
+    if (bounce >= 0) free_bounce_.push_back(static_cast<uint32_t>(bounce));
+    e = SqEntry{};
+    fail(WEFT_ERROR(StatusCode::kIoError, "ibv_post_send on ", name_, ": ", errnoString(rc)));
+    return false;
+  }
+  sq_posted_ += n;
+  return true;
+}
+
+uint16_t VerbsEndpoint::takeCredits() {
+  const uint32_t n = std::min<uint32_t>(owed_, UINT16_MAX);
+  owed_ -= n;
+  return static_cast<uint16_t>(n);
+}
+
+bool VerbsEndpoint::haveCredit(MsgType type) const {
+  return credits_ >= (type == MsgType::kCredit ? 1u : 2u);
+}
+
+bool VerbsEndpoint::prepareMessage(MsgType type, Tag tag, const void* body, uint32_t body_len,
+                                   const void* payload, uint32_t payload_len, PreparedSend& p) {
+  if (!haveCredit(type)) return false;
+  const uint32_t total = static_cast<uint32_t>(sizeof(MsgHeader)) + body_len + payload_len;
+  const bool inl = total <= inline_max_ && body_len <= sizeof(p.head) - sizeof(MsgHeader);
+  char* dst = nullptr;
+  p.bounce = -1;
+  if (inl) {
+    dst = reinterpret_cast<char*>(p.head);
+  } else {
+    if (free_bounce_.empty()) return false;
+    p.bounce = static_cast<int32_t>(free_bounce_.back());
+    free_bounce_.pop_back();
+    dst = channel_->sendBuffer(static_cast<uint32_t>(p.bounce));
+  }
+  MsgHeader h{static_cast<uint8_t>(type), 0, takeCredits(), payload_len, tag};
+  std::memcpy(dst, &h, sizeof(h));
+  if (body_len > 0) std::memcpy(dst + sizeof(h), body, body_len);
+  --credits_;
+  p.wr = ibv_send_wr{};
+  p.wr.opcode = IBV_WR_SEND;
+  p.wr.sg_list = p.sge;
+  p.sge[0].addr = reinterpret_cast<uintptr_t>(dst);
+  if (inl) {
+    p.wr.send_flags = IBV_SEND_INLINE;
+    p.sge[0].length = static_cast<uint32_t>(sizeof(h)) + body_len;
+    p.sge[0].lkey = 0;
+    p.wr.num_sge = 1;
+    if (payload_len > 0) {
+      p.sge[1].addr = reinterpret_cast<uintptr_t>(payload);
+      p.sge[1].length = payload_len;
+      p.sge[1].lkey = 0;
+      p.wr.num_sge = 2;
+    }
+  } else {
+    if (payload_len > 0) std::memcpy(dst + sizeof(h) + body_len, payload, payload_len);
+    p.sge[0].length = total;
+    p.sge[0].lkey = channel_->sendLkey();
+    p.wr.num_sge = 1;
+  }
+  return true;
+}
+
+bool VerbsEndpoint::postMessage(MsgType type, Tag tag, const void* body, uint32_t body_len,
+                                const void* payload, uint32_t payload_len, VerbsOp* op) {
+  if (sqFree() < 1) return false;
+  PreparedSend p;
+  if (!prepareMessage(type, tag, body, body_len, payload, payload_len, p)) return false;
+  return postSend(&p.wr, op, p.bounce);
+}
+
+void VerbsEndpoint::sendControl(MsgType type, const void* body, uint32_t body_len) {
+  if (queue_.empty() && postMessage(type, 0, body, body_len, nullptr, 0, nullptr)) return;
+  if (!failure_.isOk()) return;
+  VerbsOp* op = newOp(OpType::kControl, OpKind::kNone, false);
+  op->msg = type;
+  op->body_len = body_len;
+  std::memcpy(op->body, body, body_len);
+  enqueue(op);
+}
+
+void VerbsEndpoint::maybeReturnCredits() {
+  if (owed_ < credit_threshold_) return;
+  postMessage(MsgType::kCredit, 0, nullptr, 0, nullptr, 0, nullptr);
+}
+
+bool VerbsEndpoint::postKeepalive() {
+  if (sqFree() < 1 || !failure_.isOk() || !channel_) return false;
+  uint64_t* word = channel_->atomicWord(0) - 1;  // control word 0: never read by anyone
+  ibv_sge sge{reinterpret_cast<uintptr_t>(word), sizeof(uint64_t), channel_->ctlLkey()};
+  ibv_send_wr wr{};
+  wr.opcode = IBV_WR_RDMA_WRITE;
+  wr.sg_list = &sge;
+  wr.num_sge = 1;
+  wr.wr.rdma.remote_addr = channel_->remote().scratch_addr;
+  wr.wr.rdma.rkey = channel_->remote().scratch_rkey;
+  return postSend(&wr, nullptr, -1, true);
+}
+
+void VerbsEndpoint::checkTimers(Deadline::Clock::time_point now) {
+  if (heard_) {
+    heard_ = false;
+    last_heard_ = now;
+  }
+  if (closed_ || !failure_.isOk() || keepalive_in_flight_) return;
+  if (slots_.size == 0 && queue_.empty()) return;  // nobody waits for the peer
+  const auto interval = std::chrono::duration<double>(state_->config().keepalive_s);
+  if (now - last_heard_ < interval) return;
+  if (postKeepalive()) keepalive_in_flight_ = true;
+}
+
+void VerbsEndpoint::arm() {
+  ibv_req_notify_cq(channel_->cq(), 0);
+}
+
+unsigned VerbsEndpoint::poll() {
+  const unsigned n = pollCq();
+  if (n > 0 && failure_.isOk()) pump();
+  return n;
+}
+
+// ---- two-sided API ---------------------------------------------------------------------
+
+Result<Request> VerbsEndpoint::send(const void* buffer, size_t length, Tag tag) {
+  detail::EngineLock lock(engine_);
+  if (closed_ || !failure_.isOk()) [[unlikely]]
+    return usable(OpKind::kSend);
+  if (buffer == nullptr && length != 0) [[unlikely]] {
+    return argError(OpKind::kSend, strCat("null buffer with length ", length));
+  }
+  if ((tag & ~kUserTagMask) != 0) [[unlikely]] {
+    return argError(OpKind::kSend,
+                    strCat("tag ", hex(tag), " uses bits above the ", kTagBits, " caller bits"));
+  }
+  if (length <= eager_max_) {
+    if (queue_.empty() && postMessage(MsgType::kEager, tag, nullptr, 0, buffer,
+                                      static_cast<uint32_t>(length), nullptr)) {
+      engine_.kick();
+      return detail::RequestPool::completed(OpKind::kSend, static_cast<uint32_t>(length));
+    }
+    if (!failure_.isOk()) return usable(OpKind::kSend);
+  }
+  VerbsOp* op = newOp(OpType::kSend, OpKind::kSend, true);
+  if (op == nullptr) return pool_.exhausted(OpKind::kSend);
+  op->local = static_cast<char*>(const_cast<void*>(buffer));
+  op->length = length;
+  op->tag = tag;
+  op->slot->capacity = length;
+  Result<Request> r = handleFor(op);
+  if (length <= eager_max_) {
+    op->stage = Stage::kEager;
+  } else {
+    auto reg = state_->cache().acquire(buffer, length, MemoryType::kHost);
+    if (!reg.isOk()) {
+      completeOp(op, reg.status().withContext(strCat("send on ", name_)));
+      return r;
+    }
+    op->reg = *reg;
+    op->stage = Stage::kRtsToPost;
+  }
+  enqueue(op);
+  return r;
+}
+
+Result<Request> VerbsEndpoint::recv(void* buffer, size_t length, Tag tag, Tag mask) {
+  detail::EngineLock lock(engine_);
+  if (closed_ || !failure_.isOk()) [[unlikely]]
+    return usable(OpKind::kRecv);
+  if (buffer == nullptr && length != 0) [[unlikely]] {
+    return argError(OpKind::kRecv, strCat("null buffer with length ", length));
+  }
+  if ((tag & mask & ~kUserTagMask) != 0) [[unlikely]] {
+    return argError(OpKind::kRecv,
+                    strCat("tag ", hex(tag), " uses bits above the ", kTagBits, " caller bits"));
+  }
+  VerbsOp* op = newOp(OpType::kRecv, OpKind::kRecv, true);
+  if (op == nullptr) return pool_.exhausted(OpKind::kRecv);
+  op->local = static_cast<char*>(buffer);
+  op->length = length;
+  op->mask = mask & kUserTagMask;
+  op->tag = tag & op->mask;
+  op->slot->capacity = length;
+  op->stage = Stage::kPosted;
+  Result<Request> r = handleFor(op);
+  for (auto it = unexpected_.begin(); it != unexpected_.end(); ++it) {
+    if ((it->tag & op->mask) != op->tag) continue;
+    Unexpected u = std::move(*it);
+    unexpected_.erase(it);
+    if (u.type == MsgType::kEager) {
+      deliverEager(op, u.tag, u.data.data(), u.length);
+    } else {
+      startRndvRecv(op, u.tag, u.rts);
+    }
+    return r;
+  }
+  op->in_recvs = true;
+  op->prev = recvs_tail_;
+  op->next = nullptr;
+  if (recvs_tail_ != nullptr) {
+    recvs_tail_->next = op;
+  } else {
+    recvs_head_ = op;
+  }
+  recvs_tail_ = op;
+  return r;
+}
+
+Result<Request> VerbsEndpoint::recvNotify() {
+  detail::EngineLock lock(engine_);
+  if (closed_ || !failure_.isOk()) [[unlikely]]
+    return usable(OpKind::kRecvNotify);
+  VerbsOp* op = newOp(OpType::kRecvNotify, OpKind::kRecvNotify, true);
+  if (op == nullptr) return pool_.exhausted(OpKind::kRecvNotify);
+  Result<Request> r = handleFor(op);
+  if (!notifications_.empty()) {
+    op->slot->value = notifications_.front();
+    notifications_.pop_front();
+    completeOp(op, Status::ok());
+  } else {
+    notify_waiters_.push_back(op);
+  }
+  return r;
+}
+
+Result<Request> VerbsEndpoint::flush() {
+  detail::EngineLock lock(engine_);
+  if (closed_ || !failure_.isOk()) [[unlikely]]
+    return usable(OpKind::kFlush);
+  if (rma_finished_ == rma_started_) return detail::RequestPool::completed(OpKind::kFlush, 0);
+  VerbsOp* op = newOp(OpType::kFlush, OpKind::kFlush, true);
+  if (op == nullptr) return pool_.exhausted(OpKind::kFlush);
+  op->flush_target = rma_started_;
+  flushes_.push_back(op);
+  return handleFor(op);
+}
+
+Status VerbsEndpoint::close(Deadline deadline) {
+  {
+    detail::EngineLock lock(engine_);
+    if (closed_) return Status::ok();
+    for (VerbsOp* op = recvs_head_; op != nullptr;) {
+      VerbsOp* next = op->next;
+      completeOp(op, WEFT_ERROR(StatusCode::kCanceled, "recv canceled: ", name_, " was closed"));
+      op = next;
+    }
+    while (!notify_waiters_.empty()) {
+      VerbsOp* op = notify_waiters_.front();
+      notify_waiters_.pop_front();
+      completeOp(op, WEFT_ERROR(StatusCode::kCanceled, "recvNotify canceled: ", name_,
+                                " was closed"));
+    }
+  }
+  // Let posted sends and one-sided operations finish (a signaled probe retires the
+  // unsignaled WRs behind it).
+  const bool drained = engine_.waitUntil(
+      [&] {
+        if (!failure_.isOk()) return true;
+        if (all_ == nullptr && queue_.empty() && sq_posted_ == sq_retired_) return true;
+        if (all_ == nullptr && queue_.empty() && !keepalive_in_flight_ && postKeepalive()) {
+          keepalive_in_flight_ = true;
+        }
+        return false;
+      },
+      deadline);
+  detail::EngineLock lock(engine_);
+  if (closed_) return Status::ok();
+  size_t left = 0;
+  for (VerbsOp* op = all_; op != nullptr; op = op->all_next) ++left;
+  closed_ = true;
+  failAll(WEFT_ERROR(StatusCode::kCanceled, name_, " was closed"));
+  state_->removeEndpoint(this);
+  state_->releasePeer(peer_);
+  channel_.reset();
+  if (!drained) {
+    return WEFT_ERROR(StatusCode::kTimeout, "close of ", name_, ": ", left,
+                      " operations had not finished by the deadline (canceled)");
+  }
+  return Status::ok();
+}
+
+}  // namespace weft::transport::verbs

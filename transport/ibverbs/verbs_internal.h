@@ -1,0 +1,574 @@
+// Native libibverbs backend internals. Nothing outside transport/ includes this header.
+//
+// Object graph: VerbsContext (the public Context) owns a shared_ptr<VerbsState>; every
+// VerbsEndpoint and VerbsMemoryRegion holds another, so the device, PD, completion
+// channel and registration cache live until the last of them is gone. VerbsState is the
+// EventSource of the Context's ProgressEngine and owns the RequestPool and the OpPool.
+// A Channel is the verbs side of one connection (RC QP, its CQ, eager buffers); an
+// Endpoint owns one Channel and runs the protocol on it (see verbs_endpoint.cc).
+//
+// Threads: every verbs call happens with the engine lock held (a no-op unless the Context
+// is thread-safe); connect() talks to the Store without it (see verbs_connect.cc).
+#pragma once
+
+#include <infiniband/verbs.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "common/result.h"
+#include "transport/api/context.h"
+#include "transport/core/options.h"
+#include "transport/core/progress_engine.h"
+#include "transport/core/request_pool.h"
+#include "transport/ibverbs/verbs_raii.h"
+#include "transport/ibverbs/verbs_reg_cache.h"
+#include "transport/ibverbs/verbs_wire.h"
+
+namespace weft::transport::verbs {
+
+using detail::RequestSlot;
+
+// Caller tag bits (the header carries 64; the rest is reserved, as for UCX).
+inline constexpr int kTagBits = 40;
+inline constexpr Tag kUserTagMask = (Tag{1} << kTagBits) - 1;
+// Ranks travel as 32-bit fields; WEFT_RANK allows 24 bits.
+inline constexpr int kMaxRank = (1 << 24) - 1;
+// Selective signaling: one send WR in kSignalEvery asks for a completion (each completion
+// retires every earlier WR of the QP, RC completes in order). Operations whose Request
+// completes at the peer (RMA, atomics, rendezvous steps) are always signaled. 16 keeps the
+// CQ traffic low while bounce buffers come back soon enough to never stall a window.
+inline constexpr uint32_t kSignalEvery = 16;
+// Completions taken per ibv_poll_cq call.
+inline constexpr int kPollBatch = 16;
+// 8-byte result words for atomics in flight per endpoint (more wait in the pending queue;
+// devices serve max_qp_rd_atom, 16..128, at once anyway).
+inline constexpr uint32_t kAtomicSlots = 64;
+// wr_id of receive WRs (the low bits are the buffer index).
+inline constexpr uint64_t kRecvWrFlag = uint64_t{1} << 63;
+
+enum class Rndv : uint8_t { kRead = 0, kWrite = 1 };
+
+// WEFT_IB_* resolved (verbs_device.cc).
+struct VerbsConfig {
+  std::string device;  // "" = first device with an ACTIVE port
+  int port = 0;        // 0 = first ACTIVE port
+  int gid_index = -1;  // -1 = choose
+  int mtu = 0;         // 0 = negotiate the largest common active MTU
+  int timeout = 14;
+  int retry_count = 7;
+  int rnr_retry = 7;
+  int sl = 0;
+  int traffic_class = 0;
+  uint32_t sq_depth = 512;
+  uint32_t recv_buffers = 64;
+  uint32_t eager_size = 8192;
+  Rndv rndv = Rndv::kRead;
+  int max_inline = -1;  // -1 = device maximum
+  double keepalive_s = 1.0;
+  bool reg_cache = true;
+  uint64_t reg_cache_max = 0;  // 0 = from RLIMIT_MEMLOCK
+  bool fork_init = true;
+};
+Result<VerbsConfig> readVerbsConfig();
+
+// The device port and GID a Context uses.
+struct PortSelection {
+  std::string device;
+  int port = 1;
+  uint16_t lid = 0;
+  int gid_index = 0;
+  ibv_gid gid{};
+  uint32_t gid_type = IBV_GID_TYPE_IB;
+  uint8_t link_layer = IBV_LINK_LAYER_INFINIBAND;
+  uint8_t active_mtu = IBV_MTU_1024;
+  uint32_t max_msg = 0;
+  std::string gid_why;  // why this GID (logged at open, shown in Capabilities::transports)
+};
+
+// A GID table entry the chooser looks at (pure data, unit-tested without a device).
+struct GidCandidate {
+  int index = 0;
+  ibv_gid gid{};
+  uint32_t type = IBV_GID_TYPE_IB;
+  std::string netdev;
+};
+struct GidChoice {
+  int index = -1;
+  std::string why;
+};
+// Picks the GID: the override when >= 0 (it must exist), else for InfiniBand index 0, for
+// RoCE the first RoCE v2 IPv4-mapped GID, then RoCE v2 global IPv6, RoCE v2 link-local,
+// then RoCE v1. kInvalidArgument naming `where` and listing the table otherwise.
+Result<GidChoice> chooseGid(const std::vector<GidCandidate>& table, int override_index,
+                            bool infiniband, std::string_view where);
+
+// Opens the configured device and port (unknown names are kInvalidArgument listing what
+// exists; no device at all is kUnavailable).
+Result<ContextPtr> openDevice(const VerbsConfig& config, PortSelection& selection);
+// GPUDirect RDMA probe on a PD: dmabuf through ibv_reg_dmabuf_mr, peer memory through
+// nvidia_peermem. `text` explains both ("dmabuf: not supported by rxe0 (...)").
+struct GpuDirectProbe {
+  bool dmabuf = false;
+  bool peer_memory = false;
+  std::string text;
+};
+GpuDirectProbe probeGpuDirect(ibv_pd* pd, std::string_view device);
+
+// "transport retry counter exceeded (IBV_WC_RETRY_EXC_ERR, status 12)"
+std::string wcStatusText(ibv_wc_status status);
+std::string_view wcOpcodeName(ibv_wc_opcode opcode);
+std::string_view wrOpcodeName(ibv_wr_opcode opcode);
+// The Status of a failed work completion (see verbs_completion.cc for the hints).
+Status wcError(const ibv_wc& wc, std::string_view op, std::string_view endpoint, uint32_t local_qp,
+               uint32_t remote_qp, int peer_rank, std::string_view gid_note);
+// "0x1a"
+std::string hex(uint64_t v);
+
+class VerbsState;
+class VerbsEndpoint;
+
+// The verbs side of one RC connection: QP, CQ (on the Context's completion channel), eager
+// receive buffers (pre-posted), send bounce buffers and a small control area (the word
+// peers write keepalive probes into, and result words for atomics).
+class Channel {
+ public:
+  // Creates the QP in INIT with every receive buffer posted. Lock held.
+  static Result<std::unique_ptr<Channel>> create(VerbsState& state, int peer);
+  ~Channel();
+  Channel(const Channel&) = delete;
+  Channel& operator=(const Channel&) = delete;
+
+  // This side's half of the connection record (from/to/seq/nonces filled by the caller).
+  QpRecord localRecord() const;
+  // INIT -> RTR -> RTS against the peer's record. Lock held.
+  Status connect(const QpRecord& peer, std::string_view what);
+
+  ibv_qp* qp() const { return qp_.get(); }
+  ibv_cq* cq() const { return cq_.get(); }
+  int peer() const { return peer_; }
+  const QpRecord& remote() const { return remote_; }
+  uint8_t pathMtu() const { return mtu_; }
+  uint32_t recvBuffers() const { return recv_count_; }
+  uint32_t sendBuffers() const { return send_count_; }
+  uint32_t eagerSize() const { return eager_size_; }
+  char* recvBuffer(uint32_t i) const { return recv_mem_.get() + size_t{i} * eager_size_; }
+  char* sendBuffer(uint32_t i) const { return send_mem_.get() + size_t{i} * eager_size_; }
+  uint32_t recvLkey() const { return recv_mr_->lkey; }
+  uint32_t sendLkey() const { return send_mr_->lkey; }
+  uint32_t ctlLkey() const { return ctl_mr_->lkey; }
+  uint64_t* atomicWord(uint32_t i) const {
+    return reinterpret_cast<uint64_t*>(ctl_mem_.get()) + 1 + i;
+  }
+  // Posts receive buffer i again (lock held); false with errno text in `err` on failure.
+  bool postRecv(uint32_t i, std::string& err);
+  uint32_t maxDestRdAtomic() const;
+
+ private:
+  Channel(VerbsState& state, int peer) : state_(state), peer_(peer) {}
+  Status allocate();
+
+  VerbsState& state_;
+  int peer_;
+  uint32_t recv_count_ = 0;
+  uint32_t send_count_ = 0;
+  uint32_t eager_size_ = 0;
+  uint32_t psn_ = 0;
+  uint8_t mtu_ = IBV_MTU_1024;
+  QpRecord remote_;
+  // Destruction order (reverse of declaration): MRs, QP, CQ, then the memory.
+  AlignedBuffer recv_mem_;
+  AlignedBuffer send_mem_;
+  AlignedBuffer ctl_mem_;
+  CqPtr cq_;
+  QpPtr qp_;
+  MrPtr recv_mr_;
+  MrPtr send_mr_;
+  MrPtr ctl_mr_;
+};
+
+// Per-operation state of the backend (Requests only see their RequestSlot).
+enum class OpType : uint8_t {
+  kControl,  // internal message (CTS, FIN, RTS retry...) waiting for credits / buffers
+  kSend,
+  kRecv,
+  kPut,
+  kGet,
+  kPutNotify,
+  kRecvNotify,
+  kAtomic,
+  kFlush,
+};
+
+// Steps of multi-step operations (VerbsOp::stage).
+enum class Stage : uint8_t {
+  kNone = 0,
+  kEager,        // send: eager message waiting to be posted
+  kRtsToPost,    // send: the RTS waits for credits / a buffer
+  kAwaitFin,     // send (read) / recv (write): waiting for the peer's FIN
+  kAwaitCts,     // send (write): waiting for the peer's CTS
+  kWriteToPost,  // send (write): RDMA WRITE + FIN wait for the send queue
+  kWriting,      // send (write): posted, completes with the FIN's send completion
+  kPosted,       // recv: matching; rma: waiting for its completion
+  kReadToPost,   // recv (read): the RDMA READ waits for the send queue
+  kReading,      // recv (read): READ posted
+  kToPost,       // rma / atomics / notify: waiting for the send queue (or credits)
+};
+
+struct VerbsOp {
+  RequestSlot* slot = nullptr;  // null for internal control messages
+  VerbsEndpoint* ep = nullptr;
+  uint32_t index = 0;
+  uint32_t gen = 0;
+  OpType type = OpType::kControl;
+  Stage stage = Stage::kNone;
+  bool in_recvs = false;
+  char* local = nullptr;  // user buffer
+  size_t length = 0;      // bytes to move (send / put / get) or receive capacity (recv)
+  size_t posted = 0;      // bytes of a chunked RDMA op posted so far
+  Tag tag = 0;
+  Tag mask = 0;
+  uint64_t remote_addr = 0;
+  uint32_t rkey = 0;
+  uint32_t atomic_slot = UINT32_MAX;
+  ibv_wr_opcode opcode = IBV_WR_SEND;  // RDMA / atomic opcode
+  uint64_t operand = 0;                // atomic operand / immediate
+  uint64_t compare = 0;                // compare-and-swap: expected value
+  uint64_t peer_op = 0;                // rendezvous: the peer's operation id
+  uint64_t flush_target = 0;           // flush: one-sided ops that must be done first
+  RegEntry* reg = nullptr;             // registration of `local` (released on completion)
+  // Internal control message (type kControl).
+  MsgType msg = MsgType::kCredit;
+  uint32_t body_len = 0;
+  alignas(8) unsigned char body[32] = {};
+  // Links in the endpoint's posted-receive list / all-ops list.
+  VerbsOp* prev = nullptr;
+  VerbsOp* next = nullptr;
+  VerbsOp* all_prev = nullptr;
+  VerbsOp* all_next = nullptr;
+
+  uint64_t wireId() const { return (uint64_t{gen} << 32) | index; }
+};
+
+// Stable VerbsOp storage with a free list and generation numbers (wire ids stay checkable).
+class OpPool {
+ public:
+  static constexpr uint32_t kChunk = 1024;
+  VerbsOp* acquire();
+  void release(VerbsOp* op);
+  // The live op with this wire id, or nullptr (stale / unknown).
+  VerbsOp* find(uint64_t wire_id);
+
+ private:
+  std::vector<std::unique_ptr<VerbsOp[]>> chunks_;
+  std::vector<uint32_t> free_;
+  std::vector<bool> live_;
+};
+
+// ibv_reg_mr / ibv_dereg_mr for the registration cache.
+class PdRegistrar final : public Registrar {
+ public:
+  PdRegistrar(ibv_pd* pd, std::string device) : pd_(pd), device_(std::move(device)) {}
+  Result<Registration> registerRange(void* address, size_t length, MemoryType type) override;
+  void deregister(const Registration& registration) override;
+
+ private:
+  ibv_pd* pd_;
+  std::string device_;
+};
+// The error for a failed ibv_reg_mr (errno) with the memlock hint where it applies.
+Status registrationError(int err, std::string_view what, const void* address, size_t length);
+
+class VerbsState final : public detail::EventSource {
+ public:
+  VerbsState(const ContextOptions& options, const ResolvedOptions& resolved);
+  ~VerbsState() override;
+  VerbsState(const VerbsState&) = delete;
+  VerbsState& operator=(const VerbsState&) = delete;
+
+  // Reads WEFT_IB_*, opens the device, PD, completion channel, event fd, cache.
+  Status init();
+
+  unsigned pollEvents() override;
+  bool armEvents() override;
+  int eventFd() const override { return epoll_fd_; }
+  void wakeUp() override;
+  void onIdle() override;
+
+  void addEndpoint(VerbsEndpoint* ep);
+  void removeEndpoint(VerbsEndpoint* ep);
+  bool claimPeer(int peer) { return peers_.insert(peer).second; }
+  void releasePeer(int peer) { peers_.erase(peer); }
+
+  ibv_context* device() const { return device_.get(); }
+  ibv_pd* pd() const { return pd_.get(); }
+  ibv_comp_channel* channel() const { return channel_.get(); }
+  const PortSelection& port() const { return port_; }
+  const VerbsConfig& config() const { return config_; }
+  const ibv_device_attr& deviceAttr() const { return attr_; }
+  uint32_t maxInline() const { return max_inline_; }
+  int rank() const { return rank_; }
+  uint64_t nonce() const { return nonce_; }
+  uint32_t nextPsn();
+  const Capabilities& caps() const { return caps_; }
+  const GpuDirectProbe& gpuDirect() const { return gpudirect_; }
+  detail::ProgressEngine& engine() { return engine_; }
+  detail::RequestPool& pool() { return pool_; }
+  OpPool& ops() { return ops_; }
+  RegistrationCache& cache() { return *cache_; }
+  uint64_t nextRegionId() { return next_region_id_++; }
+  // "verbs rank R (rxe0:1)"
+  std::string name() const;
+  AddressRecord addressRecord() const;
+
+  // Store connection state (verbs_connect.cc; guarded by connectMutex(), not the engine).
+  std::mutex& connectMutex() { return connect_mutex_; }
+  std::map<int, uint32_t>& nextSeq() { return next_seq_; }
+  std::map<std::pair<int, uint32_t>, std::unique_ptr<Channel>>& accepted() { return accepted_; }
+  int64_t& inboxNext() { return inbox_next_; }
+  bool& published() { return published_; }
+
+ private:
+  Status openEventFds();
+  Status probeInline();
+  void fillCapabilities();
+  Status setUpCache();
+  void drainChannel();
+  void drainAsync();
+  void checkTimers();
+
+  int rank_;
+  uint64_t nonce_ = 0;
+  uint32_t psn_seed_ = 0;
+  VerbsConfig config_;
+  PortSelection port_;
+  ibv_device_attr attr_{};
+  uint32_t max_inline_ = 0;
+  Capabilities caps_;
+  GpuDirectProbe gpudirect_;
+  // Destruction order (reverse of declaration): cache, PD, channel, device.
+  ContextPtr device_;
+  ChannelPtr channel_;
+  PdPtr pd_;
+  std::unique_ptr<PdRegistrar> registrar_;
+  std::unique_ptr<RegistrationCache> cache_;
+  int epoll_fd_ = -1;
+  int wake_fd_ = -1;
+  std::vector<VerbsEndpoint*> endpoints_;
+  std::set<int> peers_;
+  uint64_t polls_ = 0;
+  std::atomic<uint64_t> next_region_id_{1};
+  std::mutex connect_mutex_;
+  std::map<int, uint32_t> next_seq_;
+  std::map<std::pair<int, uint32_t>, std::unique_ptr<Channel>> accepted_;
+  int64_t inbox_next_ = 1;
+  bool published_ = false;
+  OpPool ops_;
+  detail::ProgressEngine engine_;
+  detail::RequestPool pool_;
+};
+
+using StatePtr = std::shared_ptr<VerbsState>;
+
+// An arrived message nobody has posted a receive for yet.
+struct Unexpected {
+  MsgType type = MsgType::kEager;
+  Tag tag = 0;
+  size_t length = 0;
+  std::vector<char> data;  // eager payload
+  RndvBody rts{};          // rendezvous request
+};
+
+// Send queue bookkeeping: what a posted WR holds until its completion (or a later one).
+struct SqEntry {
+  VerbsOp* op = nullptr;  // signaled WR whose completion advances this op
+  uint32_t op_gen = 0;
+  int32_t bounce = -1;    // send buffer to recycle
+  bool keepalive = false;
+  ibv_wr_opcode opcode = IBV_WR_SEND;  // for error messages (a failed wc has no opcode)
+};
+
+// A message SEND built by prepareMessage (inline header lives here until it is posted).
+struct PreparedSend {
+  ibv_send_wr wr{};
+  ibv_sge sge[2]{};
+  alignas(8) unsigned char head[sizeof(MsgHeader) + 32]{};
+  int32_t bounce = -1;
+};
+
+class VerbsEndpoint final : public Endpoint {
+ public:
+  VerbsEndpoint(StatePtr state, int peer, std::unique_ptr<Channel> channel, std::string how);
+  ~VerbsEndpoint() override;
+
+  int peerRank() const override { return peer_; }
+  std::string describe() const override;
+  Status health() const override;
+
+  Result<Request> send(const void* buffer, size_t length, Tag tag) override;
+  Result<Request> recv(void* buffer, size_t length, Tag tag, Tag mask) override;
+  Result<Request> put(const void* source, size_t length, const RemoteKey& key,
+                      uint64_t offset) override;
+  Result<Request> get(void* destination, size_t length, const RemoteKey& key,
+                      uint64_t offset) override;
+  Result<Request> putNotify(const void* source, size_t length, const RemoteKey& key,
+                            uint64_t offset, uint64_t immediate) override;
+  Result<Request> recvNotify() override;
+  Result<Request> fetchAdd(const RemoteKey& key, uint64_t offset, uint64_t addend) override;
+  Result<Request> compareSwap(const RemoteKey& key, uint64_t offset, uint64_t expected,
+                              uint64_t desired) override;
+  Result<Request> flush() override;
+  Status close(Deadline deadline) override;
+
+  // Engine side (lock held).
+  unsigned poll();
+  void arm();
+  void checkTimers(Deadline::Clock::time_point now);
+  // A QP async event (fatal error): fails the endpoint.
+  void onAsyncError(std::string_view what);
+  ibv_qp* qp() const { return channel_->qp(); }
+
+ private:
+  // ---- common (verbs_endpoint.cc)
+  Status usable(OpKind op) const;
+  Status argError(OpKind op, std::string_view what) const;
+  VerbsOp* newOp(OpType type, OpKind kind, bool with_slot);
+  void freeOp(VerbsOp* op);
+  Result<Request> handleFor(VerbsOp* op);
+  void completeOp(VerbsOp* op, Status status);
+  void enqueue(VerbsOp* op);
+  void pump();
+  bool tryPost(VerbsOp* op);
+  void fail(Status why);
+  void failAll(Status why);
+  uint32_t sqFree() const {
+    return sq_depth_ - static_cast<uint32_t>(sq_posted_ - sq_retired_);
+  }
+  // Posts one WR (chain) and records it; false with the connection failed on error.
+  bool postSend(ibv_send_wr* wr, VerbsOp* op, int32_t bounce, bool keepalive = false);
+  bool wantSignal(bool must);
+  uint16_t takeCredits();
+  bool haveCredit(MsgType type) const;
+  // Builds and posts a message (header + body + payload) when credits, the send queue and
+  // (for non-inline) a bounce buffer allow it; `op` gets the completion when signaled.
+  bool postMessage(MsgType type, Tag tag, const void* body, uint32_t body_len,
+                   const void* payload, uint32_t payload_len, VerbsOp* op);
+  // The SEND of a message (credit and bounce buffer taken), for chains; false when credits
+  // or bounce buffers are short.
+  bool prepareMessage(MsgType type, Tag tag, const void* body, uint32_t body_len,
+                      const void* payload, uint32_t payload_len, PreparedSend& out);
+  void sendControl(MsgType type, const void* body, uint32_t body_len);
+  void maybeReturnCredits();
+
+  // ---- receive side (verbs_recv.cc)
+  unsigned pollCq();
+  void onSendCompletion(const ibv_wc& wc);
+  bool handleMessage(const char* data, uint32_t bytes);
+  void onEager(const MsgHeader& h, const char* payload);
+  void onRts(const MsgHeader& h, const RndvBody& rts);
+  void onCts(const CtsBody& cts);
+  void onFin(const FinBody& fin);
+  void onNotify(uint64_t value);
+  VerbsOp* matchRecv(Tag tag);
+  void unlinkRecv(VerbsOp* op);
+  void deliverEager(VerbsOp* op, Tag tag, const char* data, size_t length);
+  void startRndvRecv(VerbsOp* op, Tag tag, const RndvBody& rts);
+  void opDone(VerbsOp* op);
+  void rmaDone(VerbsOp* op, Status status);
+  void checkFlushes();
+  Status truncation(const VerbsOp* op, size_t sent) const;
+  Status protocolError(std::string_view what) const;
+
+  // ---- one-sided (verbs_rma.cc)
+  Result<uint32_t> remoteAccess(OpKind op, const RemoteKey& key, uint64_t offset, size_t length);
+  Result<Request> postRma(OpType type, OpKind kind, ibv_wr_opcode opcode, char* local,
+                          size_t length, const RemoteKey& key, uint64_t offset, uint64_t imm);
+  Result<Request> postAtomic(OpKind kind, ibv_wr_opcode opcode, const RemoteKey& key,
+                             uint64_t offset, uint64_t operand, uint64_t compare);
+  bool postRmaChunks(VerbsOp* op);
+  bool postAtomicOp(VerbsOp* op);
+  bool postNotifyOp(VerbsOp* op);
+  bool postRead(VerbsOp* op);
+  bool postWriteAndFin(VerbsOp* op);
+  bool postKeepalive();
+
+  StatePtr state_;
+  detail::RequestPool& pool_;
+  detail::ProgressEngine& engine_;
+  OpPool& ops_;
+  std::unique_ptr<Channel> channel_;
+  int peer_;
+  std::string how_;
+  std::string name_;  // describe(), computed once
+  bool closed_ = false;
+  Status failure_;  // sticky
+  detail::RequestList slots_;  // every pending Request of this endpoint
+  VerbsOp* all_ = nullptr;     // every live op (failAll walks it)
+  // Send queue.
+  uint32_t sq_depth_ = 0;
+  uint64_t sq_posted_ = 0;
+  uint64_t sq_retired_ = 0;
+  uint32_t unsignaled_ = 0;
+  std::vector<SqEntry> sq_;
+  std::vector<uint32_t> free_bounce_;
+  std::vector<uint32_t> free_atomic_;
+  std::deque<VerbsOp*> queue_;  // the pending queue: posted in order when resources allow
+  // Credits.
+  uint32_t credits_ = 0;  // receive buffers the peer holds for us
+  uint32_t owed_ = 0;     // buffers re-posted for the peer, not yet announced
+  uint32_t credit_threshold_ = 1;
+  uint32_t eager_max_ = 0;   // largest eager payload
+  uint32_t inline_max_ = 0;  // largest inline message (header included)
+  size_t max_wr_bytes_ = 0;  // largest single RDMA WR
+  // Matching.
+  VerbsOp* recvs_head_ = nullptr;
+  VerbsOp* recvs_tail_ = nullptr;
+  std::deque<Unexpected> unexpected_;
+  std::deque<VerbsOp*> notify_waiters_;
+  std::deque<uint64_t> notifications_;
+  std::deque<VerbsOp*> flushes_;
+  uint64_t rma_started_ = 0;
+  uint64_t rma_finished_ = 0;
+  std::vector<ibv_recv_wr> repost_wrs_;
+  std::vector<ibv_sge> repost_sges_;
+  // Keepalive.
+  Deadline::Clock::time_point last_heard_;
+  bool heard_ = false;  // a completion arrived since the last timer check
+  bool keepalive_in_flight_ = false;
+};
+
+class VerbsMemoryRegion final : public MemoryRegion {
+ public:
+  static Result<std::unique_ptr<MemoryRegion>> create(StatePtr state, void* address, size_t length,
+                                                      MemoryType type);
+  ~VerbsMemoryRegion() override;
+  Status deregister() override;
+
+ private:
+  VerbsMemoryRegion(StatePtr state, void* address, size_t length, MemoryType type)
+      : MemoryRegion(address, length, type), state_(std::move(state)) {}
+  StatePtr state_;
+  MrPtr mr_;
+};
+
+// Store rendezvous (verbs_connect.cc).
+Result<std::unique_ptr<Endpoint>> connectThroughStore(const StatePtr& state, Store& store,
+                                                      int peer_rank, Deadline deadline);
+Status publishAddress(VerbsState& state, Store& store);
+
+// The backend entry point used by openContext().
+Result<std::unique_ptr<Context>> openVerbsContext(const ContextOptions& options);
+// The registration cache counters of a verbs Context (verbs_info.h).
+RegCacheStats cacheStatsOf(const Context& context, bool& is_verbs);
+
+}  // namespace weft::transport::verbs

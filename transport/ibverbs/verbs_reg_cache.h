@@ -1,0 +1,109 @@
+// RegistrationCache: memory registrations of user buffers reused across operations
+// (internal to transport/; unit-tested with a fake Registrar and fake MemoryEvents).
+//
+// Keyed by (page-aligned start, page-aligned end, memory type): a lookup hits any live
+// entry of the same type that covers the buffer. Entries hold a reference count while
+// operations use them; unreferenced entries sit in an LRU list and are evicted when the
+// cache would exceed its bound (bytes, from RLIMIT_MEMLOCK, and entries, from the device's
+// max_mr). A buffer that fits nowhere under the bound is still registered, uncached, and
+// deregistered when its last operation ends.
+//
+// Freed-and-reused memory: every cached range is watched through MemoryEvents (the
+// userfaultfd monitor, verbs_mem_monitor.h); before each lookup the cache drains the
+// published unmap / page-drop events and drops every entry they overlap (in-use entries
+// are marked stale and deregistered when released). Without an event source (no
+// userfaultfd here, or WEFT_IB_REG_CACHE=off) nothing is cached: every acquire registers
+// and the last release deregisters, which is always correct, only slower.
+//
+// Threads: owned by one Context and used under its engine lock.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <list>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "transport/api/types.h"
+#include "transport/ibverbs/verbs_info.h"
+#include "transport/ibverbs/verbs_mem_monitor.h"
+
+namespace weft::transport::verbs {
+
+struct Registration {
+  void* handle = nullptr;  // the Registrar's object (an ibv_mr)
+  uint32_t lkey = 0;
+  uint32_t rkey = 0;
+};
+
+// Registers and deregisters ranges (ibv_reg_mr on a PD; a fake in tests).
+class Registrar {
+ public:
+  virtual ~Registrar() = default;
+  virtual Result<Registration> registerRange(void* address, size_t length, MemoryType type) = 0;
+  virtual void deregister(const Registration& registration) = 0;
+};
+
+struct RegEntry {
+  uintptr_t start = 0;
+  uintptr_t end = 0;
+  MemoryType type = MemoryType::kHost;
+  Registration reg;
+  int refs = 0;
+  bool cached = false;  // in the lookup map (else: uncached or stale, freed on last release)
+  std::list<RegEntry*>::iterator lru;
+  bool in_lru = false;
+};
+
+class RegistrationCache {
+ public:
+  struct Options {
+    size_t max_bytes = 0;    // bound on cached bytes
+    size_t max_entries = 0;  // bound on cached entries
+    size_t page_size = 4096;
+    std::string off_reason;  // non-empty: caching is off (events == nullptr), and why
+  };
+
+  // events may be nullptr: then nothing is cached (see above).
+  RegistrationCache(Registrar* registrar, MemoryEvents* events, Options options);
+  ~RegistrationCache();
+  RegistrationCache(const RegistrationCache&) = delete;
+  RegistrationCache& operator=(const RegistrationCache&) = delete;
+
+  // A registration covering [address, address + length) (length > 0), referenced until
+  // release(). Errors come from the Registrar (with its hint).
+  Result<RegEntry*> acquire(const void* address, size_t length, MemoryType type);
+  void release(RegEntry* entry);
+
+  // Drops cached entries overlapping [start, end) (also called for monitor events).
+  void invalidate(uintptr_t start, uintptr_t end);
+  RegCacheStats stats() const;
+  bool caching() const { return events_ != nullptr; }
+
+ private:
+  void drainEvents();
+  RegEntry* lookup(uintptr_t start, uintptr_t end, MemoryType type);
+  void touch(RegEntry* e);
+  void makeRoom(size_t bytes);
+  void drop(RegEntry* e, bool invalidated);
+  void destroy(RegEntry* e);
+
+  Registrar* registrar_;
+  MemoryEvents* events_;
+  Options options_;
+  uint64_t seen_ = 0;  // last event sequence number drained
+  std::multimap<uintptr_t, std::unique_ptr<RegEntry>> by_start_;
+  std::vector<std::unique_ptr<RegEntry>> detached_;  // uncached / stale entries still in use
+  std::list<RegEntry*> lru_;                         // unreferenced cached entries, oldest first
+  size_t max_length_ = 0;                            // longest cached entry (invalidate's scan)
+  uint64_t bytes_ = 0;
+  uint64_t hits_ = 0;
+  uint64_t misses_ = 0;
+  uint64_t evictions_ = 0;
+  uint64_t invalidations_ = 0;
+};
+
+}  // namespace weft::transport::verbs
