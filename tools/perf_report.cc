@@ -91,9 +91,12 @@ void printTableHeader(std::FILE* out, const TestSpec& test, const RunInfo& info,
 }
 
 void printTableRow(std::FILE* out, const Measurement& m) {
+  std::string note;
+  if (m.validated == 0) note += "  DATA WRONG";
+  if (m.allocs > 0) note += " (" + std::to_string(m.allocs) + " heap allocations in the timed loop)";
   std::fprintf(out, "%12zu %11lld %10.3f %10.3f %10.3f %17.4f %10.4f%s\n", m.bytes,
                static_cast<long long>(m.iters), m.t_min, m.t_typical, m.t_p99, m.bw_gbps,
-               m.mr_mpps, m.validated == 0 ? "  DATA WRONG" : "");
+               m.mr_mpps, note.c_str());
   std::fflush(out);
 }
 
@@ -116,7 +119,9 @@ void printJson(std::FILE* out, const RunInfo& info, const std::vector<Measuremen
          ", \"t_typical\": " + jsonNumber(m.t_typical) + ", \"t_avg\": " + jsonNumber(m.t_avg) +
          ", \"t_p99\": " + jsonNumber(m.t_p99) + ", \"t_max\": " + jsonNumber(m.t_max) +
          ", \"bw_average_gbps\": " + jsonNumber(m.bw_gbps) +
-         ", \"mr_mpps\": " + jsonNumber(m.mr_mpps) + ", \"validated\": " +
+         ", \"mr_mpps\": " + jsonNumber(m.mr_mpps) +
+         ", \"timed_allocs\": " + (m.allocs < 0 ? "null" : std::to_string(m.allocs)) +
+         ", \"validated\": " +
          (m.validated < 0 ? "null" : m.validated ? "true" : "false") + "}";
   }
   s += "\n]}\n";

@@ -54,6 +54,7 @@ struct Measurement {
   double bw_gbps = 0;   // average, GB = 1e9 B; both directions for bibw
   double mr_mpps = 0;   // messages per microsecond (= millions per second)
   int validated = -1;   // -1 not checked, 0 data wrong, 1 data right
+  int64_t allocs = -1;  // rank 0's heap allocations in the timed phase (-1: not counted)
 };
 
 // Fills the t_* fields from per-sample durations in ticks, each covering `per_sample`

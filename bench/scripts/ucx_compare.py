@@ -11,6 +11,15 @@ reports the medians and the ratio weft/ucx:
             with GB = 1e9 B)                                                target >= 0.95
 Rows that miss the target are marked MISS.
 
+Memory (--ucx-alloc): weft-perf sends from / receives into page-aligned anonymous memory that
+it registers with the transport. ucx_perftest lets UCX allocate its buffers
+(ucp_mem_map(ALLOCATE)), by default from the shared-memory MDs (UCX_ALLOC_PRIO=md:sysv,
+md:posix,...), which UCX can then reach one-sidedly (rkey_ptr): single-copy rendezvous and a
+memcpy "put" into the peer's segment, or THP pages over tcp. That is a property of the buffer,
+not of the transport layer, and user memory cannot get it. --ucx-alloc mmap (the default)
+runs ucx_perftest with UCX_ALLOC_PRIO=mmap, i.e. on the same kind of memory as weft-perf;
+--ucx-alloc ucx keeps UCX's own allocator.
+
 Configurations (--config, comma-separated):
   default  weft-perf as shipped (UCX peer error handling on) vs plain ucx_perftest
   noeh     weft-perf with WEFT_UCX_ERROR_HANDLING=0 vs plain ucx_perftest (like for like)
@@ -181,6 +190,8 @@ def measure(args, config, tls, key, size, rep, records):
         base.pop(k, None)
     weft_env = dict(base, **weft_env_extra)
     ucx_env = dict(base, **ucx_env_extra)
+    if args.ucx_alloc == "mmap":
+        ucx_env["UCX_ALLOC_PRIO"] = "mmap"
     order = ["weft", "ucx"] if rep % 2 == 0 else ["ucx", "weft"]
     busy = wait_quiet(args.quiet_wait, args.quiet_pct) if args.quiet_wait > 0 else None
     for tool in order:
@@ -229,7 +240,9 @@ def summarize(records, args):
 
 
 def print_table(rows, args):
-    print("weft-perf vs ucx_perftest: medians of %d repetitions, ratio = weft/ucx" % args.reps)
+    print("weft-perf vs ucx_perftest: medians of %d repetitions, ratio = weft/ucx; "
+          "ucx_perftest buffers: %s" % (args.reps, "UCX_ALLOC_PRIO=mmap (like weft-perf)"
+                                        if args.ucx_alloc == "mmap" else "UCX's allocator"))
     print("latency: one-way us (mean over the run), target ratio <= %.2f; bandwidth: GB/s "
           "(1e9 B), target ratio >= %.2f" % (args.lat_target, args.bw_target))
     hdr = "%-8s %-9s %-7s %9s %11s %11s %7s %8s  %s" % (
@@ -258,6 +271,9 @@ def parse_args():
     ap.add_argument("--sizes", default="8,64K,1M,16M", help="message sizes (default 8,64K,1M,16M)")
     ap.add_argument("--tests", default="lat,bw,put_bw", help="lat,bw,put_bw (default all)")
     ap.add_argument("--config", default="default", help="default,noeh,eh (default: default)")
+    ap.add_argument("--ucx-alloc", choices=("mmap", "ucx"), default="mmap",
+                    help="ucx_perftest buffers: mmap (like weft-perf's, default) or ucx "
+                         "(UCX's shared-memory allocator)")
     ap.add_argument("--scale", type=float, default=1.0, help="multiply iteration counts")
     ap.add_argument("--quick", action="store_true", help="--scale 0.2 --reps 2")
     ap.add_argument("--window", type=int, default=32, help="bandwidth window (-W / -O, 32)")

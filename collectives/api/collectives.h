@@ -58,8 +58,8 @@ Result<Request> ibarrier(Communicator& comm, const CallOptions& opts = {});
 // buffer: input at the root, output elsewhere (count elements on every rank).
 Status broadcast(Communicator& comm, void* buffer, size_t count, DataType type, int root,
                  const CallOptions& opts = {});
-Result<Request> ibroadcast(Communicator& comm, void* buffer, size_t count, DataType type,
-                           int root, const CallOptions& opts = {});
+Result<Request> ibroadcast(Communicator& comm, void* buffer, size_t count, DataType type, int root,
+                           const CallOptions& opts = {});
 
 // recv (root only): the reduction of every rank's send.
 Status reduce(Communicator& comm, const void* send, void* recv, size_t count, DataType type,
@@ -73,8 +73,8 @@ Result<Request> iallreduce(Communicator& comm, const void* send, void* recv, siz
                            DataType type, ReduceOp op, const CallOptions& opts = {});
 
 // send: size*count elements; recv: count elements, block `rank` of the reduction.
-Status reduceScatter(Communicator& comm, const void* send, void* recv, size_t count,
-                     DataType type, ReduceOp op, const CallOptions& opts = {});
+Status reduceScatter(Communicator& comm, const void* send, void* recv, size_t count, DataType type,
+                     ReduceOp op, const CallOptions& opts = {});
 Result<Request> ireduceScatter(Communicator& comm, const void* send, void* recv, size_t count,
                                DataType type, ReduceOp op, const CallOptions& opts = {});
 
@@ -133,19 +133,18 @@ Status alltoallv(Communicator& comm, const void* send, std::span<const size_t> s
                  std::span<const size_t> recv_counts, std::span<const size_t> recv_displs,
                  DataType type, const CallOptions& opts = {});
 Result<Request> ialltoallv(Communicator& comm, const void* send,
-                           std::span<const size_t> send_counts,
-                           std::span<const size_t> send_displs, void* recv,
-                           std::span<const size_t> recv_counts,
+                           std::span<const size_t> send_counts, std::span<const size_t> send_displs,
+                           void* recv, std::span<const size_t> recv_counts,
                            std::span<const size_t> recv_displs, DataType type,
                            const CallOptions& opts = {});
 
 // Point to point within the communicator (peer is a communicator rank, tag in [0, 2^27)).
 Status send(Communicator& comm, const void* buffer, size_t count, DataType type, int peer,
             int64_t tag, const CallOptions& opts = {});
-Result<Request> isend(Communicator& comm, const void* buffer, size_t count, DataType type,
-                      int peer, int64_t tag, const CallOptions& opts = {});
-Status recv(Communicator& comm, void* buffer, size_t count, DataType type, int peer,
-            int64_t tag, const CallOptions& opts = {});
+Result<Request> isend(Communicator& comm, const void* buffer, size_t count, DataType type, int peer,
+                      int64_t tag, const CallOptions& opts = {});
+Status recv(Communicator& comm, void* buffer, size_t count, DataType type, int peer, int64_t tag,
+            const CallOptions& opts = {});
 Result<Request> irecv(Communicator& comm, void* buffer, size_t count, DataType type, int peer,
                       int64_t tag, const CallOptions& opts = {});
 

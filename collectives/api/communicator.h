@@ -3,8 +3,8 @@
 //   WEFT_ASSIGN_OR_RETURN(weft::World world, weft::bootstrap(deadline));
 //   transport::ContextOptions o;
 //   o.rank = world.info.rank;
-//   WEFT_ASSIGN_OR_RETURN(std::shared_ptr<transport::Context> ctx, transport::openContext("ucx", o));
-//   WEFT_ASSIGN_OR_RETURN(auto comm, coll::Communicator::create(world, ctx));
+//   WEFT_ASSIGN_OR_RETURN(std::shared_ptr<transport::Context> ctx, transport::openContext("ucx",
+//   o)); WEFT_ASSIGN_OR_RETURN(auto comm, coll::Communicator::create(world, ctx));
 //   WEFT_RETURN_IF_ERROR(coll::allreduce(*comm, in, out, n, DataType::kF32, ReduceOp::kSum));
 //   WEFT_ASSIGN_OR_RETURN(auto half, comm->split(comm->rank() % 2, comm->rank()));
 //
@@ -14,7 +14,9 @@
 //    publishes this rank's transport address in the store; endpoints are connected lazily,
 //    the first time an operation needs a peer (under "<store_prefix>/ep/" in the store).
 //    All communicators derived from one world share its Context and endpoints (the
-//    transport allows one Endpoint per peer per Context); tags keep them apart.
+//    transport allows one Endpoint per peer per Context); tags keep them apart. Hence one
+//    world communicator per Context at a time. The backend must offer tagged messages
+//    with 40 tag bits (executor/tags.h lays them out); kNotSupported otherwise.
 //  - split() and createFromGroup() are collective over the parent: every parent rank calls
 //    them in the same order. Each new communicator gets its own id (from a counter in the
 //    store), its own store namespace "<store_prefix>/c<id>", its own tag space and its own

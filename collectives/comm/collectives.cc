@@ -16,7 +16,9 @@ using detail::OpCode;
 
 namespace {
 
-const char* nameOf(OpCode op) { return detail::opName(op); }
+const char* nameOf(OpCode op) {
+  return detail::opName(op);
+}
 
 Status checkType(OpCode op, DataType type) {
   if (isValid(type)) return Status::ok();
@@ -32,8 +34,8 @@ Status checkBuffer(OpCode op, const char* which, const void* p, size_t count) {
 
 Status checkRank(OpCode op, const char* what, int r, int size) {
   if (r >= 0 && r < size) return Status::ok();
-  return WEFT_ERROR(StatusCode::kInvalidArgument, nameOf(op), ": ", what, " ", r,
-                    " outside [0, ", size, ")");
+  return WEFT_ERROR(StatusCode::kInvalidArgument, nameOf(op), ": ", what, " ", r, " outside [0, ",
+                    size, ")");
 }
 
 Status checkCount(OpCode op, size_t count, int size) {
@@ -81,8 +83,12 @@ CallSpec spec(OpCode op, DataType type, size_t count, const void* in, size_t in_
   return c;
 }
 
-size_t times(size_t count, int size) { return count * static_cast<size_t>(size); }
-int64_t elems(size_t n) { return static_cast<int64_t>(n); }
+size_t times(size_t count, int size) {
+  return count * static_cast<size_t>(size);
+}
+int64_t elems(size_t n) {
+  return static_cast<int64_t>(n);
+}
 
 }  // namespace
 
@@ -90,12 +96,12 @@ Result<Request> ibarrier(Communicator& comm, const CallOptions& opts) {
   return issue(comm, spec(OpCode::kBarrier, DataType::kU8, 0, nullptr, 0, nullptr, 0, {}), opts);
 }
 
-Result<Request> ibroadcast(Communicator& comm, void* buffer, size_t count, DataType type,
-                           int root, const CallOptions& opts) {
+Result<Request> ibroadcast(Communicator& comm, void* buffer, size_t count, DataType type, int root,
+                           const CallOptions& opts) {
   WEFT_RETURN_IF_ERROR(checkRank(OpCode::kBroadcast, "root", root, comm.size()));
   const bool isRoot = comm.rank() == root;
-  CallSpec c = spec(OpCode::kBroadcast, type, count, isRoot ? buffer : nullptr,
-                    isRoot ? count : 0, buffer, count, 0);
+  CallSpec c = spec(OpCode::kBroadcast, type, count, isRoot ? buffer : nullptr, isRoot ? count : 0,
+                    buffer, count, 0);
   c.root = root;
   return issue(comm, c, opts);
 }
@@ -152,9 +158,9 @@ Result<Request> iscatter(Communicator& comm, const void* send, void* recv, size_
   WEFT_RETURN_IF_ERROR(checkRank(OpCode::kScatter, "root", root, comm.size()));
   WEFT_RETURN_IF_ERROR(checkCount(OpCode::kScatter, count, comm.size()));
   const bool isRoot = comm.rank() == root;
-  CallSpec c = spec(OpCode::kScatter, type, count, isRoot ? send : nullptr,
-                    isRoot ? times(count, comm.size()) : 0, recv, count,
-                    -elems(times(count, root)));
+  CallSpec c =
+      spec(OpCode::kScatter, type, count, isRoot ? send : nullptr,
+           isRoot ? times(count, comm.size()) : 0, recv, count, -elems(times(count, root)));
   c.root = root;
   return issue(comm, c, opts);
 }
@@ -181,8 +187,8 @@ Status allreduce(Communicator& comm, const void* send, void* recv, size_t count,
                  ReduceOp op, const CallOptions& opts) {
   return blocking(iallreduce(comm, send, recv, count, type, op, opts));
 }
-Status reduceScatter(Communicator& comm, const void* send, void* recv, size_t count,
-                     DataType type, ReduceOp op, const CallOptions& opts) {
+Status reduceScatter(Communicator& comm, const void* send, void* recv, size_t count, DataType type,
+                     ReduceOp op, const CallOptions& opts) {
   return blocking(ireduceScatter(comm, send, recv, count, type, op, opts));
 }
 Status allgather(Communicator& comm, const void* send, void* recv, size_t count, DataType type,
@@ -257,15 +263,16 @@ Result<Request> igatherv(Communicator& comm, const void* send, size_t send_count
                          DataType type, int root, const CallOptions& opts) {
   const OpCode op = OpCode::kGatherv;
   WEFT_RETURN_IF_ERROR(checkRank(op, "root", root, comm.size()));
-  WEFT_ASSIGN_OR_RETURN(size_t extent, blockExtent(op, "receive", counts, displs, comm.size(), true));
+  WEFT_ASSIGN_OR_RETURN(size_t extent,
+                        blockExtent(op, "receive", counts, displs, comm.size(), true));
   WEFT_RETURN_IF_ERROR(checkOwnCount(op, "send count", send_count, counts, comm.rank()));
   const bool isRoot = comm.rank() == root;
   CallSpec c = spec(op, type, send_count, send, send_count, isRoot ? recv : nullptr,
                     isRoot ? extent : 0, elems(displs[static_cast<size_t>(comm.rank())]));
   c.root = root;
   c.counts_hash = detail::hashCounts(counts, displs);
-  return issueV(comm, c,
-                detail::buildGathervPlan(comm.rank(), comm.size(), root, counts, displs), opts);
+  return issueV(comm, c, detail::buildGathervPlan(comm.rank(), comm.size(), root, counts, displs),
+                opts);
 }
 
 Result<Request> iscatterv(Communicator& comm, const void* send, std::span<const size_t> counts,
@@ -280,15 +287,16 @@ Result<Request> iscatterv(Communicator& comm, const void* send, std::span<const 
                     recv_count, -elems(displs[static_cast<size_t>(root)]));
   c.root = root;
   c.counts_hash = detail::hashCounts(counts, displs);
-  return issueV(comm, c,
-                detail::buildScattervPlan(comm.rank(), comm.size(), root, counts, displs), opts);
+  return issueV(comm, c, detail::buildScattervPlan(comm.rank(), comm.size(), root, counts, displs),
+                opts);
 }
 
 Result<Request> iallgatherv(Communicator& comm, const void* send, size_t send_count, void* recv,
                             std::span<const size_t> counts, std::span<const size_t> displs,
                             DataType type, const CallOptions& opts) {
   const OpCode op = OpCode::kAllgatherv;
-  WEFT_ASSIGN_OR_RETURN(size_t extent, blockExtent(op, "receive", counts, displs, comm.size(), true));
+  WEFT_ASSIGN_OR_RETURN(size_t extent,
+                        blockExtent(op, "receive", counts, displs, comm.size(), true));
   WEFT_RETURN_IF_ERROR(checkOwnCount(op, "send count", send_count, counts, comm.rank()));
   CallSpec c = spec(op, type, send_count, send, send_count, recv, extent,
                     elems(displs[static_cast<size_t>(comm.rank())]));
@@ -298,9 +306,8 @@ Result<Request> iallgatherv(Communicator& comm, const void* send, size_t send_co
 }
 
 Result<Request> ialltoallv(Communicator& comm, const void* send,
-                           std::span<const size_t> send_counts,
-                           std::span<const size_t> send_displs, void* recv,
-                           std::span<const size_t> recv_counts,
+                           std::span<const size_t> send_counts, std::span<const size_t> send_displs,
+                           void* recv, std::span<const size_t> recv_counts,
                            std::span<const size_t> recv_displs, DataType type,
                            const CallOptions& opts) {
   const OpCode op = OpCode::kAlltoallv;
@@ -334,8 +341,8 @@ Status alltoallv(Communicator& comm, const void* send, std::span<const size_t> s
                  std::span<const size_t> send_displs, void* recv,
                  std::span<const size_t> recv_counts, std::span<const size_t> recv_displs,
                  DataType type, const CallOptions& opts) {
-  return blocking(ialltoallv(comm, send, send_counts, send_displs, recv, recv_counts,
-                             recv_displs, type, opts));
+  return blocking(
+      ialltoallv(comm, send, send_counts, send_displs, recv, recv_counts, recv_displs, type, opts));
 }
 
 // ---- point to point ----
@@ -365,8 +372,8 @@ Result<Request> issueP2p(Communicator& comm, OpCode op, const void* in, void* ou
 
 }  // namespace
 
-Result<Request> isend(Communicator& comm, const void* buffer, size_t count, DataType type,
-                      int peer, int64_t tag, const CallOptions& opts) {
+Result<Request> isend(Communicator& comm, const void* buffer, size_t count, DataType type, int peer,
+                      int64_t tag, const CallOptions& opts) {
   return issueP2p(comm, OpCode::kSend, buffer, nullptr, count, type, peer, tag, opts);
 }
 Result<Request> irecv(Communicator& comm, void* buffer, size_t count, DataType type, int peer,
@@ -377,8 +384,8 @@ Status send(Communicator& comm, const void* buffer, size_t count, DataType type,
             int64_t tag, const CallOptions& opts) {
   return blocking(isend(comm, buffer, count, type, peer, tag, opts));
 }
-Status recv(Communicator& comm, void* buffer, size_t count, DataType type, int peer,
-            int64_t tag, const CallOptions& opts) {
+Status recv(Communicator& comm, void* buffer, size_t count, DataType type, int peer, int64_t tag,
+            const CallOptions& opts) {
   return blocking(irecv(comm, buffer, count, type, peer, tag, opts));
 }
 

@@ -112,8 +112,8 @@ Result<BufferLayout> CommCore::layoutOf(const CallSpec& call) const {
                                        " elements after the output")
                               : std::string("this operation has no in-place form");
     return WEFT_ERROR(StatusCode::kInvalidArgument, opName(call.op),
-                      ": input and output buffers overlap (input - output = ", diff,
-                      " bytes); ", allowed);
+                      ": input and output buffers overlap (input - output = ", diff, " bytes); ",
+                      allowed);
   }
   l.overlapping = true;
   l.input_minus_output = diff / static_cast<int64_t>(es);
@@ -156,8 +156,12 @@ Result<Request> CommCore::issueCollective(std::shared_ptr<CommCore> self, const 
   WEFT_ASSIGN_OR_RETURN(Selection sel,
                         tuner_.select(kind, call.count * es, shape, chunkBytes, opts.algorithm));
   WEFT_ASSIGN_OR_RETURN(BufferLayout layout, layoutOf(call));
-  const PlanKey key{call.op,  sel.algorithm,      call.count,          spec.root,
-                    std::max<size_t>(1, chunkBytes / es), layout.overlapping,
+  const PlanKey key{call.op,
+                    sel.algorithm,
+                    call.count,
+                    spec.root,
+                    std::max<size_t>(1, chunkBytes / es),
+                    layout.overlapping,
                     layout.input_minus_output};
   WEFT_ASSIGN_OR_RETURN(auto plan, cachedPlan(key, spec, sel.algorithm->build, layout));
   return launch(std::move(self), call, std::move(plan), sel.algorithm->name, opts);
@@ -174,11 +178,11 @@ Result<Request> CommCore::issuePlan(std::shared_ptr<CommCore> self, const CallSp
   return launch(std::move(self), call, std::move(compiled), name, opts);
 }
 
-Result<Request> CommCore::issuePointToPoint(std::shared_ptr<CommCore> self,
-                                            const CallSpec& call, const CallOptions& opts) {
+Result<Request> CommCore::issuePointToPoint(std::shared_ptr<CommCore> self, const CallSpec& call,
+                                            const CallOptions& opts) {
   WEFT_ASSIGN_OR_RETURN(BufferLayout layout, layoutOf(call));
   const PlanKey key{call.op, nullptr, call.count, call.root, std::max<size_t>(call.count, 1),
-                    false, 0};
+                    false,   0};
   const CollSpec spec{CollKind::kBarrier, rank_, size(), call.count, call.root};
   const PlanBuildFn build = call.op == OpCode::kSend
                                 ? +[](const CollSpec& s) { return buildSendPlan(s.root, s.count); }
@@ -189,9 +193,9 @@ Result<Request> CommCore::issuePointToPoint(std::shared_ptr<CommCore> self,
 
 Status CommCore::usable(OpCode op) {
   if (!broken_.isOk()) {
-    return Status(broken_.code(), strCat(opName(op), " on communicator ", id_,
-                                         ": unusable after an earlier failure: ",
-                                         broken_.message()));
+    return Status(broken_.code(),
+                  strCat(opName(op), " on communicator ", id_,
+                         ": unusable after an earlier failure: ", broken_.message()));
   }
   if (engine_->numFailures() == 0) return Status::ok();
   for (int r = 0; r < size(); ++r) {
@@ -222,7 +226,8 @@ Result<std::shared_ptr<const CompiledPlan>> CommCore::checkPlan() {
   BufferLayout layout;
   layout.input_count = sizeof(Signature);
   layout.output_count = sizeof(Signature) * static_cast<size_t>(size());
-  const PlanKey key{OpCode::kAllgather, bruck, spec.count, 0, sizeof(Signature), false, 0};
+  // One chunk per message: the exchange is latency-bound.
+  const PlanKey key{OpCode::kAllgather, bruck, spec.count, 0, layout.output_count, false, 0};
   return cachedPlan(key, spec, bruck->build, layout);
 }
 

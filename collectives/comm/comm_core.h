@@ -53,11 +53,11 @@ struct CallSpec {
   DataType type = DataType::kU8;
   std::optional<ReduceOp> reduce_op;
   size_t count = 0;
-  int root = -1;     // rooted collectives; the peer of send / recv
-  int64_t tag = 0;   // send / recv
+  int root = -1;    // rooted collectives; the peer of send / recv
+  int64_t tag = 0;  // send / recv
   const void* input = nullptr;
   void* output = nullptr;
-  size_t input_count = 0;   // elements of the input / output this rank uses
+  size_t input_count = 0;  // elements of the input / output this rank uses
   size_t output_count = 0;
   uint64_t counts_hash = 0;  // v-variants (WEFT_CHECK)
   // In-place layout the operation allows: input - output in elements when they overlap.
@@ -127,8 +127,8 @@ class CommCore : public std::enable_shared_from_this<CommCore> {
   Result<Request> issueCollective(std::shared_ptr<CommCore> self, const CallSpec& call,
                                   const CallOptions& opts);
   // A per-call plan (v-variants; algorithm is its name).
-  Result<Request> issuePlan(std::shared_ptr<CommCore> self, const CallSpec& call,
-                            const Plan& plan, const CallOptions& opts);
+  Result<Request> issuePlan(std::shared_ptr<CommCore> self, const CallSpec& call, const Plan& plan,
+                            const CallOptions& opts);
   Result<Request> issuePointToPoint(std::shared_ptr<CommCore> self, const CallSpec& call,
                                     const CallOptions& opts);
 
@@ -162,14 +162,17 @@ class CommCore : public std::enable_shared_from_this<CommCore> {
   };
 
   Result<BufferLayout> layoutOf(const CallSpec& call) const;
-  Result<std::shared_ptr<const CompiledPlan>> cachedPlan(const PlanKey& key,
-                                                         const CollSpec& spec,
+  Result<std::shared_ptr<const CompiledPlan>> cachedPlan(const PlanKey& key, const CollSpec& spec,
                                                          PlanBuildFn build,
                                                          const BufferLayout& layout);
   Result<Request> launch(std::shared_ptr<CommCore> self, const CallSpec& call,
                          std::shared_ptr<const CompiledPlan> plan, std::string_view algorithm,
                          const CallOptions& opts);
   Status usable(OpCode op);
+  // Sets up a pooled OpState for a call (takes the next sequence number).
+  void fillOp(OpState& op, const CallSpec& call, std::shared_ptr<const CompiledPlan> plan,
+              std::shared_ptr<const CompiledPlan> check_plan, std::string_view algorithm,
+              const CallOptions& opts);
   Status connectPeers(const CompiledPlan& plan, Deadline deadline);
   Result<std::shared_ptr<const CompiledPlan>> checkPlan();
   void startCheck(OpState& op);

@@ -6,6 +6,7 @@
 
 #include "collectives/api/collectives.h"
 #include "collectives/comm/comm_core.h"
+#include "collectives/executor/tags.h"
 
 namespace weft::coll {
 
@@ -35,8 +36,8 @@ Result<Group> Group::include(std::span<const int> indices) const {
   std::vector<int> out;
   for (int i : indices) {
     if (i < 0 || i >= size()) {
-      return WEFT_ERROR(StatusCode::kInvalidArgument, "group include: index ", i,
-                        " outside [0, ", size(), ")");
+      return WEFT_ERROR(StatusCode::kInvalidArgument, "group include: index ", i, " outside [0, ",
+                        size(), ")");
     }
     out.push_back(ranks_[static_cast<size_t>(i)]);
   }
@@ -47,8 +48,8 @@ Result<Group> Group::exclude(std::span<const int> indices) const {
   std::vector<bool> drop(ranks_.size(), false);
   for (int i : indices) {
     if (i < 0 || i >= size()) {
-      return WEFT_ERROR(StatusCode::kInvalidArgument, "group exclude: index ", i,
-                        " outside [0, ", size(), ")");
+      return WEFT_ERROR(StatusCode::kInvalidArgument, "group exclude: index ", i, " outside [0, ",
+                        size(), ")");
     }
     drop[static_cast<size_t>(i)] = true;
   }
@@ -91,19 +92,29 @@ Result<std::unique_ptr<Communicator>> Communicator::create(
 }
 
 Result<std::unique_ptr<Communicator>> Communicator::create(
-    const WorldInfo& world, std::shared_ptr<transport::Context> context, const CommOptions& options) {
+    const WorldInfo& world, std::shared_ptr<transport::Context> context,
+    const CommOptions& options) {
   const char* what = "world communicator";
   if (context == nullptr || world.store == nullptr) {
-    return WEFT_ERROR(StatusCode::kInvalidArgument, what, ": needs a transport Context and a store");
+    return WEFT_ERROR(StatusCode::kInvalidArgument, what,
+                      ": needs a transport Context and a store");
   }
   if (world.size < 1 || world.rank < 0 || world.rank >= world.size) {
-    return WEFT_ERROR(StatusCode::kInvalidArgument, what, ": rank ", world.rank,
-                      " outside [0, ", world.size, ")");
+    return WEFT_ERROR(StatusCode::kInvalidArgument, what, ": rank ", world.rank, " outside [0, ",
+                      world.size, ")");
   }
   if (context->rank() != world.rank) {
     return WEFT_ERROR(StatusCode::kInvalidArgument, what, ": the transport Context has rank ",
                       context->rank(), " but this is world rank ", world.rank)
         .withHint("open the Context with ContextOptions::rank = the world rank");
+  }
+  const transport::Capabilities& caps = context->capabilities();
+  if (!caps.tagged || caps.tag_bits < detail::kTagBits) {
+    return WEFT_ERROR(StatusCode::kNotSupported, what, ": the ", caps.backend, " transport offers ",
+                      caps.tag_bits,
+                      " tag bits; collectives need tagged "
+                      "messages with ",
+                      detail::kTagBits);
   }
   std::vector<int> nodes = world.node_of_rank;
   if (nodes.empty()) nodes.assign(static_cast<size_t>(world.size), 0);
@@ -123,21 +134,39 @@ Result<std::unique_ptr<Communicator>> Communicator::create(
   return std::unique_ptr<Communicator>(new Communicator(std::move(core)));
 }
 
-int Communicator::rank() const { return core_->rank(); }
-int Communicator::size() const { return core_->size(); }
-uint64_t Communicator::id() const { return core_->id(); }
-const Topology& Communicator::topology() const { return core_->topology(); }
+int Communicator::rank() const {
+  return core_->rank();
+}
+int Communicator::size() const {
+  return core_->size();
+}
+uint64_t Communicator::id() const {
+  return core_->id();
+}
+const Topology& Communicator::topology() const {
+  return core_->topology();
+}
 int Communicator::worldRank(int rank) const {
   return core_->worldRanks().at(static_cast<size_t>(rank));
 }
 Group Communicator::group() const {
   return Group::fromWorldRanks(core_->worldRanks()).value();
 }
-uint64_t Communicator::nextSeq() const { return core_->nextSeq(); }
-Status Communicator::health() const { return core_->health(); }
-transport::Context& Communicator::context() const { return core_->engine().context(); }
-Tuner& Communicator::tuner() { return core_->tuner(); }
-const Tuner& Communicator::tuner() const { return core_->tuner(); }
+uint64_t Communicator::nextSeq() const {
+  return core_->nextSeq();
+}
+Status Communicator::health() const {
+  return core_->health();
+}
+transport::Context& Communicator::context() const {
+  return core_->engine().context();
+}
+Tuner& Communicator::tuner() {
+  return core_->tuner();
+}
+const Tuner& Communicator::tuner() const {
+  return core_->tuner();
+}
 
 namespace {
 
@@ -179,7 +208,8 @@ Result<std::unique_ptr<Communicator>> Communicator::split(int color, int key,
   if (color == kUndefinedColor) return std::unique_ptr<Communicator>();
   std::vector<std::pair<int, int>> members;  // (key, parent rank)
   for (int r = 0; r < size(); ++r) {
-    if (all[2 * static_cast<size_t>(r)] == color) members.push_back({all[2 * static_cast<size_t>(r) + 1], r});
+    if (all[2 * static_cast<size_t>(r)] == color)
+      members.push_back({all[2 * static_cast<size_t>(r) + 1], r});
   }
   std::sort(members.begin(), members.end());
   std::vector<int> worldRanks;
@@ -190,12 +220,12 @@ Result<std::unique_ptr<Communicator>> Communicator::split(int color, int key,
     leader = std::min(leader, r);
     worldRanks.push_back(worldRank(r));
   }
-  WEFT_ASSIGN_OR_RETURN(uint64_t newId, agreeOnId(*core_, leader == rank(),
-                                                  strCat("split/", seq, "/", color), d));
-  auto core = std::make_shared<CommCore>(
-      core_->enginePtr(), newId, std::move(worldRanks), newRank, core_->engine().worldNodes(),
-      core_->config(), core_->tuner(),
-      makePrefixStore(strCat("c", newId), core_->engine().storePtr()));
+  WEFT_ASSIGN_OR_RETURN(uint64_t newId,
+                        agreeOnId(*core_, leader == rank(), strCat("split/", seq, "/", color), d));
+  auto core =
+      std::make_shared<CommCore>(core_->enginePtr(), newId, std::move(worldRanks), newRank,
+                                 core_->engine().worldNodes(), core_->config(), core_->tuner(),
+                                 makePrefixStore(strCat("c", newId), core_->engine().storePtr()));
   return std::unique_ptr<Communicator>(new Communicator(std::move(core)));
 }
 

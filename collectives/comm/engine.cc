@@ -36,12 +36,13 @@ Engine::~Engine() {
 }
 
 Result<std::shared_ptr<Engine>> Engine::create(std::shared_ptr<transport::Context> context,
-                                               std::shared_ptr<Store> world_store,
-                                               int world_rank, std::vector<int> world_nodes) {
+                                               std::shared_ptr<Store> world_store, int world_rank,
+                                               std::vector<int> world_nodes) {
   std::shared_ptr<Engine> e(
       new Engine(std::move(context), std::move(world_store), world_rank, std::move(world_nodes)));
   Status st = e->context_->publishAddress(*e->ep_store_);
-  if (!st.isOk()) return st.withContext(strCat("collectives: publishing the address of rank ", world_rank));
+  if (!st.isOk())
+    return st.withContext(strCat("collectives: publishing the address of rank ", world_rank));
   return e;
 }
 
@@ -95,8 +96,7 @@ bool Engine::waitFor(OpState& op, Deadline until) {
     if (progressed) continue;
     maybePollFailures(op);
     if (!op.running) return true;
-    const Deadline nap =
-        until.min(op.deadline).min(Deadline::after(kMaxNap));
+    const Deadline nap = until.min(op.deadline).min(Deadline::after(kMaxNap));
     context_->waitForEvent(nap).ignore();
   }
 }
@@ -153,9 +153,9 @@ void Engine::pollFailures(bool force) {
     }
     Status& slot = failures_[static_cast<size_t>(dead)];
     if (!slot.isOk()) continue;
-    slot = Status(StatusCode::kPeerFailure,
-                  strCat(text.substr(nl2 + 1), " (reported by world rank ",
-                         text.substr(nl + 1, nl2 - nl - 1), ")"));
+    slot =
+        Status(StatusCode::kPeerFailure, strCat(text.substr(nl2 + 1), " (reported by world rank ",
+                                                text.substr(nl + 1, nl2 - nl - 1), ")"));
     ++num_failures_;
     failMembersOf(dead);
   }

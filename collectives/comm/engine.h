@@ -38,13 +38,14 @@ class Engine {
   // enough that a rank that never talked to a dead peer still fails well within any
   // reasonable WEFT_TIMEOUT, long enough that the store sees a negligible load.
   static constexpr std::chrono::milliseconds kFailurePollInterval{500};
-  // Longest nap of a blocking wait before it re-checks deadlines and failure reports.
-  static constexpr std::chrono::milliseconds kMaxNap{50};
+  // Longest nap of a blocking wait before it re-checks deadlines and failure reports (the
+  // transport wakes it earlier on every event): bounds how late a deadline is noticed.
+  static constexpr std::chrono::milliseconds kMaxNap{10};
 
   // Publishes this rank's transport address. world_nodes: node index per world rank.
   static Result<std::shared_ptr<Engine>> create(std::shared_ptr<transport::Context> context,
-                                                std::shared_ptr<Store> world_store,
-                                                int world_rank, std::vector<int> world_nodes);
+                                                std::shared_ptr<Store> world_store, int world_rank,
+                                                std::vector<int> world_nodes);
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
@@ -82,8 +83,8 @@ class Engine {
   Result<uint64_t> allocateCommId();
 
  private:
-  Engine(std::shared_ptr<transport::Context> context, std::shared_ptr<Store> store,
-         int world_rank, std::vector<int> world_nodes);
+  Engine(std::shared_ptr<transport::Context> context, std::shared_ptr<Store> store, int world_rank,
+         std::vector<int> world_nodes);
   void failMembersOf(int world_rank);
   void retire(size_t index);
 

@@ -10,8 +10,21 @@ namespace weft::coll::detail {
 
 // The first nine values equal CollKind's.
 enum class OpCode : uint8_t {
-  kBarrier, kBroadcast, kReduce, kAllreduce, kReduceScatter, kAllgather, kGather, kScatter,
-  kAlltoall, kGatherv, kScatterv, kAllgatherv, kAlltoallv, kSend, kRecv,
+  kBarrier,
+  kBroadcast,
+  kReduce,
+  kAllreduce,
+  kReduceScatter,
+  kAllgather,
+  kGather,
+  kScatter,
+  kAlltoall,
+  kGatherv,
+  kScatterv,
+  kAllgatherv,
+  kAlltoallv,
+  kSend,
+  kRecv,
 };
 
 inline OpCode opCodeOf(CollKind kind) {

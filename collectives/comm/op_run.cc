@@ -27,24 +27,8 @@ Result<Request> CommCore::launch(std::shared_ptr<CommCore> self, const CallSpec&
   }
 
   OpState* op = acquireOp();
-  op->op = call.op;
-  op->algorithm = algorithm;
-  op->seq = p2p ? 0 : seq_++;
-  op->issued = std::chrono::steady_clock::now();
-  op->deadline = opts.deadline ? *opts.deadline : Deadline::afterSeconds(config_.timeout_s);
-  op->type = call.type;
-  op->count = call.count;
-  op->root = call.root;
-  op->tag = call.tag;
-  op->plan = std::move(plan);
-  op->check_plan = std::move(checkPlanPtr);
+  fillOp(*op, call, std::move(plan), std::move(checkPlanPtr), algorithm, opts);
   op->reducer = reducer;
-  op->input = static_cast<std::byte*>(const_cast<void*>(call.input));
-  op->output = static_cast<std::byte*>(call.output);
-  op->output_count = call.output_count;
-  op->tag_base = p2p ? p2pTag(tag_id_, call.tag) : collectiveTagBase(tag_id_, op->seq);
-  op->status = Status::ok();
-  op->running = true;
   ++outstanding_;
 
   Status st = connectPeers(*op->plan, op->deadline);
@@ -66,6 +50,29 @@ Result<Request> CommCore::launch(std::shared_ptr<CommCore> self, const CallSpec&
   advance(*op, &progressed);
   if (op->running) engine_->add(op);
   return Request(std::move(self), op, op->generation);
+}
+
+void CommCore::fillOp(OpState& op, const CallSpec& call, std::shared_ptr<const CompiledPlan> plan,
+                      std::shared_ptr<const CompiledPlan> check_plan, std::string_view algorithm,
+                      const CallOptions& opts) {
+  const bool p2p = isPointToPoint(call.op);
+  op.op = call.op;
+  op.algorithm = algorithm;
+  op.seq = p2p ? 0 : seq_++;
+  op.issued = std::chrono::steady_clock::now();
+  op.deadline = opts.deadline ? *opts.deadline : Deadline::afterSeconds(config_.timeout_s);
+  op.type = call.type;
+  op.count = call.count;
+  op.root = call.root;
+  op.tag = call.tag;
+  op.plan = std::move(plan);
+  op.check_plan = std::move(check_plan);
+  op.input = static_cast<std::byte*>(const_cast<void*>(call.input));  // plans never write it
+  op.output = static_cast<std::byte*>(call.output);
+  op.output_count = call.output_count;
+  op.tag_base = p2p ? p2pTag(tag_id_, call.tag) : collectiveTagBase(tag_id_, op.seq);
+  op.status = Status::ok();
+  op.running = true;
 }
 
 void CommCore::startCheck(OpState& op) {
@@ -104,8 +111,9 @@ void CommCore::startMain(OpState& op) {
 void CommCore::advance(OpState& op, bool* progressed) {
   if (!op.running) return;
   if (!broken_.isOk()) {
-    finish(op, Status(broken_.code(), strCat(describe(op), ": communicator unusable: ",
-                                             broken_.message())),
+    finish(op,
+           Status(broken_.code(),
+                  strCat(describe(op), ": communicator unusable: ", broken_.message())),
            true);
     return;
   }
@@ -163,11 +171,11 @@ void CommCore::failFromRun(OpState& op, const Status& st) {
 }
 
 void CommCore::failForPeer(OpState& op, int world_rank, const Status& why) {
-  finish(op,
-         Status(StatusCode::kPeerFailure, strCat(describe(op), ": ",
-                                                 rankName(commRankOf(world_rank)),
-                                                 " failed: ", why.message())),
-         true);
+  finish(
+      op,
+      Status(StatusCode::kPeerFailure, strCat(describe(op), ": ", rankName(commRankOf(world_rank)),
+                                              " failed: ", why.message())),
+      true);
 }
 
 Status CommCore::timeoutError(const OpState& op) const {
@@ -178,13 +186,15 @@ Status CommCore::timeoutError(const OpState& op) const {
   if (!sends.empty()) waiting += (waiting.empty() ? "" : ", ") + sends;
   if (waiting.empty()) waiting = "nobody (the operation was still starting)";
   const auto elapsed = std::chrono::steady_clock::now() - op.issued;
-  return Status(StatusCode::kTimeout,
-                strCat(describe(op), ": not complete after ",
-                       formatDuration(std::chrono::duration_cast<std::chrono::nanoseconds>(elapsed)),
-                       " (its deadline)", op.checking ? " in the WEFT_CHECK exchange" : "",
-                       "; still waiting for ", waiting))
-      .withHint("did every rank make this call, in the same order? WEFT_CHECK=1 compares the "
-                "calls; WEFT_TIMEOUT sets the deadline");
+  return Status(
+             StatusCode::kTimeout,
+             strCat(describe(op), ": not complete after ",
+                    formatDuration(std::chrono::duration_cast<std::chrono::nanoseconds>(elapsed)),
+                    " (its deadline)", op.checking ? " in the WEFT_CHECK exchange" : "",
+                    "; still waiting for ", waiting))
+      .withHint(
+          "did every rank make this call, in the same order? WEFT_CHECK=1 compares the "
+          "calls; WEFT_TIMEOUT sets the deadline");
 }
 
 std::string CommCore::joinPeers(const std::vector<int>& ranks, const char* what) const {

@@ -70,10 +70,11 @@ Status compareSignatures(std::string_view what, std::span<const Signature> all,
     appendRanks(text, members[g], world_ranks);
     text += strCat(" called ", all[firstOf[g]].describe());
   }
-  return WEFT_ERROR(StatusCode::kInvalidArgument, what, ": WEFT_CHECK found mismatched calls: ",
-                    text)
-      .withHint("every rank must call the same collectives in the same order with the same "
-                "count, type, op, root and algorithm");
+  return WEFT_ERROR(StatusCode::kInvalidArgument, what,
+                    ": WEFT_CHECK found mismatched calls: ", text)
+      .withHint(
+          "every rank must call the same collectives in the same order with the same "
+          "count, type, op, root and algorithm");
 }
 
 }  // namespace weft::coll::detail

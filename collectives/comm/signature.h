@@ -23,11 +23,11 @@ namespace weft::coll::detail {
 
 struct Signature {
   uint32_t magic = kMagic;
-  uint8_t op = 0;         // OpCode
-  uint8_t type = 0;       // DataType
+  uint8_t op = 0;    // OpCode
+  uint8_t type = 0;  // DataType
   uint8_t reduce_op = kNoReduceOp;
   uint8_t reserved = 0;
-  int32_t root = -1;      // -1 when the operation has none
+  int32_t root = -1;  // -1 when the operation has none
   uint32_t chunk_elems = 0;
   uint64_t count = 0;
   uint64_t counts_hash = 0;  // v-variants: FNV-1a over counts and displacements

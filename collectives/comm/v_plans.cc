@@ -81,8 +81,8 @@ Plan buildAllgathervPlan(int rank, int size, std::span<const size_t> counts,
   for (int s = 0; s + 1 < size; ++s) {
     const int sendBlock = mod(rank - s, size);
     const int recvBlock = mod(rank - s - 1, size);
-    const Slice src = s == 0 ? in(0, at(counts, rank))
-                             : out(at(displs, sendBlock), at(counts, sendBlock));
+    const Slice src =
+        s == 0 ? in(0, at(counts, rank)) : out(at(displs, sendBlock), at(counts, sendBlock));
     b.send(static_cast<size_t>(s), next, src);
     b.recv(static_cast<size_t>(s), prev, out(at(displs, recvBlock), at(counts, recvBlock)));
   }

@@ -233,7 +233,8 @@ Status numberSteps(const Plan& plan, int size, CompiledPlan& cp) {
   }
   cp.task_step.resize(tasks);
   for (uint32_t i = 0; i < cp.steps.size(); ++i) {
-    for (uint32_t c = 0; c < cp.steps[i].num_chunks; ++c) cp.task_step[cp.steps[i].first_task + c] = i;
+    for (uint32_t c = 0; c < cp.steps[i].num_chunks; ++c)
+      cp.task_step[cp.steps[i].first_task + c] = i;
   }
   std::sort(cp.peers.begin(), cp.peers.end());
   return Status::ok();

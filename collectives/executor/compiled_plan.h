@@ -36,7 +36,7 @@ namespace weft::coll::detail {
 
 // How the caller's input and output lie relative to each other.
 struct BufferLayout {
-  size_t input_count = 0;   // elements the plan may touch
+  size_t input_count = 0;  // elements the plan may touch
   size_t output_count = 0;
   bool overlapping = false;        // input and output share memory
   int64_t input_minus_output = 0;  // (input - output) in elements when overlapping
@@ -66,9 +66,9 @@ struct CompiledPlan {
   size_t scratch_count = 0;
   bool needs_finalize = false;
   size_t chunk_elems = 1;
-  std::vector<CompiledStep> steps;  // plan order
-  std::vector<uint32_t> task_step;  // per task: index into steps
-  std::vector<uint32_t> num_deps;   // per task
+  std::vector<CompiledStep> steps;         // plan order
+  std::vector<uint32_t> task_step;         // per task: index into steps
+  std::vector<uint32_t> num_deps;          // per task
   std::vector<uint32_t> dependents_begin;  // CSR over tasks (size num_tasks() + 1)
   std::vector<uint32_t> dependents;
   std::vector<int> peers;  // distinct peers, ascending

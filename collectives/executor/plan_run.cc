@@ -127,16 +127,16 @@ Status PlanRun::postMessage(const CompiledStep& st, uint32_t task, uint32_t chun
   Flight f;
   f.task = task;
   if (st.staged) f.staging = args_.staging->acquire(bytes);
-  Result<transport::Request> r =
-      st.kind == StepKind::kSend ? ep->send(addressOf(st.src, off), bytes, tag)
-      : st.staged                ? ep->recv(f.staging.data, bytes, tag)
-                                 : ep->recv(addressOf(st.dst, off), bytes, tag);
+  Result<transport::Request> r = st.kind == StepKind::kSend
+                                     ? ep->send(addressOf(st.src, off), bytes, tag)
+                                 : st.staged ? ep->recv(f.staging.data, bytes, tag)
+                                             : ep->recv(addressOf(st.dst, off), bytes, tag);
   if (!r.isOk()) {
     args_.staging->release(f.staging);  // nothing was posted
     if (r.status().code() == StatusCode::kNoResource) return r.status();
     failed_peer_ = st.peer;
-    return r.status().withContext(strCat("posting ", toString(asStep(st)), " chunk ", chunk + 1,
-                                         "/", st.num_chunks));
+    return r.status().withContext(
+        strCat("posting ", toString(asStep(st)), " chunk ", chunk + 1, "/", st.num_chunks));
   }
   f.request = std::move(r).value();
   flights_.push_back(std::move(f));

@@ -12,16 +12,16 @@ namespace weft::coll {
 namespace {
 
 struct Terms {
-  double p;       // ranks
-  double logp;    // ceil(log2 p)
-  double pof2;    // largest power of two <= p
-  double logpof2; // log2(pof2)
-  bool fold;      // p is not a power of two
-  double depth;   // depth of a balanced binary tree of p nodes
-  double a;       // alpha
-  double b;       // seconds per byte on the link
-  double g;       // seconds per byte reduced
-  double c;       // seconds per byte copied
+  double p;        // ranks
+  double logp;     // ceil(log2 p)
+  double pof2;     // largest power of two <= p
+  double logpof2;  // log2(pof2)
+  bool fold;       // p is not a power of two
+  double depth;    // depth of a balanced binary tree of p nodes
+  double a;        // alpha
+  double b;        // seconds per byte on the link
+  double g;        // seconds per byte reduced
+  double c;        // seconds per byte copied
 };
 
 Terms termsFor(const CostModel& m, const TopologyShape& topo) {
@@ -193,11 +193,12 @@ Result<Selection> Tuner::select(CollKind kind, size_t bytes, const TopologyShape
     sel.algorithm = findAlgorithm(name, kind);
     if (sel.algorithm == nullptr) {
       std::string names;
-      for (const AlgorithmEntry* e : algorithmsFor(kind)) names += strCat(names.empty() ? "" : ", ", e->name);
+      for (const AlgorithmEntry* e : algorithmsFor(kind))
+        names += strCat(names.empty() ? "" : ", ", e->name);
       const bool fromEnv = sel.reason == Selection::Reason::kOverride;
       return WEFT_ERROR(StatusCode::kInvalidArgument, toString(kind), ": ",
-                        fromEnv ? algoVariable(kind) + "=" : std::string("algorithm "), "\"",
-                        name, "\" is not an algorithm of ", toString(kind), " (valid: ", names, ")");
+                        fromEnv ? algoVariable(kind) + "=" : std::string("algorithm "), "\"", name,
+                        "\" is not an algorithm of ", toString(kind), " (valid: ", names, ")");
     }
     sel.predicted_s = predictSeconds(model_, name, kind, bytes, topo, chunk_bytes);
     return sel;
@@ -223,12 +224,11 @@ std::string Tuner::explain(CollKind kind, size_t bytes, const TopologyShape& top
   const LinkCost& link = model_.link(topo.linkClass());
   os << toString(kind) << " of " << formatBytes(bytes) << " per rank on " << topo.size
      << (topo.size == 1 ? " rank, " : " ranks, ") << topo.num_nodes
-     << (topo.num_nodes == 1 ? " node" : " nodes") << "\n  model: "
-     << (topo.linkClass() == LinkClass::kIntraNode ? "intra-node" : "inter-node")
-     << " links alpha " << formatSeconds(link.alpha_s) << ", "
-     << link.bytes_per_s / 1e9 << " GB/s; reduce " << model_.reduce_bytes_per_s / 1e9
-     << " GB/s; copy " << model_.copy_bytes_per_s / 1e9 << " GB/s; chunk "
-     << formatBytes(chunk_bytes) << "\n";
+     << (topo.num_nodes == 1 ? " node" : " nodes")
+     << "\n  model: " << (topo.linkClass() == LinkClass::kIntraNode ? "intra-node" : "inter-node")
+     << " links alpha " << formatSeconds(link.alpha_s) << ", " << link.bytes_per_s / 1e9
+     << " GB/s; reduce " << model_.reduce_bytes_per_s / 1e9 << " GB/s; copy "
+     << model_.copy_bytes_per_s / 1e9 << " GB/s; chunk " << formatBytes(chunk_bytes) << "\n";
   Result<Selection> sel = select(kind, bytes, topo, chunk_bytes);
   for (const AlgorithmCost& c : costs(kind, bytes, topo, chunk_bytes)) {
     const bool chosen = sel.isOk() && sel->algorithm->name == c.name;

@@ -32,8 +32,8 @@ namespace weft::coll {
 enum class LinkClass : uint8_t { kIntraNode, kInterNode };
 
 struct LinkCost {
-  double alpha_s = 1e-6;        // latency per message
-  double bytes_per_s = 5e9;     // bandwidth
+  double alpha_s = 1e-6;     // latency per message
+  double bytes_per_s = 5e9;  // bandwidth
 };
 
 struct CostModel {
@@ -52,7 +52,9 @@ struct CostModel {
 struct TopologyShape {
   int size = 1;
   int num_nodes = 1;
-  LinkClass linkClass() const { return num_nodes > 1 ? LinkClass::kInterNode : LinkClass::kIntraNode; }
+  LinkClass linkClass() const {
+    return num_nodes > 1 ? LinkClass::kInterNode : LinkClass::kIntraNode;
+  }
 };
 
 // `bytes` everywhere below: the per-rank size of the call, CollSpec::count x element size

@@ -21,9 +21,9 @@ Status Shard::createTable(const TableSpec& spec) {
     }
   }
   if (tables_.size() >= options_.max_tables) {
-    return WEFT_ERROR(StatusCode::kNoResource, "server rank ", options_.server_rank,
-                      ": creating ", describeTable(spec), ": the server already holds ",
-                      tables_.size(), " tables (limit ", options_.max_tables, ")");
+    return WEFT_ERROR(StatusCode::kNoResource, "server rank ", options_.server_rank, ": creating ",
+                      describeTable(spec), ": the server already holds ", tables_.size(),
+                      " tables (limit ", options_.max_tables, ")");
   }
   WEFT_ASSIGN_OR_RETURN(std::unique_ptr<Table> table, Table::create(spec, options_.table));
   tables_.emplace(spec.id, std::move(table));

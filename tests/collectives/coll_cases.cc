@@ -78,8 +78,9 @@ std::string runGatherLike(Communicator& comm, const Case& c, const CallOptions& 
     fillInput(out, static_cast<size_t>(r) * n, n, c.op, c.seed, r, 0);
     send = out.at(static_cast<size_t>(r) * n);
   }
-  Status st = gather ? coll::gather(comm, send, receives ? out.data() : nullptr, n, c.type, c.root, o)
-                     : allgather(comm, send, out.data(), n, c.type, o);
+  Status st = gather
+                  ? coll::gather(comm, send, receives ? out.data() : nullptr, n, c.type, c.root, o)
+                  : allgather(comm, send, out.data(), n, c.type, o);
   if (!st.isOk()) return st.toString();
   return receives ? checkBlocks(out, 0, p, n, c) : "";
 }
@@ -261,8 +262,8 @@ std::string runAlltoallv(Communicator& comm, uint64_t seed) {
     // Rank j sent its elements [sd_j[r], sd_j[r] + rc[j]); recompute sd_j[r].
     size_t at = 0;
     for (int k = 0; k < r; ++k) at += amount(j, k) + 1;
-    std::string e = checkCopy(out, rd[static_cast<size_t>(j)], rc[static_cast<size_t>(j)], kVOp,
-                              seed, j, at);
+    std::string e =
+        checkCopy(out, rd[static_cast<size_t>(j)], rc[static_cast<size_t>(j)], kVOp, seed, j, at);
     if (!e.empty()) return strCat("alltoallv block from ", j, ": ", e);
   }
   return "";

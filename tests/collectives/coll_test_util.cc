@@ -52,7 +52,9 @@ uint64_t mix(uint64_t x) {  // splitmix64
   return x ^ (x >> 31);
 }
 
-int widthOf(DataType t) { return static_cast<int>(sizeOf(t)) * 8; }
+int widthOf(DataType t) {
+  return static_cast<int>(sizeOf(t)) * 8;
+}
 uint64_t maskOf(DataType t) {
   return widthOf(t) == 64 ? ~uint64_t{0} : (uint64_t{1} << widthOf(t)) - 1;
 }
@@ -99,10 +101,8 @@ uint64_t integerReduce(DataType t, ReduceOp op, uint64_t acc, uint64_t x) {
     case ReduceOp::kSum:
     case ReduceOp::kAvg: return (acc + x) & maskOf(t);
     case ReduceOp::kProd: return (acc * x) & maskOf(t);
-    case ReduceOp::kMin:
-      return (s ? asSigned(t, x) < asSigned(t, acc) : x < acc) ? x : acc;
-    case ReduceOp::kMax:
-      return (s ? asSigned(t, x) > asSigned(t, acc) : x > acc) ? x : acc;
+    case ReduceOp::kMin: return (s ? asSigned(t, x) < asSigned(t, acc) : x < acc) ? x : acc;
+    case ReduceOp::kMax: return (s ? asSigned(t, x) > asSigned(t, acc) : x > acc) ? x : acc;
     case ReduceOp::kBand: return acc & x;
     case ReduceOp::kBor: return acc | x;
     case ReduceOp::kBxor: return acc ^ x;
@@ -204,8 +204,7 @@ std::string checkCopy(const Buffer& got, size_t offset, size_t count, ReduceOp o
     const uint64_t want = inputBits(got.type, op, seed, src, first + k);
     if (got.bits(offset + k) != want) {
       return strCat("element ", offset + k, ": got bits 0x", std::hex, got.bits(offset + k),
-                    ", want rank ", std::dec, src, "'s element ", first + k, " 0x", std::hex,
-                    want);
+                    ", want rank ", std::dec, src, "'s element ", first + k, " 0x", std::hex, want);
     }
   }
   return "";

@@ -64,8 +64,8 @@ struct Buffer {
   std::byte* data() { return bytes.data(); }
   const std::byte* data() const { return bytes.data(); }
   std::byte* at(size_t element) { return bytes.data() + element * sizeOf(type); }
-  double get(size_t i) const;                 // as a double (exact for every type but u64/i64 extremes)
-  uint64_t bits(size_t i) const;              // raw bits, zero-extended
+  double get(size_t i) const;     // as a double (exact for every type but u64/i64 extremes)
+  uint64_t bits(size_t i) const;  // raw bits, zero-extended
   void setBits(size_t i, uint64_t bits);
 };
 

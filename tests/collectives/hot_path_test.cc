@@ -75,38 +75,41 @@ void mix(Communicator& comm, std::vector<float>& small, std::vector<float>& medi
   chunked.chunk_bytes = 4096;  // 16 chunks per 64 KiB message, every one eager
   must(allreduce(comm, small.data(), small.data(), small.size(), DataType::kF32, ReduceOp::kSum),
        "small allreduce");
-  must(allreduce(comm, medium.data(), medium.data(), medium.size(), DataType::kF32,
-                 ReduceOp::kMax, chunked),
+  must(allreduce(comm, medium.data(), medium.data(), medium.size(), DataType::kF32, ReduceOp::kMax,
+                 chunked),
        "chunked allreduce");
   must(broadcast(comm, bcast.data(), bcast.size(), DataType::kF64, 1), "broadcast");
   must(barrier(comm), "barrier");
-  Request r = must(iallreduce(comm, small.data(), small.data(), small.size(), DataType::kF32,
-                              ReduceOp::kAvg),
-                   "iallreduce");
+  Request r = must(
+      iallreduce(comm, small.data(), small.data(), small.size(), DataType::kF32, ReduceOp::kAvg),
+      "iallreduce");
   must(r.wait(), "wait");
 }
 
 TEST(CollectivesHotPath, RepeatedCollectivesAllocateNothingAfterWarmUp) {
   if (!WEFT_COUNT_ALLOCATIONS) GTEST_SKIP() << "allocation counting is off under sanitizers";
-  weft::testing::runRanks(2, [](RankEnv& env) {
-    RankComm rc = openWorld(env);
-    std::vector<float> small(2, 1.0f), medium(16384, 2.0f);
-    std::vector<double> bcast(1000, 3.0);
-    for (int i = 0; i < 200; ++i) mix(*rc.comm, small, medium, bcast);  // warm-up
-    env.step("measuring");
+  weft::testing::runRanks(
+      2,
+      [](RankEnv& env) {
+        RankComm rc = openWorld(env);
+        std::vector<float> small(2, 1.0f), medium(16384, 2.0f);
+        std::vector<double> bcast(1000, 3.0);
+        for (int i = 0; i < 200; ++i) mix(*rc.comm, small, medium, bcast);  // warm-up
+        env.step("measuring");
 #if WEFT_COUNT_ALLOCATIONS
-    t_allocations = 0;
-    t_counting = true;
-    for (int i = 0; i < 200; ++i) mix(*rc.comm, small, medium, bcast);
-    t_counting = false;
-    EXPECT_EQ(t_allocations, 0u) << "heap allocations in 200 rounds of 5 collectives";
+        t_allocations = 0;
+        t_counting = true;
+        for (int i = 0; i < 200; ++i) mix(*rc.comm, small, medium, bcast);
+        t_counting = false;
+        EXPECT_EQ(t_allocations, 0u) << "heap allocations in 200 rounds of 5 collectives";
 #endif
-    env.barrier("done");
-  }, [] {
-    weft::testing::RankOptions o = rankOptions();
-    o.env.push_back({"WEFT_UCX_KEEPALIVE", "600"});
-    return o;
-  }());
+        env.barrier("done");
+      },
+      [] {
+        weft::testing::RankOptions o = rankOptions();
+        o.env.push_back({"WEFT_UCX_KEEPALIVE", "600"});
+        return o;
+      }());
 }
 
 }  // namespace

@@ -18,14 +18,12 @@ namespace {
 using weft::testing::RankEnv;
 using weft::testing::runRanks;
 
-constexpr CollKind kKinds[] = {
-    CollKind::kBarrier,   CollKind::kBroadcast, CollKind::kReduce,
-    CollKind::kAllreduce, CollKind::kReduceScatter, CollKind::kAllgather,
-    CollKind::kGather,    CollKind::kScatter,   CollKind::kAlltoall};
+constexpr CollKind kKinds[] = {CollKind::kBarrier,   CollKind::kBroadcast,     CollKind::kReduce,
+                               CollKind::kAllreduce, CollKind::kReduceScatter, CollKind::kAllgather,
+                               CollKind::kGather,    CollKind::kScatter,       CollKind::kAlltoall};
 constexpr size_t kCounts[] = {0, 1, 7, 4099};
 // Data-moving collectives rotate through these (the bits are compared exactly).
-constexpr DataType kMoveTypes[] = {DataType::kI32, DataType::kF64, DataType::kU8,
-                                   DataType::kBF16};
+constexpr DataType kMoveTypes[] = {DataType::kI32, DataType::kF64, DataType::kU8, DataType::kBF16};
 
 bool isReduction(CollKind k) {
   return k == CollKind::kAllreduce || k == CollKind::kReduce || k == CollKind::kReduceScatter;
@@ -114,15 +112,18 @@ void runVariantsAndP2p(Communicator& comm, RankEnv& env) {
 class CollectivesMatrix : public ::testing::TestWithParam<int> {};
 
 TEST_P(CollectivesMatrix, EveryOperationAlgorithmTypeAndOp) {
-  runRanks(GetParam(), [](RankEnv& env) {
-    RankComm rc = openWorld(env);
-    Communicator& comm = *rc.comm;
-    runKindMatrix(comm, env);
-    runTypeOpMatrix(comm, env);
-    runVariantsAndP2p(comm, env);
-    EXPECT_TRUE(comm.health().isOk()) << comm.health();
-    env.barrier("done");
-  }, rankOptions());
+  runRanks(
+      GetParam(),
+      [](RankEnv& env) {
+        RankComm rc = openWorld(env);
+        Communicator& comm = *rc.comm;
+        runKindMatrix(comm, env);
+        runTypeOpMatrix(comm, env);
+        runVariantsAndP2p(comm, env);
+        EXPECT_TRUE(comm.health().isOk()) << comm.health();
+        env.barrier("done");
+      },
+      rankOptions());
 }
 
 INSTANTIATE_TEST_SUITE_P(Ranks, CollectivesMatrix, ::testing::Values(1, 2, 3, 4, 5, 7, 8),

@@ -235,7 +235,8 @@ TEST(SignatureTest, MismatchesGroupRanksAndNameWorldRanks) {
   Status st = detail::compareSignatures("allreduce #3", sigs, world);
   EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
   EXPECT_TRUE(containsText(st.message(), "allreduce #3: WEFT_CHECK found mismatched calls"));
-  EXPECT_TRUE(containsText(st.message(), "ranks 0, 1 (world 5), 3 (world 7) called allreduce(count 4"));
+  EXPECT_TRUE(
+      containsText(st.message(), "ranks 0, 1 (world 5), 3 (world 7) called allreduce(count 4"));
   EXPECT_TRUE(containsText(st.message(), "rank 2 (world 6) called allreduce(count 5"));
 }
 

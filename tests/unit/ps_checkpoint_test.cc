@@ -184,9 +184,11 @@ TEST(PsCheckpoint, CheckpointRequestThroughHandler) {
   Shard shard;
   fillShard(shard);
   RequestHandler handler(shard, HandlerOptions{{}, dir.path()});
+  Bytes reply;  // the views returned by send() point into it
   auto send = [&](const std::string& path, bool restore) {
     const Bytes req = wire::encodeCheckpoint({1, 0, 0, 0}, {restore, path});
-    auto m = wire::decodeMessage(handler.handle(req).value(), {});
+    reply = handler.handle(req).value();
+    auto m = wire::decodeMessage(reply, {});
     return wire::checkReply(*m, 1, wire::Opcode::kCheckpoint);
   };
   auto ok = send("run/step1", false);

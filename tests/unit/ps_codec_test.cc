@@ -89,7 +89,8 @@ TEST(PsCodec, OtherRequestsRoundTrip) {
   auto beat = decodeHeartbeat(decodeOk(encodeHeartbeat(kMeta, 1234)));
   ASSERT_TRUE(beat.isOk());
   EXPECT_EQ(*beat, 1234u);
-  const Message ck = decodeOk(encodeCheckpoint(kMeta, {true, "run1/step9"}));
+  const Bytes ck_bytes = encodeCheckpoint(kMeta, {true, "run1/step9"});
+  const Message ck = decodeOk(ck_bytes);
   EXPECT_EQ(ck.header.flags, kFlagRestore);
   auto c = decodeCheckpoint(ck, {});
   ASSERT_TRUE(c.isOk());
@@ -127,7 +128,8 @@ TEST(PsCodec, RepliesRoundTrip) {
   const RowLocation locs[2] = {{3, 1, 4096}, {0, 0, 0}};
   Header locate = request;
   locate.opcode = static_cast<uint8_t>(Opcode::kLocate);
-  auto lv = checkReply(decodeOk(encodeLocateReply(locate, 2, locs)), 77, Opcode::kLocate);
+  const Bytes locate_reply = encodeLocateReply(locate, 2, locs);
+  auto lv = checkReply(decodeOk(locate_reply), 77, Opcode::kLocate);
   ASSERT_TRUE(lv.isOk());
   auto l = decodeLocateReply(*lv, 2);
   ASSERT_TRUE(l.isOk());

@@ -211,7 +211,8 @@ TEST(PsHandler, HeartbeatAndClockReplies) {
   spec.consistency = {ConsistencyModel::kBsp, 0, 2};
   ASSERT_TRUE(s.shard.createTable(spec).isOk());
   const Bytes beat = wire::encodeHeartbeat({1, 0, 0, 0}, 99);
-  auto m = wire::decodeMessage(call(s, beat), {});
+  const Bytes beat_reply = call(s, beat);
+  auto m = wire::decodeMessage(beat_reply, {});
   ASSERT_TRUE(m.isOk());
   EXPECT_EQ(*wire::decodeHeartbeatReply(*wire::checkReply(*m, 1, Opcode::kHeartbeat)), 99u);
   const Bytes clock = wire::encodeClock({2, 0, 3, 0}, {1, 0});

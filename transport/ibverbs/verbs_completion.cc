@@ -84,8 +84,15 @@ std::string_view wcOpcodeName(ibv_wc_opcode opcode) {
 }
 
 Status wcError(const ibv_wc& wc, std::string_view op, std::string_view endpoint, uint32_t local_qp,
-               uint32_t remote_qp, int peer_rank, std::string_view gid_note) {
-  const WcInfo info = wcInfo(wc.status);
+               uint32_t remote_qp, int peer_rank, std::string_view gid_note, bool peer_buffer) {
+  WcInfo info = wcInfo(wc.status);
+  if (peer_buffer && wc.status == IBV_WC_REM_ACCESS_ERR) {
+    // A key the peer handed us for a rendezvous (or its keepalive word) is gone: the peer
+    // deregistered it by dying or closing, not because the caller passed a bad key.
+    info.code = StatusCode::kPeerFailure;
+    info.hint = "the peer's registration of its buffer went away in the middle of the "
+                "transfer: it died or closed the connection";
+  }
   Status s(info.code, strCat(op, " on ", endpoint, ": work completion failed: ",
                              wcStatusText(wc.status), ", vendor error ", hex(wc.vendor_err),
                              ", local QP ", hex(local_qp), ", remote QP ", hex(remote_qp),

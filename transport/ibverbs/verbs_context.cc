@@ -159,8 +159,8 @@ AddressRecord VerbsState::addressRecord() const {
   return r;
 }
 
-Status VerbsState::init() {
-  WEFT_ASSIGN_OR_RETURN(config_, readVerbsConfig());
+Status VerbsState::init(const ContextOptions& options) {
+  WEFT_ASSIGN_OR_RETURN(config_, readVerbsConfig(options));
   setUpForkSafety(config_.fork_init);
   WEFT_ASSIGN_OR_RETURN(device_, openDevice(config_, port_));
   int rc = ibv_query_device(device_.get(), &attr_);
@@ -446,7 +446,7 @@ RegCacheStats cacheStatsOf(const Context& context, bool& is_verbs) {
 Result<std::unique_ptr<Context>> openVerbsContext(const ContextOptions& options) {
   WEFT_ASSIGN_OR_RETURN(ResolvedOptions resolved, resolveOptions(options, "verbs", kMaxRank));
   auto state = std::make_shared<VerbsState>(options, resolved);
-  WEFT_RETURN_IF_ERROR(state->init());
+  WEFT_RETURN_IF_ERROR(state->init(options));
   return std::unique_ptr<Context>(new VerbsContext(std::move(state)));
 }
 

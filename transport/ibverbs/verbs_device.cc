@@ -3,11 +3,13 @@
 #include <net/if.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <ios>
+#include <map>
 #include <sstream>
 
 #include "common/config.h"
@@ -53,9 +55,56 @@ LiveObjects liveObjects() {
   return l;
 }
 
-Result<VerbsConfig> readVerbsConfig() {
-  VerbsConfig c;
-  WEFT_ASSIGN_OR_RETURN(std::string dev, config::getString("WEFT_IB_DEVICE"));
+namespace {
+
+// WEFT_IB_* values: ContextOptions::backend_config ({"RNDV", "write"} or
+// {"WEFT_IB_RNDV", "write"}) wins over the environment.
+class Settings {
+ public:
+  static Result<Settings> create(const ContextOptions& options) {
+    Settings s;
+    for (const auto& [key, value] : options.backend_config) {
+      std::string name = key.rfind("WEFT_IB_", 0) == 0 ? key : "WEFT_IB_" + key;
+      for (char& c : name) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+      const config::ParamSpec* spec = config::findParam(name);
+      if (spec == nullptr) {
+        return WEFT_ERROR(StatusCode::kInvalidArgument, "openContext(verbs): unknown backend "
+                          "setting ", key, "=", value)
+            .withHint("names are WEFT_IB_* variables with or without the prefix (RNDV, "
+                      "EAGER_SIZE, ...); `weft-info --config` lists them");
+      }
+      Status st = config::validate(*spec, value);
+      if (!st.isOk()) return st.withContext("openContext(verbs): backend setting");
+      s.overrides_[name] = value;
+    }
+    return s;
+  }
+  Result<std::string> str(const char* name) const {
+    auto it = overrides_.find(name);
+    return it != overrides_.end() ? Result<std::string>(it->second) : config::getString(name);
+  }
+  Result<int64_t> i64(const char* name) const {
+    auto it = overrides_.find(name);
+    if (it == overrides_.end()) return config::getInt(name);
+    return static_cast<int64_t>(std::strtoll(it->second.c_str(), nullptr, 0));  // validated
+  }
+  Result<double> f64(const char* name) const {
+    auto it = overrides_.find(name);
+    if (it == overrides_.end()) return config::getDouble(name);
+    return std::strtod(it->second.c_str(), nullptr);
+  }
+  Result<bool> flag(const char* name) const {
+    auto it = overrides_.find(name);
+    if (it == overrides_.end()) return config::getBool(name);
+    const std::string& v = it->second;
+    return v == "1" || v == "true" || v == "yes" || v == "on";
+  }
+
+ private:
+  std::map<std::string, std::string> overrides_;
+};
+
+Status parseDevice(std::string dev, VerbsConfig& c) {
   const size_t colon = dev.rfind(':');
   if (colon != std::string::npos) {
     const std::string port = dev.substr(colon + 1);
@@ -70,27 +119,23 @@ Result<VerbsConfig> readVerbsConfig() {
     dev.resize(colon);
   }
   c.device = dev;
-  auto geti = [](const char* name) { return config::getInt(name); };
-  WEFT_ASSIGN_OR_RETURN(int64_t gid, geti("WEFT_IB_GID_INDEX"));
-  WEFT_ASSIGN_OR_RETURN(int64_t mtu, geti("WEFT_IB_MTU"));
+  return Status::ok();
+}
+
+Status readLinkSettings(const Settings& s, VerbsConfig& c) {
+  WEFT_ASSIGN_OR_RETURN(std::string dev, s.str("WEFT_IB_DEVICE"));
+  WEFT_RETURN_IF_ERROR(parseDevice(dev, c));
+  WEFT_ASSIGN_OR_RETURN(int64_t gid, s.i64("WEFT_IB_GID_INDEX"));
+  WEFT_ASSIGN_OR_RETURN(int64_t mtu, s.i64("WEFT_IB_MTU"));
   if (mtu != 0 && mtu != 256 && mtu != 512 && mtu != 1024 && mtu != 2048 && mtu != 4096) {
     return WEFT_ERROR(StatusCode::kInvalidArgument, "WEFT_IB_MTU=", mtu,
                       " is not one of 0, 256, 512, 1024, 2048, 4096");
   }
-  WEFT_ASSIGN_OR_RETURN(int64_t timeout, geti("WEFT_IB_TIMEOUT"));
-  WEFT_ASSIGN_OR_RETURN(int64_t retry, geti("WEFT_IB_RETRY_COUNT"));
-  WEFT_ASSIGN_OR_RETURN(int64_t rnr, geti("WEFT_IB_RNR_RETRY"));
-  WEFT_ASSIGN_OR_RETURN(int64_t sl, geti("WEFT_IB_SL"));
-  WEFT_ASSIGN_OR_RETURN(int64_t tc, geti("WEFT_IB_TRAFFIC_CLASS"));
-  WEFT_ASSIGN_OR_RETURN(int64_t sq, geti("WEFT_IB_SQ_DEPTH"));
-  WEFT_ASSIGN_OR_RETURN(int64_t rb, geti("WEFT_IB_RECV_BUFFERS"));
-  WEFT_ASSIGN_OR_RETURN(int64_t eager, geti("WEFT_IB_EAGER_SIZE"));
-  WEFT_ASSIGN_OR_RETURN(std::string rndv, config::getString("WEFT_IB_RNDV"));
-  WEFT_ASSIGN_OR_RETURN(int64_t inl, geti("WEFT_IB_MAX_INLINE"));
-  WEFT_ASSIGN_OR_RETURN(c.keepalive_s, config::getDouble("WEFT_IB_KEEPALIVE"));
-  WEFT_ASSIGN_OR_RETURN(std::string cache, config::getString("WEFT_IB_REG_CACHE"));
-  WEFT_ASSIGN_OR_RETURN(int64_t cache_max, geti("WEFT_IB_REG_CACHE_MAX"));
-  WEFT_ASSIGN_OR_RETURN(c.fork_init, config::getBool("WEFT_IB_FORK_INIT"));
+  WEFT_ASSIGN_OR_RETURN(int64_t timeout, s.i64("WEFT_IB_TIMEOUT"));
+  WEFT_ASSIGN_OR_RETURN(int64_t retry, s.i64("WEFT_IB_RETRY_COUNT"));
+  WEFT_ASSIGN_OR_RETURN(int64_t rnr, s.i64("WEFT_IB_RNR_RETRY"));
+  WEFT_ASSIGN_OR_RETURN(int64_t sl, s.i64("WEFT_IB_SL"));
+  WEFT_ASSIGN_OR_RETURN(int64_t tc, s.i64("WEFT_IB_TRAFFIC_CLASS"));
   c.gid_index = static_cast<int>(gid);
   c.mtu = static_cast<int>(mtu);
   c.timeout = static_cast<int>(timeout);
@@ -98,6 +143,19 @@ Result<VerbsConfig> readVerbsConfig() {
   c.rnr_retry = static_cast<int>(rnr);
   c.sl = static_cast<int>(sl);
   c.traffic_class = static_cast<int>(tc);
+  return Status::ok();
+}
+
+Status readProtocolSettings(const Settings& s, VerbsConfig& c) {
+  WEFT_ASSIGN_OR_RETURN(int64_t sq, s.i64("WEFT_IB_SQ_DEPTH"));
+  WEFT_ASSIGN_OR_RETURN(int64_t rb, s.i64("WEFT_IB_RECV_BUFFERS"));
+  WEFT_ASSIGN_OR_RETURN(int64_t eager, s.i64("WEFT_IB_EAGER_SIZE"));
+  WEFT_ASSIGN_OR_RETURN(std::string rndv, s.str("WEFT_IB_RNDV"));
+  WEFT_ASSIGN_OR_RETURN(int64_t inl, s.i64("WEFT_IB_MAX_INLINE"));
+  WEFT_ASSIGN_OR_RETURN(c.keepalive_s, s.f64("WEFT_IB_KEEPALIVE"));
+  WEFT_ASSIGN_OR_RETURN(std::string cache, s.str("WEFT_IB_REG_CACHE"));
+  WEFT_ASSIGN_OR_RETURN(int64_t cache_max, s.i64("WEFT_IB_REG_CACHE_MAX"));
+  WEFT_ASSIGN_OR_RETURN(c.fork_init, s.flag("WEFT_IB_FORK_INIT"));
   c.sq_depth = static_cast<uint32_t>(sq);
   c.recv_buffers = static_cast<uint32_t>(rb);
   c.eager_size = static_cast<uint32_t>(eager);
@@ -105,6 +163,16 @@ Result<VerbsConfig> readVerbsConfig() {
   c.max_inline = static_cast<int>(inl);
   c.reg_cache = cache != "off";
   c.reg_cache_max = static_cast<uint64_t>(cache_max);
+  return Status::ok();
+}
+
+}  // namespace
+
+Result<VerbsConfig> readVerbsConfig(const ContextOptions& options) {
+  WEFT_ASSIGN_OR_RETURN(Settings s, Settings::create(options));
+  VerbsConfig c;
+  WEFT_RETURN_IF_ERROR(readLinkSettings(s, c));
+  WEFT_RETURN_IF_ERROR(readProtocolSettings(s, c));
   return c;
 }
 
@@ -236,6 +304,43 @@ Result<int> pickPort(ibv_context* ctx, const ibv_device_attr& attr, const VerbsC
 
 }  // namespace
 
+namespace {
+
+// Fills `sel` from an opened device: the port (pickPort) and the GID (chooseGid).
+Status selectPort(ibv_context* ctx, const VerbsConfig& cfg, PortSelection& sel) {
+  ibv_device_attr attr{};
+  ibv_port_attr pa{};
+  const int rc = ibv_query_device(ctx, &attr);
+  if (rc != 0) {
+    return WEFT_ERROR(StatusCode::kIoError, "ibv_query_device(", ibv_get_device_name(ctx->device),
+                      "): ", errnoString(rc));
+  }
+  WEFT_ASSIGN_OR_RETURN(sel.port, pickPort(ctx, attr, cfg, pa));
+  sel.device = ibv_get_device_name(ctx->device);
+  sel.lid = pa.lid;
+  sel.link_layer = pa.link_layer;
+  sel.active_mtu = static_cast<uint8_t>(pa.active_mtu);
+  sel.max_msg = pa.max_msg_sz;
+  const bool ib = pa.link_layer != IBV_LINK_LAYER_ETHERNET;
+  const std::string where = strCat(sel.device, ":", sel.port);
+  WEFT_ASSIGN_OR_RETURN(GidChoice g,
+                        chooseGid(gidTable(ctx, sel.port, pa.gid_tbl_len), cfg.gid_index, ib, where));
+  sel.gid_index = g.index;
+  sel.gid_why = g.why;
+  ibv_gid_entry e{};
+  if (ibv_query_gid_ex(ctx, static_cast<uint32_t>(sel.port), static_cast<uint32_t>(sel.gid_index),
+                       &e, 0) == 0) {
+    std::memcpy(sel.gid.raw, e.gid.raw, sizeof(sel.gid.raw));
+    sel.gid_type = e.gid_type;
+  } else if (ibv_query_gid(ctx, static_cast<uint8_t>(sel.port), sel.gid_index, &sel.gid) != 0) {
+    return WEFT_ERROR(StatusCode::kIoError, "ibv_query_gid(", where, ", ", sel.gid_index, "): ",
+                      errnoString(errno));
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
 Result<ContextPtr> openDevice(const VerbsConfig& cfg, PortSelection& sel) {
   int n = 0;
   DeviceListPtr list(ibv_get_device_list(&n));
@@ -251,44 +356,15 @@ Result<ContextPtr> openDevice(const VerbsConfig& cfg, PortSelection& sel) {
     ibv_device* d = list.get()[i];
     if (!cfg.device.empty() && cfg.device != ibv_get_device_name(d)) continue;
     ContextPtr ctx = track(ibv_open_device(d), ObjectKind::kContext);
-    if (!ctx) {
-      why = strCat("ibv_open_device(", ibv_get_device_name(d), "): ", errnoString(errno));
-      continue;
-    }
-    ibv_device_attr attr{};
-    ibv_port_attr pa{};
-    if (ibv_query_device(ctx.get(), &attr) != 0) continue;
-    Result<int> port = pickPort(ctx.get(), attr, cfg, pa);
-    if (!port.isOk()) {
-      if (!cfg.device.empty()) return port.status();
-      why = port.status().message();
-      continue;
-    }
-    sel.device = ibv_get_device_name(d);
-    sel.port = *port;
-    sel.lid = pa.lid;
-    sel.link_layer = pa.link_layer;
-    sel.active_mtu = static_cast<uint8_t>(pa.active_mtu);
-    sel.max_msg = pa.max_msg_sz;
-    const bool ib = pa.link_layer != IBV_LINK_LAYER_ETHERNET;
-    const std::string where = strCat(sel.device, ":", sel.port);
-    WEFT_ASSIGN_OR_RETURN(GidChoice g, chooseGid(gidTable(ctx.get(), sel.port, pa.gid_tbl_len),
-                                                 cfg.gid_index, ib, where));
-    sel.gid_index = g.index;
-    sel.gid_why = g.why;
-    ibv_gid_entry e{};
-    if (ibv_query_gid_ex(ctx.get(), static_cast<uint32_t>(sel.port),
-                         static_cast<uint32_t>(sel.gid_index), &e, 0) == 0) {
-      std::memcpy(sel.gid.raw, e.gid.raw, sizeof(sel.gid.raw));
-      sel.gid_type = e.gid_type;
-    } else if (ibv_query_gid(ctx.get(), static_cast<uint8_t>(sel.port), sel.gid_index,
-                             &sel.gid) != 0) {
-      return WEFT_ERROR(StatusCode::kIoError, "ibv_query_gid(", where, ", ", sel.gid_index,
-                        "): ", errnoString(errno));
-    }
-    return ctx;
+    Status st = ctx ? selectPort(ctx.get(), cfg, sel)
+                    : WEFT_ERROR(StatusCode::kUnavailable, "ibv_open_device(",
+                                 ibv_get_device_name(d), "): ", errnoString(errno));
+    if (st.isOk()) return ctx;
+    // The one device asked for, or a bad setting (GID index): that error.
+    if (!cfg.device.empty() || st.code() == StatusCode::kInvalidArgument) return st;
+    why += (why.empty() ? "" : "; ") + st.message();
   }
-  if (!cfg.device.empty() && why.empty()) {
+  if (!cfg.device.empty()) {
     return WEFT_ERROR(StatusCode::kInvalidArgument, "WEFT_IB_DEVICE=", cfg.device,
                       ": no such RDMA device (found: ", deviceNames(list.get()), ")")
         .withHint("`weft-info --devices` or `ibv_devices` lists the names");

@@ -380,7 +380,12 @@ void VerbsEndpoint::checkTimers(Deadline::Clock::time_point now) {
   if (slots_.size == 0 && queue_.empty()) return;  // nobody waits for the peer
   const auto interval = std::chrono::duration<double>(state_->config().keepalive_s);
   if (now - last_heard_ < interval) return;
-  if (postKeepalive()) keepalive_in_flight_ = true;
+  if (postKeepalive()) {
+    keepalive_in_flight_ = true;
+    WEFT_LOG(kDebug, "verbs") << name_ << ": probing the peer (silent for "
+                              << formatDuration(now - last_heard_) << " with "
+                              << slots_.size << " requests pending)";
+  }
 }
 
 void VerbsEndpoint::arm() {

@@ -66,7 +66,7 @@ struct VerbsConfig {
   int gid_index = -1;  // -1 = choose
   int mtu = 0;         // 0 = negotiate the largest common active MTU
   int timeout = 14;
-  int retry_count = 7;
+  int retry_count = 6;
   int rnr_retry = 7;
   int sl = 0;
   int traffic_class = 0;
@@ -80,7 +80,8 @@ struct VerbsConfig {
   uint64_t reg_cache_max = 0;  // 0 = from RLIMIT_MEMLOCK
   bool fork_init = true;
 };
-Result<VerbsConfig> readVerbsConfig();
+// From the environment; ContextOptions::backend_config entries (NAME or WEFT_IB_NAME) win.
+Result<VerbsConfig> readVerbsConfig(const ContextOptions& options);
 
 // The device port and GID a Context uses.
 struct PortSelection {
@@ -130,8 +131,11 @@ std::string wcStatusText(ibv_wc_status status);
 std::string_view wcOpcodeName(ibv_wc_opcode opcode);
 std::string_view wrOpcodeName(ibv_wr_opcode opcode);
 // The Status of a failed work completion (see verbs_completion.cc for the hints).
+// peer_buffer: the WR used a key the peer gave the protocol (rendezvous, keepalive), so a
+// remote access error means the peer went away (kPeerFailure), not a bad caller key.
 Status wcError(const ibv_wc& wc, std::string_view op, std::string_view endpoint, uint32_t local_qp,
-               uint32_t remote_qp, int peer_rank, std::string_view gid_note);
+               uint32_t remote_qp, int peer_rank, std::string_view gid_note,
+               bool peer_buffer = false);
 // "0x1a"
 std::string hex(uint64_t v);
 
@@ -297,7 +301,7 @@ class VerbsState final : public detail::EventSource {
   VerbsState& operator=(const VerbsState&) = delete;
 
   // Reads WEFT_IB_*, opens the device, PD, completion channel, event fd, cache.
-  Status init();
+  Status init(const ContextOptions& options);
 
   unsigned pollEvents() override;
   bool armEvents() override;
@@ -379,6 +383,34 @@ class VerbsState final : public detail::EventSource {
 };
 
 using StatePtr = std::shared_ptr<VerbsState>;
+
+// FIFO on a growing power-of-two ring: after warm-up, push / pop allocate nothing (a
+// std::deque allocates and frees a block every few dozen operations).
+template <typename T>
+class Ring {
+ public:
+  bool empty() const { return head_ == tail_; }
+  size_t size() const { return static_cast<size_t>(tail_ - head_); }
+  T& front() { return buf_[head_ & (buf_.size() - 1)]; }
+  void pop_front() { ++head_; }
+  void clear() { head_ = tail_ = 0; }
+  void push_back(T v) {
+    if (size() == buf_.size()) grow();
+    buf_[tail_++ & (buf_.size() - 1)] = std::move(v);
+  }
+
+ private:
+  void grow() {
+    std::vector<T> bigger(buf_.empty() ? 16 : 2 * buf_.size());
+    for (size_t i = 0; i < size(); ++i) bigger[i] = std::move(buf_[(head_ + i) & (buf_.size() - 1)]);
+    tail_ = size();
+    head_ = 0;
+    buf_ = std::move(bigger);
+  }
+  std::vector<T> buf_;
+  uint64_t head_ = 0;
+  uint64_t tail_ = 0;
+};
 
 // An arrived message nobody has posted a receive for yet.
 struct Unexpected {
@@ -522,7 +554,7 @@ class VerbsEndpoint final : public Endpoint {
   std::vector<SqEntry> sq_;
   std::vector<uint32_t> free_bounce_;
   std::vector<uint32_t> free_atomic_;
-  std::deque<VerbsOp*> queue_;  // the pending queue: posted in order when resources allow
+  Ring<VerbsOp*> queue_;  // the pending queue: posted in order when resources allow
   // Credits.
   uint32_t credits_ = 0;  // receive buffers the peer holds for us
   uint32_t owed_ = 0;     // buffers re-posted for the peer, not yet announced
@@ -534,9 +566,9 @@ class VerbsEndpoint final : public Endpoint {
   VerbsOp* recvs_head_ = nullptr;
   VerbsOp* recvs_tail_ = nullptr;
   std::deque<Unexpected> unexpected_;
-  std::deque<VerbsOp*> notify_waiters_;
-  std::deque<uint64_t> notifications_;
-  std::deque<VerbsOp*> flushes_;
+  Ring<VerbsOp*> notify_waiters_;
+  Ring<uint64_t> notifications_;
+  Ring<VerbsOp*> flushes_;
   uint64_t rma_started_ = 0;
   uint64_t rma_finished_ = 0;
   std::vector<ibv_recv_wr> repost_wrs_;

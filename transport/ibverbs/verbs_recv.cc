@@ -76,11 +76,13 @@ void VerbsEndpoint::onSendCompletion(const ibv_wc& wc) {
   if (wc.status != IBV_WC_SUCCESS) {
     if (failure_.isOk()) {
       std::string op = e.keepalive ? "keepalive probe" : std::string(wrOpcodeName(e.opcode));
+      bool user_rma = false;
       if (e.op != nullptr && e.op->gen == e.op_gen && e.op->slot != nullptr) {
         op = strCat(opKindName(e.op->slot->op), " (", wrOpcodeName(e.opcode), ")");
+        user_rma = e.op->type != OpType::kSend && e.op->type != OpType::kRecv;
       }
       fail(wcError(wc, op, name_, channel_->qp()->qp_num, channel_->remote().qpn, peer_,
-                   state_->port().gid_why));
+                   state_->port().gid_why, !user_rma));
     }
     return;
   }

@@ -56,10 +56,19 @@ RegEntry* RegistrationCache::lookup(uintptr_t start, uintptr_t end, MemoryType t
 }
 
 void RegistrationCache::touch(RegEntry* e) {
-  if (e->in_lru) {
-    lru_.erase(e->lru);
-    e->in_lru = false;
-  }
+  if (!e->in_lru) return;
+  (e->lru_prev != nullptr ? e->lru_prev->lru_next : lru_head_) = e->lru_next;
+  (e->lru_next != nullptr ? e->lru_next->lru_prev : lru_tail_) = e->lru_prev;
+  e->lru_prev = e->lru_next = nullptr;
+  e->in_lru = false;
+}
+
+void RegistrationCache::lruPushBack(RegEntry* e) {
+  e->lru_prev = lru_tail_;
+  e->lru_next = nullptr;
+  (lru_tail_ != nullptr ? lru_tail_->lru_next : lru_head_) = e;
+  lru_tail_ = e;
+  e->in_lru = true;
 }
 
 Result<RegEntry*> RegistrationCache::acquire(const void* address, size_t length,
@@ -82,7 +91,7 @@ Result<RegEntry*> RegistrationCache::acquire(const void* address, size_t length,
   const size_t bytes = end - start;
   if (watchable) makeRoom(bytes);
   auto reg = registrar_->registerRange(reinterpret_cast<void*>(start), bytes, type);
-  if (!reg.isOk() && !lru_.empty()) {  // maybe the locked-memory limit: free what we can
+  if (!reg.isOk() && lru_head_ != nullptr) {  // maybe the locked-memory limit: free what we can
     makeRoom(SIZE_MAX);
     reg = registrar_->registerRange(reinterpret_cast<void*>(start), bytes, type);
   }
@@ -109,19 +118,18 @@ Result<RegEntry*> RegistrationCache::acquire(const void* address, size_t length,
 void RegistrationCache::release(RegEntry* e) {
   if (--e->refs > 0) return;
   if (e->cached) {
-    lru_.push_back(e);
-    e->lru = std::prev(lru_.end());
-    e->in_lru = true;
+    lruPushBack(e);
     return;
   }
   destroy(e);
 }
 
 void RegistrationCache::makeRoom(size_t bytes) {
-  while (!lru_.empty() && (bytes_ + std::min<uint64_t>(bytes, options_.max_bytes) >
-                               options_.max_bytes ||
-                           by_start_.size() >= options_.max_entries || bytes == SIZE_MAX)) {
-    RegEntry* victim = lru_.front();
+  while (lru_head_ != nullptr &&
+         (bytes == SIZE_MAX || bytes_ + std::min<uint64_t>(bytes, options_.max_bytes) >
+                                   options_.max_bytes ||
+          by_start_.size() >= options_.max_entries)) {
+    RegEntry* victim = lru_head_;
     ++evictions_;
     drop(victim, false);
   }

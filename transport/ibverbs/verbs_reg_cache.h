@@ -20,7 +20,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <list>
 #include <map>
 #include <memory>
 #include <string>
@@ -54,8 +53,9 @@ struct RegEntry {
   Registration reg;
   int refs = 0;
   bool cached = false;  // in the lookup map (else: uncached or stale, freed on last release)
-  std::list<RegEntry*>::iterator lru;
-  bool in_lru = false;
+  bool in_lru = false;  // unreferenced and cached: in the LRU list (intrusive: no allocation)
+  RegEntry* lru_prev = nullptr;
+  RegEntry* lru_next = nullptr;
 };
 
 class RegistrationCache {
@@ -86,7 +86,8 @@ class RegistrationCache {
  private:
   void drainEvents();
   RegEntry* lookup(uintptr_t start, uintptr_t end, MemoryType type);
-  void touch(RegEntry* e);
+  void touch(RegEntry* e);  // takes e out of the LRU list
+  void lruPushBack(RegEntry* e);
   void makeRoom(size_t bytes);
   void drop(RegEntry* e, bool invalidated);
   void destroy(RegEntry* e);
@@ -97,7 +98,8 @@ class RegistrationCache {
   uint64_t seen_ = 0;  // last event sequence number drained
   std::multimap<uintptr_t, std::unique_ptr<RegEntry>> by_start_;
   std::vector<std::unique_ptr<RegEntry>> detached_;  // uncached / stale entries still in use
-  std::list<RegEntry*> lru_;                         // unreferenced cached entries, oldest first
+  RegEntry* lru_head_ = nullptr;                     // unreferenced cached entries, oldest first
+  RegEntry* lru_tail_ = nullptr;
   size_t max_length_ = 0;                            // longest cached entry (invalidate's scan)
   uint64_t bytes_ = 0;
   uint64_t hits_ = 0;

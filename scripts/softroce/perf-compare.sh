@@ -1,0 +1,123 @@
+#!/bin/bash
+# perf-compare.sh - weft-perf (verbs backend) against perftest (and UCX rc_verbs through
+# ucx_perftest, when installed) on the same soft-RoCE device, in the same VM, same run.
+#
+#   scripts/softroce/perf-compare.sh [BUILD_DIR] [REPEATS]     (host: boots one VM; root)
+#
+# Pairs (weft-perf test vs reference, same sizes 8 B, 4 KiB, 64 KiB, 1 MiB):
+#   send_lat vs ib_send_lat     put_lat vs ib_write_lat     (t_typical, target ratio <= 1.2)
+#   put_bw vs ib_write_bw       get_bw vs ib_read_bw        send_bw vs ib_send_bw
+#                                                          (BW average, target ratio >= 0.9)
+#   ucx_perftest -x rc_verbs put_lat / put_bw               (UCT on the same device)
+# Each pair runs REPEATS times (default 3), alternating the tools; the table shows medians.
+# The VM is emulated (TCG) and shares the host's CPUs: the absolute numbers mean little,
+# the ratios are what to read. Never use this as a pass/fail test.
+# Output: the table on stdout, and perf-compare.md / perf-compare.raw in the current dir.
+set -uo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+if [ -z "${SOFTROCE_DEV:-}" ]; then  # on the host: run myself inside a VM
+	BUILD=$(cd "${1:-$ROOT/build}" && pwd) || exit 2
+	exec "$HERE/softroce-vm" -m 2048 -c 2 -t "${PERF_VM_TIMEOUT:-1500}" -- \
+		"$HERE/perf-compare.sh" "$BUILD" "${2:-3}"
+fi
+BUILD=$1
+REPEATS=${2:-3}
+B=$BUILD/bin
+DEV=$SOFTROCE_DEV
+GID=$SOFTROCE_GID_INDEX
+IP=$SOFTROCE_IP
+SIZES="8 4096 65536 1048576"
+RAW=$PWD/perf-compare.raw
+: >"$RAW"
+
+iters() { # messages per size: keep each run to a few seconds under emulation
+	case $1 in 8) echo 2000 ;; 4096) echo 1000 ;; 65536) echo 200 ;; *) echo 40 ;; esac
+}
+
+# perftest pair: server in the background, client retried until the server listens.
+perftest() { # TOOL SIZE -> prints the client's data line
+	local tool=$1 size=$2 n try
+	n=$(iters "$size")
+	timeout 120 "$tool" -d "$DEV" -x "$GID" -F --report_gbits -s "$size" -n "$n" >/tmp/pt-srv.log 2>&1 &
+	local srv=$!
+	for try in $(seq 1 100); do
+		if timeout 120 "$tool" -d "$DEV" -x "$GID" -F --report_gbits -s "$size" -n "$n" "$IP" \
+			>/tmp/pt-cli.log 2>&1; then
+			break
+		fi
+		sleep 0.2
+	done
+	wait "$srv"
+	awk -v s="$size" '$1 == s && NF >= 5 {print; exit}' /tmp/pt-cli.log
+}
+
+# weft-perf TEST SIZE -> prints rank 0's data line (without the "[0] " prefix)
+weftperf() {
+	local test=$1 size=$2
+	timeout 300 "$B/weft-run" -n 2 -- "$B/weft-perf" --backend verbs -t "$test" -s "$size" \
+		-n "$(iters "$size")" 2>/dev/null | sed -n 's/^\[0\] *//p' |
+		awk -v s="$size" '$1 == s {print; exit}'
+}
+
+ucxperf() { # TEST SIZE -> "typical_us bw_MBps" from the Final line
+	local test=$1 size=$2 n try
+	n=$(iters "$size")
+	UCX_IB_GID_INDEX=$GID timeout 120 ucx_perftest -d "$DEV:1" -x rc_verbs -t "$test" -s "$size" \
+		-n "$n" >/tmp/ux-srv.log 2>&1 &
+	local srv=$!
+	for try in $(seq 1 100); do
+		if UCX_IB_GID_INDEX=$GID timeout 120 ucx_perftest -d "$DEV:1" -x rc_verbs -t "$test" \
+			-s "$size" -n "$n" "$IP" >/tmp/ux-cli.log 2>&1; then
+			break
+		fi
+		sleep 0.2
+	done
+	wait "$srv"
+	awk '/Final:/ {print $3, $6; exit}' /tmp/ux-cli.log
+}
+
+record() { echo "$*" >>"$RAW"; }
+
+# One repetition of every pair; RAW lines: KIND SIZE TOOL VALUE
+for rep in $(seq 1 "$REPEATS"); do
+	for size in $SIZES; do
+		record lat_send "$size" weft "$(weftperf send_lat "$size" | awk '{print $4}')"
+		record lat_send "$size" perftest "$(perftest ib_send_lat "$size" | awk '{print $5}')"
+		record lat_put "$size" weft "$(weftperf put_lat "$size" | awk '{print $4}')"
+		record lat_put "$size" perftest "$(perftest ib_write_lat "$size" | awk '{print $5}')"
+		# bandwidths in Gb/s (weft-perf prints GB/s = 1e9 bytes)
+		record bw_put "$size" weft "$(weftperf put_bw "$size" | awk '{printf "%.4f", $6 * 8}')"
+		record bw_put "$size" perftest "$(perftest ib_write_bw "$size" | awk '{print $4}')"
+		record bw_get "$size" weft "$(weftperf get_bw "$size" | awk '{printf "%.4f", $6 * 8}')"
+		record bw_get "$size" perftest "$(perftest ib_read_bw "$size" | awk '{print $4}')"
+		record bw_send "$size" weft "$(weftperf send_bw "$size" | awk '{printf "%.4f", $6 * 8}')"
+		record bw_send "$size" perftest "$(perftest ib_send_bw "$size" | awk '{print $4}')"
+		if command -v ucx_perftest >/dev/null; then
+			read -r lat _ <<<"$(ucxperf put_lat "$size")"
+			record lat_put "$size" ucx "${lat:-}"
+			read -r _ bw <<<"$(ucxperf put_bw "$size")"
+			record bw_put "$size" ucx "$(awk -v b="${bw:-}" 'BEGIN{if (b != "") printf "%.4f", b * 1048576 * 8 / 1e9}')"
+		fi
+		echo "perf-compare: repetition $rep, $size bytes done" >&2
+	done
+done
+
+median() { sort -g | awk '{v[NR] = $1} END {if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+value() { awk -v k="$1" -v s="$2" -v t="$3" '$1 == k && $2 == s && $3 == t && NF == 4 {print $4}' "$RAW" | median; }
+
+{
+	echo "| test | bytes | weft (verbs) | perftest | ratio weft/perftest | target | UCX rc_verbs | ratio weft/ucx |"
+	echo "|---|---:|---:|---:|---:|---|---:|---:|"
+	for kind in lat_send lat_put bw_put bw_get bw_send; do
+		for size in $SIZES; do
+			w=$(value "$kind" "$size" weft)
+			p=$(value "$kind" "$size" perftest)
+			u=$(value "$kind" "$size" ucx)
+			case $kind in lat_*) target="<= 1.2 (us, t_typical)" ;; *) target=">= 0.9 (Gb/s)" ;; esac
+			r=$(awk -v a="$w" -v b="$p" 'BEGIN{if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.2f", a / b}')
+			ru=$(awk -v a="$w" -v b="$u" 'BEGIN{if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.2f", a / b}')
+			echo "| $kind | $size | $w | $p | $r | $target | $u | $ru |"
+		done
+	done
+} | tee "$PWD/perf-compare.md"
