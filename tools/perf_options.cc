@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 
 #include "common/status.h"
 
@@ -146,9 +147,10 @@ Result<std::vector<size_t>> sweep(size_t min, size_t max, double factor) {
 
 struct SweepArgs {
   size_t min = 8;
-  size_t max = 8;
+  size_t max = 0;
   double factor = 2.0;
   bool given = false;
+  bool max_given = false;
 };
 
 // One option with its value; returns false (through `used`) for an unknown option.
@@ -162,6 +164,7 @@ Status applyOption(std::string_view opt, std::string_view val, Options& o, Sweep
   }
   if (opt == "-e" || opt == "--max-bytes") {
     sw.given = true;
+    sw.max_given = true;
     WEFT_ASSIGN_OR_RETURN(sw.max, parseSize(opt, val));
     return Status::ok();
   }
@@ -196,8 +199,11 @@ Status applyOption(std::string_view opt, std::string_view val, Options& o, Sweep
 }
 
 bool takesValue(std::string_view opt) {
-  return opt != "--json" && opt != "--validate" && opt != "--markers" && opt != "-h" &&
-         opt != "--help";
+  static constexpr std::string_view kWithValue[] = {
+      "-t", "--test",   "-s", "--sizes",  "-b",     "--min-bytes", "-e",    "--max-bytes",
+      "-f", "--factor", "-n", "--iters",  "-w",     "--warmup",    "-W",    "--window",
+      "--cpus", "--backend", "--set", "--timeout"};
+  return std::find(std::begin(kWithValue), std::end(kWithValue), opt) != std::end(kWithValue);
 }
 
 Status finish(Options& o, const SweepArgs& sw) {
@@ -206,7 +212,7 @@ Status finish(Options& o, const SweepArgs& sw) {
       return WEFT_ERROR(StatusCode::kInvalidArgument,
                         "options -s/--sizes and -b/-e/-f both give the sizes: use one of them");
     }
-    WEFT_ASSIGN_OR_RETURN(o.sizes, sweep(sw.min, std::max(sw.min, sw.max), sw.factor));
+    WEFT_ASSIGN_OR_RETURN(o.sizes, sweep(sw.min, sw.max_given ? sw.max : sw.min, sw.factor));
   }
   if (o.sizes.empty()) o.sizes.push_back(8);
   if (o.tests.empty()) o.tests.push_back(findTest("send_lat"));
@@ -275,10 +281,11 @@ Result<Options> parseOptions(int argc, const char* const* argv) {
     if (opt.starts_with("--") && eq != std::string_view::npos) {
       val = opt.substr(eq + 1);
       opt = opt.substr(0, eq);
-    } else if (takesValue(opt)) {
-      if (i + 1 >= argc) {
-        return WEFT_ERROR(StatusCode::kInvalidArgument, "option ", opt, " needs a value");
-      }
+    } else if (!takesValue(opt)) {
+      return WEFT_ERROR(StatusCode::kInvalidArgument, "unknown option \"", opt, "\"");
+    } else if (i + 1 >= argc) {
+      return WEFT_ERROR(StatusCode::kInvalidArgument, "option ", opt, " needs a value");
+    } else {
       val = argv[++i];
     }
     Status st = applyOption(opt, val, o, sw);

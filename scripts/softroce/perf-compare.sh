@@ -9,7 +9,10 @@
 #   put_bw vs ib_write_bw       get_bw vs ib_read_bw        send_bw vs ib_send_bw
 #                                                          (BW average, target ratio >= 0.9)
 #   ucx_perftest -x rc_verbs put_lat / put_bw               (UCT on the same device)
-# Each pair runs REPEATS times (default 3), alternating the tools; the table shows medians.
+#   send_lat / send_bw with WEFT_IB_RNDV=write at rendezvous sizes (64 KiB, 1 MiB): the
+#   RDMA WRITE rendezvous against the same perftest numbers (rows *_wr)
+# Each pair runs REPEATS times (default 3), back to back; the table shows the median of each
+# tool and the median of the per-repetition ratios.
 # The VM is emulated (TCG) and shares the host's CPUs: the absolute numbers mean little,
 # the ratios are what to read. Never use this as a pass/fail test.
 # Output: the table on stdout, and perf-compare.md / perf-compare.raw in the current dir.
@@ -32,7 +35,7 @@ RAW=$PWD/perf-compare.raw
 : >"$RAW"
 
 iters() { # messages per size: keep each run to a few seconds under emulation
-	case $1 in 8) echo 2000 ;; 4096) echo 1000 ;; 65536) echo 200 ;; *) echo 40 ;; esac
+	case $1 in 8) echo 1000 ;; 4096) echo 500 ;; 65536) echo 100 ;; *) echo 20 ;; esac
 }
 
 # perftest pair: server in the background, client retried until the server listens.
@@ -52,23 +55,33 @@ perftest() { # TOOL SIZE -> prints the client's data line
 	awk -v s="$size" '$1 == s && NF >= 5 {print; exit}' /tmp/pt-cli.log
 }
 
-# weft-perf TEST SIZE -> prints rank 0's data line (without the "[0] " prefix)
+# weft-perf TEST SIZE [VAR=VALUE...] -> rank 0's data line (without the "[0] " prefix).
+# In put_bw / get_bw rank 1 only waits, but weft-perf's waits spin; soft-RoCE does its
+# packet work on the same two vCPUs, so rank 1 runs at nice 19 there (perftest's passive
+# side sleeps in a socket read meanwhile). Both sides work in the other tests.
 weftperf() {
-	local test=$1 size=$2
-	timeout 300 "$B/weft-run" -n 2 -- "$B/weft-perf" --backend verbs -t "$test" -s "$size" \
-		-n "$(iters "$size")" 2>/dev/null | sed -n 's/^\[0\] *//p' |
-		awk -v s="$size" '$1 == s {print; exit}'
+	local test=$1 size=$2 nice=
+	shift 2
+	case $test in put_bw | get_bw) nice="nice -n 19" ;; esac
+	env "$@" timeout 300 "$B/weft-run" -n 2 -- bash -c \
+		'if [ "$WEFT_RANK" = 1 ]; then exec '"$nice"' "$@"; else exec "$@"; fi' rank \
+		"$B/weft-perf" --backend verbs -t "$test" -s "$size" -n "$(iters "$size")" 2>/dev/null |
+		sed -n 's/^\[0\] *//p' | awk -v s="$size" '$1 == s {print; exit}'
 }
+# Gb/s from a weft-perf line: BW (GB/s, column 6) when it has enough digits, else from the
+# message rate (Mpps, column 7: small messages).
+gbits() { awk -v s="$1" '{if ($6 >= 0.01) printf "%.6f", $6 * 8; else printf "%.6f", $7 * s * 8 / 1000}'; }
 
 ucxperf() { # TEST SIZE -> "typical_us bw_MBps" from the Final line
-	local test=$1 size=$2 n try
+	local test=$1 size=$2 n try dt=short
 	n=$(iters "$size")
-	UCX_IB_GID_INDEX=$GID timeout 120 ucx_perftest -d "$DEV:1" -x rc_verbs -t "$test" -s "$size" \
-		-n "$n" >/tmp/ux-srv.log 2>&1 &
+	[ "$size" -gt 64 ] && dt=zcopy  # UCT short puts stop at the inline size
+	UCX_IB_GID_INDEX=$GID timeout 120 ucx_perftest -d "$DEV:1" -x rc_verbs -t "$test" -D "$dt" \
+		-s "$size" -n "$n" >/tmp/ux-srv.log 2>&1 &
 	local srv=$!
 	for try in $(seq 1 100); do
 		if UCX_IB_GID_INDEX=$GID timeout 120 ucx_perftest -d "$DEV:1" -x rc_verbs -t "$test" \
-			-s "$size" -n "$n" "$IP" >/tmp/ux-cli.log 2>&1; then
+			-D "$dt" -s "$size" -n "$n" "$IP" >/tmp/ux-cli.log 2>&1; then
 			break
 		fi
 		sleep 0.2
@@ -77,7 +90,8 @@ ucxperf() { # TEST SIZE -> "typical_us bw_MBps" from the Final line
 	awk '/Final:/ {print $3, $6; exit}' /tmp/ux-cli.log
 }
 
-record() { echo "$*" >>"$RAW"; }
+record() { echo "$rep $*" >>"$RAW"; }  # RAW lines: REPETITION KIND SIZE TOOL VALUE
+value_now() { awk -v r="$rep" -v k="$1" -v s="$2" -v t="$3" '$1 == r && $2 == k && $3 == s && $4 == t && NF == 5 {v = $5} END {print v}' "$RAW"; }
 
 # One repetition of every pair; RAW lines: KIND SIZE TOOL VALUE
 for rep in $(seq 1 "$REPEATS"); do
@@ -87,12 +101,18 @@ for rep in $(seq 1 "$REPEATS"); do
 		record lat_put "$size" weft "$(weftperf put_lat "$size" | awk '{print $4}')"
 		record lat_put "$size" perftest "$(perftest ib_write_lat "$size" | awk '{print $5}')"
 		# bandwidths in Gb/s (weft-perf prints GB/s = 1e9 bytes)
-		record bw_put "$size" weft "$(weftperf put_bw "$size" | awk '{printf "%.4f", $6 * 8}')"
+		record bw_put "$size" weft "$(weftperf put_bw "$size" | gbits "$size")"
 		record bw_put "$size" perftest "$(perftest ib_write_bw "$size" | awk '{print $4}')"
-		record bw_get "$size" weft "$(weftperf get_bw "$size" | awk '{printf "%.4f", $6 * 8}')"
+		record bw_get "$size" weft "$(weftperf get_bw "$size" | gbits "$size")"
 		record bw_get "$size" perftest "$(perftest ib_read_bw "$size" | awk '{print $4}')"
-		record bw_send "$size" weft "$(weftperf send_bw "$size" | awk '{printf "%.4f", $6 * 8}')"
+		record bw_send "$size" weft "$(weftperf send_bw "$size" | gbits "$size")"
 		record bw_send "$size" perftest "$(perftest ib_send_bw "$size" | awk '{print $4}')"
+		if [ "$size" -gt 8192 ]; then  # rendezvous sizes: the RDMA WRITE protocol too
+			record lat_send_wr "$size" weft "$(weftperf send_lat "$size" WEFT_IB_RNDV=write | awk '{print $4}')"
+			record lat_send_wr "$size" perftest "$(value_now lat_send "$size" perftest)"
+			record bw_send_wr "$size" weft "$(weftperf send_bw "$size" WEFT_IB_RNDV=write | gbits "$size")"
+			record bw_send_wr "$size" perftest "$(value_now bw_send "$size" perftest)"
+		fi
 		if command -v ucx_perftest >/dev/null; then
 			read -r lat _ <<<"$(ucxperf put_lat "$size")"
 			record lat_put "$size" ucx "${lat:-}"
@@ -104,19 +124,27 @@ for rep in $(seq 1 "$REPEATS"); do
 done
 
 median() { sort -g | awk '{v[NR] = $1} END {if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
-value() { awk -v k="$1" -v s="$2" -v t="$3" '$1 == k && $2 == s && $3 == t && NF == 4 {print $4}' "$RAW" | median; }
+value() { awk -v k="$1" -v s="$2" -v t="$3" '$2 == k && $3 == s && $4 == t && NF == 5 {print $5}' "$RAW" | median; }
+# Median over repetitions of weft / TOOL measured back to back (host load drifts between
+# repetitions; the pairs share it).
+ratio() {
+	awk -v k="$1" -v s="$2" -v t="$3" '$2 == k && $3 == s && NF == 5 && $5 > 0 {v[$1 " " $4] = $5; r[$1] = 1}
+		END {for (x in r) if ((x " weft") in v && (x " " t) in v) printf "%.4f\n", v[x " weft"] / v[x " " t]}' "$RAW" |
+		median | awk '{if ($1 == "-") print "-"; else printf "%.2f", $1}'
+}
 
 {
-	echo "| test | bytes | weft (verbs) | perftest | ratio weft/perftest | target | UCX rc_verbs | ratio weft/ucx |"
+	echo "| test | bytes | weft (verbs) | perftest | weft/perftest | target | UCX rc_verbs | weft/ucx |"
 	echo "|---|---:|---:|---:|---:|---|---:|---:|"
-	for kind in lat_send lat_put bw_put bw_get bw_send; do
+	for kind in lat_send lat_send_wr lat_put bw_put bw_get bw_send bw_send_wr; do
 		for size in $SIZES; do
+			grep -q "^[0-9]* $kind $size " "$RAW" || continue
 			w=$(value "$kind" "$size" weft)
 			p=$(value "$kind" "$size" perftest)
 			u=$(value "$kind" "$size" ucx)
 			case $kind in lat_*) target="<= 1.2 (us, t_typical)" ;; *) target=">= 0.9 (Gb/s)" ;; esac
-			r=$(awk -v a="$w" -v b="$p" 'BEGIN{if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.2f", a / b}')
-			ru=$(awk -v a="$w" -v b="$u" 'BEGIN{if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.2f", a / b}')
+			r=$(ratio "$kind" "$size" perftest)
+			ru=$(ratio "$kind" "$size" ucx)
 			echo "| $kind | $size | $w | $p | $r | $target | $u | $ru |"
 		done
 	done

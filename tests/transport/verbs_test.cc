@@ -471,15 +471,21 @@ TEST(VerbsRanks, FreedAndReusedMemoryIsSentCorrectly) {
           unsigned char* p = nullptr;
           switch (k % 3) {
             case 0: p = static_cast<unsigned char*>(std::malloc(n)); break;
-            case 1:
-              p = static_cast<unsigned char*>(::mmap(fixed, n, PROT_READ | PROT_WRITE,
-                                                     MAP_PRIVATE | MAP_ANONYMOUS |
-                                                         (fixed ? MAP_FIXED_NOREPLACE : 0),
-                                                     -1, 0));
-              ASSERT_NE(p, MAP_FAILED);
-              reused += fixed == p;
+            case 1: {
+              // At the address unmapped two rounds ago when nobody took it meanwhile
+              // (a sanitizer's allocator may have).
+              const int prot = PROT_READ | PROT_WRITE;
+              const int flags = MAP_PRIVATE | MAP_ANONYMOUS;
+              void* q = fixed != nullptr
+                            ? ::mmap(fixed, n, prot, flags | MAP_FIXED_NOREPLACE, -1, 0)
+                            : MAP_FAILED;
+              if (q == MAP_FAILED) q = ::mmap(nullptr, n, prot, flags, -1, 0);
+              ASSERT_NE(q, MAP_FAILED);
+              reused += q == fixed;
+              p = static_cast<unsigned char*>(q);
               fixed = p;
               break;
+            }
             default: p = static_cast<unsigned char*>(fixed); break;  // after madvise(DONTNEED)
           }
           ASSERT_NE(p, nullptr);
@@ -491,9 +497,10 @@ TEST(VerbsRanks, FreedAndReusedMemoryIsSentCorrectly) {
           if (k % 3 == 2) ::munmap(p, n);                  // round k+2 maps it again
         }
         auto stats = must(verbs::registrationCacheStats(*m.ctx), "stats");
-        std::cout << "rank 0: " << verbs::formatRegCacheStats(stats) << "; same address "
-                  << reused << " time(s)\n";
-        EXPECT_GT(reused, 0);
+        // Rounds 2 and 5 always reuse the address with new pages (after madvise); round 4
+        // does when the munmapped range was still free.
+        std::cout << "rank 0: " << verbs::formatRegCacheStats(stats) << "; mmap at the "
+                  << "unmapped address " << reused << " time(s)\n";
         if (stats.monitor == "userfaultfd") {
           EXPECT_GE(stats.invalidations, 3u) << "madvise and munmap must invalidate";
         }

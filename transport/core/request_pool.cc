@@ -67,13 +67,9 @@ RequestSlot* RequestPool::acquire(OpKind op, RequestList* list, void* owner) {
   return s;
 }
 
-void RequestPool::freeSlot(RequestSlot* s) {
+void RequestPool::clearStatuses(RequestSlot* s) {
   s->status = Status();
   s->forced = Status();
-  ++s->gen;
-  s->state.store(kSlotFree, std::memory_order_relaxed);
-  free_.push_back(s->index);  // capacity reserved in grow(): never allocates
-  --in_use_;
 }
 
 void RequestPool::abandon(RequestSlot* s, Status status) {
@@ -120,11 +116,6 @@ Status RequestPool::exhausted(OpKind op) const {
           "raise WEFT_TRANSPORT_MAX_REQUESTS if the working set is really this large");
 }
 
-RequestSlot* RequestPool::current(SlotHead* head, uint32_t gen) {
-  auto* s = static_cast<RequestSlot*>(head);
-  if (s->gen != gen || s->state.load(std::memory_order_relaxed) == kSlotFree) return nullptr;
-  return s;
-}
 
 bool RequestPool::handleTest(SlotHead* head, uint32_t gen) {
   engine_->progress();
@@ -154,19 +145,21 @@ Status RequestPool::handleWait(SlotHead* head, uint32_t gen, Deadline deadline) 
   return handleStatus(head, gen);
 }
 
+Status RequestPool::notDoneStatus(const RequestSlot* s) {
+  if (s == nullptr) return WEFT_ERROR(StatusCode::kInternal, "stale request handle");
+  return WEFT_ERROR(StatusCode::kUnavailable, opKindName(s->op), " request is still in progress");
+}
+
 Status RequestPool::handleStatus(SlotHead* head, uint32_t gen) {
   engine_->lock();
   RequestSlot* s = current(head, gen);
-  Status st;
-  if (s == nullptr) {
-    st = WEFT_ERROR(StatusCode::kInternal, "stale request handle");
-  } else if (s->state.load(std::memory_order_acquire) != kSlotDone) {
-    st = WEFT_ERROR(StatusCode::kUnavailable, opKindName(s->op), " request is still in progress");
-  } else {
-    st = s->status;
+  if (s != nullptr && s->state.load(std::memory_order_acquire) == kSlotDone) [[likely]] {
+    Status st = s->status;
+    engine_->unlock();
+    return st;
   }
   engine_->unlock();
-  return st;
+  return notDoneStatus(s);  // reads s->op for the message only
 }
 
 void RequestPool::handleRelease(SlotHead* head, uint32_t gen) {
@@ -237,14 +230,17 @@ Status Request::waitSlow(Deadline deadline) {
   return RequestPool::poolOf(slot_)->handleWait(slot_, aux_, deadline);
 }
 
+namespace {
+[[gnu::cold, gnu::noinline]] Status emptyHandleStatus() {
+  return WEFT_ERROR(StatusCode::kInvalidArgument, "status() of an empty Request handle");
+}
+}  // namespace
+
 Status Request::status() const {
-  switch (kind_) {
-    case kEmpty:
-      return WEFT_ERROR(StatusCode::kInvalidArgument, "status() of an empty Request handle");
-    case kCompleted: return Status::ok();
-    case kSlot: break;
-  }
-  return RequestPool::poolOf(slot_)->handleStatus(slot_, aux_);
+  if (kind_ == kSlot) [[likely]]
+    return RequestPool::poolOf(slot_)->handleStatus(slot_, aux_);
+  if (kind_ == kCompleted) return Status::ok();
+  return emptyHandleStatus();
 }
 
 size_t Request::bytes() const {
@@ -253,6 +249,7 @@ size_t Request::bytes() const {
 }
 
 Tag Request::tag() const {
+  if (kind_ == kCompleted) return static_cast<Tag>(reinterpret_cast<uintptr_t>(slot_));
   return kind_ == kSlot ? RequestPool::poolOf(slot_)->handleTag(slot_, aux_) : 0;
 }
 

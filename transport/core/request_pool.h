@@ -77,8 +77,17 @@ class RequestPool {
     return Request(slot, slot->gen, slot->op, Request::kSlot);
   }
   // A handle for an operation that completed successfully while being posted (no slot).
-  static Request completed(OpKind op, uint32_t bytes) {
-    return Request(nullptr, bytes, op, Request::kCompleted);
+  // A receive's matched tag travels in the handle's slot pointer, which a completed handle
+  // never dereferences (Request::tag() reads it back).
+  static Request completed(OpKind op, uint32_t bytes, Tag tag = 0) {
+    return Request(reinterpret_cast<SlotHead*>(static_cast<uintptr_t>(tag)), bytes, op,
+                   Request::kCompleted);
+  }
+  // Returns a slot that was acquired but never handed out (its operation completed while
+  // being posted and the caller gets completed() instead).
+  void discard(RequestSlot* s) {
+    unlink(s);
+    freeSlot(s);
   }
   // The pool of a slot-backed handle.
   static RequestPool* poolOf(const SlotHead* head) {
@@ -147,9 +156,23 @@ class RequestPool {
     s->prev = kNoSlot;
     s->next = kNoSlot;
   }
-  void freeSlot(RequestSlot* s);
+  void freeSlot(RequestSlot* s) {
+    if (!s->status.isOk() || !s->forced.isOk()) [[unlikely]]
+      clearStatuses(s);
+    ++s->gen;
+    s->state.store(kSlotFree, std::memory_order_relaxed);
+    free_.push_back(s->index);  // capacity reserved in grow(): never allocates
+    --in_use_;
+  }
+  [[gnu::cold, gnu::noinline]] static void clearStatuses(RequestSlot* s);
+  // handleStatus() of a stale or pending handle (cold: builds the message).
+  [[gnu::cold, gnu::noinline]] static Status notDoneStatus(const RequestSlot* s);
   // The slot if the handle is current, nullptr if stale (lock held).
-  static RequestSlot* current(SlotHead* head, uint32_t gen);
+  static RequestSlot* current(SlotHead* head, uint32_t gen) {
+    auto* s = static_cast<RequestSlot*>(head);
+    if (s->gen != gen || s->state.load(std::memory_order_relaxed) == kSlotFree) return nullptr;
+    return s;
+  }
 
   ProgressEngine* engine_;
   size_t max_slots_;

@@ -150,17 +150,14 @@ QpRecord Channel::localRecord() const {
   return r;
 }
 
-Status Channel::connect(const QpRecord& peer, std::string_view what) {
+Status Channel::checkPeer(const QpRecord& peer, std::string_view what,
+                          const std::string& ends) const {
   const PortSelection& p = state_.port();
-  const VerbsConfig& cfg = state_.config();
-  const std::string ends =
-      strCat("local QP ", hex(qp_->qp_num), " (", p.device, ":", p.port, " gid ", p.gid_index,
-             " ", gidTypeName(p.gid_type), "), remote QP ", hex(peer.qpn), " (gid ",
-             gidText(peer.gid), " ", gidTypeName(peer.gid_type), ", lid ", peer.lid, ")");
-  if (peer.rndv != static_cast<uint8_t>(cfg.rndv)) {
+  const Rndv rndv = state_.config().rndv;
+  if (peer.rndv != static_cast<uint8_t>(rndv)) {
     return WEFT_ERROR(StatusCode::kInvalidArgument, what, ": the peer uses the ",
                       peer.rndv == 0 ? "read" : "write", " rendezvous protocol, this rank the ",
-                      cfg.rndv == Rndv::kRead ? "read" : "write", " one")
+                      rndv == Rndv::kRead ? "read" : "write", " one")
         .withHint("set the same WEFT_IB_RNDV on every rank");
   }
   if (peer.link_layer != p.link_layer ||
@@ -169,9 +166,12 @@ Status Channel::connect(const QpRecord& peer, std::string_view what) {
                       ends, ")")
         .withHint("both sides must use the same RoCE version: set WEFT_IB_GID_INDEX");
   }
-  mtu_ = minMtu(p.active_mtu, peer.mtu);
-  if (cfg.mtu > 0) mtu_ = minMtu(mtu_, mtuEnum(cfg.mtu));
-  remote_ = peer;
+  return Status::ok();
+}
+
+Status Channel::toRtr(const QpRecord& peer, std::string_view what, const std::string& ends) {
+  const PortSelection& p = state_.port();
+  const VerbsConfig& cfg = state_.config();
   ibv_qp_attr a{};
   a.qp_state = IBV_QPS_RTR;
   a.path_mtu = static_cast<ibv_mtu>(mtu_);
@@ -189,16 +189,22 @@ Status Channel::connect(const QpRecord& peer, std::string_view what) {
     a.ah_attr.grh.hop_limit = 64;
     a.ah_attr.grh.traffic_class = static_cast<uint8_t>(cfg.traffic_class);
   }
-  int rc = ibv_modify_qp(qp_.get(), &a,
-                         IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN |
-                             IBV_QP_RQ_PSN | IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_MIN_RNR_TIMER);
+  const int rc = ibv_modify_qp(qp_.get(), &a,
+                               IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN |
+                                   IBV_QP_RQ_PSN | IBV_QP_MAX_DEST_RD_ATOMIC |
+                                   IBV_QP_MIN_RNR_TIMER);
   if (rc != 0) {
     return WEFT_ERROR(StatusCode::kIoError, what, ": ibv_modify_qp(RTR, MTU ", mtuBytes(mtu_),
                       "): ", errnoString(rc), "; ", ends)
         .withHint(strCat("check the GID index (", p.gid_why,
                          "; WEFT_IB_GID_INDEX overrides) and the MTU (WEFT_IB_MTU)"));
   }
-  std::memset(&a, 0, sizeof(a));
+  return Status::ok();
+}
+
+Status Channel::toRts(const QpRecord& peer, std::string_view what, const std::string& ends) {
+  const VerbsConfig& cfg = state_.config();
+  ibv_qp_attr a{};
   a.qp_state = IBV_QPS_RTS;
   a.timeout = static_cast<uint8_t>(cfg.timeout);
   a.retry_cnt = static_cast<uint8_t>(cfg.retry_count);
@@ -207,13 +213,28 @@ Status Channel::connect(const QpRecord& peer, std::string_view what) {
   a.max_rd_atomic = static_cast<uint8_t>(std::max<uint32_t>(
       1, std::min<uint32_t>(static_cast<uint32_t>(state_.deviceAttr().max_qp_init_rd_atom),
                             std::min<uint32_t>(peer.max_dest_rd_atomic, kMaxRdAtomic))));
-  rc = ibv_modify_qp(qp_.get(), &a,
-                     IBV_QP_STATE | IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT | IBV_QP_RNR_RETRY |
-                         IBV_QP_SQ_PSN | IBV_QP_MAX_QP_RD_ATOMIC);
+  const int rc = ibv_modify_qp(qp_.get(), &a,
+                               IBV_QP_STATE | IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT |
+                                   IBV_QP_RNR_RETRY | IBV_QP_SQ_PSN | IBV_QP_MAX_QP_RD_ATOMIC);
   if (rc != 0) {
     return WEFT_ERROR(StatusCode::kIoError, what, ": ibv_modify_qp(RTS): ", errnoString(rc), "; ",
                       ends);
   }
+  return Status::ok();
+}
+
+Status Channel::connect(const QpRecord& peer, std::string_view what) {
+  const PortSelection& p = state_.port();
+  const std::string ends =
+      strCat("local QP ", hex(qp_->qp_num), " (", p.device, ":", p.port, " gid ", p.gid_index,
+             " ", gidTypeName(p.gid_type), "), remote QP ", hex(peer.qpn), " (gid ",
+             gidText(peer.gid), " ", gidTypeName(peer.gid_type), ", lid ", peer.lid, ")");
+  WEFT_RETURN_IF_ERROR(checkPeer(peer, what, ends));
+  mtu_ = minMtu(p.active_mtu, peer.mtu);
+  if (state_.config().mtu > 0) mtu_ = minMtu(mtu_, mtuEnum(state_.config().mtu));
+  remote_ = peer;
+  WEFT_RETURN_IF_ERROR(toRtr(peer, what, ends));
+  WEFT_RETURN_IF_ERROR(toRts(peer, what, ends));
   WEFT_LOG(kDebug, "verbs") << what << ": connected, MTU " << mtuBytes(mtu_) << "; " << ends;
   return Status::ok();
 }

@@ -159,7 +159,13 @@ void VerbsEndpoint::completeOp(VerbsOp* op, Status status) {
     free_atomic_.push_back(op->atomic_slot);
     op->atomic_slot = UINT32_MAX;
   }
-  if (op->slot != nullptr) pool_.complete(op->slot, std::move(status));
+  if (op->slot != nullptr) {
+    if (status.isOk()) {
+      pool_.completeOk(op->slot);
+    } else {
+      pool_.complete(op->slot, std::move(status));
+    }
+  }
   freeOp(op);
 }
 

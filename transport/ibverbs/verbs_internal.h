@@ -181,6 +181,10 @@ class Channel {
  private:
   Channel(VerbsState& state, int peer) : state_(state), peer_(peer) {}
   Status allocate();
+  // The peer's record fits ours (rendezvous protocol, link layer, RoCE version).
+  Status checkPeer(const QpRecord& peer, std::string_view what, const std::string& ends) const;
+  Status toRtr(const QpRecord& peer, std::string_view what, const std::string& ends);
+  Status toRts(const QpRecord& peer, std::string_view what, const std::string& ends);
 
   VerbsState& state_;
   int peer_;

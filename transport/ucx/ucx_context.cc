@@ -212,7 +212,7 @@ void UcxState::fillCapabilities(const ContextOptions& options) {
 unsigned UcxState::pollDuties() {
   unsigned n = 0;
   // Peer liveness every 1024 rounds (the check itself is rate-limited by time).
-  if ((polls_ & 1023) == 0 && !watched_.empty()) checkPeers();
+  if (!watched_.empty()) checkPeers();
   while (!failed_.empty()) {
     UcxEndpoint* ep = failed_.back();
     failed_.pop_back();

@@ -246,7 +246,7 @@ void UcxEndpoint::onSendDone(RequestSlot* slot, ucs_status_t status) {
     pool_.completeOk(slot);
     return;
   }
-  pool_.complete(slot, statusFor(slot, status));
+  failSlot(slot, status, nullptr, false);
 }
 
 void UcxEndpoint::onRecvDone(RequestSlot* slot, ucs_status_t status,
@@ -257,7 +257,12 @@ void UcxEndpoint::onRecvDone(RequestSlot* slot, ucs_status_t status,
     pool_.completeOk(slot);
     return;
   }
-  if (status == UCS_ERR_MESSAGE_TRUNCATED) {
+  failSlot(slot, status, info, true);
+}
+
+void UcxEndpoint::failSlot(RequestSlot* slot, ucs_status_t status,
+                           const ucp_tag_recv_info_t* info, bool receive) {
+  if (receive && status == UCS_ERR_MESSAGE_TRUNCATED) {
     std::string sent;
     if (info != nullptr && info->length > slot->capacity) {
       sent = strCat(" of ", info->length, " bytes");
@@ -315,6 +320,13 @@ Result<Request> UcxEndpoint::recvRaw(OpKind op, void* buffer, size_t length, uin
   ucs_status_ptr_t ret = ucp_tag_recv_nbx(state_->worker(), length != 0 ? buffer : kEmptyBuffer,
                                           length, ucp_tag, ucp_mask, &p);
   if (ret == nullptr) {
+    // The message was already there: hand back a slot-less completed Request (cheaper for
+    // the caller to test and drop; what message rate depends on).
+    if (op == OpKind::kRecv && info.length <= UINT32_MAX) [[likely]] {
+      pool_.discard(slot);
+      return detail::RequestPool::completed(op, static_cast<uint32_t>(info.length),
+                                            info.sender_tag & kUserTagMask);
+    }
     onRecvDone(slot, UCS_OK, &info);
   } else if (UCS_PTR_IS_ERR(ret)) {
     onRecvDone(slot, UCS_PTR_STATUS(ret), &info);
@@ -324,16 +336,29 @@ Result<Request> UcxEndpoint::recvRaw(OpKind op, void* buffer, size_t length, uin
   return finishPost(slot);
 }
 
-Result<Request> UcxEndpoint::send(const void* buffer, size_t length, Tag tag) {
-  detail::EngineLock lock(engine_);
-  if (closed_ || !failure_.isOk()) [[unlikely]]
-    return usable(OpKind::kSend);
-  if (buffer == nullptr && length != 0) [[unlikely]] {
+Status UcxEndpoint::sendError(const void* buffer, size_t length, Tag tag) const {
+  if (closed_ || !failure_.isOk()) return usable(OpKind::kSend);
+  if (buffer == nullptr && length != 0) {
     return argError(OpKind::kSend, strCat("null buffer with length ", length));
   }
-  if ((tag & ~kUserTagMask) != 0) [[unlikely]] {
-    return argError(OpKind::kSend,
-                    strCat("tag ", hex(tag), " uses bits above the ", kTagBits, " caller bits"));
+  return argError(OpKind::kSend,
+                  strCat("tag ", hex(tag), " uses bits above the ", kTagBits, " caller bits"));
+}
+
+Status UcxEndpoint::recvError(const void* buffer, size_t length, Tag tag, Tag mask) const {
+  if (closed_ || !failure_.isOk()) return usable(OpKind::kRecv);
+  if (buffer == nullptr && length != 0) {
+    return argError(OpKind::kRecv, strCat("null buffer with length ", length));
+  }
+  return argError(OpKind::kRecv, strCat("tag ", hex(tag), " (mask ", hex(mask),
+                                        ") uses bits above the ", kTagBits, " caller bits"));
+}
+
+Result<Request> UcxEndpoint::send(const void* buffer, size_t length, Tag tag) {
+  detail::EngineLock lock(engine_);
+  if (closed_ || !failure_.isOk() || (buffer == nullptr && length != 0) ||
+      (tag & ~kUserTagMask) != 0) [[unlikely]] {
+    return sendError(buffer, length, tag);
   }
   if (length <= kImmediateSendMax) {
     // Small messages usually complete while being posted: try that first, without a slot
@@ -353,14 +378,9 @@ Result<Request> UcxEndpoint::send(const void* buffer, size_t length, Tag tag) {
 
 Result<Request> UcxEndpoint::recv(void* buffer, size_t length, Tag tag, Tag mask) {
   detail::EngineLock lock(engine_);
-  if (closed_ || !failure_.isOk()) [[unlikely]]
-    return usable(OpKind::kRecv);
-  if (buffer == nullptr && length != 0) [[unlikely]] {
-    return argError(OpKind::kRecv, strCat("null buffer with length ", length));
-  }
-  if ((tag & mask & ~kUserTagMask) != 0) [[unlikely]] {
-    return argError(OpKind::kRecv,
-                    strCat("tag ", hex(tag), " uses bits above the ", kTagBits, " caller bits"));
+  if (closed_ || !failure_.isOk() || (buffer == nullptr && length != 0) ||
+      (tag & mask & ~kUserTagMask) != 0) [[unlikely]] {
+    return recvError(buffer, length, tag, mask);
   }
   return recvRaw(OpKind::kRecv, buffer, length, recv_base_ | (tag & kUserTagMask),
                  kKindMask | kRankMask | (mask & kUserTagMask));

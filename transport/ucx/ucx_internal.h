@@ -91,7 +91,7 @@ class UcxState final : public detail::EventSource {
   // duties (peer liveness every 1024 rounds, queued endpoint failures).
   unsigned pollOnce() {
     unsigned n = ucp_worker_progress(worker_);
-    if (((++polls_ & 1023) == 0 || !failed_.empty())) [[unlikely]]
+    if ((++polls_ & 1023) == 0) [[unlikely]]
       n += pollDuties();
     return n;
   }
@@ -111,8 +111,12 @@ class UcxState final : public detail::EventSource {
   // identity + worker address, as published in the Store.
   const std::string& addressRecord() const { return address_record_; }
 
-  // An endpoint's error callback fired: failPending() runs after the progress round.
-  void queueFailed(UcxEndpoint* ep) { failed_.push_back(ep); }
+  // An endpoint's error callback fired: failPending() runs after the progress round (the
+  // counter is moved so that the next pollOnce() runs the duties).
+  void queueFailed(UcxEndpoint* ep) {
+    failed_.push_back(ep);
+    polls_ |= 1023;
+  }
   // An endpoint goes away: forget queued failure work for it.
   void forget(UcxEndpoint* ep);
   // One endpoint per peer rank: claims `peer` (false if already connected).
@@ -231,6 +235,15 @@ class UcxEndpoint final : public Endpoint {
   UcxEndpoint(StatePtr state, int peer, std::string how);
   Status usable(OpKind op) const;
   Status argError(OpKind op, std::string_view what) const;
+  // The errors of send / recv (cold: kept out of the posting fast path, whose frame would
+  // otherwise carry the message formatting).
+  [[gnu::cold, gnu::noinline]] Status sendError(const void* buffer, size_t length,
+                                                Tag tag) const;
+  [[gnu::cold, gnu::noinline]] Status recvError(const void* buffer, size_t length, Tag tag,
+                                                Tag mask) const;
+  // Completion of a slot with a UCX error (cold).
+  [[gnu::cold, gnu::noinline]] void failSlot(detail::RequestSlot* slot, ucs_status_t status,
+                                             const ucp_tag_recv_info_t* info, bool receive);
   // Validates key + [offset, offset + length) and returns the unpacked rkey (cached).
   Result<ucp_rkey_h> remoteAccess(OpKind op, const RemoteKey& key, uint64_t offset, size_t length);
   Result<ucp_rkey_h> unpackKey(OpKind op, const RemoteKey& key);

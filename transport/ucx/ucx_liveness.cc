@@ -10,12 +10,13 @@
 // Address record (little-endian): u32 magic "WUA1" | u32 pid | u64 start time (clock ticks
 // since boot, /proc/<pid>/stat field 22) | u16 host id length, host id ("<boot id>/<pid
 // namespace>") | the UCP worker address (rest).
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
-#include <sstream>
 
 #include "common/logging.h"
 #include "transport/ucx/ucx_internal.h"
@@ -54,20 +55,30 @@ bool getLe(std::string_view in, size_t& pos, T& v) {
 }  // namespace
 
 // State letter and start time of a process, from /proc/<pid>/stat; false if it has none.
+// Runs inside progress (checkPeers), so it allocates nothing: a stack buffer and
+// open/read/close (three system calls per watched peer and keepalive interval).
 bool readProcStat(uint32_t pid, char& state, uint64_t& start_time) {
   char path[64];
   std::snprintf(path, sizeof(path), "/proc/%u/stat", pid);
-  const std::string line = readFirstLine(path);
-  const size_t paren = line.rfind(')');  // the command name may contain spaces and ')'
-  if (paren == std::string::npos) return false;
-  std::istringstream fields(line.substr(paren + 1));
-  std::string field;
-  for (int i = 3; i <= 22 && fields >> field; ++i) {
-    if (i == 3) state = field.empty() ? '?' : field[0];
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  char buf[1024];  // fields 1..22 fit easily (the command name is at most 64 bytes)
+  const ssize_t n = ::read(fd, buf, sizeof(buf) - 1);
+  ::close(fd);
+  if (n <= 0) return false;
+  buf[n] = '\0';
+  const char* p = std::strrchr(buf, ')');  // the command name may contain spaces and ')'
+  if (p == nullptr) return false;
+  ++p;
+  for (int i = 3; i <= 22; ++i) {  // field i starts after the next run of spaces
+    while (*p == ' ') ++p;
+    if (*p == '\0') return false;
+    if (i == 3) state = *p;
     if (i == 22) {
-      start_time = std::strtoull(field.c_str(), nullptr, 10);
+      start_time = std::strtoull(p, nullptr, 10);
       return true;
     }
+    while (*p != ' ' && *p != '\0') ++p;
   }
   return false;
 }
