@@ -31,6 +31,9 @@ void notifyFlushCallback(void* request, ucs_status_t status, void* user_data) {
   }
 }
 
+// Puts up to this size first try to complete while being posted, without a request slot.
+constexpr size_t kImmediatePutMax = 4096;
+
 ucp_request_param_t rmaParams(RequestSlot* slot, ucp_send_nbx_callback_t cb) {
   ucp_request_param_t p;
   p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
@@ -128,6 +131,17 @@ Result<Request> UcxEndpoint::put(const void* source, size_t length, const Remote
     return argError(OpKind::kPut, strCat("null source with length ", length));
   }
   WEFT_ASSIGN_OR_RETURN(ucp_rkey_h rkey, remoteAccess(OpKind::kPut, key, offset, length));
+  if (length != 0 && length <= kImmediatePutMax) {
+    // Small puts usually complete locally while being posted (as small sends do): try that
+    // without a slot first; UCX answers NO_RESOURCE instead of queuing when it cannot.
+    ucp_request_param_t p;
+    p.op_attr_mask = UCP_OP_ATTR_FLAG_FORCE_IMM_CMPL;
+    if (ucp_put_nbx(ep_, source, length, key.address + offset, rkey, &p) == nullptr) {
+      engine_.kick();
+      return detail::RequestPool::completed(OpKind::kPut, static_cast<uint32_t>(length));
+    }
+    // Anything else (NO_RESOURCE, an error) takes the tracked path, which reports it.
+  }
   RequestSlot* slot = pool_.acquire(OpKind::kPut, &posted_, this);
   if (slot == nullptr) return pool_.exhausted(OpKind::kPut);
   slot->capacity = length;
