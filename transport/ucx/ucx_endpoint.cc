@@ -96,8 +96,8 @@ Result<std::unique_ptr<UcxEndpoint>> UcxEndpoint::create(StatePtr state, int pee
                                                          bool same_host) {
   std::unique_ptr<UcxEndpoint> ep(new UcxEndpoint(std::move(state), peer, std::move(how)));
   params.field_mask |= UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE | UCP_EP_PARAM_FIELD_ERR_HANDLER;
-  params.err_mode = ep->state_->ucxPeerErrors(same_host) ? UCP_ERR_HANDLING_MODE_PEER
-                                                          : UCP_ERR_HANDLING_MODE_NONE;
+  ep->peer_errors_ = ep->state_->ucxPeerErrors(same_host);
+  params.err_mode = ep->peer_errors_ ? UCP_ERR_HANDLING_MODE_PEER : UCP_ERR_HANDLING_MODE_NONE;
   params.err_handler.cb = errorCallback;
   params.err_handler.arg = ep.get();
   const ucs_status_t st = ucp_ep_create(ep->state_->worker(), &params, &ep->ep_);
@@ -409,7 +409,8 @@ Status UcxEndpoint::closeUcpEndpoint(Deadline deadline, bool force) {
     ucp_request_param_t p;
     p.op_attr_mask =
         UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
-    p.flags = force ? UCP_EP_CLOSE_FLAG_FORCE : 0;
+    // UCX accepts a forced close only on endpoints with peer error handling.
+    p.flags = force && peer_errors_ ? UCP_EP_CLOSE_FLAG_FORCE : 0;
     p.cb.send = closeCallback;
     p.user_data = op;
     ret = ucp_ep_close_nbx(ep_, &p);

@@ -268,6 +268,7 @@ class UcxEndpoint final : public Endpoint {
   int peer_;
   std::string how_;  // "store" / "client of host:port" / "accepted from host:port"
   bool closed_ = false;
+  bool peer_errors_ = false;  // created with UCP_ERR_HANDLING_MODE_PEER
   bool never_created_ = false;  // ucp_ep_create failed: the destructor has nothing to do
   Status failure_;              // sticky peer failure
   uint64_t send_base_;          // kKindUser | my rank
