@@ -1,0 +1,261 @@
+// weft-ps-bench: parameter-server throughput over the transport (push / pull / push_pull).
+//
+//   weft-run -n 2 -- weft-ps-bench --servers 1      # 1 server + 1 worker
+//   weft-run -n 4 -- weft-ps-bench --servers 2      # 2 servers + 2 workers
+//
+// Workloads (each runs --duration seconds per case on every worker, after a warm-up that
+// creates every row):
+//   sparse: requests of --keys keys (1000) with dim 1 and dim 16, keys uniform over 2^20 ids
+//           or Zipf(1)-distributed over them (duplicates allowed: pushes sum them)
+//   dense:  one value of 1 MiB and one of 4 MiB (rows of dim 1024: 256 / 1024 keys)
+// Each worker keeps --window requests in flight (16). Table: SGD on the servers.
+// Printed per case: keys/s and GB/s of values (all workers together), and the CPU use of
+// each role (process CPU time / wall time while the case ran; 100 % = one core).
+//
+// Options: --servers N (1)  --duration S (2)  --window W (16)  --keys N (1000)
+//          --workloads sparse,dense  --ops push,pull,push_pull  --dists uniform,zipf
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <numeric>
+#include <sstream>
+#include <vector>
+
+#include "paramserver/util/hash.h"
+#include "tools/ps_tool_util.h"
+
+namespace {
+
+using weft::strCat;
+namespace ps = weft::ps;
+namespace pt = weft::ps::tools;
+
+constexpr uint64_t kKeySpace = uint64_t{1} << 20;
+constexpr size_t kPoolKeys = size_t{1} << 20;  // pre-drawn keys each worker cycles through
+
+struct Options {
+  int servers = 1;
+  double duration = 2;
+  size_t window = 16, keys = 1000;
+  std::vector<std::string> workloads = {"sparse", "dense"};
+  std::vector<std::string> ops = {"push", "pull", "push_pull"};
+  std::vector<std::string> dists = {"uniform", "zipf"};
+};
+
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream in(s);
+  for (std::string part; std::getline(in, part, ',');) out.push_back(part);
+  return out;
+}
+
+Options parse(int argc, char** argv) {
+  Options o;
+  pt::ArgReader r(argc, argv, "weft-ps-bench");
+  while (r.next()) {
+    if (r.is("--servers")) o.servers = static_cast<int>(r.intValue(1, 1024));
+    else if (r.is("--duration")) o.duration = r.doubleValue(0.01, 3600);
+    else if (r.is("--window")) o.window = static_cast<size_t>(r.intValue(1, 4096));
+    else if (r.is("--keys")) o.keys = static_cast<size_t>(r.intValue(1, 1 << 20));
+    else if (r.is("--workloads")) o.workloads = split(r.value());
+    else if (r.is("--ops")) o.ops = split(r.value());
+    else if (r.is("--dists")) o.dists = split(r.value());
+    else r.unknown();
+  }
+  return o;
+}
+
+struct Case {
+  std::string name;  // "sparse dim 16 zipf" / "dense 1 MiB"
+  std::string op;
+  uint32_t table = 0;
+  uint32_t dim = 1;
+  size_t keys = 0;  // per request
+  bool zipf = false;
+  bool dense = false;
+};
+
+std::vector<Case> cases(const Options& o) {
+  std::vector<Case> out;
+  auto has = [](const std::vector<std::string>& v, const char* x) {
+    return std::find(v.begin(), v.end(), x) != v.end();
+  };
+  for (const std::string& op : o.ops) {
+    if (has(o.workloads, "sparse")) {
+      for (uint32_t dim : {1u, 16u}) {
+        for (const std::string& d : o.dists) {
+          out.push_back({strCat("sparse ", o.keys, " keys dim ", dim, " ", d), op,
+                         dim == 1 ? 1u : 2u, dim, o.keys, d == "zipf", false});
+        }
+      }
+    }
+    if (has(o.workloads, "dense")) {
+      for (size_t mib : {1, 4}) {
+        out.push_back({strCat("dense ", mib, " MiB value"), op, 3, 1024, mib * 256, false, true});
+      }
+    }
+  }
+  return out;
+}
+
+std::vector<uint64_t> keyPool(bool zipf, uint64_t seed) {
+  std::vector<uint64_t> pool(kPoolKeys);
+  const double log_v = std::log(static_cast<double>(kKeySpace) + 1);
+  for (size_t i = 0; i < pool.size(); ++i) {
+    const uint64_t h = ps::hashKey(i, seed);
+    const double u = static_cast<double>(h >> 11) * 0x1.0p-53;
+    const uint64_t rank = zipf ? static_cast<uint64_t>(std::exp(u * log_v)) - 1 : h % kKeySpace;
+    pool[i] = ps::hashKey(std::min(rank, kKeySpace - 1), 0xbe7c) % kKeySpace;
+  }
+  return pool;
+}
+
+ps::TableSpec table(uint32_t id, uint32_t dim) {
+  ps::TableSpec s;
+  s.id = id;
+  s.name = strCat("bench", id);
+  s.dim = dim;
+  s.optimizer.kind = ps::OptimizerKind::kSgd;
+  s.optimizer.learning_rate = 1e-6f;
+  return s;
+}
+
+// Keeps `window` requests in flight for `seconds`; returns the keys moved.
+uint64_t drive(ps::net::Client& c, const Case& k, const std::vector<uint64_t>& pool,
+               size_t window, double seconds, size_t worker) {
+  const weft::Deadline d = pt::defaultDeadline();
+  std::vector<float> grads(k.keys * k.dim, 1e-3f);
+  std::vector<std::vector<float>> out(window, std::vector<float>(k.keys * k.dim));
+  std::vector<ps::net::Ticket> tickets(window, 0);
+  std::vector<uint64_t> dense(k.keys);
+  std::iota(dense.begin(), dense.end(), 1000000 * (worker + 1));
+  size_t cursor = (worker * 7919 * k.keys) % (pool.size() - k.keys);
+  uint64_t moved = 0;
+  const double end = weft::monotonicSeconds() + seconds;
+  for (size_t i = 0;; ++i) {
+    const size_t slot = i % window;
+    if (tickets[slot] != 0) {
+      pt::must(c.wait(tickets[slot], d), strCat(k.op, " ", k.name));
+      moved += k.keys;
+      tickets[slot] = 0;
+    }
+    if (weft::monotonicSeconds() >= end) break;
+    std::span<const uint64_t> keys = k.dense ? std::span<const uint64_t>(dense)
+                                             : std::span<const uint64_t>(pool).subspan(cursor, k.keys);
+    cursor = cursor + k.keys * 2 < pool.size() ? cursor + k.keys : 0;
+    tickets[slot] = k.op == "push"   ? pt::must(c.push(k.table, keys, grads), "push")
+                    : k.op == "pull" ? pt::must(c.pull(k.table, keys, out[slot].data()), "pull")
+                                     : pt::must(c.pushPull(k.table, keys, grads, out[slot].data()),
+                                                "pushPull");
+  }
+  for (ps::net::Ticket t : tickets) {
+    if (t != 0) {
+      pt::must(c.wait(t, d), "drain");
+      moved += k.keys;
+    }
+  }
+  return moved;
+}
+
+// Creates every row the cases touch (so pulls read real rows).
+void warmUp(ps::net::Client& c, const pt::JobRoles& roles) {
+  const weft::Deadline d = pt::defaultDeadline();
+  for (uint32_t dim : {1u, 16u}) {
+    const uint32_t id = dim == 1 ? 1 : 2;
+    std::vector<uint64_t> keys(1000);
+    std::vector<float> g(keys.size() * dim, 0.0f);
+    for (uint64_t k = static_cast<uint64_t>(roles.worker()) * 1000; k < kKeySpace;
+         k += static_cast<uint64_t>(roles.workers()) * 1000) {
+      std::iota(keys.begin(), keys.end(), k);
+      pt::must(c.pushSync(id, keys, g, d), "warm-up push");
+    }
+  }
+}
+
+void serverRole(const pt::JobRoles& roles, const std::vector<Case>& all) {
+  const weft::Deadline d = pt::defaultDeadline();
+  ps::net::ServerOptions so;
+  so.server_id = static_cast<uint32_t>(roles.rank);
+  so.num_servers = static_cast<uint32_t>(roles.servers);
+  so.rank = roles.rank;
+  so.ns = roles.ns;
+  auto server = pt::must(ps::net::Server::start(so, roles.store, d), "starting the server");
+  for (size_t i = 0; i < all.size(); ++i) {
+    pt::must(roles.store->get(strCat("bench/start/", i), d).status(), "waiting for a case");
+    const double c0 = pt::processCpuSeconds(), t0 = weft::monotonicSeconds();
+    pt::must(roles.store->get(strCat("bench/end/", i), d).status(), "waiting for a case");
+    const double cpu = 100 * (pt::processCpuSeconds() - c0) / (weft::monotonicSeconds() - t0);
+    pt::must(roles.store->set(strCat("bench/cpu/", i, "/", roles.rank), strCat(cpu)), "store");
+  }
+  pt::must(roles.store->get(roles.ns + "/shutdown", d).status(), "waiting for the end");
+  pt::must(server->stop(weft::Deadline::afterSeconds(10)), "stopping the server");
+}
+
+std::string serverCpu(const pt::JobRoles& roles, size_t i) {
+  std::string out;
+  for (int s = 0; s < roles.servers; ++s) {
+    const std::string v =
+        pt::must(roles.store->get(strCat("bench/cpu/", i, "/", s), pt::defaultDeadline()), "cpu");
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), "%s%.0f", s ? "/" : "", std::stod(v));
+    out += buf;
+  }
+  return out;
+}
+
+void workerRole(const Options& o, const pt::JobRoles& roles, const std::vector<Case>& all) {
+  const weft::Deadline d = pt::defaultDeadline();
+  auto c = roles.connectWorker(d);
+  for (uint32_t id : {1u, 2u, 3u}) {
+    pt::must(c->createTable(table(id, id == 1 ? 1 : id == 2 ? 16 : 1024), d), "createTable");
+  }
+  warmUp(*c, roles);
+  const auto w = static_cast<uint64_t>(roles.worker());
+  const std::vector<uint64_t> uniform = keyPool(false, 11 + w), zipf = keyPool(true, 17 + w);
+  if (roles.worker() == 0) {
+    std::printf("# weft-ps-bench: %d server(s) + %d worker(s), window %zu, %.1f s per case\n",
+                roles.servers, roles.workers(), o.window, o.duration);
+    std::printf("%-30s %-9s %12s %9s %13s %11s\n", "workload", "op", "Mkeys/s", "GB/s",
+                "server CPU %", "worker CPU %");
+  }
+  for (size_t i = 0; i < all.size(); ++i) {
+    const Case& k = all[i];
+    roles.workerBarrier(strCat("case", i), d);
+    if (roles.worker() == 0) pt::must(roles.store->set(strCat("bench/start/", i), "1"), "store");
+    const double c0 = pt::processCpuSeconds(), t0 = weft::monotonicSeconds();
+    const uint64_t moved = drive(*c, k, k.zipf ? zipf : uniform, o.window, o.duration, w);
+    const double wall = weft::monotonicSeconds() - t0;
+    const double cpu = 100 * (pt::processCpuSeconds() - c0) / wall;
+    // Every worker adds its rate (keys/s, scaled by 1000) and CPU to the case's totals.
+    pt::must(roles.store->add(strCat("bench/keys/", i), static_cast<int64_t>(moved / wall)).status(), "store");
+    pt::must(roles.store->add(strCat("bench/wcpu/", i), static_cast<int64_t>(cpu)).status(), "store");
+    roles.workerBarrier(strCat("done", i), d);
+    if (roles.worker() != 0) continue;
+    pt::must(roles.store->set(strCat("bench/end/", i), "1"), "store");
+    const auto rate = static_cast<double>(pt::must(roles.store->add(strCat("bench/keys/", i), 0), "store"));
+    const auto wcpu = pt::must(roles.store->add(strCat("bench/wcpu/", i), 0), "store");
+    std::printf("%-30s %-9s %12.2f %9.3f %13s %11lld\n", k.name.c_str(), k.op.c_str(), rate / 1e6,
+                rate * k.dim * 4 / 1e9, serverCpu(roles, i).c_str(),
+                static_cast<long long>(wcpu / roles.workers()));
+    std::fflush(stdout);
+  }
+  roles.finishWorker();
+}
+
+int run(const Options& o) {
+  const pt::JobRoles roles = pt::jobRoles(o.servers, "psbench");
+  const std::vector<Case> all = cases(o);
+  if (roles.isServer()) {
+    serverRole(roles, all);
+  } else {
+    workerRole(o, roles, all);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return pt::toolMain("weft-ps-bench", [&] { return run(parse(argc, argv)); });
+}

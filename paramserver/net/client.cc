@@ -1,0 +1,374 @@
+#include <cmath>
+#include <cstring>
+
+#include "common/config.h"
+#include "common/logging.h"
+#include "paramserver/net/client_impl.h"
+#include "paramserver/net/framing.h"
+
+namespace weft::ps::net {
+
+using wire::Opcode;
+
+Status Client::pullSync(uint32_t table_id, std::span<const uint64_t> keys, float* out,
+                        Deadline d) {
+  WEFT_ASSIGN_OR_RETURN(const Ticket t, pull(table_id, keys, out));
+  return wait(t, d);
+}
+
+Status Client::pushSync(uint32_t table_id, std::span<const uint64_t> keys,
+                        std::span<const float> grads, Deadline d) {
+  WEFT_ASSIGN_OR_RETURN(const Ticket t, push(table_id, keys, grads));
+  return wait(t, d);
+}
+
+ClientImpl::~ClientImpl() {
+  // Close first: pending receives complete (canceled) before their buffers go away.
+  for (ServerConn& s : servers_) {
+    if (s.ep) (void)s.ep->close(Deadline::afterSeconds(1));
+  }
+  ops_.clear();
+}
+
+Status ClientImpl::init(Deadline deadline) {
+  WEFT_ASSIGN_OR_RETURN(const int64_t eager, config::getInt("WEFT_PS_EAGER_BYTES"));
+  eager_bytes_ = options_.eager_bytes ? options_.eager_bytes : static_cast<size_t>(eager);
+  transport::ContextOptions co = options_.transport;
+  co.rank = options_.rank;
+  WEFT_ASSIGN_OR_RETURN(ctx_, transport::openContext(options_.backend, co));
+  WEFT_RETURN_IF_ERROR(ctx_->publishAddress(members_.transportStore()));
+  WEFT_ASSIGN_OR_RETURN(ShardMap map, members_.readMap(deadline));
+  map_.emplace(std::move(map));
+  for (const uint32_t id : map_->servers()) {
+    ServerConn s;
+    s.id = id;
+    servers_.push_back(std::move(s));
+  }
+  WEFT_RETURN_IF_ERROR(members_.registerClient(options_.rank));
+  for (ServerConn& s : servers_) WEFT_RETURN_IF_ERROR(connectServer(s, deadline));
+  return Status::ok();
+}
+
+Status ClientImpl::connectServer(ServerConn& s, Deadline deadline) {
+  s.ep.reset();
+  auto rank = members_.serverRank(s.id, deadline);
+  if (!rank.isOk()) return rank.status().withContext(strCat("ps client: finding ps server ", s.id));
+  s.rank = *rank;
+  auto ep = ctx_->connect(members_.transportStore(), s.rank, deadline);
+  if (!ep.isOk()) return ep.status().withContext(strCat("ps client: connecting to ", describeServer(s.id)));
+  s.ep = std::move(ep).value();
+  return hello(s, deadline);
+}
+
+std::string ClientImpl::describeServer(uint32_t server_id) const {
+  for (const ServerConn& s : servers_) {
+    if (s.id == server_id) return strCat("ps server ", s.id, " (rank ", s.rank, ")");
+  }
+  return strCat("ps server ", server_id);
+}
+
+ServerConn* ClientImpl::server(uint32_t id) {
+  for (ServerConn& s : servers_) {
+    if (s.id == id) return &s;
+  }
+  return nullptr;
+}
+
+Status ClientImpl::hello(ServerConn& s, Deadline deadline) {
+  std::vector<SubRequest> subs(1);
+  subs[0].pending = PendingRequest{codec_.nextRequestId(), Opcode::kHello, s.id, 0, 0, {}};
+  subs[0].message = wire::encodeHello({subs[0].pending.request_id, codec_.srcRank(), 0, 0}, {});
+  WEFT_ASSIGN_OR_RETURN(std::vector<Bytes> replies, rpcAll(std::move(subs), "Hello", deadline));
+  auto m = wire::decodeMessage(replies[0], {});
+  if (!m.isOk()) return m.status();
+  const wire::Header h = m->header;
+  WEFT_ASSIGN_OR_RETURN(const wire::ReplyView v, wire::checkReply(*m, h.request_id, Opcode::kHello));
+  WEFT_ASSIGN_OR_RETURN(const wire::HelloReply r, wire::decodeHelloReply(v));
+  s.max_keys = r.max_keys;
+  if (r.map_version != map_->version()) {
+    WEFT_LOG(kWarn, "ps") << describeServer(s.id) << " serves shard map version " << r.map_version
+                          << ", this client routes with " << map_->version();
+  }
+  return Status::ok();
+}
+
+Status ClientImpl::reconnect(Deadline deadline) {
+  for (ServerConn& s : servers_) {
+    if (s.ep && s.ep->health().isOk()) continue;
+    // Requests still waiting on the dead endpoint have completed with its error; forget them.
+    std::erase_if(ops_, [&](const auto& entry) {
+      for (const SubRequest& sub : entry.second.subs) {
+        if (sub.pending.server == s.id) return true;
+      }
+      return false;
+    });
+    WEFT_RETURN_IF_ERROR(connectServer(s, deadline));
+  }
+  return Status::ok();
+}
+
+Result<uint32_t> ClientImpl::dimOf(uint32_t table_id, const char* op) const {
+  auto it = dims_.find(table_id);
+  if (it != dims_.end()) return it->second;
+  return WEFT_ERROR(StatusCode::kInvalidArgument, "ps client rank ", options_.rank, ": ", op,
+                    " of table ", table_id, ": this client does not know the table")
+      .withHint("call createTable(spec) or useTable(id, dim) first");
+}
+
+Status ClientImpl::checkKeys(uint32_t table_id, std::span<const uint64_t> keys,
+                             std::span<const float> grads, uint32_t dim, const char* op) const {
+  uint32_t max_keys = UINT32_MAX;
+  for (const ServerConn& s : servers_) max_keys = std::min(max_keys, s.max_keys);
+  if (keys.size() > max_keys) {
+    return WEFT_ERROR(StatusCode::kInvalidArgument, "ps client rank ", options_.rank, ": ", op,
+                      " of table ", table_id, " with ", keys.size(),
+                      " keys: the servers accept at most ", max_keys,
+                      " keys per request (WEFT_PS_MAX_KEYS)")
+        .withHint("split the batch");
+  }
+  if (grads.data() == nullptr && grads.empty()) return Status::ok();
+  if (grads.size() != keys.size() * dim) {
+    return WEFT_ERROR(StatusCode::kInvalidArgument, "ps client: ", op, " of table ", table_id,
+                      ": ", grads.size(), " gradient values for ", keys.size(), " keys of dim ",
+                      dim, " (expected ", keys.size() * dim, ")");
+  }
+  for (size_t i = 0; i < grads.size(); ++i) {
+    if (!std::isfinite(grads[i])) {
+      return WEFT_ERROR(StatusCode::kInvalidArgument, "ps client: ", op, " of table ", table_id,
+                        ": gradient of key ", keys[i / dim], " (position ", i / dim,
+                        ", element ", i % dim, ") is ", grads[i],
+                        "; nothing was sent to any server");
+    }
+  }
+  return Status::ok();
+}
+
+Result<Ticket> ClientImpl::startData(Opcode op, uint32_t table_id, std::span<const uint64_t> keys,
+                                     std::span<const float> grads, float* out) {
+  const char* name = op == Opcode::kPull ? "pull" : op == Opcode::kPush ? "push" : "pushPull";
+  WEFT_ASSIGN_OR_RETURN(const uint32_t dim, dimOf(table_id, name));
+  WEFT_RETURN_IF_ERROR(checkKeys(table_id, keys, grads, dim, name));
+  const uint32_t clock = currentClock(table_id);
+  std::vector<Outgoing> outgoing =
+      op == Opcode::kPull   ? codec_.encodePull(*map_, table_id, dim, clock, keys)
+      : op == Opcode::kPush ? codec_.encodePush(*map_, table_id, dim, clock, keys, grads)
+                            : codec_.encodePushPull(*map_, table_id, dim, clock, keys, grads);
+  Op o;
+  o.out = out;
+  o.what = strCat(name, " of table ", table_id);
+  o.subs.resize(outgoing.size());
+  for (size_t i = 0; i < outgoing.size(); ++i) {
+    SubRequest& sub = o.subs[i];
+    sub.pending = std::move(outgoing[i].pending);
+    sub.message = std::move(outgoing[i].message);
+    const size_t values = size_t{4} * sub.pending.positions.size() * dim;
+    const size_t reply = op == Opcode::kPush ? 0 : wire::kHeaderBytes + wire::kReplyPrefixBytes + values;
+    Status st = post(sub, reply);
+    if (!st.isOk()) {
+      // Receives already posted complete on their own (their buffers live in ops_ until the
+      // Client goes); the caller gets no ticket.
+      st = st.withContext(o.what);
+      o.subs.resize(sub.recv.valid() ? i + 1 : i);
+      if (!o.subs.empty()) enqueue(std::move(o));
+      return st;
+    }
+  }
+  return enqueue(std::move(o));
+}
+
+Result<Ticket> ClientImpl::pull(uint32_t table_id, std::span<const uint64_t> keys, float* out) {
+  return startData(Opcode::kPull, table_id, keys, {}, out);
+}
+
+Result<Ticket> ClientImpl::push(uint32_t table_id, std::span<const uint64_t> keys,
+                                std::span<const float> grads) {
+  return startData(Opcode::kPush, table_id, keys, grads, nullptr);
+}
+
+Result<Ticket> ClientImpl::pushPull(uint32_t table_id, std::span<const uint64_t> keys,
+                                    std::span<const float> grads, float* out) {
+  return startData(Opcode::kPushPull, table_id, keys, grads, out);
+}
+
+Status ClientImpl::post(SubRequest& sub, size_t reply_bytes) {
+  ServerConn* s = server(sub.pending.server);
+  const uint64_t id = sub.pending.request_id;
+  const std::string who = describeServer(sub.pending.server);
+  const size_t capacity = std::max(reply_bytes, kMaxErrorReplyBytes);
+  if (!reply_pool_.empty()) {
+    sub.reply = std::move(reply_pool_.back());
+    reply_pool_.pop_back();
+  }
+  if (sub.reply.size() < capacity) sub.reply.resize(capacity);
+  auto recv = s->ep->recv(sub.reply.data(), capacity, tagReply(id));
+  if (!recv.isOk()) return recv.status().withContext(who);
+  sub.recv = std::move(recv).value();
+  if (sub.message.size() <= eager_bytes_) {
+    auto send = s->ep->send(sub.message.data(), sub.message.size(), kTagRequest);
+    if (!send.isOk()) return send.status().withContext(who);
+    sub.send = std::move(send).value();
+    return Status::ok();
+  }
+  std::memcpy(sub.announce.data(), sub.message.data(), wire::kHeaderBytes);
+  auto head = s->ep->send(sub.announce.data(), sub.announce.size(), kTagRequest);
+  if (!head.isOk()) return head.status().withContext(who);
+  sub.send = std::move(head).value();
+  auto body = s->ep->send(sub.message.data(), sub.message.size(), tagBody(id));
+  if (!body.isOk()) return body.status().withContext(who);
+  sub.body_send = std::move(body).value();
+  return Status::ok();
+}
+
+Ticket ClientImpl::enqueue(Op op) {
+  const Ticket t = next_ticket_++;
+  ops_.emplace(t, std::move(op));
+  return t;
+}
+
+Status ClientImpl::finishSub(const Op& op, SubRequest& sub, Deadline deadline) {
+  const std::string who = describeServer(sub.pending.server);
+  Status st = sub.recv.wait(deadline);
+  if (st.code() == StatusCode::kTimeout) {
+    return WEFT_ERROR(StatusCode::kTimeout, "ps client rank ", options_.rank, ": ", op.what,
+                      ": no reply from ", who, " before the deadline (request ",
+                      sub.pending.request_id, ")")
+        .withHint("is the server alive and serving? (WEFT_LOG=info on the server)");
+  }
+  if (!st.isOk()) return st.withContext(strCat(op.what, ": ", who));
+  for (transport::Request* r : {&sub.send, &sub.body_send}) {
+    if (!r->valid()) continue;
+    Status s2 = r->wait(deadline);
+    if (!s2.isOk()) return s2.withContext(strCat(op.what, ": sending to ", who));
+  }
+  const std::span<const uint8_t> reply(sub.reply.data(), sub.recv.bytes());
+  if (sub.pending.op == Opcode::kPull || sub.pending.op == Opcode::kPush ||
+      sub.pending.op == Opcode::kPushPull) {
+    Status d = codec_.decodeReply(sub.pending, reply, op.out);
+    return d.isOk() ? d : d.withContext(strCat(op.what, ": ", who));
+  }
+  return Status::ok();
+}
+
+void ClientImpl::recycle(Op& op) {
+  // Keeps up to kMaxPooled buffers (a window of requests in flight reuses them).
+  constexpr size_t kMaxPooled = 32;
+  for (SubRequest& sub : op.subs) {
+    if (reply_pool_.size() < kMaxPooled && !sub.reply.empty()) {
+      reply_pool_.push_back(std::move(sub.reply));
+    }
+  }
+}
+
+Status ClientImpl::wait(Ticket ticket, Deadline deadline) {
+  auto it = ops_.find(ticket);
+  if (it == ops_.end()) {
+    return WEFT_ERROR(StatusCode::kInvalidArgument, "ps client: ticket ", ticket,
+                      " is not outstanding (completed already, or never issued)");
+  }
+  Status first;
+  for (SubRequest& sub : it->second.subs) {
+    Status st = finishSub(it->second, sub, deadline);
+    if (st.code() == StatusCode::kTimeout) return st;  // the ticket stays valid
+    if (first.isOk() && !st.isOk()) first = st;
+  }
+  recycle(it->second);
+  ops_.erase(it);
+  return first;
+}
+
+bool ClientImpl::test(Ticket ticket) {
+  ctx_->progress();
+  auto it = ops_.find(ticket);
+  if (it == ops_.end()) return true;
+  for (const SubRequest& sub : it->second.subs) {
+    if (!sub.recv.done()) return false;
+  }
+  return true;
+}
+
+Result<std::vector<Bytes>> ClientImpl::rpcAll(std::vector<SubRequest> subs,
+                                              const std::string& what, Deadline deadline) {
+  Op o;
+  o.what = what;
+  o.subs = std::move(subs);
+  for (size_t i = 0; i < o.subs.size(); ++i) {
+    Status st = post(o.subs[i], 0);
+    if (!st.isOk()) {
+      o.subs.resize(i);
+      for (SubRequest& sub : o.subs) (void)finishSub(o, sub, deadline);
+      return st.withContext(what);
+    }
+  }
+  std::vector<Bytes> replies;
+  Status first;
+  for (SubRequest& sub : o.subs) {
+    Status st = finishSub(o, sub, deadline);
+    if (st.isOk()) {
+      sub.reply.resize(sub.recv.bytes());
+      auto v = view(sub, sub.reply);
+      if (!v.isOk()) st = v.status().withContext(strCat(what, ": ", describeServer(sub.pending.server)));
+    }
+    if (first.isOk() && !st.isOk()) first = st;
+    replies.push_back(std::move(sub.reply));
+  }
+  if (!first.isOk()) return first;
+  return replies;
+}
+
+Result<wire::ReplyView> ClientImpl::view(const SubRequest& sub, const Bytes& reply) const {
+  WEFT_ASSIGN_OR_RETURN(const wire::Message m, wire::decodeMessage(reply, {}));
+  return wire::checkReply(m, sub.pending.request_id, sub.pending.op);
+}
+
+Status ClientImpl::createTable(const TableSpec& spec, Deadline deadline) {
+  std::vector<SubRequest> subs(servers_.size());
+  for (size_t i = 0; i < servers_.size(); ++i) {
+    subs[i].pending = PendingRequest{codec_.nextRequestId(), Opcode::kCreateTable,
+                                     servers_[i].id, spec.id, spec.dim, {}};
+    subs[i].message = wire::encodeCreateTable(
+        {subs[i].pending.request_id, codec_.srcRank(), spec.id, 0}, spec);
+  }
+  WEFT_RETURN_IF_ERROR(
+      rpcAll(std::move(subs), strCat("createTable ", describeTable(spec)), deadline).status());
+  dims_[spec.id] = spec.dim;
+  return Status::ok();
+}
+
+Status ClientImpl::clock(uint32_t table_id, Deadline deadline) {
+  const uint32_t c = currentClock(table_id);
+  std::vector<SubRequest> subs(servers_.size());
+  for (size_t i = 0; i < servers_.size(); ++i) {
+    subs[i].pending = PendingRequest{codec_.nextRequestId(), Opcode::kClock, servers_[i].id,
+                                     table_id, 0, {}};
+    subs[i].message = wire::encodeClock(
+        {subs[i].pending.request_id, codec_.srcRank(), table_id, 0}, {options_.worker, c});
+  }
+  WEFT_RETURN_IF_ERROR(rpcAll(std::move(subs), strCat("clock ", c, " of table ", table_id,
+                                                      " by worker ", options_.worker),
+                              deadline)
+                           .status());
+  clocks_[table_id] = c + 1;
+  return Status::ok();
+}
+
+Status ClientImpl::checkpoint(const std::string& path, bool restore, Deadline deadline) {
+  std::vector<SubRequest> subs(servers_.size());
+  for (size_t i = 0; i < servers_.size(); ++i) {
+    subs[i].pending = PendingRequest{codec_.nextRequestId(), Opcode::kCheckpoint, servers_[i].id,
+                                     0, 0, {}};
+    wire::CheckpointRequest r{restore, strCat(path, "/server-", servers_[i].id)};
+    subs[i].message = wire::encodeCheckpoint({subs[i].pending.request_id, codec_.srcRank(), 0, 0}, r);
+  }
+  return rpcAll(std::move(subs), strCat(restore ? "restore of checkpoint " : "checkpoint ", path),
+                deadline)
+      .status();
+}
+
+Result<std::unique_ptr<Client>> Client::connect(const ClientOptions& options,
+                                                std::shared_ptr<Store> store, Deadline deadline) {
+  auto client = std::make_unique<ClientImpl>(options, std::move(store));
+  WEFT_RETURN_IF_ERROR(client->init(deadline));
+  return std::unique_ptr<Client>(std::move(client));
+}
+
+}  // namespace weft::ps::net

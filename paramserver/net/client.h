@@ -1,0 +1,124 @@
+// ps::net::Client: a worker's connection to every parameter server of a job.
+//
+//   ClientOptions o;  o.rank = world_rank;  o.worker = worker_index;
+//   WEFT_ASSIGN_OR_RETURN(auto client, Client::connect(o, store, deadline));
+//   WEFT_RETURN_IF_ERROR(client->createTable(spec, deadline));     // every server
+//   WEFT_ASSIGN_OR_RETURN(Ticket t, client->pull(spec.id, keys, out));
+//   WEFT_RETURN_IF_ERROR(client->wait(t, deadline));                // out is filled
+//
+// Requests: keys may come in any order and repeat. A pull fills every position (a key
+// without a row reads as its initializer). A push sums duplicate keys' gradients on the
+// server, then runs the optimizer once per distinct key (PROTOCOL.md §4). Keys are routed
+// to servers by the shard map; one request per server is in flight per call, and any number
+// of calls may be in flight (each returns a Ticket): replies are matched by request id.
+// push / pushPull check every gradient is finite before sending anything, so a bad push
+// changes no server. Requests above the servers' max_keys are refused at once.
+//
+// Errors: an Error reply comes back as its Status (unknown table, dim mismatch, ...,
+// naming the server). A server that dies fails the calls waiting on it, and every later
+// call to it, with kPeerFailure naming it ("ps server 1 (rank 3)") as soon as the transport
+// notices (same-host peers: at once; remote ones: UCX keepalive); wait() never outlives its
+// deadline (kTimeout naming the servers that did not answer; the ticket stays valid).
+// reconnect() re-reads the store and reconnects to servers that failed (restarted ones).
+//
+// Paths: pull / push / pushPull / clock / checkpoint are RPCs (framing.h: eager messages up
+// to WEFT_PS_EAGER_BYTES, larger requests announced then moved by the transport's
+// rendezvous). pullOneSided() reads rows straight from the servers' registered memory
+// (transport get), validated per row (row_layout.h), retrying torn copies, and falls back
+// to RPC for keys without a row or whose row moved; oneSidedStats() counts both paths.
+//
+// Contract: one thread at a time (the Client drives its own Context in wait()); buffers
+// given to pull / push stay the caller's and must stay valid until the ticket completed
+// (grads are copied at the call, out is written during wait()).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/deadline.h"
+#include "common/result.h"
+#include "common/store/store.h"
+#include "paramserver/sharding/shard_map.h"
+#include "paramserver/table_spec.h"
+#include "transport/api/context.h"
+
+namespace weft::ps::net {
+
+struct ClientOptions {
+  int rank = 0;         // transport rank, unique among the job's servers and clients
+  uint32_t worker = 0;  // worker index for Clock (BSP / SSP tables: 0..num_workers-1)
+  std::string ns = "ps";
+  std::string backend = "ucx";
+  transport::ContextOptions transport;  // rank is set from `rank`
+  size_t eager_bytes = 0;               // 0: WEFT_PS_EAGER_BYTES (same value as the servers)
+};
+
+using Ticket = uint64_t;
+
+struct OneSidedStats {
+  uint64_t rows_one_sided = 0;  // rows returned from a validated one-sided read
+  uint64_t rows_rpc = 0;        // rows pullOneSided fetched by RPC (no row yet, moved)
+  uint64_t gets = 0;            // transport gets posted
+  uint64_t torn_retries = 0;    // copies rejected as torn and read again
+  uint64_t locates = 0;         // Locate RPCs
+};
+
+class Client {
+ public:
+  static Result<std::unique_ptr<Client>> connect(const ClientOptions& options,
+                                                 std::shared_ptr<Store> store, Deadline deadline);
+  virtual ~Client() = default;
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // Creates the table on every server (idempotent for an identical spec) and remembers it.
+  virtual Status createTable(const TableSpec& spec, Deadline deadline) = 0;
+  // Uses a table created elsewhere (by another worker) with this dim.
+  virtual void useTable(uint32_t table_id, uint32_t dim) = 0;
+
+  // out: keys.size() * dim floats; grads: keys.size() * dim floats (copied at the call).
+  virtual Result<Ticket> pull(uint32_t table_id, std::span<const uint64_t> keys, float* out) = 0;
+  virtual Result<Ticket> push(uint32_t table_id, std::span<const uint64_t> keys,
+                              std::span<const float> grads) = 0;
+  virtual Result<Ticket> pushPull(uint32_t table_id, std::span<const uint64_t> keys,
+                                  std::span<const float> grads, float* out) = 0;
+  // Completes a ticket: OK, the first error of its servers, or kTimeout (ticket kept).
+  // A completed ticket is forgotten; waiting on it again is kInvalidArgument.
+  virtual Status wait(Ticket ticket, Deadline deadline) = 0;
+  // Drives progress once; true when wait() would not block.
+  virtual bool test(Ticket ticket) = 0;
+  virtual size_t outstanding() const = 0;
+
+  // Blocking conveniences.
+  Status pullSync(uint32_t table_id, std::span<const uint64_t> keys, float* out, Deadline d);
+  Status pushSync(uint32_t table_id, std::span<const uint64_t> keys, std::span<const float> grads,
+                  Deadline d);
+
+  // This worker finished its current clock of the table (on every server); the clock
+  // pulls carry becomes clock + 1.
+  virtual Status clock(uint32_t table_id, Deadline deadline) = 0;
+  virtual uint32_t currentClock(uint32_t table_id) const = 0;
+
+  // Every server writes (restore: reads) <its checkpoint root>/<path>/server-<id>.
+  virtual Status checkpoint(const std::string& path, bool restore, Deadline deadline) = 0;
+
+  // One-sided pull (see above). Blocking.
+  virtual Status pullOneSided(uint32_t table_id, std::span<const uint64_t> keys, float* out,
+                              Deadline deadline) = 0;
+  virtual OneSidedStats oneSidedStats() const = 0;
+
+  // Reconnects to servers whose connection failed (re-reading their rank from the store).
+  virtual Status reconnect(Deadline deadline) = 0;
+  virtual const ShardMap& shardMap() const = 0;
+  // "ps server 1 (rank 3)" for the server of a shard-map id.
+  virtual std::string describeServer(uint32_t server_id) const = 0;
+
+ protected:
+  Client() = default;
+};
+
+}  // namespace weft::ps::net

@@ -1,0 +1,119 @@
+// Internal to the client (client.cc, client_one_sided.cc): the Client implementation.
+#pragma once
+
+#include <array>
+#include <unordered_map>
+
+#include "paramserver/client/client_codec.h"
+#include "paramserver/net/client.h"
+#include "paramserver/net/membership.h"
+#include "paramserver/row_layout.h"
+
+namespace weft::ps::net {
+
+struct ServerConn {
+  uint32_t id = 0;
+  int rank = -1;
+  std::unique_ptr<transport::Endpoint> ep;
+  uint32_t max_keys = 0;
+};
+
+// One request to one server and its reply.
+struct SubRequest {
+  PendingRequest pending;
+  Bytes message;
+  std::array<uint8_t, wire::kHeaderBytes> announce{};
+  Bytes reply;  // from the reply pool; may be longer than the reply
+  transport::Request send, body_send, recv;
+};
+
+struct Op {
+  std::vector<SubRequest> subs;
+  float* out = nullptr;
+  std::string what;  // "pull of table 3" for messages
+};
+
+class ClientImpl final : public Client {
+ public:
+  ClientImpl(const ClientOptions& o, std::shared_ptr<Store> store)
+      : options_(o), members_(std::move(store), o.ns), codec_(static_cast<uint32_t>(o.rank)) {}
+  ~ClientImpl() override;
+
+  Status init(Deadline deadline);
+  Status createTable(const TableSpec& spec, Deadline deadline) override;
+  void useTable(uint32_t table_id, uint32_t dim) override { dims_[table_id] = dim; }
+  Result<Ticket> pull(uint32_t table_id, std::span<const uint64_t> keys, float* out) override;
+  Result<Ticket> push(uint32_t table_id, std::span<const uint64_t> keys,
+                      std::span<const float> grads) override;
+  Result<Ticket> pushPull(uint32_t table_id, std::span<const uint64_t> keys,
+                          std::span<const float> grads, float* out) override;
+  Status wait(Ticket ticket, Deadline deadline) override;
+  bool test(Ticket ticket) override;
+  size_t outstanding() const override { return ops_.size(); }
+  Status clock(uint32_t table_id, Deadline deadline) override;
+  uint32_t currentClock(uint32_t table_id) const override {
+    auto it = clocks_.find(table_id);
+    return it == clocks_.end() ? 0 : it->second;
+  }
+  Status checkpoint(const std::string& path, bool restore, Deadline deadline) override;
+  Status pullOneSided(uint32_t table_id, std::span<const uint64_t> keys, float* out,
+                      Deadline deadline) override;
+  OneSidedStats oneSidedStats() const override { return one_sided_; }
+  Status reconnect(Deadline deadline) override;
+  const ShardMap& shardMap() const override { return *map_; }
+  std::string describeServer(uint32_t server_id) const override;
+
+ private:
+  struct SlabKey {
+    uint32_t server, table, slab;
+    bool operator<(const SlabKey& o) const {
+      return std::tie(server, table, slab) < std::tie(o.server, o.table, o.slab);
+    }
+  };
+
+  Status connectServer(ServerConn& s, Deadline deadline);
+  ServerConn* server(uint32_t id);
+  Result<uint32_t> dimOf(uint32_t table_id, const char* op) const;
+  Status checkKeys(uint32_t table_id, std::span<const uint64_t> keys, std::span<const float> grads,
+                   uint32_t dim, const char* op) const;
+  Result<Ticket> startData(wire::Opcode op, uint32_t table_id, std::span<const uint64_t> keys,
+                           std::span<const float> grads, float* out);
+  // Posts one request (its reply receive first); reply_bytes: the reply's largest size.
+  Status post(SubRequest& sub, size_t reply_bytes);
+  Ticket enqueue(Op op);
+  Status finishSub(const Op& op, SubRequest& sub, Deadline deadline);
+  // A control request to every server (or one); returns the reply bytes per server.
+  Result<std::vector<Bytes>> rpcAll(std::vector<SubRequest> subs, const std::string& what,
+                                    Deadline deadline);
+  Result<wire::ReplyView> view(const SubRequest& sub, const Bytes& reply) const;
+  Status hello(ServerConn& s, Deadline deadline);
+
+  // One-sided (client_one_sided.cc).
+  Status locate(uint32_t table_id, uint32_t dim, const ServerBatch& batch,
+                std::vector<RowLocation>& out, Deadline deadline);
+  Result<const transport::RemoteKey*> slabKey(uint32_t server, uint32_t table, uint32_t slab,
+                                              Deadline deadline);
+  Status readRows(uint32_t table_id, uint32_t dim, const ServerBatch& batch,
+                  const std::vector<RowLocation>& where, float* out,
+                  std::vector<uint32_t>& fallback, Deadline deadline);
+
+  const ClientOptions options_;
+  Membership members_;
+  ClientCodec codec_;
+  size_t eager_bytes_ = 0;
+  std::unique_ptr<transport::Context> ctx_;
+  std::optional<ShardMap> map_;
+  std::vector<ServerConn> servers_;
+  std::unordered_map<uint32_t, uint32_t> dims_;
+  std::unordered_map<uint32_t, uint32_t> clocks_;
+  std::unordered_map<Ticket, Op> ops_;
+  Ticket next_ticket_ = 1;
+  std::map<SlabKey, transport::RemoteKey> slab_keys_;
+  // Reusable reply buffers (a fresh multi-MiB vector per request costs a zero-fill and page
+  // faults, more than the transfer).
+  std::vector<Bytes> reply_pool_;
+  void recycle(Op& op);
+  OneSidedStats one_sided_;
+};
+
+}  // namespace weft::ps::net

@@ -1,0 +1,134 @@
+// Client::pullOneSided: rows read straight from the servers' registered slabs.
+//
+// Per server: Locate the keys (one RPC: slab id and offset of each row), then get bytes
+// [0, readableBytes()) of every row with the transport, validate each copy with
+// readRowConsistent (version even and matching the tail, CRC32C of key, flags and values,
+// live, right key), get torn copies again (up to kMaxTornRetries times), and pull by RPC
+// the keys that have no row yet or whose row was evicted or moved meanwhile.
+#include <cstring>
+
+#include "common/logging.h"
+#include "paramserver/net/client_impl.h"
+#include "paramserver/net/framing.h"
+
+namespace weft::ps::net {
+namespace {
+
+// Reads of one row that may come back torn before the key goes to RPC: a writer holds a
+// row for microseconds, so a few retries almost always see a stable copy.
+constexpr int kMaxTornRetries = 64;
+// Gets in flight per server at a time (bounds the request pool and the scratch memory).
+constexpr size_t kGetWindow = 256;
+
+}  // namespace
+
+Status ClientImpl::locate(uint32_t table_id, uint32_t dim, const ServerBatch& batch,
+                          std::vector<RowLocation>& out, Deadline deadline) {
+  std::vector<SubRequest> subs(1);
+  SubRequest& sub = subs[0];
+  sub.pending = PendingRequest{codec_.nextRequestId(), wire::Opcode::kLocate, batch.server,
+                               table_id, dim, {}};
+  wire::KeyedRequest r;
+  r.op = wire::Opcode::kLocate;
+  r.dim = dim;
+  r.clock = currentClock(table_id);
+  r.keys = KeySpan::of(batch.keys);
+  sub.message = wire::encodeKeyed(
+      {sub.pending.request_id, codec_.srcRank(), table_id, map_->version()}, r);
+  ++one_sided_.locates;
+  // The reply carries 16 bytes per key.
+  const size_t reply = wire::kHeaderBytes + wire::kReplyPrefixBytes + 16 * batch.keys.size();
+  Op o;
+  o.what = strCat("locate in table ", table_id);
+  o.subs = std::move(subs);
+  WEFT_RETURN_IF_ERROR(post(o.subs[0], reply));
+  WEFT_RETURN_IF_ERROR(finishSub(o, o.subs[0], deadline));
+  SubRequest& done = o.subs[0];
+  done.reply.resize(done.recv.bytes());
+  WEFT_ASSIGN_OR_RETURN(const wire::ReplyView v, view(done, done.reply));
+  WEFT_ASSIGN_OR_RETURN(out, wire::decodeLocateReply(v, static_cast<uint32_t>(batch.keys.size())));
+  return Status::ok();
+}
+
+Result<const transport::RemoteKey*> ClientImpl::slabKey(uint32_t server, uint32_t table,
+                                                        uint32_t slab, Deadline deadline) {
+  const SlabKey k{server, table, slab};
+  auto it = slab_keys_.find(k);
+  if (it != slab_keys_.end()) return &it->second;
+  WEFT_ASSIGN_OR_RETURN(const std::string bytes, members_.slabKey(server, table, slab, deadline));
+  WEFT_ASSIGN_OR_RETURN(transport::RemoteKey key, transport::RemoteKey::deserialize(bytes));
+  return &slab_keys_.emplace(k, std::move(key)).first->second;
+}
+
+Status ClientImpl::readRows(uint32_t table_id, uint32_t dim, const ServerBatch& batch,
+                            const std::vector<RowLocation>& where, float* out,
+                            std::vector<uint32_t>& fallback, Deadline deadline) {
+  ServerConn* s = server(batch.server);
+  const size_t row_bytes = RowLayout::make(dim, 0).readableBytes();
+  std::vector<uint8_t> copies(kGetWindow * row_bytes);
+  std::vector<transport::Request> gets(kGetWindow);
+  std::vector<int> tries(batch.keys.size(), 0);
+  std::vector<size_t> todo;
+  for (size_t i = 0; i < batch.keys.size(); ++i) {
+    if (where[i].present) todo.push_back(i);
+    else fallback.push_back(static_cast<uint32_t>(i));
+  }
+  while (!todo.empty()) {
+    std::vector<size_t> again;
+    for (size_t begin = 0; begin < todo.size(); begin += kGetWindow) {
+      const size_t n = std::min(kGetWindow, todo.size() - begin);
+      for (size_t j = 0; j < n; ++j) {
+        const size_t i = todo[begin + j];
+        WEFT_ASSIGN_OR_RETURN(const transport::RemoteKey* key,
+                              slabKey(batch.server, table_id, where[i].slab_id, deadline));
+        WEFT_ASSIGN_OR_RETURN(gets[j], s->ep->get(copies.data() + j * row_bytes, row_bytes, *key,
+                                                  where[i].offset));
+        ++one_sided_.gets;
+      }
+      for (size_t j = 0; j < n; ++j) {
+        const size_t i = todo[begin + j];
+        Status st = gets[j].wait(deadline);
+        if (!st.isOk()) return st.withContext(strCat("one-sided read from ", describeServer(s->id)));
+        float* dst = out + size_t{batch.positions[i]} * dim;
+        const RowRead rr =
+            readRowConsistent(copies.data() + j * row_bytes, row_bytes, dim, batch.keys[i], dst);
+        if (rr == RowRead::kOk) {
+          ++one_sided_.rows_one_sided;
+        } else if (rr == RowRead::kTorn && ++tries[i] < kMaxTornRetries) {
+          ++one_sided_.torn_retries;
+          again.push_back(i);
+        } else {
+          fallback.push_back(static_cast<uint32_t>(i));  // evicted, moved or always busy
+        }
+      }
+    }
+    todo = std::move(again);
+  }
+  return Status::ok();
+}
+
+Status ClientImpl::pullOneSided(uint32_t table_id, std::span<const uint64_t> keys, float* out,
+                                Deadline deadline) {
+  WEFT_ASSIGN_OR_RETURN(const uint32_t dim, dimOf(table_id, "pullOneSided"));
+  WEFT_RETURN_IF_ERROR(checkKeys(table_id, keys, {}, dim, "pullOneSided"));
+  std::vector<uint64_t> rpc_keys;
+  std::vector<uint32_t> rpc_positions;
+  for (const ServerBatch& batch : partitionKeys(*map_, keys)) {
+    std::vector<RowLocation> where;
+    WEFT_RETURN_IF_ERROR(locate(table_id, dim, batch, where, deadline));
+    std::vector<uint32_t> fallback;
+    WEFT_RETURN_IF_ERROR(readRows(table_id, dim, batch, where, out, fallback, deadline));
+    for (const uint32_t i : fallback) {
+      rpc_keys.push_back(batch.keys[i]);
+      rpc_positions.push_back(batch.positions[i]);
+    }
+  }
+  if (rpc_keys.empty()) return Status::ok();
+  one_sided_.rows_rpc += rpc_keys.size();
+  std::vector<float> rows(rpc_keys.size() * dim);
+  WEFT_RETURN_IF_ERROR(pullSync(table_id, rpc_keys, rows.data(), deadline));
+  scatterRows(FloatSpan::of(rows), dim, rpc_positions, out);
+  return Status::ok();
+}
+
+}  // namespace weft::ps::net

@@ -1,0 +1,62 @@
+// Parameter-server membership through the rendezvous Store (PROTOCOL.md §10).
+//
+// Keys, all below a namespace prefix (default "ps"):
+//   <ns>/server/<id>         "<transport rank>" of server `id` (rewritten by a restarted one)
+//   <ns>/shardmap            the ShardMap text (ShardMap::serialize), version 1 written once
+//                            by the first server that sees all num_servers registered
+//   <ns>/clients             counter: clients registered so far
+//   <ns>/client/<i>          "<transport rank>" of the i-th client (servers connect to it)
+//   <ns>/rkey/<id>/<t>/<s>   serialized RemoteKey of slab s of table t on server id
+//   <ns>/tx/...              the transport's own address records (a PrefixStore)
+//
+// Contract: free functions over a thread-safe Store; every wait takes a Deadline.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "common/deadline.h"
+#include "common/result.h"
+#include "common/store/store.h"
+#include "paramserver/sharding/shard_map.h"
+
+namespace weft::ps::net {
+
+class Membership {
+ public:
+  Membership(std::shared_ptr<Store> store, std::string ns)
+      : store_(std::move(store)), ns_(std::move(ns)),
+        transport_store_(makePrefixStore(ns_ + "/tx", store_)) {}
+
+  Store& store() const { return *store_; }
+  // The store the transport publishes addresses in (namespaced).
+  Store& transportStore() const { return *transport_store_; }
+  const std::string& ns() const { return ns_; }
+
+  // Server side.
+  Status registerServer(uint32_t server_id, int rank) const;
+  // Waits for all num_servers servers, then publishes the version-1 map unless one exists.
+  Result<ShardMap> publishInitialMap(uint32_t num_servers, Deadline deadline) const;
+  Result<int64_t> clientCount() const;
+  Result<int> clientRank(int64_t index, Deadline deadline) const;
+  Status publishSlabKey(uint32_t server_id, uint32_t table_id, uint32_t slab_id,
+                        const std::string& serialized) const;
+
+  // Client side.
+  Result<ShardMap> readMap(Deadline deadline) const;
+  Result<int> serverRank(uint32_t server_id, Deadline deadline) const;
+  Status registerClient(int rank) const;
+  Result<std::string> slabKey(uint32_t server_id, uint32_t table_id, uint32_t slab_id,
+                              Deadline deadline) const;
+
+ private:
+  std::string key(const std::string& rest) const { return ns_ + "/" + rest; }
+  Result<int> readRank(const std::string& k, Deadline deadline) const;
+
+  std::shared_ptr<Store> store_;
+  std::string ns_;
+  std::shared_ptr<Store> transport_store_;
+};
+
+}  // namespace weft::ps::net

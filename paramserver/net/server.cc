@@ -1,0 +1,507 @@
+#include "paramserver/net/server.h"
+
+#include <algorithm>
+#include <cstring>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "common/config.h"
+#include "common/logging.h"
+#include "paramserver/net/framing.h"
+#include "paramserver/net/membership.h"
+#include "paramserver/server/request_handler.h"
+
+namespace weft::ps::net {
+namespace {
+
+using transport::Endpoint;
+using transport::Request;
+
+// How often the loop looks for newly registered clients in the Store (one store round trip).
+constexpr auto kClientPollInterval = std::chrono::milliseconds(50);
+// Longest sleep of an idle loop before it checks for stop / new clients again.
+constexpr auto kIdleWait = std::chrono::milliseconds(20);
+
+// The length of a received message (the transport reports it also for receives that
+// completed while being posted).
+size_t receivedBytes(const Request& r) { return r.bytes(); }
+
+struct Conn {
+  int rank = -1;
+  std::unique_ptr<Endpoint> ep;
+  std::vector<Bytes> buffers;
+  std::vector<Request> recvs;
+  size_t head = 0;  // the next receive to complete (they match in posting order)
+  bool dead = false;
+};
+
+struct BodyRecv {
+  Conn* conn = nullptr;
+  Bytes buffer;  // from the body pool; may be longer than the message
+  size_t length = 0;
+  Request request;
+};
+
+// Reusable buffers for request bodies: a fresh multi-MiB vector per request costs a
+// zero-fill and a page fault per 4 KiB, more than the transfer itself.
+constexpr size_t kBodyPoolBuffers = 8;
+
+struct OutSend {
+  Bytes message;
+  Request request;
+};
+
+struct Parked {
+  Conn* conn = nullptr;
+  Bytes message;
+  uint32_t table_id = 0;
+  uint32_t need_min_clock = 0;
+};
+
+struct Counters {
+  std::atomic<uint64_t> requests{0}, errors{0}, large{0}, parked{0}, bytes_in{0}, bytes_out{0},
+      clients{0}, slabs{0};
+};
+
+class ServerImpl final : public Server {
+ public:
+  ServerImpl(const ServerOptions& o, std::shared_ptr<Store> store)
+      : options_(o), members_(std::move(store), o.ns), shard_(shardOptions(o)),
+        handler_(shard_, handlerOptions(o)) {}
+  ~ServerImpl() override { stop(Deadline::afterSeconds(5)).ignore(); }
+
+  Status init(Deadline deadline);
+  uint32_t id() const override { return options_.server_id; }
+  Status health() const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return health_;
+  }
+  ServerStats stats() const override;
+  Status stop(Deadline deadline) override;
+  Status waitUntilStopped(Deadline deadline) override;
+
+ private:
+  static ShardOptions shardOptions(const ServerOptions& o) {
+    ShardOptions s = o.shard;
+    s.server_rank = o.server_id;
+    return s;
+  }
+  static HandlerOptions handlerOptions(const ServerOptions& o) {
+    HandlerOptions h;
+    auto limits = wire::WireLimits::fromConfig();  // malformed values: checked in init()
+    h.limits = limits.isOk() ? *limits : wire::WireLimits{};
+    h.checkpoint_root = o.checkpoint_root;
+    return h;
+  }
+  std::string who() const {
+    return strCat("ps server ", options_.server_id, " (rank ", options_.rank, ")");
+  }
+
+  void loop();
+  bool pollClients();
+  Status connectClient(int rank);
+  Status postRecv(Conn& c, size_t slot);
+  bool serviceConn(Conn& c);
+  void onMessage(Conn& c, std::span<const uint8_t> bytes);
+  void announce(Conn& c, const wire::Header& h);
+  void handle(Conn& c, std::span<const uint8_t> bytes);
+  void sendReply(Conn& c, Bytes reply, uint64_t request_id);
+  bool serviceBodies();
+  bool reapSends();
+  void runParked(uint32_t table_id);
+  void dropConn(Conn& c, const Status& why);
+  void hookTables();
+  void unhookTables();
+  void registerSlab(uint32_t table_id, const SlabInfo& slab);
+
+  const ServerOptions options_;
+  Membership members_;
+  Shard shard_;
+  RequestHandler handler_;
+  size_t eager_bytes_ = 0;
+  size_t recvs_per_client_ = 0;
+  std::unique_ptr<transport::Context> ctx_;
+  std::vector<std::unique_ptr<Conn>> conns_;
+  std::deque<BodyRecv> bodies_;
+  std::vector<Bytes> body_pool_;
+  std::deque<OutSend> sends_;
+  std::vector<Parked> parked_;
+  std::set<uint32_t> hooked_;  // tables whose slabs are registered
+  std::vector<std::unique_ptr<transport::MemoryRegion>> regions_;
+  int64_t clients_seen_ = 0;
+  std::chrono::steady_clock::time_point next_poll_{};
+  Counters counters_;
+
+  std::thread thread_;
+  std::atomic<bool> stopping_{false};
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool ended_ = false;
+  Status health_;
+};
+
+Status ServerImpl::init(Deadline deadline) {
+  WEFT_RETURN_IF_ERROR(wire::WireLimits::fromConfig().status());
+  WEFT_ASSIGN_OR_RETURN(const int64_t eager, config::getInt("WEFT_PS_EAGER_BYTES"));
+  WEFT_ASSIGN_OR_RETURN(const int64_t recvs, config::getInt("WEFT_PS_SERVER_RECVS"));
+  eager_bytes_ = options_.eager_bytes ? options_.eager_bytes : static_cast<size_t>(eager);
+  recvs_per_client_ =
+      options_.recvs_per_client ? options_.recvs_per_client : static_cast<size_t>(recvs);
+  eager_bytes_ = std::max(eager_bytes_, kMaxErrorReplyBytes);
+  if (!options_.restore_dir.empty()) {
+    auto restored = shard_.restore(options_.restore_dir);
+    if (!restored.isOk()) return restored.status().withContext(strCat(who(), ": restore"));
+    WEFT_LOG(kInfo, "ps") << who() << ": restored " << restored->tables << " tables, "
+                          << restored->rows << " rows from " << options_.restore_dir;
+  }
+  transport::ContextOptions co = options_.transport;
+  co.rank = options_.rank;
+  auto ctx = transport::openContext(options_.backend, co);
+  if (!ctx.isOk()) return ctx.status().withContext(who());
+  ctx_ = std::move(ctx).value();
+  if (ctx_->capabilities().tag_bits < kPsTagBits) {
+    return WEFT_ERROR(StatusCode::kNotSupported, who(), ": the ", options_.backend,
+                      " backend gives ", ctx_->capabilities().tag_bits, " tag bits, ps needs ",
+                      kPsTagBits);
+  }
+  WEFT_RETURN_IF_ERROR(ctx_->publishAddress(members_.transportStore()));
+  hookTables();
+  WEFT_RETURN_IF_ERROR(members_.registerServer(options_.server_id, options_.rank));
+  WEFT_ASSIGN_OR_RETURN(const ShardMap map,
+                        members_.publishInitialMap(options_.num_servers, deadline));
+  if (options_.restore_dir.empty()) shard_.setMapVersion(map.version());
+  thread_ = std::thread([this] { loop(); });
+  return Status::ok();
+}
+
+ServerStats ServerImpl::stats() const {
+  ServerStats s;
+  s.requests = counters_.requests.load();
+  s.error_replies = counters_.errors.load();
+  s.large_requests = counters_.large.load();
+  s.parked = counters_.parked.load();
+  s.bytes_in = counters_.bytes_in.load();
+  s.bytes_out = counters_.bytes_out.load();
+  s.clients = counters_.clients.load();
+  s.slabs_registered = counters_.slabs.load();
+  return s;
+}
+
+Status ServerImpl::stop(Deadline deadline) {
+  stopping_.store(true);
+  Status st = waitUntilStopped(deadline);
+  if (thread_.joinable()) {
+    if (!st.isOk()) return st;
+    thread_.join();
+  }
+  return Status::ok();
+}
+
+Status ServerImpl::waitUntilStopped(Deadline deadline) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (!thread_.joinable()) return Status::ok();
+  const bool ended = cv_.wait_until(lock, deadline.when(), [&] { return ended_; });
+  if (!ended) return WEFT_ERROR(StatusCode::kTimeout, who(), ": the loop did not stop in time");
+  return Status::ok();
+}
+
+void ServerImpl::loop() {
+  while (!stopping_.load(std::memory_order_relaxed)) {
+    const unsigned events = ctx_->progress();
+    bool did = false;
+    for (auto& c : conns_) did |= serviceConn(*c);
+    did |= serviceBodies();
+    did |= reapSends();
+    if (std::chrono::steady_clock::now() >= next_poll_) did |= pollClients();
+    std::erase_if(conns_, [](const std::unique_ptr<Conn>& c) { return c->dead; });
+    // Rendezvous transfers (request bodies, large replies) advance only while this loop
+    // drives progress and do not always wake the event fd: sleep only when none is pending.
+    const bool transfers = !bodies_.empty() || !sends_.empty();
+    if (events == 0 && !did && !transfers) {
+      ctx_->waitForEvent(Deadline::after(kIdleWait)).ignore();
+    }
+  }
+  for (auto& c : conns_) (void)c->ep->close(Deadline::afterSeconds(1));
+  bodies_.clear();
+  sends_.clear();
+  parked_.clear();
+  conns_.clear();
+  unhookTables();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (health_.isOk()) health_ = WEFT_ERROR(StatusCode::kCanceled, who(), " was stopped");
+  ended_ = true;
+  cv_.notify_all();
+}
+
+bool ServerImpl::pollClients() {
+  next_poll_ = std::chrono::steady_clock::now() + kClientPollInterval;
+  auto count = members_.clientCount();
+  if (!count.isOk()) {
+    WEFT_LOG(kWarn, "ps") << who() << ": reading the client count: " << count.status();
+    return false;
+  }
+  bool did = false;
+  while (clients_seen_ < *count) {
+    auto rank = members_.clientRank(clients_seen_, Deadline::after(std::chrono::milliseconds(200)));
+    if (!rank.isOk()) break;  // registered but not published yet: next poll
+    ++clients_seen_;
+    Status st = connectClient(*rank);
+    if (!st.isOk()) {
+      WEFT_LOG(kWarn, "ps") << who() << ": client rank " << *rank << ": " << st;
+    }
+    did = true;
+  }
+  return did;
+}
+
+Status ServerImpl::connectClient(int rank) {
+  auto c = std::make_unique<Conn>();
+  c->rank = rank;
+  auto ep = ctx_->connect(members_.transportStore(), rank, Deadline::afterSeconds(10));
+  if (!ep.isOk()) return ep.status();
+  c->ep = std::move(ep).value();
+  c->buffers.resize(recvs_per_client_);
+  c->recvs.resize(recvs_per_client_);
+  for (size_t i = 0; i < recvs_per_client_; ++i) {
+    c->buffers[i].resize(eager_bytes_);
+    WEFT_RETURN_IF_ERROR(postRecv(*c, i));
+  }
+  WEFT_LOG(kInfo, "ps") << who() << ": serving client rank " << rank;
+  conns_.push_back(std::move(c));
+  counters_.clients.fetch_add(1);
+  return Status::ok();
+}
+
+Status ServerImpl::postRecv(Conn& c, size_t slot) {
+  auto r = c.ep->recv(c.buffers[slot].data(), c.buffers[slot].size(), kTagRequest);
+  if (!r.isOk()) return r.status();
+  c.recvs[slot] = std::move(r).value();
+  return Status::ok();
+}
+
+bool ServerImpl::serviceConn(Conn& c) {
+  bool did = false;
+  while (!c.dead && c.recvs[c.head].done()) {
+    Request& r = c.recvs[c.head];
+    Status st = r.status();
+    if (!st.isOk()) {
+      dropConn(c, st);
+      return true;
+    }
+    const size_t n = receivedBytes(r);
+    onMessage(c, std::span<const uint8_t>(c.buffers[c.head].data(), n));
+    st = postRecv(c, c.head);
+    if (!st.isOk()) {
+      dropConn(c, st);
+      return true;
+    }
+    c.head = (c.head + 1) % c.recvs.size();
+    did = true;
+  }
+  return did;
+}
+
+void ServerImpl::onMessage(Conn& c, std::span<const uint8_t> bytes) {
+  counters_.bytes_in.fetch_add(bytes.size(), std::memory_order_relaxed);
+  if (bytes.size() == wire::kHeaderBytes) {
+    const wire::Header h = wire::peekHeader(bytes);
+    if (h.payload_bytes > 0) return announce(c, h);
+  }
+  handle(c, bytes);
+}
+
+// A large request: its header came alone; receive the whole message by its body tag.
+void ServerImpl::announce(Conn& c, const wire::Header& h) {
+  counters_.large.fetch_add(1, std::memory_order_relaxed);
+  auto checked = wire::decodeHeader(
+      std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(&h), sizeof(h)), handler_.limits());
+  BodyRecv b;
+  b.conn = &c;
+  // A rejected header still has its body on the way: receive it into an empty buffer (the
+  // transport reports truncation and drops it) and answer the header with the error.
+  if (checked.isOk()) {
+    b.length = wire::kHeaderBytes + h.payload_bytes;
+    if (!body_pool_.empty()) {
+      b.buffer = std::move(body_pool_.back());
+      body_pool_.pop_back();
+    }
+    if (b.buffer.size() < b.length) b.buffer.resize(b.length);
+  }
+  auto r = c.ep->recv(b.buffer.data(), b.length, tagBody(h.request_id));
+  if (!r.isOk()) return dropConn(c, r.status());
+  b.request = std::move(r).value();
+  if (!checked.isOk()) {
+    b.conn = nullptr;  // discard on completion
+    counters_.errors.fetch_add(1, std::memory_order_relaxed);
+    Bytes reply = wire::encodeError(h, checked.status(), handler_.limits());
+    wire::stampSource(reply, options_.server_id);
+    sendReply(c, std::move(reply), h.request_id);
+  }
+  bodies_.push_back(std::move(b));
+}
+
+bool ServerImpl::serviceBodies() {
+  bool did = false;
+  for (auto it = bodies_.begin(); it != bodies_.end();) {
+    if (!it->request.done()) {
+      ++it;
+      continue;
+    }
+    did = true;
+    Conn* c = it->conn;
+    if (c != nullptr && !c->dead) {
+      Status st = it->request.status();
+      if (st.isOk()) {
+        handle(*c, std::span<const uint8_t>(it->buffer.data(), it->length));
+      } else if (st.code() == StatusCode::kPeerFailure) {
+        dropConn(*c, st);
+      } else {
+        const wire::Header h = wire::peekHeader(std::span(it->buffer.data(), it->length));
+        Bytes reply = wire::encodeError(h, st.withContext("receiving the request body"),
+                                        handler_.limits());
+        sendReply(*c, std::move(reply), h.request_id);
+      }
+    }
+    if (body_pool_.size() < kBodyPoolBuffers && !it->buffer.empty()) {
+      body_pool_.push_back(std::move(it->buffer));
+    }
+    it = bodies_.erase(it);
+  }
+  return did;
+}
+
+void ServerImpl::handle(Conn& c, std::span<const uint8_t> bytes) {
+  counters_.requests.fetch_add(1, std::memory_order_relaxed);
+  const wire::Header h = wire::peekHeader(bytes);
+  const bool restore = h.opcode == static_cast<uint8_t>(wire::Opcode::kCheckpoint) &&
+                       (h.flags & wire::kFlagRestore) != 0;
+  if (restore) unhookTables();  // the tables (and their memory) are about to be replaced
+  HandleResult result = handler_.handleDetailed(bytes);
+  if (result.blocked) {
+    counters_.parked.fetch_add(1, std::memory_order_relaxed);
+    parked_.push_back(Parked{&c, Bytes(bytes.begin(), bytes.end()), result.blocked->table_id,
+                             result.blocked->need_min_clock});
+    return;
+  }
+  const wire::Header rh = wire::peekHeader(result.reply);
+  if (rh.opcode == static_cast<uint8_t>(wire::Opcode::kError)) {
+    counters_.errors.fetch_add(1, std::memory_order_relaxed);
+  }
+  sendReply(c, std::move(result.reply), h.request_id);
+  if (h.opcode == static_cast<uint8_t>(wire::Opcode::kCreateTable) || restore) hookTables();
+  if (h.opcode == static_cast<uint8_t>(wire::Opcode::kClock)) runParked(h.table_id);
+}
+
+void ServerImpl::sendReply(Conn& c, Bytes reply, uint64_t request_id) {
+  counters_.bytes_out.fetch_add(reply.size(), std::memory_order_relaxed);
+  OutSend s;
+  s.message = std::move(reply);
+  auto r = c.ep->send(s.message.data(), s.message.size(), tagReply(request_id));
+  if (!r.isOk()) return dropConn(c, r.status());
+  if (r->done()) return;  // completed while posting (small eager sends)
+  s.request = std::move(r).value();
+  sends_.push_back(std::move(s));
+}
+
+bool ServerImpl::reapSends() {
+  bool did = false;
+  while (!sends_.empty() && sends_.front().request.done()) {
+    sends_.pop_front();
+    did = true;
+  }
+  return did;
+}
+
+void ServerImpl::runParked(uint32_t table_id) {
+  uint32_t min_clock = 0;
+  {
+    auto lock = shard_.readLock();
+    const Table* t = shard_.table(table_id);
+    if (t == nullptr) return;
+    min_clock = t->clocks().minClock();
+  }
+  std::vector<Parked> ready;
+  std::erase_if(parked_, [&](Parked& p) {
+    if (p.table_id != table_id || p.need_min_clock > min_clock) return false;
+    ready.push_back(std::move(p));
+    return true;
+  });
+  for (Parked& p : ready) {
+    if (!p.conn->dead) handle(*p.conn, p.message);
+  }
+}
+
+void ServerImpl::dropConn(Conn& c, const Status& why) {
+  if (c.dead) return;
+  WEFT_LOG(kInfo, "ps") << who() << ": dropping client rank " << c.rank << ": " << why;
+  c.dead = true;
+  (void)c.ep->close(Deadline::afterSeconds(1));
+  std::erase_if(parked_, [&](const Parked& p) { return p.conn == &c; });
+  for (BodyRecv& b : bodies_) {
+    if (b.conn == &c) b.conn = nullptr;
+  }
+  counters_.clients.fetch_sub(1);
+}
+
+void ServerImpl::hookTables() {
+  if (!options_.register_rows || ctx_ == nullptr) return;
+  auto lock = shard_.readLock();
+  for (const uint32_t id : shard_.tableIdsLocked()) {
+    if (hooked_.count(id) != 0) continue;
+    hooked_.insert(id);
+    Table* t = shard_.table(id);
+    // Called on this thread from inside the push that maps a new slab: the slab is
+    // registered (and its key published) before that push's reply goes out.
+    t->setSlabListener([this, id](const SlabInfo& slab) { registerSlab(id, slab); });
+    for (const SlabInfo& slab : t->slabs()) registerSlab(id, slab);
+  }
+}
+
+void ServerImpl::unhookTables() {
+  {
+    auto lock = shard_.readLock();
+    for (const uint32_t id : hooked_) {
+      if (Table* t = shard_.table(id)) t->setSlabListener({});
+    }
+  }
+  hooked_.clear();
+  regions_.clear();
+}
+
+void ServerImpl::registerSlab(uint32_t table_id, const SlabInfo& slab) {
+  auto mr = ctx_->registerMemory(slab.base, slab.bytes);
+  if (!mr.isOk()) {
+    WEFT_LOG(kWarn, "ps") << who() << ": registering slab " << slab.id << " of table " << table_id
+                          << " (one-sided reads of it will fall back to RPC): " << mr.status();
+    return;
+  }
+  Status st = members_.publishSlabKey(options_.server_id, table_id, slab.id,
+                                      (*mr)->remoteKey().serialize());
+  if (!st.isOk()) {
+    WEFT_LOG(kWarn, "ps") << who() << ": publishing a slab key: " << st;
+  }
+  regions_.push_back(std::move(mr).value());
+  counters_.slabs.fetch_add(1, std::memory_order_relaxed);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Server>> Server::start(const ServerOptions& options,
+                                              std::shared_ptr<Store> store, Deadline deadline) {
+  if (options.num_servers == 0 || options.server_id >= options.num_servers) {
+    return WEFT_ERROR(StatusCode::kInvalidArgument, "ps server: server id ", options.server_id,
+                      " outside [0, num_servers = ", options.num_servers, ")");
+  }
+  auto server = std::make_unique<ServerImpl>(options, std::move(store));
+  WEFT_RETURN_IF_ERROR(server->init(deadline));
+  return std::unique_ptr<Server>(std::move(server));
+}
+
+}  // namespace weft::ps::net

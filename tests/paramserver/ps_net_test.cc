@@ -1,0 +1,266 @@
+// The networked parameter server across processes: exact push / pull / pushPull with two
+// servers and two workers (large and small requests, many in flight, keys in any order with
+// duplicates), bad requests answered with clear errors, BSP / SSP bounds, and a killed
+// server reported by name.
+#include <signal.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <random>
+#include <thread>
+
+#include "tests/paramserver/ps_test_support.h"
+
+namespace weft::ps::testing {
+namespace {
+
+using weft::testing::RankEnv;
+using weft::testing::RankOptions;
+using weft::testing::runRanks;
+
+constexpr uint32_t kDim = 4;
+constexpr uint64_t kKeys = 3000;
+
+// Worker w pushes key k (k < kKeys) with gradient -(w + 1) * (k % 7 + j) at element j, once
+// per occurrence; keys go in a shuffled order with every tenth key twice.
+void pushShuffled(RankEnv& env, net::Client& c, uint32_t worker, size_t batch) {
+  std::vector<uint64_t> keys(kKeys);
+  std::iota(keys.begin(), keys.end(), 0);
+  for (uint64_t k = 0; k < kKeys; k += 10) keys.push_back(k);
+  std::shuffle(keys.begin(), keys.end(), std::mt19937_64(worker + 7));
+  std::vector<net::Ticket> tickets;
+  std::vector<std::vector<float>> grads;
+  for (size_t begin = 0; begin < keys.size(); begin += batch) {
+    const size_t n = std::min(batch, keys.size() - begin);
+    std::vector<float> g(n * kDim);
+    for (size_t i = 0; i < n; ++i) {
+      for (uint32_t j = 0; j < kDim; ++j) {
+        g[i * kDim + j] = -static_cast<float>((worker + 1) * (keys[begin + i] % 7 + j));
+      }
+    }
+    tickets.push_back(must(c.push(1, std::span(keys).subspan(begin, n), g), "push"));
+  }
+  env.step("waiting for pushes");
+  for (net::Ticket t : tickets) must(c.wait(t, env.deadline), "wait push");
+}
+
+// What every row holds after both workers pushed (workers 1 and 2 scale 1 + 2 = 3).
+float expected(uint64_t k, uint32_t j) {
+  const float once = static_cast<float>(3 * (k % 7 + j));
+  return k % 10 == 0 ? 2 * once : once;
+}
+
+void checkPull(RankEnv& env, net::Client& c) {
+  std::vector<uint64_t> keys;
+  for (uint64_t k = kKeys; k-- > 0;) keys.push_back(k);  // reversed
+  keys.push_back(5);                                     // and a duplicate
+  std::vector<float> out(keys.size() * kDim, -1);
+  // Several pulls in flight at once, each half of the keys.
+  const size_t half = keys.size() / 2;
+  const auto t1 = must(c.pull(1, std::span(keys).first(half), out.data()), "pull");
+  const auto t2 =
+      must(c.pull(1, std::span(keys).subspan(half), out.data() + half * kDim), "pull");
+  must(c.wait(t2, env.deadline), "wait pull");
+  must(c.wait(t1, env.deadline), "wait pull");
+  size_t wrong = 0;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    for (uint32_t j = 0; j < kDim; ++j) wrong += out[i * kDim + j] != expected(keys[i], j);
+  }
+  EXPECT_EQ(wrong, 0u) << "first: key " << keys[0] << " got " << out[0] << " expected "
+                       << expected(keys[0], 0);
+}
+
+void checkErrors(RankEnv& env, net::Client& c) {
+  env.step("bad requests");
+  std::vector<uint64_t> keys = {1, 2, 3};
+  std::vector<float> out(keys.size() * kDim);
+  c.useTable(99, kDim);
+  Status st = c.pullSync(99, keys, out.data(), env.deadline);
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << st;
+  EXPECT_NE(st.message().find("has no table 99"), std::string::npos) << st;
+
+  c.useTable(2, kDim + 1);  // table 2 exists with dim kDim
+  st = c.pullSync(2, keys, out.data(), env.deadline);
+  EXPECT_NE(st.message().find("dimension mismatch"), std::string::npos) << st;
+  c.useTable(2, kDim);
+
+  std::vector<float> before(keys.size() * kDim), after(keys.size() * kDim);
+  must(c.pullSync(1, keys, before.data(), env.deadline), "pull before");
+  std::vector<float> bad(keys.size() * kDim, 1.0f);
+  bad[5] = std::numeric_limits<float>::quiet_NaN();
+  st = c.pushSync(1, keys, bad, env.deadline);
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << st;
+  EXPECT_NE(st.message().find("key 2"), std::string::npos) << st;
+  bad[5] = std::numeric_limits<float>::infinity();
+  EXPECT_FALSE(c.pushSync(1, keys, bad, env.deadline).isOk());
+  must(c.pullSync(1, keys, after.data(), env.deadline), "pull after");
+  EXPECT_EQ(before, after) << "a rejected push changed rows";
+
+  std::vector<uint64_t> many(5000);  // WEFT_PS_MAX_KEYS=4096 in this test
+  std::iota(many.begin(), many.end(), 0);
+  std::vector<float> many_out(many.size() * kDim);
+  st = c.pullSync(1, many, many_out.data(), env.deadline);
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << st;
+  EXPECT_NE(st.message().find("4096"), std::string::npos) << st;
+}
+
+TEST(PsNet, TwoServersTwoWorkersExact) {
+  RankOptions opts;
+  opts.timeout_s = 90;
+  // Requests above 16 KiB take the announced (rendezvous) path; small ones go eager.
+  opts.env = {{"WEFT_PS_EAGER_BYTES", "16384"}, {"WEFT_PS_MAX_KEYS", "4096"}};
+  runRanks(
+      4,
+      [](RankEnv& env) {
+        if (env.rank < 2) return serveUntil(env, static_cast<uint32_t>(env.rank), 2, 2);
+        const auto worker = static_cast<uint32_t>(env.rank - 2);
+        auto c = connectClient(env, worker);
+        must(c->createTable(exactTable(1, kDim), env.deadline), "createTable");
+        must(c->createTable(exactTable(2, kDim), env.deadline), "createTable 2");
+        // Worker 0 in batches of 100 keys (eager), worker 1 of 1000 (announced, > 16 KiB).
+        pushShuffled(env, *c, worker, worker == 0 ? 100 : 1000);
+        groupBarrier(env, "pushed", 2);
+        checkPull(env, *c);
+        if (worker == 0) checkErrors(env, *c);
+        groupBarrier(env, "checked", 2);
+        if (worker == 1) {
+          // pushPull returns the updated rows, duplicates at every position.
+          std::vector<uint64_t> keys = {7, 7, 8};
+          std::vector<float> g(keys.size() * kDim, -1.0f), out(keys.size() * kDim);
+          must(c->wait(must(c->pushPull(1, keys, g, out.data()), "pushPull"), env.deadline),
+               "wait pushPull");
+          for (uint32_t j = 0; j < kDim; ++j) {
+            EXPECT_EQ(out[j], expected(7, j) + 2);
+            EXPECT_EQ(out[kDim + j], expected(7, j) + 2);
+            EXPECT_EQ(out[2 * kDim + j], expected(8, j) + 1);
+          }
+        }
+        workerDone(env);
+      },
+      opts);
+}
+
+// Worker 0 pulls at a clock the table does not allow yet; the pull must stay pending until
+// worker 1 finishes the clock it needs, and must then see worker 1's push.
+void boundedPull(RankEnv& env, net::Client& c, uint32_t table, uint32_t clocks_ahead) {
+  const uint64_t key = 42;
+  const std::vector<float> minus_one = {-1.0f};
+  must(c.pushSync(table, {&key, 1}, minus_one, env.deadline), "push");
+  for (uint32_t i = 0; i < clocks_ahead; ++i) must(c.clock(table, env.deadline), "clock");
+  float value = -100;
+  const net::Ticket t = must(c.pull(table, {&key, 1}, &value), "pull");
+  env.step("checking that the pull waits");
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(300);
+  while (std::chrono::steady_clock::now() < until) {
+    ASSERT_FALSE(c.test(t)) << "pull at clock " << clocks_ahead << " of table " << table
+                            << " was answered before worker 1 finished its clock 0";
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  must(env.store->set(strCat("pulling/", table), "1"), "store");
+  env.step("waiting for the pull");
+  must(c.wait(t, env.deadline), "wait pull");
+  EXPECT_EQ(value, 2.0f) << "the pull must see worker 1's clock-0 push";
+}
+
+TEST(PsNet, BspAndSspBoundsAcrossProcesses) {
+  RankOptions opts;
+  opts.timeout_s = 60;
+  runRanks(
+      3,
+      [](RankEnv& env) {
+        if (env.rank == 0) return serveUntil(env, 0, 1, 2);
+        const auto worker = static_cast<uint32_t>(env.rank - 1);
+        auto c = connectClient(env, worker);
+        TableSpec bsp = exactTable(1, 1);
+        bsp.consistency = {ConsistencyModel::kBsp, 0, 2};
+        TableSpec ssp = exactTable(2, 1);
+        ssp.consistency = {ConsistencyModel::kSsp, 1, 2};
+        must(c->createTable(bsp, env.deadline), "createTable bsp");
+        must(c->createTable(ssp, env.deadline), "createTable ssp");
+        groupBarrier(env, "created", 2);
+        if (worker == 0) {
+          boundedPull(env, *c, 1, 1);  // BSP: a pull at clock 1 needs everyone past clock 0
+          // SSP(1): a pull at clock 1 is allowed with worker 1 still at clock 0 ...
+          const uint64_t key = 42;
+          const std::vector<float> minus_one = {-1.0f};
+          must(c->pushSync(2, {&key, 1}, minus_one, env.deadline), "push");
+          must(c->clock(2, env.deadline), "clock");
+          float v = 0;
+          must(c->pullSync(2, {&key, 1}, &v, env.deadline), "ssp pull within the bound");
+          EXPECT_EQ(v, 1.0f);
+          // ... but not at clock 2.
+          must(c->clock(2, env.deadline), "clock");
+          float value = -100;
+          const net::Ticket t = must(c->pull(2, {&key, 1}, &value), "pull");
+          const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(300);
+          while (std::chrono::steady_clock::now() < until) {
+            ASSERT_FALSE(c->test(t)) << "SSP(1) pull at clock 2 answered with worker 1 at 0";
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+          }
+          must(env.store->set("pulling/2", "1"), "store");
+          must(c->wait(t, env.deadline), "wait ssp pull");
+          EXPECT_EQ(value, 2.0f);
+        } else {
+          must(env.store->get("pulling/1", env.deadline).status(), "waiting for worker 0");
+          const uint64_t key = 42;
+          const std::vector<float> minus_one = {-1.0f};
+          must(c->pushSync(1, {&key, 1}, minus_one, env.deadline), "push");
+          must(c->clock(1, env.deadline), "clock");  // releases worker 0's BSP pull
+          must(env.store->get("pulling/2", env.deadline).status(), "waiting for worker 0");
+          must(c->pushSync(2, {&key, 1}, minus_one, env.deadline), "push");
+          must(c->clock(2, env.deadline), "clock");  // releases the SSP pull
+        }
+        workerDone(env);
+      },
+      opts);
+}
+
+TEST(PsNet, KilledServerIsReportedByName) {
+  RankOptions opts;
+  opts.timeout_s = 60;
+  opts.may_fail = {1};
+  runRanks(
+      3,
+      [](RankEnv& env) {
+        if (env.rank == 1) {
+          env.step("serving until killed");
+          net::ServerOptions o;
+          o.server_id = 1;
+          o.num_servers = 2;
+          o.rank = 1;
+          auto server = must(net::Server::start(o, env.store, env.deadline), "Server::start");
+          must(env.store->get("kill", env.deadline).status(), "waiting for kill");
+          ::kill(::getpid(), SIGKILL);
+        }
+        if (env.rank == 0) return serveUntil(env, 0, 2, 1);
+        auto c = connectClient(env, 0);
+        must(c->createTable(exactTable(1, 1), env.deadline), "createTable");
+        std::vector<uint64_t> keys(200);
+        std::iota(keys.begin(), keys.end(), 0);
+        std::vector<float> out(keys.size());
+        must(c->pullSync(1, keys, out.data(), env.deadline), "pull before the kill");
+        must(env.store->set("kill", "1"), "store");
+        env.step("pulling until the dead server is reported");
+        Status st;
+        const Deadline give_up = Deadline::afterSeconds(30);
+        while (st.isOk() && !give_up.expired()) {
+          st = c->pullSync(1, keys, out.data(), Deadline::afterSeconds(10));
+        }
+        EXPECT_EQ(st.code(), StatusCode::kPeerFailure) << st;
+        EXPECT_NE(st.message().find("ps server 1 (rank 1)"), std::string::npos) << st;
+        // Server 0 still serves its keys.
+        std::vector<uint64_t> mine;
+        for (uint64_t k : keys) {
+          if (c->shardMap().ownerOf(k) == 0) mine.push_back(k);
+        }
+        ASSERT_FALSE(mine.empty());
+        must(c->pullSync(1, mine, out.data(), env.deadline), "pull from the live server");
+        workerDone(env);
+      },
+      opts);
+}
+
+}  // namespace
+}  // namespace weft::ps::testing

@@ -1,0 +1,108 @@
+// One-sided pulls: a reader gets rows straight from the server's registered slabs while a
+// writer keeps updating them; every row the reader accepts must be one a writer produced
+// (all elements equal, an integer, never going backwards), never a torn mix.
+#include <map>
+#include <numeric>
+
+#include "tests/paramserver/ps_test_support.h"
+
+namespace weft::ps::testing {
+namespace {
+
+using weft::testing::RankEnv;
+using weft::testing::RankOptions;
+using weft::testing::runRanks;
+
+constexpr uint32_t kDim = 512;  // rows of 2 KiB of values: a writer holds each a while
+constexpr uint64_t kRows = 64;
+
+void writer(RankEnv& env, net::Client& c) {
+  std::vector<uint64_t> keys(kRows);
+  std::iota(keys.begin(), keys.end(), 0);
+  const std::vector<float> minus_one(kRows * kDim, -1.0f);  // every element +1 per push
+  must(c.pushSync(1, keys, minus_one, env.deadline), "first push");
+  must(env.store->set("table-ready", "1"), "store");
+  env.step("pushing while the reader reads");
+  uint64_t pushes = 1;
+  while (true) {
+    // A window of 8 pushes in flight keeps the server writing rows most of the time.
+    std::vector<net::Ticket> t;
+    for (int i = 0; i < 8; ++i) t.push_back(must(c.push(1, keys, minus_one), "push"));
+    for (net::Ticket x : t) must(c.wait(x, env.deadline), "wait push");
+    pushes += 8;
+    if (must(env.store->check("reader-done"), "store check")) break;
+    ASSERT_FALSE(env.deadline.expired());
+  }
+  std::printf("writer: %llu pushes of %llu rows\n", static_cast<unsigned long long>(pushes),
+              static_cast<unsigned long long>(kRows));
+}
+
+void reader(RankEnv& env, net::Client& c) {
+  must(env.store->get("table-ready", env.deadline).status(), "waiting for the writer");
+  c.useTable(1, kDim);
+  std::vector<uint64_t> keys(kRows);
+  std::iota(keys.begin(), keys.end(), 0);
+  std::vector<float> out(kRows * kDim);
+  std::vector<float> last(kRows, 0);
+  uint64_t changes = 0, rows = 0, bad = 0;
+  env.step("reading rows one-sided");
+  // 600 rounds, and on until the values moved 200 times (so reads really overlapped
+  // writes), bounded by the test deadline.
+  for (int round = 0; (round < 600 || changes < 200) && !env.deadline.expired(); ++round) {
+    must(c.pullOneSided(1, keys, out.data(), env.deadline), "pullOneSided");
+    for (uint64_t k = 0; k < kRows; ++k) {
+      const float v = out[k * kDim];
+      bool ok = v >= last[k] && v == static_cast<float>(static_cast<int64_t>(v));
+      for (uint32_t j = 1; j < kDim; ++j) ok = ok && out[k * kDim + j] == v;
+      if (!ok && bad++ < 5) ADD_FAILURE() << "inconsistent row " << k << ": first " << v;
+      changes += v != last[k];
+      last[k] = v;
+      ++rows;
+    }
+  }
+  must(env.store->set("reader-done", "1"), "store");
+  const net::OneSidedStats s = c.oneSidedStats();
+  std::printf("reader: %llu rows checked, %llu value changes; one-sided rows %llu, gets %llu, "
+              "torn copies retried %llu, rows by RPC %llu, locates %llu\n",
+              static_cast<unsigned long long>(rows), static_cast<unsigned long long>(changes),
+              static_cast<unsigned long long>(s.rows_one_sided),
+              static_cast<unsigned long long>(s.gets),
+              static_cast<unsigned long long>(s.torn_retries),
+              static_cast<unsigned long long>(s.rows_rpc),
+              static_cast<unsigned long long>(s.locates));
+  EXPECT_EQ(bad, 0u);
+  EXPECT_GE(changes, 200u);
+  EXPECT_GT(s.rows_one_sided, 0u) << "no row came through the one-sided path";
+}
+
+class PsOneSided : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(PsOneSided, ReadersNeverSeeTornRows) {
+  RankOptions opts;
+  opts.timeout_s = 90;
+  opts.env = {{"UCX_TLS", GetParam()}};
+  runRanks(
+      3,
+      [](RankEnv& env) {
+        if (env.rank == 0) return serveUntil(env, 0, 1, 2);
+        auto c = connectClient(env, static_cast<uint32_t>(env.rank - 1));
+        if (env.rank == 1) {
+          must(c->createTable(exactTable(1, kDim), env.deadline), "createTable");
+          writer(env, *c);
+        } else {
+          reader(env, *c);
+        }
+        workerDone(env);
+      },
+      opts);
+}
+
+// sysv,cma: gets are process_vm_readv by the reader, truly concurrent with the server's
+// writes. posix: UCX emulates gets with messages the server's loop answers.
+INSTANTIATE_TEST_SUITE_P(Ucx, PsOneSided, ::testing::Values("sysv,cma", "posix"),
+                         [](const auto& p) {
+                           return std::string(p.param[0] == 's' ? "sysv_cma" : "posix");
+                         });
+
+}  // namespace
+}  // namespace weft::ps::testing

@@ -1,0 +1,118 @@
+// Checkpoint and restart: weft-ps-server (a real process) is checkpointed, updated further,
+// killed with SIGKILL; the worker gets an error naming it; a new weft-ps-server restored
+// from the checkpoint serves exactly the checkpointed rows (values and optimizer state).
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <numeric>
+
+#include "common/process.h"
+#include "tests/paramserver/ps_test_support.h"
+
+namespace weft::ps::testing {
+namespace {
+
+using weft::testing::RankEnv;
+using weft::testing::RankOptions;
+using weft::testing::runRanks;
+
+constexpr uint32_t kDim = 8;
+
+std::unique_ptr<Process> spawnServer(const std::string& root, int rank, const std::string& restore) {
+  SpawnOptions so;
+  so.argv = {std::string(WEFT_BIN_DIR) + "/weft-ps-server", "--server-id", "0", "--servers", "1",
+             "--rank", std::to_string(rank), "--ns", "ck", "--checkpoint-root", root};
+  if (!restore.empty()) {
+    so.argv.push_back("--restore");
+    so.argv.push_back(restore);
+  }
+  so.capture_stdout = false;
+  so.capture_stderr = false;
+  return must(Process::spawn(so), "spawning weft-ps-server");
+}
+
+void supervisor(RankEnv& env, const std::string& root) {
+  env.step("running the first server");
+  auto first = spawnServer(root, 10, "");
+  must(env.store->get("checkpointed", env.deadline).status(), "waiting for the checkpoint");
+  must(first->signal(SIGKILL), "kill");
+  const ExitStatus st = must(first->wait(env.deadline), "reaping the server");
+  EXPECT_TRUE(st.signaled);
+  must(env.store->set("killed", "1"), "store");
+  must(env.store->get("error-seen", env.deadline).status(), "waiting for the worker");
+  env.step("running the restored server");
+  auto second = spawnServer(root, 12, root + "/ck1/server-0");
+  while (must(env.store->get("ck/server/0", env.deadline), "store") != "12") {
+    ASSERT_FALSE(env.deadline.expired());
+    usleep(10000);
+  }
+  must(env.store->set("restarted", "1"), "store");
+  must(env.store->get("verified", env.deadline).status(), "waiting for the worker");
+  must(env.store->set("ck/shutdown", "1"), "store");
+  const ExitStatus end = must(second->wait(env.deadline), "stopping the server");
+  EXPECT_TRUE(end.success()) << end.toString();
+}
+
+void worker(RankEnv& env) {
+  net::ClientOptions o;
+  o.rank = 11;
+  o.ns = "ck";
+  auto c = must(net::Client::connect(o, env.store, env.deadline), "Client::connect");
+  TableSpec spec = exactTable(1, kDim);
+  spec.optimizer.kind = OptimizerKind::kAdagrad;  // rows carry optimizer state too
+  spec.optimizer.learning_rate = 0.5f;
+  must(c->createTable(spec, env.deadline), "createTable");
+  std::vector<uint64_t> keys(500);
+  std::iota(keys.begin(), keys.end(), 1000);
+  std::vector<float> g(keys.size() * kDim);
+  for (size_t i = 0; i < g.size(); ++i) g[i] = static_cast<float>(i % 13) - 6;
+  must(c->pushSync(1, keys, g, env.deadline), "push");
+  std::vector<float> saved(g.size()), after(g.size());
+  must(c->pullSync(1, keys, saved.data(), env.deadline), "pull");
+  must(c->checkpoint("ck1", false, env.deadline), "checkpoint");
+  must(c->pushSync(1, keys, g, env.deadline), "push after the checkpoint");  // not in ck1
+  must(env.store->set("checkpointed", "1"), "store");
+  must(env.store->get("killed", env.deadline).status(), "waiting for the kill");
+  env.step("pulling from the killed server");
+  const Status st = c->pullSync(1, keys, after.data(), Deadline::afterSeconds(20));
+  EXPECT_EQ(st.code(), StatusCode::kPeerFailure) << st;
+  EXPECT_NE(st.message().find("ps server 0 (rank 10)"), std::string::npos) << st;
+  must(env.store->set("error-seen", "1"), "store");
+  must(env.store->get("restarted", env.deadline).status(), "waiting for the restart");
+  env.step("reconnecting");
+  must(c->reconnect(env.deadline), "reconnect");
+  must(c->pullSync(1, keys, after.data(), env.deadline), "pull after the restart");
+  EXPECT_EQ(after, saved) << "the restored server must serve exactly the checkpointed rows";
+  // The optimizer state came back too: the same push from the same state gives the same rows.
+  std::vector<float> again(g.size());
+  must(c->wait(must(c->pushPull(1, keys, g, again.data()), "pushPull"), env.deadline), "wait");
+  EXPECT_NE(again, saved);
+  must(env.store->set("verified", "1"), "store");
+}
+
+TEST(PsRestart, CheckpointKillRestoreServesCheckpointedRows) {
+  const std::string root =
+      (std::filesystem::temp_directory_path() / strCat("weft-ps-restart-", ::getpid())).string();
+  std::filesystem::create_directories(root);
+  RankOptions opts;
+  opts.timeout_s = 90;
+  opts.env = {{"PS_RESTART_TEST_ROOT", root}};
+  runRanks(
+      2,
+      [](RankEnv& env) {
+        const char* r = std::getenv("PS_RESTART_TEST_ROOT");
+        ASSERT_NE(r, nullptr);
+        if (env.rank == 0) {
+          supervisor(env, r);
+        } else {
+          worker(env);
+        }
+      },
+      opts);
+  std::filesystem::remove_all(root);
+}
+
+}  // namespace
+}  // namespace weft::ps::testing
