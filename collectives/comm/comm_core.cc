@@ -26,6 +26,9 @@ Result<CommConfig> CommConfig::fromEnvironment() {
   WEFT_ASSIGN_OR_RETURN(int64_t depth, config::getInt("WEFT_COLL_PIPELINE_DEPTH"));
   c.chunk_bytes = static_cast<size_t>(chunk);
   c.depth = static_cast<uint32_t>(depth);
+  WEFT_ASSIGN_OR_RETURN(c.shm, config::getBool("WEFT_COLL_SHM"));
+  WEFT_ASSIGN_OR_RETURN(int64_t shmChunk, config::getInt("WEFT_COLL_SHM_CHUNK"));
+  c.shm_chunk = static_cast<size_t>(shmChunk);
   return c;
 }
 
@@ -147,6 +150,7 @@ Result<std::shared_ptr<const CompiledPlan>> CommCore::cachedPlan(const PlanKey& 
 
 Result<Request> CommCore::issueCollective(std::shared_ptr<CommCore> self, const CallSpec& call,
                                           const CallOptions& opts) {
+  if (wantsShm(call, opts)) return issueShm(std::move(self), call, opts);
   const auto kind = static_cast<CollKind>(call.op);
   const size_t es = sizeOf(call.type);
   const size_t chunkBytes = opts.chunk_bytes != 0 ? opts.chunk_bytes : config_.chunk_bytes;

@@ -30,6 +30,7 @@
 #include "collectives/executor/compiled_plan.h"
 #include "collectives/executor/plan_run.h"
 #include "collectives/reduce/reducer.h"
+#include "collectives/shm/shm_comm.h"
 #include "collectives/tuner/tuner.h"
 
 namespace weft::coll {
@@ -44,6 +45,8 @@ struct CommConfig {
   bool check = false;
   size_t chunk_bytes = 262144;
   uint32_t depth = 4;
+  bool shm = true;             // WEFT_COLL_SHM: one-node communicators use shm/ (ShmComm)
+  size_t shm_chunk = 524288;   // WEFT_COLL_SHM_CHUNK
   static Result<CommConfig> fromEnvironment();
 };
 
@@ -169,6 +172,11 @@ class CommCore : public std::enable_shared_from_this<CommCore> {
                          std::shared_ptr<const CompiledPlan> plan, std::string_view algorithm,
                          const CallOptions& opts);
   Status usable(OpCode op);
+  // Shared-memory path (shm_ops.cc): whether the call takes it, and running it to completion.
+  bool wantsShm(const CallSpec& call, const CallOptions& opts) const;
+  Result<Request> issueShm(std::shared_ptr<CommCore> self, const CallSpec& call,
+                           const CallOptions& opts);
+  Status runShm(OpState& op, const CallSpec& call);
   // Sets up a pooled OpState for a call (takes the next sequence number).
   void fillOp(OpState& op, const CallSpec& call, std::shared_ptr<const CompiledPlan> plan,
               std::shared_ptr<const CompiledPlan> check_plan, std::string_view algorithm,
@@ -204,6 +212,7 @@ class CommCore : public std::enable_shared_from_this<CommCore> {
   uint64_t cache_clock_ = 0;
   std::vector<std::unique_ptr<OpState>> ops_;
   std::vector<OpState*> free_ops_;
+  std::unique_ptr<ShmComm> shm_;  // created by the first shared-memory call
 };
 
 // Dense node numbering, local rank and size of `rank` among the members.

@@ -244,6 +244,14 @@ std::string Tuner::explain(CollKind kind, size_t bytes, const TopologyShape& top
     os << "\n";
   }
   if (!sel.isOk()) os << "  error: " << sel.status().message() << "\n";
+  const bool shmKind = kind == CollKind::kAllreduce || kind == CollKind::kBarrier ||
+                       kind == CollKind::kReduceScatter || kind == CollKind::kAllgather ||
+                       kind == CollKind::kBroadcast || kind == CollKind::kAlltoall;
+  if (shmKind && topo.num_nodes == 1 && topo.size > 1 && overrideFor(kind).empty()) {
+    os << "  note: on one node the communicator runs " << toString(kind)
+       << " through shared memory instead (algorithm shm; WEFT_COLL_SHM=0 or an override "
+          "selects from the list above)\n";
+  }
   return os.str();
 }
 

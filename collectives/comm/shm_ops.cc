@@ -1,0 +1,92 @@
+// CommCore: the shared-memory path (collectives/shm/shm_comm.h) for communicators on one node.
+// The operation runs to completion inside the call; the Request it returns is already done.
+#include <cstring>
+#include <optional>
+
+#include "collectives/api/collectives.h"
+#include "collectives/comm/comm_core.h"
+
+namespace weft::coll::detail {
+namespace {
+
+constexpr std::string_view kShm = "shm";
+
+bool shmKind(OpCode op) {
+  return op == OpCode::kAllreduce || op == OpCode::kBarrier || op == OpCode::kReduceScatter ||
+         op == OpCode::kAllgather || op == OpCode::kBroadcast || op == OpCode::kAlltoall;
+}
+
+}  // namespace
+
+bool CommCore::wantsShm(const CallSpec& call, const CallOptions& opts) const {
+  if (!shmKind(call.op)) return false;
+  const auto kind = static_cast<CollKind>(call.op);
+  const std::string_view forced =
+      !opts.algorithm.empty() ? opts.algorithm : std::string_view(tuner_.overrideFor(kind));
+  if (forced == kShm) return true;  // issueShm says why when it cannot
+  return forced.empty() && config_.shm && !config_.check && size() > 1 && topology_.num_nodes == 1;
+}
+
+Result<Request> CommCore::issueShm(std::shared_ptr<CommCore> self, const CallSpec& call,
+                                   const CallOptions& opts) {
+  WEFT_RETURN_IF_ERROR(usable(call.op));
+  if (topology_.num_nodes != 1) {
+    return WEFT_ERROR(StatusCode::kInvalidArgument, opName(call.op),
+                      ": algorithm shm needs every rank on one node; communicator ", id_, " spans ",
+                      topology_.num_nodes, " nodes");
+  }
+  WEFT_RETURN_IF_ERROR(layoutOf(call).status());
+  OpState* op = acquireOp();
+  fillOp(*op, call, nullptr, nullptr, kShm, opts);
+  ++outstanding_;
+  Status st = runShm(*op, call);
+  if (st.isOk()) {
+    finish(*op, Status::ok(), false);
+  } else if (st.code() == StatusCode::kPeerFailure && shm_ && shm_->failedRank() >= 0) {
+    const int dead = shm_->failedRank();
+    finish(*op,
+           Status(StatusCode::kPeerFailure,
+                  strCat(describe(*op), ": ", rankName(dead), " failed: ", st.message())),
+           true);
+    const int world = world_ranks_[static_cast<size_t>(dead)];
+    if (engine_->failureOf(world).isOk()) engine_->reportFailure(world, st);
+  } else {
+    finish(*op, st.withContext(describe(*op)), true);
+  }
+  return Request(std::move(self), op, op->generation);
+}
+
+Status CommCore::runShm(OpState& op, const CallSpec& call) {
+  if (size() == 1) {  // nothing to exchange: the schedules' single-rank result
+    if (call.output != nullptr && call.input != nullptr && call.output != call.input) {
+      std::memmove(call.output, call.input, call.count * sizeOf(call.type));
+    }
+    return Status::ok();
+  }
+  if (shm_ == nullptr) {
+    WEFT_ASSIGN_OR_RETURN(
+        shm_, ShmComm::create(*store_, rank_, size(), config_.shm_chunk, id_, op.deadline));
+    shm_->setIdle([e = engine_.get()] { e->progressAll(); });
+  }
+  const size_t es = sizeOf(call.type);
+  std::optional<Reducer> reducer;
+  if (call.reduce_op) {
+    WEFT_ASSIGN_OR_RETURN(Reducer r, Reducer::create(call.type, *call.reduce_op));
+    reducer = r;
+  }
+  const auto* in = static_cast<const std::byte*>(call.input);
+  auto* out = static_cast<std::byte*>(call.output);
+  switch (call.op) {
+    case OpCode::kBarrier: return shm_->barrier(op.deadline);
+    case OpCode::kAllreduce: return shm_->allreduce(in, out, call.count, *reducer, op.deadline);
+    case OpCode::kReduceScatter:
+      return shm_->reduceScatter(in, out, call.count, *reducer, op.deadline);
+    case OpCode::kAllgather: return shm_->allgather(in, out, call.count, es, op.deadline);
+    case OpCode::kBroadcast: return shm_->broadcast(out, call.count, es, call.root, op.deadline);
+    case OpCode::kAlltoall: return shm_->alltoall(in, out, call.count, es, op.deadline);
+    default: break;
+  }
+  return WEFT_ERROR(StatusCode::kInternal, opName(call.op), " has no shared-memory form");
+}
+
+}  // namespace weft::coll::detail

@@ -1,0 +1,132 @@
+// ShmComm: collectives through one shared-memory segment, for communicators whose ranks all
+// live on one node. Internal to collectives/ (CommCore picks it, see comm/shm_ops.cc).
+//
+// Segment: created by communicator rank 0 (shm_open + ftruncate + mmap with MAP_POPULATE; its
+// name travels through the communicator's store under "shm/name"), attached by the others at
+// the first call, and unlinked by rank 0 once every rank has been seen in it (after the first
+// call), so nothing is left in /dev/shm while the job runs. It holds, per rank, three
+// progress counters (own cache lines) and kSlots input and output slots of `chunk` bytes.
+//
+// Protocol. Every call is cut into stages of at most `chunk` bytes; stages are numbered
+// globally (the same on all ranks, since every rank makes the same calls in the same order)
+// and stage k uses slot k % kSlots. A rank may write its slots for stage k once every rank has
+// finished stage k - kSlots ("done" counters). Counters only grow (release stores, acquire
+// loads), so no reset between calls is needed.
+//  - allreduce, large: rank r copies the parts of its input that the other ranks reduce into its
+//    input slot ("posted"), reduces its own part from its input and the others' slots into
+//    its output slot ("reduced"), then copies every rank's reduced part into its output
+//    ("done"; non-temporal stores from kStreamBytes on). Per rank, the user buffers are read
+//    and written once; the peers' data passes through cache-sized slots.
+//  - allreduce, small (<= kSmallBytes): every rank posts its whole input and reduces all
+//    inputs itself, in rank order (bit-identical on every rank): one synchronisation.
+//  - reduce_scatter: as the large allreduce without the copy back; allgather / broadcast /
+//    alltoall: post (alltoall: the block of every other rank), then copy out.
+//  - barrier: one stage without data.
+// Results are bit-identical on all ranks (each element is reduced by one rank, or by all in
+// the same order). kAvg is finalized by the rank that reduces.
+//
+// A waiter also checks now and then that the rank it waits for is still alive (its pid, when
+// it runs in the same PID namespace): a dead rank fails the call with kPeerFailure naming it.
+// Waiting spins (PAUSE) briefly, then yields the CPU, calling `idle` (the engine's progress)
+// now and then. When the node has fewer CPUs than the communicator has ranks, a waiter yields
+// a few times and then sleeps on a futex on the counter it waits for (publishers wake the
+// sleepers), so that the ranks with work get the CPUs. Deadlines: an
+// expired deadline fails the call with kTimeout naming the stage and the ranks that had not
+// arrived; the segment is then unusable (the communicator's error is sticky anyway).
+//
+// No allocation and no page faults after the segment exists (it is pre-faulted).
+// Threads: one thread at a time (the communicator's).
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "collectives/reduce/reducer.h"
+#include "common/deadline.h"
+#include "common/result.h"
+#include "common/store/store.h"
+
+namespace weft::coll::detail {
+
+class ShmComm {
+ public:
+  static constexpr uint32_t kSlots = 4;
+  static constexpr size_t kSmallBytes = 8192;
+  // Allreduce calls from this size on stream their output (non-temporal stores): the buffer
+  // exceeds the caches, so it is written to memory anyway.
+  static constexpr size_t kStreamBytes = size_t{4} << 20;
+
+  // Collective over the communicator's ranks (all on this node). chunk: bytes per stage.
+  static Result<std::unique_ptr<ShmComm>> create(Store& store, int rank, int size, size_t chunk,
+                                                 uint64_t comm_id, Deadline deadline);
+  ~ShmComm();
+  ShmComm(const ShmComm&) = delete;
+  ShmComm& operator=(const ShmComm&) = delete;
+
+  void setIdle(std::function<void()> idle) { idle_ = std::move(idle); }
+  // After a kPeerFailure: the communicator rank that exited (-1 if none).
+  int failedRank() const { return failed_rank_; }
+
+  Status barrier(Deadline deadline);
+  // count elements of reducer's type; in == out allowed (in place).
+  Status allreduce(const std::byte* in, std::byte* out, size_t count, const Reducer& reducer,
+                   Deadline deadline);
+  // in: size * count elements; out: block `rank` of the reduction (count elements).
+  Status reduceScatter(const std::byte* in, std::byte* out, size_t count, const Reducer& reducer,
+                       Deadline deadline);
+  // in: count elements (may be out + rank * count); out: size * count elements.
+  Status allgather(const std::byte* in, std::byte* out, size_t count, size_t elem_size,
+                   Deadline deadline);
+  // in, out: size * count elements; block j of in goes to rank j (in == out allowed).
+  Status alltoall(const std::byte* in, std::byte* out, size_t count, size_t elem_size,
+                  Deadline deadline);
+  // buf: count elements, input at the root.
+  Status broadcast(std::byte* buf, size_t count, size_t elem_size, int root, Deadline deadline);
+
+ private:
+  enum Counter : uint32_t { kPosted = 0, kReduced = 1, kDone = 2 };
+  struct Parts;
+  ShmComm(int rank, int size, size_t chunk, std::byte* base, size_t bytes, std::string name);
+
+  std::atomic<uint64_t>& counter(int r, Counter c) const;
+  // Each rank's pid and PID namespace (for the liveness check).
+  std::atomic<int32_t>& pidOf(int r) const;
+  std::atomic<uint64_t>& pidNamespaceOf(int r) const;
+  bool alive(int r) const;
+  // Engine progress, peer liveness (every 16th call) and the deadline, while waiting.
+  Status slowChecks(Counter c, uint64_t value, int waited, Deadline deadline, uint32_t checks);
+  // Ranks sleeping on counter c of rank r (oversubscribed nodes only).
+  std::atomic<uint32_t>& sleepers(int r, Counter c) const;
+  // Sleeps on rank r's counter c (futex, 2 ms at most) unless it is already >= below.
+  void sleepWhile(int r, Counter c, uint64_t below);
+  std::byte* inSlot(int r, uint64_t stage) const;
+  std::byte* outSlot(int r, uint64_t stage) const;
+  void publish(Counter c, uint64_t value);
+  // Waits until every rank (but this one when skip_self; only rank `only` when >= 0) has
+  // counter c >= value.
+  Status waitAll(Counter c, uint64_t value, bool skip_self, Deadline deadline, int only = -1);
+  Status waitSlotFree(uint64_t stage, Deadline deadline);
+  Status allreduceSmall(const std::byte* in, std::byte* out, size_t count, const Reducer& reducer,
+                        Deadline deadline);
+  // One stage of the large allreduce / reduce_scatter (see Parts in the .cc);
+  // `copy_back`: gather the others' reduced parts into out (allreduce).
+  Status reduceStage(const Parts& parts, const Reducer& reducer, bool copy_back, Deadline deadline);
+  void finishCall();
+
+  int rank_;
+  int size_;
+  size_t chunk_;
+  std::byte* base_;
+  size_t bytes_;
+  std::string name_;  // unlinked once every rank attached ("" then)
+  bool oversubscribed_;
+  uint64_t stage_ = 0;  // stages run so far (same on every rank)
+  int failed_rank_ = -1;
+  std::function<void()> idle_;
+};
+
+}  // namespace weft::coll::detail
