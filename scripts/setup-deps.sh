@@ -15,6 +15,9 @@ PKGS=(
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   # launchers we interoperate with (bootstrap tests) and multi-node tests
   openmpi-bin libopenmpi-dev iproute2 procps psmisc python3
+  # soft-RoCE VMs for the verbs tests and benchmarks (scripts/softroce/; the guest kernel
+  # .deb is downloaded there, into /tmp/softroce)
+  qemu-system-x86 busybox-static ibverbs-utils perftest kmod cpio gzip xz-utils util-linux
 )
 
 missing=()

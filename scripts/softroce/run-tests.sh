@@ -14,7 +14,9 @@
 # First use installs qemu and friends with apt-get and downloads Debian's kernel package
 # into $SOFTROCE_WORK (default /tmp/softroce, ~600 MB); later runs reuse it.
 # Environment: VERBS_TEST_FILTER replaces the one-VM gtest filter; VERBS_SKIP_TWO_NODE=1
-# skips step 2; SOFTROCE_KEEP=1 keeps the VM consoles (see softroce-vm -h).
+# skips step 2; VERBS_ONE_VM_LIMIT / VERBS_TWO_VM_LIMIT are the time limits (seconds, boot
+# included) of steps 1 and 2 (default 900 each); SOFTROCE_KEEP=1 keeps the VM consoles (see
+# softroce-vm -h).
 # Exit status: 0 when both steps pass; else the first failing step's status
 # (124 = time limit hit, 125 = the VM itself failed).
 set -uo pipefail
@@ -39,7 +41,10 @@ BIN=$BUILD/bin/weft_transport_tests
 }
 
 # The 256 MiB and 8-rank cases once (default configuration); everything else in all three.
-FILTER=${VERBS_TEST_FILTER:-'Verbs*.*:Verbs/TransportConformance.*-*Message256MiB/*_write:*Message256MiB/*_starved:*EightRanks*/*_write'}
+# Known open bug, excluded until fixed: ReceivePostedAfterArrivalReportsLengthAndTag hangs on
+# verbs (rank 1 stays in the harness's store barrier right after connecting while rank 0 has
+# passed it); run it alone with VERBS_TEST_FILTER='Verbs/*ReceivePostedAfterArrival*'.
+FILTER=${VERBS_TEST_FILTER:-'Verbs*.*:Verbs/TransportConformance.*-*Message256MiB/*_write:*Message256MiB/*_starved:*EightRanks*/*_write:*ReceivePostedAfterArrival*'}
 TWO_NODE_TESTS=(
 	'Verbs/TransportConformance.SendRecvSizesAndUnalignedBuffers/verbs_rxe0'
 	'Verbs/TransportConformance.TagMatchingAndOrdering/verbs_rxe0'
@@ -55,7 +60,7 @@ cd "$WORK" || exit 2
 t0=$(date +%s)
 
 echo "=== soft-RoCE, one VM: verbs tests (filter $FILTER)"
-"$HERE/softroce-vm" -m 2048 -c 2 -t 900 -w "$WORK" -- \
+"$HERE/softroce-vm" -m 2048 -c 2 -t "${VERBS_ONE_VM_LIMIT:-900}" -w "$WORK" -- \
 	env WEFT_TEST_STRICT=1 "$BIN" --gtest_filter="$FILTER"
 rc1=$?
 t1=$(date +%s)
@@ -64,7 +69,7 @@ echo "=== one VM: exit status $rc1 after $((t1 - t0)) s"
 rc2=0
 if [ "${VERBS_SKIP_TWO_NODE:-0}" != 1 ]; then
 	echo "=== soft-RoCE, two VMs: ${#TWO_NODE_TESTS[@]} tests, one rank per VM"
-	"$HERE/softroce-vm" -n 2 -m 1536 -t 900 -w "$WORK" -- \
+	"$HERE/softroce-vm" -n 2 -m 1536 -t "${VERBS_TWO_VM_LIMIT:-900}" -w "$WORK" -- \
 		"$HERE/two-node-rank.sh" "$BIN" "${TWO_NODE_TESTS[@]}"
 	rc2=$?
 	echo "=== two VMs: exit status $rc2 after $(($(date +%s) - t1)) s"

@@ -22,6 +22,10 @@ read -r -a PEERS <<<"${SOFTROCE_PEERS:?}"
 HOST0=${PEERS[0]}
 BASE_PORT=29500
 STEPS=/tmp/weft-steps.$RANK
+# Each VM has one emulated vCPU on a shared host: a VM can stall for longer than the default
+# ACK timeout (WEFT_IB_TIMEOUT 14 = 67 ms), and every spurious timeout makes the peer resend
+# (rxe counts them in completer_retry_err). 16 = 268 ms still reports a dead peer in ~2 s.
+export WEFT_IB_TIMEOUT=${WEFT_IB_TIMEOUT:-16}
 LOGDIR=${TMPDIR:-/tmp}
 rc=0
 n=0
@@ -67,4 +71,11 @@ for test in "$@"; do
 		rc=1
 	fi
 done
+# Diagnostics: rxe's non-zero error/retry counters and eth0's drops (why a retry ran out).
+if [ "$rc" != 0 ] || [ "${VERBS_SHOW_COUNTERS:-0}" = 1 ]; then
+	c=/sys/class/infiniband/${SOFTROCE_DEV:-rxe0}/ports/1/hw_counters
+	echo "two-node: rank $RANK: rxe counters:" $(grep -H -v '^0$' "$c"/* 2>/dev/null |
+		sed "s|$c/||" | tr '\n' ' ')
+	echo "two-node: rank $RANK: $(ip -s link show eth0 | tr -s ' \n' ' ')"
+fi
 exit $rc
