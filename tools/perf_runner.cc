@@ -8,7 +8,7 @@
 #include <cstring>
 #include <utility>
 
-#include "tools/perf_alloc_count.h"
+#include "tools/alloc_count.h"
 
 namespace weft::perf {
 
@@ -422,11 +422,11 @@ Measurement PerfRunner::run(const TestSpec& test, size_t bytes) {
   if (m.warmup > 0) phase(test, bytes, m.warmup, 0, nullptr);
   exchange(0);
   if (options_.markers) ::getppid();  // strace marker: the timed phase starts
-  startAllocCount();
+  alloc::startAllocCount();
   PhaseTime t = phase(test, bytes, m.iters, m.warmup, samples_.data());
-  const uint64_t allocs = stopAllocCount();
+  const uint64_t allocs = alloc::stopAllocCount().total;
   if (options_.markers) ::getppid();  // ... and ends
-  if (allocCountAvailable()) m.allocs = static_cast<int64_t>(allocs);
+  if (alloc::allocCountAvailable()) m.allocs = static_cast<int64_t>(allocs);
   const uint64_t ok = checkData(test, bytes) ? 1 : 0;
   const uint64_t peer_ok = exchange(ok);
   if (options_.validate) m.validated = ok != 0 && peer_ok != 0 ? 1 : 0;
