@@ -13,7 +13,8 @@ constexpr std::string_view kShm = "shm";
 
 bool shmKind(OpCode op) {
   return op == OpCode::kAllreduce || op == OpCode::kBarrier || op == OpCode::kReduceScatter ||
-         op == OpCode::kAllgather || op == OpCode::kBroadcast || op == OpCode::kAlltoall;
+         op == OpCode::kAllgather || op == OpCode::kBroadcast || op == OpCode::kAlltoall ||
+         op == OpCode::kReduce || op == OpCode::kGather || op == OpCode::kScatter;
 }
 
 }  // namespace
@@ -84,6 +85,10 @@ Status CommCore::runShm(OpState& op, const CallSpec& call) {
     case OpCode::kAllgather: return shm_->allgather(in, out, call.count, es, op.deadline);
     case OpCode::kBroadcast: return shm_->broadcast(out, call.count, es, call.root, op.deadline);
     case OpCode::kAlltoall: return shm_->alltoall(in, out, call.count, es, op.deadline);
+    case OpCode::kReduce:
+      return shm_->reduce(in, out, call.count, *reducer, call.root, op.deadline);
+    case OpCode::kGather: return shm_->gather(in, out, call.count, es, call.root, op.deadline);
+    case OpCode::kScatter: return shm_->scatter(in, out, call.count, es, call.root, op.deadline);
     default: break;
   }
   return WEFT_ERROR(StatusCode::kInternal, opName(call.op), " has no shared-memory form");

@@ -299,22 +299,24 @@ Status ShmComm::barrier(Deadline deadline) {
   return Status::ok();
 }
 
-Status ShmComm::allreduceSmall(const std::byte* in, std::byte* out, size_t count,
-                               const Reducer& reducer, Deadline deadline) {
+Status ShmComm::reduceSmall(const std::byte* in, std::byte* out, size_t count,
+                            const Reducer& reducer, int root, Deadline deadline) {
   const uint64_t k = stage_++;
   const size_t bytes = count * reducer.elementSize();
   WEFT_RETURN_IF_ERROR(waitSlotFree(k, deadline));
   std::memcpy(inSlot(rank_, k), in, bytes);
   publish(kPosted, k + 1);
-  WEFT_RETURN_IF_ERROR(waitAll(kPosted, k + 1, true, deadline));
-  reducer.reduce(out, inSlot(0, k), inSlot(1, k), count);
-  for (int j = 2; j < size_; ++j) reducer.reduce(out, inSlot(j, k), count);
-  if (reducer.needsFinalize()) reducer.finalize(out, count, static_cast<size_t>(size_));
+  if (root < 0 || rank_ == root) {
+    WEFT_RETURN_IF_ERROR(waitAll(kPosted, k + 1, true, deadline));
+    reducer.reduce(out, inSlot(0, k), inSlot(1, k), count);
+    for (int j = 2; j < size_; ++j) reducer.reduce(out, inSlot(j, k), count);
+    if (reducer.needsFinalize()) reducer.finalize(out, count, static_cast<size_t>(size_));
+  }
   publish(kDone, k + 1);
   return Status::ok();
 }
 
-Status ShmComm::reduceStage(const Parts& p, const Reducer& reducer, bool copy_back,
+Status ShmComm::reduceStage(const Parts& p, const Reducer& reducer, Collect collect, int root,
                             Deadline deadline) {
   const uint64_t k = stage_++;
   WEFT_RETURN_IF_ERROR(waitSlotFree(k, deadline));
@@ -329,10 +331,11 @@ Status ShmComm::reduceStage(const Parts& p, const Reducer& reducer, bool copy_ba
   WEFT_RETURN_IF_ERROR(waitAll(kPosted, k + 1, true, deadline));
   const size_t n = p.len(rank_);
   const size_t at = static_cast<size_t>(rank_) * p.q * p.es;
-  std::byte* dst = p.out + static_cast<size_t>(rank_) * p.out_step;
-  // With copy-back the result is built in this rank's output slot (cache) and streamed to
-  // the user's buffer like the other ranks' parts.
-  std::byte* acc = copy_back ? outSlot(rank_, k) + at : dst;
+  // When parts travel to other ranks, the result is built in this rank's output slot (cache)
+  // and streamed from there to the users' buffers.
+  std::byte* acc = collect == Collect::kOwnPart
+                       ? p.out + static_cast<size_t>(rank_) * p.out_step
+                       : outSlot(rank_, k) + at;
   if (n != 0) {
     const std::byte* a = p.in + static_cast<size_t>(rank_) * p.in_step;
     for (int j = 0; j < size_; ++j) {
@@ -342,35 +345,56 @@ Status ShmComm::reduceStage(const Parts& p, const Reducer& reducer, bool copy_ba
     }
     if (reducer.needsFinalize()) reducer.finalize(acc, n, static_cast<size_t>(size_));
   }
-  if (copy_back) {
+  if (collect != Collect::kOwnPart) {
     publish(kReduced, k + 1);
-    copyOut(dst, acc, n * p.es, p.stream);
-    for (int j = 0; j < size_; ++j) {
-      if (j == rank_ || p.len(j) == 0) continue;
-      WEFT_RETURN_IF_ERROR(waitAll(kReduced, k + 1, false, deadline, j));
-      copyOut(p.out + static_cast<size_t>(j) * p.out_step,
-              outSlot(j, k) + static_cast<size_t>(j) * p.q * p.es, p.len(j) * p.es, p.stream);
+    if (collect == Collect::kEveryone || rank_ == root) {
+      for (int j = 0; j < size_; ++j) {
+        if (p.len(j) == 0) continue;
+        if (j != rank_) WEFT_RETURN_IF_ERROR(waitAll(kReduced, k + 1, false, deadline, j));
+        copyOut(p.out + static_cast<size_t>(j) * p.out_step,
+                outSlot(j, k) + static_cast<size_t>(j) * p.q * p.es, p.len(j) * p.es, p.stream);
+      }
     }
   }
   publish(kDone, k + 1);
   return Status::ok();
 }
 
+Status ShmComm::reduceLarge(const std::byte* in, std::byte* out, size_t count,
+                            const Reducer& reducer, Collect collect, int root, Deadline deadline) {
+  const size_t es = reducer.elementSize();
+  const size_t perStage = chunk_ / es;
+  const size_t align = std::max<size_t>(1, 64 / es);
+  const bool stream = count * es >= kStreamBytes;
+  const bool has_out = collect == Collect::kEveryone || rank_ == root;
+  for (size_t e0 = 0; e0 < count; e0 += perStage) {
+    const size_t n = std::min(perStage, count - e0);
+    const size_t q = roundUp((n + size_ - 1) / static_cast<size_t>(size_), align);
+    const Parts parts{in + e0 * es, q * es, has_out ? out + e0 * es : nullptr, q * es, q, n, es,
+                      stream};
+    WEFT_RETURN_IF_ERROR(reduceStage(parts, reducer, collect, root, deadline));
+  }
+  return Status::ok();
+}
+
 Status ShmComm::allreduce(const std::byte* in, std::byte* out, size_t count, const Reducer& reducer,
                           Deadline deadline) {
-  const size_t es = reducer.elementSize();
-  if (count * es <= std::min(kSmallBytes, chunk_)) {
-    WEFT_RETURN_IF_ERROR(allreduceSmall(in, out, count, reducer, deadline));
+  if (count * reducer.elementSize() <= std::min(kSmallBytes, chunk_)) {
+    WEFT_RETURN_IF_ERROR(reduceSmall(in, out, count, reducer, -1, deadline));
   } else {
-    const size_t perStage = chunk_ / es;
-    const size_t align = std::max<size_t>(1, 64 / es);
-    const bool stream = count * es >= kStreamBytes;
-    for (size_t e0 = 0; e0 < count; e0 += perStage) {
-      const size_t n = std::min(perStage, count - e0);
-      const size_t q = roundUp((n + size_ - 1) / static_cast<size_t>(size_), align);
-      const Parts parts{in + e0 * es, q * es, out + e0 * es, q * es, q, n, es, stream};
-      WEFT_RETURN_IF_ERROR(reduceStage(parts, reducer, true, deadline));
-    }
+    WEFT_RETURN_IF_ERROR(
+        reduceLarge(in, out, count, reducer, Collect::kEveryone, -1, deadline));
+  }
+  finishCall();
+  return Status::ok();
+}
+
+Status ShmComm::reduce(const std::byte* in, std::byte* out, size_t count, const Reducer& reducer,
+                       int root, Deadline deadline) {
+  if (count * reducer.elementSize() <= std::min(kSmallBytes, chunk_)) {
+    WEFT_RETURN_IF_ERROR(reduceSmall(in, out, count, reducer, root, deadline));
+  } else {
+    WEFT_RETURN_IF_ERROR(reduceLarge(in, out, count, reducer, Collect::kRoot, root, deadline));
   }
   finishCall();
   return Status::ok();
@@ -385,7 +409,7 @@ Status ShmComm::reduceScatter(const std::byte* in, std::byte* out, size_t count,
     // Part j is block j's elements [e0, e0 + m); this rank's result lands at out + e0.
     const Parts parts{in + e0 * es, count * es, out + e0 * es, 0, m, m * static_cast<size_t>(size_),
                       es,           false};
-    WEFT_RETURN_IF_ERROR(reduceStage(parts, reducer, false, deadline));
+    WEFT_RETURN_IF_ERROR(reduceStage(parts, reducer, Collect::kOwnPart, -1, deadline));
   }
   finishCall();
   return Status::ok();
@@ -453,6 +477,61 @@ Status ShmComm::broadcast(std::byte* buf, size_t count, size_t es, int root, Dea
     } else {
       WEFT_RETURN_IF_ERROR(waitAll(kPosted, k + 1, false, deadline, root));
       std::memcpy(buf + e0 * es, inSlot(root, k), bytes);
+    }
+    publish(kDone, k + 1);
+  }
+  finishCall();
+  return Status::ok();
+}
+
+Status ShmComm::gather(const std::byte* in, std::byte* out, size_t count, size_t es, int root,
+                       Deadline deadline) {
+  const size_t perStage = chunk_ / es;
+  const size_t block = count * es;
+  for (size_t e0 = 0; e0 < count; e0 += perStage) {
+    const size_t bytes = std::min(perStage, count - e0) * es;
+    const uint64_t k = stage_++;
+    if (rank_ != root) {
+      WEFT_RETURN_IF_ERROR(waitSlotFree(k, deadline));
+      std::memcpy(inSlot(rank_, k), in + e0 * es, bytes);
+      publish(kPosted, k + 1);
+    } else {
+      std::byte* own = out + static_cast<size_t>(rank_) * block + e0 * es;
+      if (own != in + e0 * es) std::memcpy(own, in + e0 * es, bytes);
+      for (int j = 0; j < size_; ++j) {
+        if (j == rank_) continue;
+        WEFT_RETURN_IF_ERROR(waitAll(kPosted, k + 1, false, deadline, j));
+        std::memcpy(out + static_cast<size_t>(j) * block + e0 * es, inSlot(j, k), bytes);
+      }
+    }
+    publish(kDone, k + 1);
+  }
+  finishCall();
+  return Status::ok();
+}
+
+Status ShmComm::scatter(const std::byte* in, std::byte* out, size_t count, size_t es, int root,
+                        Deadline deadline) {
+  const auto p = static_cast<size_t>(size_);
+  const size_t perStage = std::max<size_t>(1, chunk_ / es / p);
+  const size_t block = count * es;
+  const size_t part = perStage * es;  // slot layout: part j for rank j
+  for (size_t e0 = 0; e0 < count; e0 += perStage) {
+    const size_t bytes = std::min(perStage, count - e0) * es;
+    const uint64_t k = stage_++;
+    if (rank_ == root) {
+      WEFT_RETURN_IF_ERROR(waitSlotFree(k, deadline));
+      for (size_t j = 0; j < p; ++j) {
+        if (j != static_cast<size_t>(root)) {
+          std::memcpy(inSlot(rank_, k) + j * part, in + j * block + e0 * es, bytes);
+        }
+      }
+      publish(kPosted, k + 1);
+      const std::byte* own = in + static_cast<size_t>(root) * block + e0 * es;
+      if (own != out + e0 * es) std::memcpy(out + e0 * es, own, bytes);
+    } else {
+      WEFT_RETURN_IF_ERROR(waitAll(kPosted, k + 1, false, deadline, root));
+      std::memcpy(out + e0 * es, inSlot(root, k) + static_cast<size_t>(rank_) * part, bytes);
     }
     publish(kDone, k + 1);
   }

@@ -19,8 +19,10 @@
 //    and written once; the peers' data passes through cache-sized slots.
 //  - allreduce, small (<= kSmallBytes): every rank posts its whole input and reduces all
 //    inputs itself, in rank order (bit-identical on every rank): one synchronisation.
-//  - reduce_scatter: as the large allreduce without the copy back; allgather / broadcast /
-//    alltoall: post (alltoall: the block of every other rank), then copy out.
+//  - reduce_scatter: as the large allreduce without the copy back; reduce: as the allreduce
+//    with only the root copying back (small: only the root reduces); allgather / gather /
+//    broadcast / scatter / alltoall: post (scatter, alltoall: the block of every other rank),
+//    then the ranks that want the data copy it out.
 //  - barrier: one stage without data.
 // Results are bit-identical on all ranks (each element is reduced by one rank, or by all in
 // the same order). kAvg is finalized by the rank that reduces.
@@ -86,6 +88,17 @@ class ShmComm {
                   Deadline deadline);
   // buf: count elements, input at the root.
   Status broadcast(std::byte* buf, size_t count, size_t elem_size, int root, Deadline deadline);
+  // count elements; out is used at the root only (in == out allowed there).
+  Status reduce(const std::byte* in, std::byte* out, size_t count, const Reducer& reducer,
+                int root, Deadline deadline);
+  // in: count elements; out (root only): size * count elements, block j from rank j
+  // (in == out + root * count allowed at the root).
+  Status gather(const std::byte* in, std::byte* out, size_t count, size_t elem_size, int root,
+                Deadline deadline);
+  // in (root only): size * count elements, block j to rank j; out: count elements
+  // (out == in + root * count allowed at the root).
+  Status scatter(const std::byte* in, std::byte* out, size_t count, size_t elem_size, int root,
+                 Deadline deadline);
 
  private:
   enum Counter : uint32_t { kPosted = 0, kReduced = 1, kDone = 2 };
@@ -110,11 +123,19 @@ class ShmComm {
   // counter c >= value.
   Status waitAll(Counter c, uint64_t value, bool skip_self, Deadline deadline, int only = -1);
   Status waitSlotFree(uint64_t stage, Deadline deadline);
-  Status allreduceSmall(const std::byte* in, std::byte* out, size_t count, const Reducer& reducer,
-                        Deadline deadline);
-  // One stage of the large allreduce / reduce_scatter (see Parts in the .cc);
-  // `copy_back`: gather the others' reduced parts into out (allreduce).
-  Status reduceStage(const Parts& parts, const Reducer& reducer, bool copy_back, Deadline deadline);
+  // Where the reduced parts of a stage go: each rank's own part to its output
+  // (reduce_scatter), every part to every rank (allreduce), or every part to one root (reduce).
+  enum class Collect { kOwnPart, kEveryone, kRoot };
+  // Every rank posts its whole input; the ranks that want the result (all, or only `root`
+  // when >= 0) reduce all inputs in rank order.
+  Status reduceSmall(const std::byte* in, std::byte* out, size_t count, const Reducer& reducer,
+                     int root, Deadline deadline);
+  // One stage of the large allreduce / reduce / reduce_scatter (see Parts in the .cc).
+  Status reduceStage(const Parts& parts, const Reducer& reducer, Collect collect, int root,
+                     Deadline deadline);
+  // Large allreduce / reduce: stages over the whole count.
+  Status reduceLarge(const std::byte* in, std::byte* out, size_t count, const Reducer& reducer,
+                     Collect collect, int root, Deadline deadline);
   void finishCall();
 
   int rank_;

@@ -63,6 +63,10 @@ void runAllShapes(RankEnv& env, Communicator& comm) {
           shmCase(CollKind::kBroadcast, count, in_place, last, DataType::kI64, ReduceOp::kSum,
                   seed),
           shmCase(CollKind::kAlltoall, count, in_place, 0, DataType::kF16, ReduceOp::kSum, seed),
+          shmCase(CollKind::kReduce, count, in_place, last, DataType::kF32, ReduceOp::kSum, seed),
+          shmCase(CollKind::kReduce, count, in_place, 0, DataType::kU32, ReduceOp::kAvg, seed),
+          shmCase(CollKind::kGather, count, in_place, last, DataType::kI32, ReduceOp::kSum, seed),
+          shmCase(CollKind::kScatter, count, in_place, last, DataType::kU8, ReduceOp::kSum, seed),
       };
       for (const Case& c : cases) {
         env.step(c.describe());
