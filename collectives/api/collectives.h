@@ -26,7 +26,9 @@
 //  - v-variants: counts and displacements (elements) have one entry per rank and are
 //    passed on every rank (identical arrays for gatherv / scatterv / allgatherv); they use
 //    simple correct algorithms (gatherv / scatterv direct to and from the root, allgatherv
-//    ring, alltoallv pairwise exchange).
+//    ring, alltoallv pairwise exchange). On one node gatherv / scatterv / allgatherv go
+//    through shared memory ("shm") like their uniform forms; CallOptions::algorithm may name
+//    "shm" or the schedule ("direct", "ring"); they have no WEFT_ALGO_<OP> override.
 //  - send / recv: tags in [0, 2^27); messages between two ranks with equal tags match in
 //    order. A recv's count must equal the matching send's.
 #pragma once

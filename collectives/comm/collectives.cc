@@ -249,10 +249,18 @@ Status checkOwnCount(OpCode op, const char* what, size_t given, std::span<const 
                     " differs from counts[", rank, "] = ", counts[static_cast<size_t>(rank)]);
 }
 
-Result<Request> issueV(Communicator& comm, const CallSpec& call, const Plan& plan,
+// build: () -> Plan, called only when the call does not take the shared-memory path.
+template <typename BuildFn>
+Result<Request> issueV(Communicator& comm, const CallSpec& call, BuildFn&& build,
                        const CallOptions& opts) {
   WEFT_RETURN_IF_ERROR(validate(call, comm.size()));
   auto& core = comm.core();
+  if (core.wantsShm(call, opts)) return core.issueShm(core.shared_from_this(), call, opts);
+  const Plan plan = build();
+  if (!opts.algorithm.empty() && opts.algorithm != plan.algorithm) {
+    return WEFT_ERROR(StatusCode::kInvalidArgument, nameOf(call.op), ": unknown algorithm \"",
+                      opts.algorithm, "\"; valid: ", plan.algorithm, ", shm");
+  }
   return core.issuePlan(core.shared_from_this(), call, plan, opts);
 }
 
@@ -271,8 +279,12 @@ Result<Request> igatherv(Communicator& comm, const void* send, size_t send_count
                     isRoot ? extent : 0, elems(displs[static_cast<size_t>(comm.rank())]));
   c.root = root;
   c.counts_hash = detail::hashCounts(counts, displs);
-  return issueV(comm, c, detail::buildGathervPlan(comm.rank(), comm.size(), root, counts, displs),
-                opts);
+  c.v_counts = counts.data();
+  c.v_displs = displs.data();
+  return issueV(
+      comm, c,
+      [&] { return detail::buildGathervPlan(comm.rank(), comm.size(), root, counts, displs); },
+      opts);
 }
 
 Result<Request> iscatterv(Communicator& comm, const void* send, std::span<const size_t> counts,
@@ -287,8 +299,12 @@ Result<Request> iscatterv(Communicator& comm, const void* send, std::span<const 
                     recv_count, -elems(displs[static_cast<size_t>(root)]));
   c.root = root;
   c.counts_hash = detail::hashCounts(counts, displs);
-  return issueV(comm, c, detail::buildScattervPlan(comm.rank(), comm.size(), root, counts, displs),
-                opts);
+  c.v_counts = counts.data();
+  c.v_displs = displs.data();
+  return issueV(
+      comm, c,
+      [&] { return detail::buildScattervPlan(comm.rank(), comm.size(), root, counts, displs); },
+      opts);
 }
 
 Result<Request> iallgatherv(Communicator& comm, const void* send, size_t send_count, void* recv,
@@ -301,8 +317,11 @@ Result<Request> iallgatherv(Communicator& comm, const void* send, size_t send_co
   CallSpec c = spec(op, type, send_count, send, send_count, recv, extent,
                     elems(displs[static_cast<size_t>(comm.rank())]));
   c.counts_hash = detail::hashCounts(counts, displs);
-  return issueV(comm, c, detail::buildAllgathervPlan(comm.rank(), comm.size(), counts, displs),
-                opts);
+  c.v_counts = counts.data();
+  c.v_displs = displs.data();
+  return issueV(
+      comm, c, [&] { return detail::buildAllgathervPlan(comm.rank(), comm.size(), counts, displs); },
+      opts);
 }
 
 Result<Request> ialltoallv(Communicator& comm, const void* send,
@@ -316,10 +335,13 @@ Result<Request> ialltoallv(Communicator& comm, const void* send,
   WEFT_ASSIGN_OR_RETURN(size_t outExtent,
                         blockExtent(op, "receive", recv_counts, recv_displs, comm.size(), true));
   CallSpec c = spec(op, type, 0, send, inExtent, recv, outExtent, std::nullopt);
-  return issueV(comm, c,
-                detail::buildAlltoallvPlan(comm.rank(), comm.size(), send_counts, send_displs,
-                                           recv_counts, recv_displs),
-                opts);
+  return issueV(
+      comm, c,
+      [&] {
+        return detail::buildAlltoallvPlan(comm.rank(), comm.size(), send_counts, send_displs,
+                                          recv_counts, recv_displs);
+      },
+      opts);
 }
 
 Status gatherv(Communicator& comm, const void* send, size_t send_count, void* recv,

@@ -63,6 +63,10 @@ struct CallSpec {
   size_t input_count = 0;  // elements of the input / output this rank uses
   size_t output_count = 0;
   uint64_t counts_hash = 0;  // v-variants (WEFT_CHECK)
+  // gatherv / scatterv / allgatherv: the per-rank counts and displacements (one entry per
+  // rank, valid during the issuing call; the shared-memory path reads them).
+  const size_t* v_counts = nullptr;
+  const size_t* v_displs = nullptr;
   // In-place layout the operation allows: input - output in elements when they overlap.
   std::optional<int64_t> in_place_delta;
 };
@@ -115,6 +119,8 @@ class CommCore : public std::enable_shared_from_this<CommCore> {
   int rank() const { return rank_; }
   int size() const { return static_cast<int>(world_ranks_.size()); }
   uint64_t id() const { return id_; }
+  // The communicator's 12-bit id in transport tags (executor/tags.h).
+  uint32_t tagId() const { return tag_id_; }
   const std::vector<int>& worldRanks() const { return world_ranks_; }
   int commRankOf(int world_rank) const;
   const Topology& topology() const { return topology_; }
@@ -134,6 +140,10 @@ class CommCore : public std::enable_shared_from_this<CommCore> {
                             const CallOptions& opts);
   Result<Request> issuePointToPoint(std::shared_ptr<CommCore> self, const CallSpec& call,
                                     const CallOptions& opts);
+  // Shared-memory path (shm_ops.cc): whether the call takes it, and running it to completion.
+  bool wantsShm(const CallSpec& call, const CallOptions& opts) const;
+  Result<Request> issueShm(std::shared_ptr<CommCore> self, const CallSpec& call,
+                           const CallOptions& opts);
 
   // Engine side.
   void advance(OpState& op, bool* progressed);
@@ -172,10 +182,6 @@ class CommCore : public std::enable_shared_from_this<CommCore> {
                          std::shared_ptr<const CompiledPlan> plan, std::string_view algorithm,
                          const CallOptions& opts);
   Status usable(OpCode op);
-  // Shared-memory path (shm_ops.cc): whether the call takes it, and running it to completion.
-  bool wantsShm(const CallSpec& call, const CallOptions& opts) const;
-  Result<Request> issueShm(std::shared_ptr<CommCore> self, const CallSpec& call,
-                           const CallOptions& opts);
   Status runShm(OpState& op, const CallSpec& call);
   // Sets up a pooled OpState for a call (takes the next sequence number).
   void fillOp(OpState& op, const CallSpec& call, std::shared_ptr<const CompiledPlan> plan,

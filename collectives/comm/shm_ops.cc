@@ -14,16 +14,23 @@ constexpr std::string_view kShm = "shm";
 bool shmKind(OpCode op) {
   return op == OpCode::kAllreduce || op == OpCode::kBarrier || op == OpCode::kReduceScatter ||
          op == OpCode::kAllgather || op == OpCode::kBroadcast || op == OpCode::kAlltoall ||
-         op == OpCode::kReduce || op == OpCode::kGather || op == OpCode::kScatter;
+         op == OpCode::kReduce || op == OpCode::kGather || op == OpCode::kScatter ||
+         op == OpCode::kGatherv || op == OpCode::kScatterv || op == OpCode::kAllgatherv;
+}
+
+bool vVariant(OpCode op) {
+  return op == OpCode::kGatherv || op == OpCode::kScatterv || op == OpCode::kAllgatherv;
 }
 
 }  // namespace
 
 bool CommCore::wantsShm(const CallSpec& call, const CallOptions& opts) const {
   if (!shmKind(call.op)) return false;
-  const auto kind = static_cast<CollKind>(call.op);
+  // The v-variants have no WEFT_ALGO_<OP> override (their plans are built per call).
   const std::string_view forced =
-      !opts.algorithm.empty() ? opts.algorithm : std::string_view(tuner_.overrideFor(kind));
+      !opts.algorithm.empty() || vVariant(call.op)
+          ? opts.algorithm
+          : std::string_view(tuner_.overrideFor(static_cast<CollKind>(call.op)));
   if (forced == kShm) return true;  // issueShm says why when it cannot
   return forced.empty() && config_.shm && !config_.check && size() > 1 && topology_.num_nodes == 1;
 }
@@ -59,9 +66,17 @@ Result<Request> CommCore::issueShm(std::shared_ptr<CommCore> self, const CallSpe
 
 Status CommCore::runShm(OpState& op, const CallSpec& call) {
   if (size() == 1) {  // nothing to exchange: the schedules' single-rank result
-    if (call.output != nullptr && call.input != nullptr && call.output != call.input) {
-      std::memmove(call.output, call.input, call.count * sizeOf(call.type));
+    const auto* from = static_cast<const std::byte*>(call.input);
+    auto* to = static_cast<std::byte*>(call.output);
+    const size_t es = sizeOf(call.type);
+    if (vVariant(call.op)) {  // the one block sits at its displacement
+      if (call.op == OpCode::kScatterv) {
+        if (from != nullptr) from += call.v_displs[0] * es;
+      } else if (to != nullptr) {
+        to += call.v_displs[0] * es;
+      }
     }
+    if (to != nullptr && from != nullptr && to != from) std::memmove(to, from, call.count * es);
     return Status::ok();
   }
   if (shm_ == nullptr) {
@@ -82,13 +97,23 @@ Status CommCore::runShm(OpState& op, const CallSpec& call) {
     case OpCode::kAllreduce: return shm_->allreduce(in, out, call.count, *reducer, op.deadline);
     case OpCode::kReduceScatter:
       return shm_->reduceScatter(in, out, call.count, *reducer, op.deadline);
-    case OpCode::kAllgather: return shm_->allgather(in, out, call.count, es, op.deadline);
+    case OpCode::kAllgather:
+      return shm_->gather(in, out, ShmComm::Blocks{call.count}, es, -1, op.deadline);
     case OpCode::kBroadcast: return shm_->broadcast(out, call.count, es, call.root, op.deadline);
     case OpCode::kAlltoall: return shm_->alltoall(in, out, call.count, es, op.deadline);
     case OpCode::kReduce:
       return shm_->reduce(in, out, call.count, *reducer, call.root, op.deadline);
-    case OpCode::kGather: return shm_->gather(in, out, call.count, es, call.root, op.deadline);
-    case OpCode::kScatter: return shm_->scatter(in, out, call.count, es, call.root, op.deadline);
+    case OpCode::kGather:
+      return shm_->gather(in, out, ShmComm::Blocks{call.count}, es, call.root, op.deadline);
+    case OpCode::kScatter:
+      return shm_->scatter(in, out, ShmComm::Blocks{call.count}, es, call.root, op.deadline);
+    case OpCode::kGatherv:
+    case OpCode::kAllgatherv:
+      return shm_->gather(in, out, ShmComm::Blocks{0, call.v_counts, call.v_displs}, es,
+                          call.op == OpCode::kGatherv ? call.root : -1, op.deadline);
+    case OpCode::kScatterv:
+      return shm_->scatter(in, out, ShmComm::Blocks{0, call.v_counts, call.v_displs}, es,
+                           call.root, op.deadline);
     default: break;
   }
   return WEFT_ERROR(StatusCode::kInternal, opName(call.op), " has no shared-memory form");

@@ -415,29 +415,6 @@ Status ShmComm::reduceScatter(const std::byte* in, std::byte* out, size_t count,
   return Status::ok();
 }
 
-Status ShmComm::allgather(const std::byte* in, std::byte* out, size_t count, size_t es,
-                          Deadline deadline) {
-  const size_t perStage = chunk_ / es;
-  const size_t block = count * es;
-  for (size_t e0 = 0; e0 < count; e0 += perStage) {
-    const size_t bytes = std::min(perStage, count - e0) * es;
-    const uint64_t k = stage_++;
-    WEFT_RETURN_IF_ERROR(waitSlotFree(k, deadline));
-    std::memcpy(inSlot(rank_, k), in + e0 * es, bytes);
-    publish(kPosted, k + 1);
-    std::byte* own = out + static_cast<size_t>(rank_) * block + e0 * es;
-    if (own != in + e0 * es) std::memcpy(own, in + e0 * es, bytes);
-    for (int j = 0; j < size_; ++j) {
-      if (j == rank_) continue;
-      WEFT_RETURN_IF_ERROR(waitAll(kPosted, k + 1, false, deadline, j));
-      std::memcpy(out + static_cast<size_t>(j) * block + e0 * es, inSlot(j, k), bytes);
-    }
-    publish(kDone, k + 1);
-  }
-  finishCall();
-  return Status::ok();
-}
-
 Status ShmComm::alltoall(const std::byte* in, std::byte* out, size_t count, size_t es,
                          Deadline deadline) {
   const auto p = static_cast<size_t>(size_);
@@ -484,24 +461,33 @@ Status ShmComm::broadcast(std::byte* buf, size_t count, size_t es, int root, Dea
   return Status::ok();
 }
 
-Status ShmComm::gather(const std::byte* in, std::byte* out, size_t count, size_t es, int root,
-                       Deadline deadline) {
+Status ShmComm::gather(const std::byte* in, std::byte* out, const Blocks& blocks, size_t es,
+                       int root, Deadline deadline) {
   const size_t perStage = chunk_ / es;
-  const size_t block = count * es;
-  for (size_t e0 = 0; e0 < count; e0 += perStage) {
-    const size_t bytes = std::min(perStage, count - e0) * es;
+  size_t longest = 0;
+  for (int j = 0; j < size_; ++j) longest = std::max(longest, blocks.count(j));
+  const bool receiver = root < 0 || rank_ == root;
+  for (size_t e0 = 0; e0 < longest; e0 += perStage) {
+    // Elements [e0, e0 + len(j)) of block j move in this stage.
+    auto len = [&](int j) {
+      const size_t n = blocks.count(j);
+      return e0 < n ? std::min(perStage, n - e0) * es : size_t{0};
+    };
+    auto at = [&](int j) { return out + (blocks.displ(j) + e0) * es; };
     const uint64_t k = stage_++;
-    if (rank_ != root) {
+    if (root < 0 || rank_ != root) {
       WEFT_RETURN_IF_ERROR(waitSlotFree(k, deadline));
-      std::memcpy(inSlot(rank_, k), in + e0 * es, bytes);
+      if (len(rank_) != 0) std::memcpy(inSlot(rank_, k), in + e0 * es, len(rank_));
       publish(kPosted, k + 1);
-    } else {
-      std::byte* own = out + static_cast<size_t>(rank_) * block + e0 * es;
-      if (own != in + e0 * es) std::memcpy(own, in + e0 * es, bytes);
+    }
+    if (receiver) {
+      if (len(rank_) != 0 && at(rank_) != in + e0 * es) {
+        std::memcpy(at(rank_), in + e0 * es, len(rank_));
+      }
       for (int j = 0; j < size_; ++j) {
-        if (j == rank_) continue;
+        if (j == rank_ || j == root) continue;
         WEFT_RETURN_IF_ERROR(waitAll(kPosted, k + 1, false, deadline, j));
-        std::memcpy(out + static_cast<size_t>(j) * block + e0 * es, inSlot(j, k), bytes);
+        if (len(j) != 0) std::memcpy(at(j), inSlot(j, k), len(j));
       }
     }
     publish(kDone, k + 1);
@@ -510,28 +496,36 @@ Status ShmComm::gather(const std::byte* in, std::byte* out, size_t count, size_t
   return Status::ok();
 }
 
-Status ShmComm::scatter(const std::byte* in, std::byte* out, size_t count, size_t es, int root,
-                        Deadline deadline) {
+Status ShmComm::scatter(const std::byte* in, std::byte* out, const Blocks& blocks, size_t es,
+                        int root, Deadline deadline) {
   const auto p = static_cast<size_t>(size_);
   const size_t perStage = std::max<size_t>(1, chunk_ / es / p);
-  const size_t block = count * es;
   const size_t part = perStage * es;  // slot layout: part j for rank j
-  for (size_t e0 = 0; e0 < count; e0 += perStage) {
-    const size_t bytes = std::min(perStage, count - e0) * es;
+  size_t longest = 0;
+  for (int j = 0; j < size_; ++j) longest = std::max(longest, blocks.count(j));
+  for (size_t e0 = 0; e0 < longest; e0 += perStage) {
+    auto len = [&](int j) {
+      const size_t n = blocks.count(j);
+      return e0 < n ? std::min(perStage, n - e0) * es : size_t{0};
+    };
+    auto from = [&](int j) { return in + (blocks.displ(j) + e0) * es; };
     const uint64_t k = stage_++;
     if (rank_ == root) {
       WEFT_RETURN_IF_ERROR(waitSlotFree(k, deadline));
-      for (size_t j = 0; j < p; ++j) {
-        if (j != static_cast<size_t>(root)) {
-          std::memcpy(inSlot(rank_, k) + j * part, in + j * block + e0 * es, bytes);
+      for (int j = 0; j < size_; ++j) {
+        if (j != root && len(j) != 0) {
+          std::memcpy(inSlot(rank_, k) + static_cast<size_t>(j) * part, from(j), len(j));
         }
       }
       publish(kPosted, k + 1);
-      const std::byte* own = in + static_cast<size_t>(root) * block + e0 * es;
-      if (own != out + e0 * es) std::memcpy(out + e0 * es, own, bytes);
+      if (len(root) != 0 && from(root) != out + e0 * es) {
+        std::memcpy(out + e0 * es, from(root), len(root));
+      }
     } else {
       WEFT_RETURN_IF_ERROR(waitAll(kPosted, k + 1, false, deadline, root));
-      std::memcpy(out + e0 * es, inSlot(root, k) + static_cast<size_t>(rank_) * part, bytes);
+      if (len(rank_) != 0) {
+        std::memcpy(out + e0 * es, inSlot(root, k) + static_cast<size_t>(rank_) * part, len(rank_));
+      }
     }
     publish(kDone, k + 1);
   }

@@ -80,9 +80,6 @@ class ShmComm {
   // in: size * count elements; out: block `rank` of the reduction (count elements).
   Status reduceScatter(const std::byte* in, std::byte* out, size_t count, const Reducer& reducer,
                        Deadline deadline);
-  // in: count elements (may be out + rank * count); out: size * count elements.
-  Status allgather(const std::byte* in, std::byte* out, size_t count, size_t elem_size,
-                   Deadline deadline);
   // in, out: size * count elements; block j of in goes to rank j (in == out allowed).
   Status alltoall(const std::byte* in, std::byte* out, size_t count, size_t elem_size,
                   Deadline deadline);
@@ -91,14 +88,26 @@ class ShmComm {
   // count elements; out is used at the root only (in == out allowed there).
   Status reduce(const std::byte* in, std::byte* out, size_t count, const Reducer& reducer,
                 int root, Deadline deadline);
-  // in: count elements; out (root only): size * count elements, block j from rank j
-  // (in == out + root * count allowed at the root).
-  Status gather(const std::byte* in, std::byte* out, size_t count, size_t elem_size, int root,
-                Deadline deadline);
-  // in (root only): size * count elements, block j to rank j; out: count elements
-  // (out == in + root * count allowed at the root).
-  Status scatter(const std::byte* in, std::byte* out, size_t count, size_t elem_size, int root,
-                 Deadline deadline);
+  // The blocks of a gather / scatter: block j has count(j) elements at element displ(j) of
+  // the root's (allgather: every rank's) buffer. Uniform blocks of `uniform` elements unless
+  // counts / displs (one entry per rank, outliving the call) are given (the v-variants).
+  struct Blocks {
+    size_t uniform = 0;
+    const size_t* counts = nullptr;
+    const size_t* displs = nullptr;
+    size_t count(int j) const { return counts != nullptr ? counts[j] : uniform; }
+    size_t displ(int j) const {
+      return displs != nullptr ? displs[j] : static_cast<size_t>(j) * uniform;
+    }
+  };
+  // in: this rank's block (count(rank) elements); out: the blocks, at the root (root >= 0)
+  // or at every rank (root < 0: allgather). in == out + displ(rank) allowed.
+  Status gather(const std::byte* in, std::byte* out, const Blocks& blocks, size_t elem_size,
+                int root, Deadline deadline);
+  // in (root only): the blocks; out: this rank's block (count(rank) elements).
+  // out == in + displ(root) allowed at the root.
+  Status scatter(const std::byte* in, std::byte* out, const Blocks& blocks, size_t elem_size,
+                 int root, Deadline deadline);
 
  private:
   enum Counter : uint32_t { kPosted = 0, kReduced = 1, kDone = 2 };

@@ -131,12 +131,13 @@ std::string runMoves(Communicator& comm, const Case& c, const CallOptions& o) {
 }
 
 // Irregular counts: some ranks contribute nothing; displacements leave gaps.
-void irregular(int p, uint64_t seed, std::vector<size_t>& counts, std::vector<size_t>& displs) {
+void irregular(int p, uint64_t seed, std::vector<size_t>& counts, std::vector<size_t>& displs,
+               size_t scale = 1) {
   counts.assign(static_cast<size_t>(p), 0);
   displs.assign(static_cast<size_t>(p), 0);
   size_t at = 0;
   for (int r = 0; r < p; ++r) {
-    counts[static_cast<size_t>(r)] = (static_cast<size_t>(r) * 7 + seed) % 5 * 3;
+    counts[static_cast<size_t>(r)] = (static_cast<size_t>(r) * 7 + seed) % 5 * 3 * scale;
     displs[static_cast<size_t>(r)] = at;
     at += counts[static_cast<size_t>(r)] + 2;
   }
@@ -173,10 +174,11 @@ std::string runCase(Communicator& comm, const Case& c) {
   }
 }
 
-std::string runGatherv(Communicator& comm, int root, bool in_place, uint64_t seed) {
+std::string runGatherv(Communicator& comm, int root, bool in_place, uint64_t seed,
+                       const CallOptions& o, size_t scale) {
   const int r = comm.rank();
   std::vector<size_t> counts, displs;
-  irregular(comm.size(), seed, counts, displs);
+  irregular(comm.size(), seed, counts, displs, scale);
   const size_t mine = counts[static_cast<size_t>(r)];
   Buffer out = filled(kVType, r == root ? extent(counts, displs) : 0);
   Buffer in(kVType, mine);
@@ -186,7 +188,7 @@ std::string runGatherv(Communicator& comm, int root, bool in_place, uint64_t see
     fillInput(out, displs[static_cast<size_t>(r)], mine, kVOp, seed, r, 0);
     send = out.at(displs[static_cast<size_t>(r)]);
   }
-  Status st = gatherv(comm, send, mine, out.data(), counts, displs, kVType, root);
+  Status st = gatherv(comm, send, mine, out.data(), counts, displs, kVType, root, o);
   if (!st.isOk()) return st.toString();
   for (int j = 0; j < comm.size() && r == root; ++j) {
     std::string e = checkCopy(out, displs[static_cast<size_t>(j)], counts[static_cast<size_t>(j)],
@@ -196,27 +198,29 @@ std::string runGatherv(Communicator& comm, int root, bool in_place, uint64_t see
   return "";
 }
 
-std::string runScatterv(Communicator& comm, int root, bool in_place, uint64_t seed) {
+std::string runScatterv(Communicator& comm, int root, bool in_place, uint64_t seed,
+                        const CallOptions& o, size_t scale) {
   const int r = comm.rank();
   std::vector<size_t> counts, displs;
-  irregular(comm.size(), seed, counts, displs);
+  irregular(comm.size(), seed, counts, displs, scale);
   const size_t mine = counts[static_cast<size_t>(r)];
   Buffer in(kVType, r == root ? extent(counts, displs) : 0);
   if (r == root) fillInput(in, 0, in.count(), kVOp, seed, r, 0);
   Buffer out = filled(kVType, mine);
   const bool inPlace = in_place && r == root;
   std::byte* recv = inPlace ? in.at(displs[static_cast<size_t>(r)]) : out.data();
-  Status st = scatterv(comm, in.data(), counts, displs, recv, mine, kVType, root);
+  Status st = scatterv(comm, in.data(), counts, displs, recv, mine, kVType, root, o);
   if (!st.isOk()) return st.toString();
   std::string e = checkCopy(inPlace ? in : out, inPlace ? displs[static_cast<size_t>(r)] : 0, mine,
                             kVOp, seed, root, displs[static_cast<size_t>(r)]);
   return e.empty() ? "" : "scatterv: " + e;
 }
 
-std::string runAllgatherv(Communicator& comm, bool in_place, uint64_t seed) {
+std::string runAllgatherv(Communicator& comm, bool in_place, uint64_t seed,
+                          const CallOptions& o, size_t scale) {
   const int r = comm.rank();
   std::vector<size_t> counts, displs;
-  irregular(comm.size(), seed, counts, displs);
+  irregular(comm.size(), seed, counts, displs, scale);
   const size_t mine = counts[static_cast<size_t>(r)];
   Buffer out = filled(kVType, extent(counts, displs));
   Buffer in(kVType, mine);
@@ -226,7 +230,7 @@ std::string runAllgatherv(Communicator& comm, bool in_place, uint64_t seed) {
     fillInput(out, displs[static_cast<size_t>(r)], mine, kVOp, seed, r, 0);
     send = out.at(displs[static_cast<size_t>(r)]);
   }
-  Status st = allgatherv(comm, send, mine, out.data(), counts, displs, kVType);
+  Status st = allgatherv(comm, send, mine, out.data(), counts, displs, kVType, o);
   if (!st.isOk()) return st.toString();
   for (int j = 0; j < comm.size(); ++j) {
     std::string e = checkCopy(out, displs[static_cast<size_t>(j)], counts[static_cast<size_t>(j)],

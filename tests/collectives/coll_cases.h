@@ -29,9 +29,13 @@ struct Case {
 std::string runCase(Communicator& comm, const Case& c);
 
 // The v-variants with irregular counts (some zero); in_place where the operation has it.
-std::string runGatherv(Communicator& comm, int root, bool in_place, uint64_t seed);
-std::string runScatterv(Communicator& comm, int root, bool in_place, uint64_t seed);
-std::string runAllgatherv(Communicator& comm, bool in_place, uint64_t seed);
+// Irregular blocks (some empty, gaps between them) of up to 12 * scale elements.
+std::string runGatherv(Communicator& comm, int root, bool in_place, uint64_t seed,
+                       const CallOptions& o = {}, size_t scale = 1);
+std::string runScatterv(Communicator& comm, int root, bool in_place, uint64_t seed,
+                        const CallOptions& o = {}, size_t scale = 1);
+std::string runAllgatherv(Communicator& comm, bool in_place, uint64_t seed,
+                          const CallOptions& o = {}, size_t scale = 1);
 std::string runAlltoallv(Communicator& comm, uint64_t seed);
 // Ring exchange with send / recv (isend to rank+1, irecv from rank-1).
 std::string runSendRecv(Communicator& comm, size_t count, int64_t tag, uint64_t seed);

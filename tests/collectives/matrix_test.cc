@@ -96,9 +96,15 @@ void runVariantsAndP2p(Communicator& comm, RankEnv& env) {
   const int p = comm.size();
   for (bool inPlace : {false, true}) {
     env.step("v-variants");
-    EXPECT_EQ(runGatherv(comm, p - 1, inPlace, 3), "");
+    EXPECT_EQ(runGatherv(comm, p - 1, inPlace, 3), "");  // shared memory from 2 ranks on
     EXPECT_EQ(runScatterv(comm, p / 2, inPlace, 4), "");
     EXPECT_EQ(runAllgatherv(comm, inPlace, 5), "");
+    CallOptions direct, ring;  // their schedules
+    direct.algorithm = "direct";
+    ring.algorithm = "ring";
+    EXPECT_EQ(runGatherv(comm, p - 1, inPlace, 3, direct), "");
+    EXPECT_EQ(runScatterv(comm, p / 2, inPlace, 4, direct), "");
+    EXPECT_EQ(runAllgatherv(comm, inPlace, 5, ring), "");
   }
   EXPECT_EQ(runAlltoallv(comm, 6), "");
   if (p > 1) {

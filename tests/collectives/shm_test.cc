@@ -75,6 +75,15 @@ void runAllShapes(RankEnv& env, Communicator& comm) {
       ++seed;
     }
   }
+  // v-variants: irregular blocks (empty ones, gaps) of up to 12,000 elements, many stages.
+  CallOptions shm;
+  shm.algorithm = "shm";
+  for (bool in_place : {false, true}) {
+    env.step(strCat("v-variants in_place=", in_place));
+    EXPECT_EQ(runGatherv(comm, last, in_place, 3, shm, 1000), "");
+    EXPECT_EQ(runScatterv(comm, last, in_place, 4, shm, 1000), "");
+    EXPECT_EQ(runAllgatherv(comm, in_place, 5, shm, 1000), "");
+  }
   env.step("barrier");
   EXPECT_TRUE(barrier(comm).isOk());
 }

@@ -290,6 +290,10 @@ TEST_F(OneRankTest, InvalidCallsAreRejectedWithoutTakingASequenceNumber) {
   o.algorithm = "nope";
   st = allreduce(*comm_, f.data(), f.data(), 8, DataType::kF32, ReduceOp::kSum, o);
   EXPECT_TRUE(containsText(st.message(), "valid: ring, rabenseifner"));
+  const std::vector<size_t> one = {8}, zero = {0};
+  st = allgatherv(*comm_, f.data(), 8, f.data(), one, zero, DataType::kF32, o);
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(containsText(st.message(), "valid: ring, shm")) << st;
   EXPECT_EQ(comm_->nextSeq(), 0u);
   EXPECT_TRUE(comm_->health().isOk());
 }
