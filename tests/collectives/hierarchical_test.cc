@@ -32,7 +32,11 @@ void runCases(RankEnv& env, const std::vector<std::string>& nodes, int expect_no
                         {DataType::kI32, ReduceOp::kMax, 7, false},
                         {DataType::kU64, ReduceOp::kBxor, (1u << 20) + 3, true},
                         {DataType::kBF16, ReduceOp::kSum, 513, false},
-                        {DataType::kF32, ReduceOp::kProd, 0, false}};
+                        {DataType::kF32, ReduceOp::kProd, 0, false},
+                        // Sliced form on even nodes (>= 64 KiB), with and without leftover.
+                        {DataType::kF32, ReduceOp::kSum, 50001, false},
+                        {DataType::kF64, ReduceOp::kAvg, 40002, true},
+                        {DataType::kI64, ReduceOp::kMin, 30000, false}};
   const int p = rc.comm->size();
   uint64_t seed = 17;
   for (const Case& c : cases) {
@@ -58,6 +62,14 @@ TEST(CollectivesHierarchical, TwoNodesOfTwo) {
   weft::testing::RankOptions o = rankOptions();
   o.node_ids = nodes;
   weft::testing::runRanks(4, [&](RankEnv& env) { runCases(env, nodes, 2); }, o);
+}
+
+TEST(CollectivesHierarchical, ThreeInterleavedNodesOfTwo) {
+  // Local rank 0 of nodes p, q, r: ranks 0, 1, 2; local rank 1: ranks 3, 4, 5.
+  const std::vector<std::string> nodes = {"p", "q", "r", "p", "q", "r"};
+  weft::testing::RankOptions o = rankOptions();
+  o.node_ids = nodes;
+  weft::testing::runRanks(6, [&](RankEnv& env) { runCases(env, nodes, 3); }, o);
 }
 
 TEST(CollectivesHierarchical, UnevenInterleavedNodes) {
