@@ -464,15 +464,9 @@ Status ShmComm::broadcast(std::byte* buf, size_t count, size_t es, int root, Dea
 Status ShmComm::gather(const std::byte* in, std::byte* out, const Blocks& blocks, size_t es,
                        int root, Deadline deadline) {
   const size_t perStage = chunk_ / es;
-  size_t longest = 0;
-  for (int j = 0; j < size_; ++j) longest = std::max(longest, blocks.count(j));
   const bool receiver = root < 0 || rank_ == root;
-  for (size_t e0 = 0; e0 < longest; e0 += perStage) {
-    // Elements [e0, e0 + len(j)) of block j move in this stage.
-    auto len = [&](int j) {
-      const size_t n = blocks.count(j);
-      return e0 < n ? std::min(perStage, n - e0) * es : size_t{0};
-    };
+  for (size_t e0 = 0; e0 < blocks.longest(size_); e0 += perStage) {
+    auto len = [&](int j) { return blocks.stageBytes(j, e0, perStage, es); };
     auto at = [&](int j) { return out + (blocks.displ(j) + e0) * es; };
     const uint64_t k = stage_++;
     if (root < 0 || rank_ != root) {
@@ -501,13 +495,8 @@ Status ShmComm::scatter(const std::byte* in, std::byte* out, const Blocks& block
   const auto p = static_cast<size_t>(size_);
   const size_t perStage = std::max<size_t>(1, chunk_ / es / p);
   const size_t part = perStage * es;  // slot layout: part j for rank j
-  size_t longest = 0;
-  for (int j = 0; j < size_; ++j) longest = std::max(longest, blocks.count(j));
-  for (size_t e0 = 0; e0 < longest; e0 += perStage) {
-    auto len = [&](int j) {
-      const size_t n = blocks.count(j);
-      return e0 < n ? std::min(perStage, n - e0) * es : size_t{0};
-    };
+  for (size_t e0 = 0; e0 < blocks.longest(size_); e0 += perStage) {
+    auto len = [&](int j) { return blocks.stageBytes(j, e0, perStage, es); };
     auto from = [&](int j) { return in + (blocks.displ(j) + e0) * es; };
     const uint64_t k = stage_++;
     if (rank_ == root) {

@@ -40,6 +40,7 @@
 // Threads: one thread at a time (the communicator's).
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -98,6 +99,16 @@ class ShmComm {
     size_t count(int j) const { return counts != nullptr ? counts[j] : uniform; }
     size_t displ(int j) const {
       return displs != nullptr ? displs[j] : static_cast<size_t>(j) * uniform;
+    }
+    size_t longest(int ranks) const {
+      size_t n = 0;
+      for (int j = 0; j < ranks; ++j) n = std::max(n, count(j));
+      return n;
+    }
+    // Bytes of block j in the stage that moves elements [e0, e0 + per).
+    size_t stageBytes(int j, size_t e0, size_t per, size_t elem_size) const {
+      const size_t n = count(j);
+      return e0 < n ? std::min(per, n - e0) * elem_size : 0;
     }
   };
   // in: this rank's block (count(rank) elements); out: the blocks, at the root (root >= 0)
