@@ -4,6 +4,11 @@
 //   weft-info --config         every WEFT_* variable: value, source, allowed values, doc
 //   weft-info --config --markdown   the same as a Markdown table (README)
 //   weft-info --whoami         rank, local rank, node (bootstraps through the store)
+//   weft-info --devices        RDMA devices: ports, state, link layer, MTU, GID table with types
+//                              and the GID the verbs backend would pick, capabilities, the
+//                              GPUDirect probe, the registration cache's bound and counters
+//   weft-info --gpu            CUDA driver and devices, GPUDirect RDMA probe (dma-buf export,
+//                              peer-memory module), each with the reason when unavailable
 //   weft-info --explain allreduce 64M [--ranks 4] [--nodes 1]
 //                              the algorithm the collectives would pick, and the predicted
 //                              time of every alternative (cost model + WEFT_ALGO_<OP>)
@@ -19,18 +24,28 @@
 #include "collectives/tuner/tuner.h"
 #include "common/bootstrap.h"
 #include "common/config.h"
+#ifdef WEFT_HAVE_CUDA
+#include "gpu/gpudirect.h"
+#endif
+#ifdef WEFT_HAVE_VERBS
+#include "transport/api/context.h"
+#include "transport/ibverbs/verbs_info.h"
+#endif
 
 namespace {
 
 using weft::config::ParamSpec;
 
 constexpr const char* kUsage =
-    "usage: weft-info [--config [--markdown]] [--whoami] [--explain OP SIZE [--ranks N]\n"
-    "                 [--nodes M]] [--help]\n"
+    "usage: weft-info [--config [--markdown]] [--whoami] [--devices] [--gpu]\n"
+    "                 [--explain OP SIZE [--ranks N] [--nodes M]] [--help]\n"
     "  (no option)  version and enabled backends\n"
     "  --config     every WEFT_* variable with its value and where it came from\n"
     "  --markdown   with --config: print a Markdown table\n"
     "  --whoami     bootstrap and print rank, world size, local rank, node\n"
+    "  --devices    RDMA devices (ports, GIDs, MTU, capabilities, GPUDirect probe) and the\n"
+    "               verbs registration cache (bound, invalidation monitor, counters)\n"
+    "  --gpu        CUDA devices and the GPUDirect RDMA probe (dma-buf, peer memory)\n"
     "  --explain    collective OP (allreduce, broadcast, ...) of SIZE bytes per rank (64M,\n"
     "               1K, 8): the algorithm chosen and every alternative's predicted time\n";
 
@@ -52,12 +67,38 @@ bool builtIn(const char* name) {
          std::string_view::npos;
 }
 
+// What the backend line adds after its description ("" for most).
+std::string backendDetail(std::string_view name) {
+#ifdef WEFT_HAVE_CUDA
+  if (name == "cuda") return " (" + weft::gpu::probeGpuDirect().driver_text + ")";
+#endif
+  (void)name;
+  return "";
+}
+
 int printVersion() {
   std::printf("weft %s\n", WEFT_VERSION);
   std::printf("backends (built in):\n");
   for (const auto& b : kBackends) {
-    std::printf("  %-6s %-9s %s\n", b.name, builtIn(b.name) ? "enabled" : "disabled", b.what);
+    std::printf("  %-6s %-9s %s%s\n", b.name, builtIn(b.name) ? "enabled" : "disabled", b.what,
+                backendDetail(b.name).c_str());
   }
+  return 0;
+}
+
+// --gpu: one line per probe; exit code 0 even when nothing is available (it is a report).
+int printGpu() {
+#ifdef WEFT_HAVE_CUDA
+  const weft::gpu::GpuDirectProbe& p = weft::gpu::probeGpuDirect();
+  std::printf("%s\n%s\n%s\n", p.driver_text.c_str(), p.dmabuf_text.c_str(),
+              p.peermem_text.c_str());
+  std::printf("GPUDirect RDMA: %s\n",
+              p.dmabuf_export ? "possible through dma-buf (with a dma-buf capable NIC)"
+              : p.peermem     ? "possible through the peer-memory module"
+                              : "not available on this host (see above)");
+#else
+  std::printf("CUDA: not built into this binary (configure with -DWEFT_WITH_CUDA=ON)\n");
+#endif
   return 0;
 }
 
@@ -141,6 +182,45 @@ int explain(const ExplainArgs& a) {
   return tuner->select(*kind, *bytes, shape, static_cast<size_t>(*chunk)).isOk() ? 0 : 2;
 }
 
+// --devices: what libibverbs sees, and the registration cache of a Context on the first
+// device (a job's own counters: its log at exit with WEFT_LOG=info).
+int printDevices() {
+#ifndef WEFT_HAVE_VERBS
+  std::puts("verbs: not built into this binary (configure with -DWEFT_WITH_VERBS=ON and "
+            "libibverbs-dev installed)");
+  return 1;
+#else
+  namespace verbs = weft::transport::verbs;
+  weft::Result<std::vector<verbs::DeviceInfo>> devices = verbs::listDevices();
+  if (!devices.isOk()) {
+    std::fprintf(stderr, "weft-info --devices: %s\n", devices.status().toString().c_str());
+    return 1;
+  }
+  if (devices->empty()) {
+    std::puts("no RDMA device: libibverbs sees none (a NIC with its driver, or soft-RoCE: "
+              "`rdma link add rxe0 type rxe netdev eth0` after `modprobe rdma_rxe`)");
+    return 0;
+  }
+  std::fputs(verbs::formatDevices(*devices).c_str(), stdout);
+  weft::transport::ContextOptions o;
+  auto ctx = weft::transport::openContext("verbs", o);
+  if (!ctx.isOk()) {
+    std::printf("registration cache: no verbs Context could be opened: %s\n",
+                ctx.status().toString().c_str());
+    return 1;
+  }
+  weft::Result<verbs::RegCacheStats> stats = verbs::registrationCacheStats(**ctx);
+  if (!stats.isOk()) {
+    std::printf("registration cache: %s\n", stats.status().toString().c_str());
+    return 1;
+  }
+  std::printf("%s\n  (a fresh Context's; a job logs its own counters when its Context closes, "
+              "WEFT_LOG=info)\n",
+              verbs::formatRegCacheStats(*stats).c_str());
+  return 0;
+#endif
+}
+
 // Parses "--explain OP SIZE [--ranks N] [--nodes M]" from argv[i]; false on bad input.
 bool parseExplain(int argc, char** argv, int& i, ExplainArgs& out) {
   if (i + 2 >= argc) return false;
@@ -159,7 +239,8 @@ bool parseExplain(int argc, char** argv, int& i, ExplainArgs& out) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool config = false, markdown = false, who = false, explainMode = false;
+  bool config = false, markdown = false, who = false, explainMode = false, gpu = false;
+  bool devices = false;
   ExplainArgs explainArgs;
   for (int i = 1; i < argc; ++i) {
     std::string_view a = argv[i];
@@ -175,6 +256,10 @@ int main(int argc, char** argv) {
       markdown = true;
     } else if (a == "--whoami") {
       who = true;
+    } else if (a == "--gpu") {
+      gpu = true;
+    } else if (a == "--devices") {
+      devices = true;
     } else if (a == "--help" || a == "-h") {
       std::fputs(kUsage, stdout);
       return 0;
@@ -190,6 +275,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (who) return whoami();
+  if (gpu) return printGpu();
+  if (devices) return printDevices();
   if (explainMode) return explain(explainArgs);
   return printVersion();
 }
