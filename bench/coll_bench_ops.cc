@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "collectives/api/hierarchical.h"
 #include "collectives/reduce/half.h"
 #include "collectives/reduce/reducer.h"
 
@@ -258,9 +259,23 @@ void BenchBuffers::reserve(size_t in_bytes, size_t out_bytes) {
   grow(out_, out_bytes_, out_bytes);
 }
 
+// allreduce with algorithm innet (--algo or WEFT_ALGO_ALLREDUCE) or hierarchical (--algo)
+// has a blocking form only.
+bool inNetwork(coll::Communicator& comm, const Shape& s, const coll::CallOptions& opts) {
+  if (s.op != BenchOp::kAllreduce) return false;
+  const std::string_view algo = opts.algorithm.empty()
+                                    ? std::string_view(comm.tuner().overrideFor(
+                                          coll::CollKind::kAllreduce))
+                                    : opts.algorithm;
+  return algo == "innet" || algo == coll::kHierarchicalAlgorithm;
+}
+
 Status runOnce(coll::Communicator& comm, const Shape& s, BenchBuffers& b,
                const coll::CallOptions& opts) {
   if (s.op == BenchOp::kSendRecv) return sendRecv(comm, s, b, opts);
+  if (inNetwork(comm, s, opts)) {
+    return coll::allreduce(comm, b.in(), b.out(), s.count, s.type, s.reduce_op, opts);
+  }
   WEFT_ASSIGN_OR_RETURN(coll::Request r, issue(comm, s, b, opts));
   return r.wait();
 }
@@ -270,6 +285,10 @@ Result<std::string> algorithmOf(coll::Communicator& comm, const Shape& s, BenchB
   if (s.op == BenchOp::kSendRecv) {
     WEFT_RETURN_IF_ERROR(sendRecv(comm, s, b, opts));
     return std::string("direct");
+  }
+  if (inNetwork(comm, s, opts)) {
+    WEFT_RETURN_IF_ERROR(runOnce(comm, s, b, opts));
+    return std::string(opts.algorithm.empty() ? "innet" : opts.algorithm);
   }
   WEFT_ASSIGN_OR_RETURN(coll::Request r, issue(comm, s, b, opts));
   std::string name(r.algorithm());

@@ -226,6 +226,9 @@ Data:
   -o, --op OP          sum prod min max avg band bor bxor (default sum)
   -r, --root R         root of broadcast/scatter/gather/reduce (default 0)
   -a, --algo NAME      force an algorithm (ring, rabenseifner, ...; default: the tuner's)
+                       allreduce also takes innet: the in-network aggregation emulation
+                       (WEFT_INNET_RADIX / _CHUNK / _CREDITS), and hierarchical (intra-node,
+                       then across nodes: collectives/api/hierarchical.h)
   --chunk N            pipelining chunk (default WEFT_COLL_CHUNK)
 Timing:
   -n, --iters N        timed iterations per size (default: as many as fit in --time)

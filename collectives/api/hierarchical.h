@@ -31,6 +31,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <string_view>
 
 #include "collectives/api/collectives.h"
 #include "collectives/api/communicator.h"
@@ -39,6 +40,11 @@
 #include "common/status.h"
 
 namespace weft::coll {
+
+// Also reachable as the blocking coll::allreduce's CallOptions::algorithm "hierarchical"
+// (the communicator creates its Hierarchy on the first such call, collectively, and keeps
+// it; iallreduce and WEFT_ALGO_ALLREDUCE do not offer it).
+inline constexpr std::string_view kHierarchicalAlgorithm = "hierarchical";
 
 class Hierarchy {
  public:
@@ -85,5 +91,11 @@ class Hierarchy {
   std::unique_ptr<Communicator> node_;
   std::unique_ptr<Communicator> slice_;
 };
+
+namespace detail {
+bool wantsHierarchical(const CallOptions& opts);
+Status hierarchicalAllreduce(Communicator& comm, const void* send, void* recv, size_t count,
+                             DataType type, ReduceOp op, const CallOptions& opts);
+}  // namespace detail
 
 }  // namespace weft::coll

@@ -5,9 +5,11 @@
 #include <limits>
 #include <vector>
 
+#include "collectives/api/hierarchical.h"
 #include "collectives/comm/comm_core.h"
 #include "collectives/comm/v_plans.h"
 #include "collectives/executor/tags.h"
+#include "collectives/innet/innet_select.h"
 
 namespace weft::coll {
 
@@ -185,6 +187,12 @@ Status reduce(Communicator& comm, const void* send, void* recv, size_t count, Da
 }
 Status allreduce(Communicator& comm, const void* send, void* recv, size_t count, DataType type,
                  ReduceOp op, const CallOptions& opts) {
+  if (detail::wantsInNetwork(comm, opts)) {
+    return detail::inNetworkAllreduce(comm, send, recv, count, type, op, opts);
+  }
+  if (detail::wantsHierarchical(opts)) {
+    return detail::hierarchicalAllreduce(comm, send, recv, count, type, op, opts);
+  }
   return blocking(iallreduce(comm, send, recv, count, type, op, opts));
 }
 Status reduceScatter(Communicator& comm, const void* send, void* recv, size_t count, DataType type,
@@ -249,6 +257,13 @@ Status checkOwnCount(OpCode op, const char* what, size_t given, std::span<const 
                     " differs from counts[", rank, "] = ", counts[static_cast<size_t>(rank)]);
 }
 
+// The v-variants' blocks: the signature hash (WEFT_CHECK) and the arrays (shared memory).
+void setBlocks(CallSpec& c, std::span<const size_t> counts, std::span<const size_t> displs) {
+  c.counts_hash = detail::hashCounts(counts, displs);
+  c.v_counts = counts.data();
+  c.v_displs = displs.data();
+}
+
 // build: () -> Plan, called only when the call does not take the shared-memory path.
 template <typename BuildFn>
 Result<Request> issueV(Communicator& comm, const CallSpec& call, BuildFn&& build,
@@ -278,9 +293,7 @@ Result<Request> igatherv(Communicator& comm, const void* send, size_t send_count
   CallSpec c = spec(op, type, send_count, send, send_count, isRoot ? recv : nullptr,
                     isRoot ? extent : 0, elems(displs[static_cast<size_t>(comm.rank())]));
   c.root = root;
-  c.counts_hash = detail::hashCounts(counts, displs);
-  c.v_counts = counts.data();
-  c.v_displs = displs.data();
+  setBlocks(c, counts, displs);
   return issueV(
       comm, c,
       [&] { return detail::buildGathervPlan(comm.rank(), comm.size(), root, counts, displs); },
@@ -298,9 +311,7 @@ Result<Request> iscatterv(Communicator& comm, const void* send, std::span<const 
   CallSpec c = spec(op, type, recv_count, isRoot ? send : nullptr, isRoot ? extent : 0, recv,
                     recv_count, -elems(displs[static_cast<size_t>(root)]));
   c.root = root;
-  c.counts_hash = detail::hashCounts(counts, displs);
-  c.v_counts = counts.data();
-  c.v_displs = displs.data();
+  setBlocks(c, counts, displs);
   return issueV(
       comm, c,
       [&] { return detail::buildScattervPlan(comm.rank(), comm.size(), root, counts, displs); },
@@ -316,9 +327,7 @@ Result<Request> iallgatherv(Communicator& comm, const void* send, size_t send_co
   WEFT_RETURN_IF_ERROR(checkOwnCount(op, "send count", send_count, counts, comm.rank()));
   CallSpec c = spec(op, type, send_count, send, send_count, recv, extent,
                     elems(displs[static_cast<size_t>(comm.rank())]));
-  c.counts_hash = detail::hashCounts(counts, displs);
-  c.v_counts = counts.data();
-  c.v_displs = displs.data();
+  setBlocks(c, counts, displs);
   return issueV(
       comm, c, [&] { return detail::buildAllgathervPlan(comm.rank(), comm.size(), counts, displs); },
       opts);

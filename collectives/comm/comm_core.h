@@ -35,6 +35,8 @@
 
 namespace weft::coll {
 struct CallOptions;
+class Hierarchy;
+class InNetwork;
 }
 
 namespace weft::coll::detail {
@@ -119,6 +121,12 @@ class CommCore : public std::enable_shared_from_this<CommCore> {
   int rank() const { return rank_; }
   int size() const { return static_cast<int>(world_ranks_.size()); }
   uint64_t id() const { return id_; }
+  // The in-network allreduce behind algorithm "innet" (innet/innet_select.cc), created by
+  // the first such call.
+  std::shared_ptr<InNetwork>& inNetwork() { return innet_; }
+  // The hierarchy behind algorithm "hierarchical" (hier/hierarchical.cc), created by the
+  // first such call.
+  std::shared_ptr<Hierarchy>& hierarchy() { return hier_; }
   // The communicator's 12-bit id in transport tags (executor/tags.h).
   uint32_t tagId() const { return tag_id_; }
   const std::vector<int>& worldRanks() const { return world_ranks_; }
@@ -219,6 +227,8 @@ class CommCore : public std::enable_shared_from_this<CommCore> {
   std::vector<std::unique_ptr<OpState>> ops_;
   std::vector<OpState*> free_ops_;
   std::unique_ptr<ShmComm> shm_;  // created by the first shared-memory call
+  std::shared_ptr<InNetwork> innet_;
+  std::shared_ptr<Hierarchy> hier_;
 };
 
 // Dense node numbering, local rank and size of `rank` among the members.

@@ -96,4 +96,24 @@ Status Hierarchy::allreduce(const void* send, void* recv, size_t count, DataType
   return leaderForm(in + main * es, out + main * es, count - main, type, op, phase, across);
 }
 
+namespace detail {
+
+bool wantsHierarchical(const CallOptions& opts) {
+  return opts.algorithm == kHierarchicalAlgorithm;
+}
+
+Status hierarchicalAllreduce(Communicator& comm, const void* send, void* recv, size_t count,
+                             DataType type, ReduceOp op, const CallOptions& opts) {
+  std::shared_ptr<Hierarchy>& h = comm.core().hierarchy();
+  if (h == nullptr) {
+    Result<std::unique_ptr<Hierarchy>> made = Hierarchy::create(comm, opts.deadline);
+    if (!made.isOk()) return made.status().withContext("allreduce, algorithm hierarchical");
+    h = std::move(*made);
+  }
+  CallOptions phases = opts;
+  phases.algorithm = {};  // the phases pick their own (tuner, WEFT_ALGO_<OP>)
+  return h->allreduce(send, recv, count, type, op, phases);
+}
+
+}  // namespace detail
 }  // namespace weft::coll

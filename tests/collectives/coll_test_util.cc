@@ -5,6 +5,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include <unistd.h>
+
 #include "collectives/reduce/half.h"
 
 namespace weft::coll::testing {
@@ -220,6 +222,18 @@ bool sameOnAllRanks(Communicator& comm, const void* data, size_t bytes) {
     if (x != h) return false;
   }
   return true;
+}
+
+}  // namespace weft::coll::testing
+
+namespace weft::coll::testing {
+
+void waitForCount(weft::testing::RankEnv& env, const std::string& name, int n) {
+  must(env.store->add(name, 1).status(), "store add");
+  while (must(env.store->add(name, 0), "store add") < n) {
+    if (env.deadline.expired()) throw std::runtime_error("waitForCount: deadline passed at " + name);
+    ::usleep(10000);
+  }
 }
 
 }  // namespace weft::coll::testing

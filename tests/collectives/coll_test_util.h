@@ -87,4 +87,8 @@ std::string checkCopy(const Buffer& got, size_t offset, size_t count, ReduceOp o
 // FNV-1a of the bytes, allgathered over comm: true when every rank has the same hash.
 bool sameOnAllRanks(Communicator& comm, const void* data, size_t bytes);
 
+// Adds 1 to the store counter `name`, then waits (until env.deadline) until it reaches n:
+// a barrier that does not need a working communicator (for tests where a rank died).
+void waitForCount(weft::testing::RankEnv& env, const std::string& name, int n);
+
 }  // namespace weft::coll::testing

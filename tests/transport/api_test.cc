@@ -63,7 +63,7 @@ TEST(TransportApiTest, UnknownBackendNamesTheBuiltOnes) {
   ASSERT_FALSE(ctx.isOk());
   EXPECT_EQ(ctx.status().code(), StatusCode::kNotSupported);
   EXPECT_TRUE(weft::testing::containsText(ctx.status().message(), "carrier-pigeon"));
-#if WEFT_HAVE_UCX
+#ifdef WEFT_HAVE_UCX
   EXPECT_TRUE(weft::testing::containsText(ctx.status().message(), "ucx"));
 #endif
 }
@@ -75,7 +75,7 @@ TEST(TransportApiTest, EmptyRequestHandle) {
   EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
 }
 
-#if WEFT_HAVE_UCX
+#ifdef WEFT_HAVE_UCX
 
 struct Loopback {
   std::unique_ptr<Context> ctx;

@@ -15,7 +15,7 @@
 namespace weft::transport {
 namespace {
 
-#if WEFT_HAVE_UCX
+#ifdef WEFT_HAVE_UCX
 // One round trip of 8-byte messages through a loopback endpoint, waited on.
 void roundTrip(Endpoint& ep, uint64_t& out, uint64_t& in) {
   Result<Request> r = ep.recv(&in, sizeof(in), 3);

@@ -3,7 +3,7 @@
 
 namespace weft::transport::testing {
 
-#if WEFT_HAVE_UCX
+#ifdef WEFT_HAVE_UCX
 INSTANTIATE_TEST_SUITE_P(
     Ucx, TransportConformance,
     ::testing::Values(BackendConfig{"ucx_posix", "ucx", {{"UCX_TLS", "posix"}}},

@@ -13,7 +13,7 @@
 
 namespace weft::transport::testing {
 
-#if WEFT_HAVE_VERBS
+#ifdef WEFT_HAVE_VERBS
 namespace {
 
 std::vector<BackendConfig> verbsConfigs() {

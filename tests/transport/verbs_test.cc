@@ -7,7 +7,7 @@
 // memlock limit and a peer dying in the middle of a rendezvous.
 #include <gtest/gtest.h>
 
-#if WEFT_HAVE_VERBS
+#ifdef WEFT_HAVE_VERBS
 
 #include <linux/capability.h>
 #include <signal.h>

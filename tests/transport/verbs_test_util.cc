@@ -4,7 +4,7 @@
 #include <cstdlib>
 #include <mutex>
 
-#if WEFT_HAVE_VERBS
+#ifdef WEFT_HAVE_VERBS
 #include "transport/ibverbs/verbs_info.h"
 #endif
 
@@ -20,7 +20,7 @@ const Probe& probe() {
   static Probe p;
   static std::once_flag once;
   std::call_once(once, [] {
-#if WEFT_HAVE_VERBS
+#ifdef WEFT_HAVE_VERBS
     if (const char* env = std::getenv("WEFT_IB_DEVICE"); env != nullptr && *env != '\0') {
       p.device = env;
       return;

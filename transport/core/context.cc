@@ -6,10 +6,10 @@
 
 #include "common/config.h"
 #include "transport/core/options.h"
-#if WEFT_HAVE_UCX
+#ifdef WEFT_HAVE_UCX
 #include "transport/ucx/ucx_internal.h"
 #endif
-#if WEFT_HAVE_VERBS
+#ifdef WEFT_HAVE_VERBS
 #include "transport/ibverbs/verbs_internal.h"
 #endif
 
@@ -17,10 +17,10 @@ namespace weft::transport {
 
 std::vector<std::string> availableBackends() {
   std::vector<std::string> names;
-#if WEFT_HAVE_UCX
+#ifdef WEFT_HAVE_UCX
   names.emplace_back("ucx");
 #endif
-#if WEFT_HAVE_VERBS
+#ifdef WEFT_HAVE_VERBS
   names.emplace_back("verbs");
 #endif
   return names;
@@ -28,10 +28,10 @@ std::vector<std::string> availableBackends() {
 
 Result<std::unique_ptr<Context>> openContext(std::string_view backend,
                                              const ContextOptions& options) {
-#if WEFT_HAVE_UCX
+#ifdef WEFT_HAVE_UCX
   if (backend == "ucx") return ucx::openUcxContext(options);
 #endif
-#if WEFT_HAVE_VERBS
+#ifdef WEFT_HAVE_VERBS
   if (backend == "verbs") return verbs::openVerbsContext(options);
 #endif
   std::string built;

@@ -9,8 +9,12 @@
 #include <cstring>
 #include <random>
 
+#include "common/config.h"
 #include "common/logging.h"
 #include "transport/ibverbs/verbs_info.h"
+#ifdef WEFT_HAVE_CUDA
+#include "gpu/gpudirect.h"
+#endif
 #include "transport/ibverbs/verbs_internal.h"
 
 namespace weft::transport::verbs {
@@ -129,6 +133,9 @@ VerbsState::VerbsState(const ContextOptions& options, const ResolvedOptions& res
 VerbsState::~VerbsState() {
   engine_.stop();
   accepted_.clear();  // channels before the PD / device
+  if (cache_ != nullptr) {  // the job's registration-cache counters (weft-info --devices)
+    WEFT_LOG(kInfo, "verbs") << name() << " closing; " << formatRegCacheStats(cache_->stats());
+  }
   cache_.reset();
   if (epoll_fd_ >= 0) ::close(epoll_fd_);
   if (wake_fd_ >= 0) ::close(wake_fd_);
@@ -286,8 +293,18 @@ void VerbsState::fillCapabilities() {
   caps_.tagged = caps_.rdma_write = caps_.rdma_read = caps_.put_notify = true;
   caps_.atomics64 = attr_.atomic_cap != IBV_ATOMIC_NONE;
   caps_.rma_needs_target_progress = false;  // RC: the NIC serves RMA and atomics
-  caps_.cuda_memory = false;                // needs a CUDA build (gpu/) for dmabuf handles
+#ifdef WEFT_HAVE_CUDA
+  // GPUDirect: the NIC takes dma-bufs or peer memory is loaded, a CUDA device exists, and
+  // WEFT_GPUDIRECT is not off. (Light probe: no CUDA context is created here.)
+  const gpu::GpuDirectProbe& gpu = gpu::probeGpuDirect(false);
+  const bool allowed =
+      weft::config::getString("WEFT_GPUDIRECT").valueOr(std::string("auto")) != "off";
+  caps_.dmabuf = allowed && gpudirect_.dmabuf && gpu.devices > 0 && gpu.dmabuf_attribute;
+  caps_.cuda_memory = allowed && gpu.devices > 0 && (caps_.dmabuf || gpudirect_.peer_memory);
+#else
+  caps_.cuda_memory = false;  // needs a CUDA build (gpu/) for dma-buf handles
   caps_.dmabuf = false;
+#endif
   caps_.blocking_wait = true;
   caps_.socket_connect = false;
   caps_.store_connect = true;

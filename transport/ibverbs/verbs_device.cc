@@ -15,6 +15,9 @@
 #include "common/config.h"
 #include "common/logging.h"
 #include "transport/ibverbs/verbs_internal.h"
+#ifdef WEFT_HAVE_CUDA
+#include "gpu/gpudirect.h"
+#endif
 
 namespace weft::transport::verbs {
 
@@ -394,7 +397,12 @@ GpuDirectProbe probeGpuDirect(ibv_pd* pd, std::string_view device) {
   const std::string peer = p.peer_memory ? std::string("peer memory: nvidia_peermem loaded")
                                          : std::string("peer memory: not supported "
                                                        "(nvidia_peermem is not loaded)");
+#ifdef WEFT_HAVE_CUDA
+  // The light probe: driver and devices only (no context, no allocation).
+  p.text = strCat(dmabuf, "; ", peer, "; ", gpu::probeGpuDirect(false).driver_text);
+#else
   p.text = strCat(dmabuf, "; ", peer, "; CUDA: not built into this binary");
+#endif
   return p;
 }
 

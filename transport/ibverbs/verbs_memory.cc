@@ -6,8 +6,13 @@
 #include <cerrno>
 #include <mutex>
 
+#include "common/config.h"
 #include "common/logging.h"
 #include "transport/ibverbs/verbs_internal.h"
+#ifdef WEFT_HAVE_CUDA
+#include "gpu/gpudirect.h"
+#include "gpu/memory_type.h"
+#endif
 
 namespace weft::transport::verbs {
 namespace {
@@ -41,17 +46,95 @@ Status checkMapped(const void* address, size_t length) {
   return Status::ok();
 }
 
-Status cudaUnsupported(const VerbsState& st, const void* address, size_t length) {
+// Logs the first GPUDirect failure of the process loudly; later ones only return a Status.
+void warnOnce(const std::string& text) {
   static std::once_flag once;
-  std::call_once(once, [&] {
-    WEFT_LOG(kWarn, "verbs") << st.name() << ": GPUDirect RDMA is not available: "
-                             << st.gpuDirect().text;
-  });
-  return WEFT_ERROR(StatusCode::kNotSupported, "registerMemory on ", st.name(), ": ",
-                    rangeText(address, length), " is CUDA memory, and GPUDirect RDMA is not "
-                    "available (", st.gpuDirect().text, ")")
-      .withHint("stage through host memory, or build with CUDA on a host with nvidia_peermem "
-                "or a dma-buf capable NIC");
+  std::call_once(once, [&] { WEFT_LOG(kWarn, "verbs") << text; });
+}
+
+#ifdef WEFT_HAVE_CUDA
+std::string gpuDirectHint(std::string_view mode) {
+  return strCat("load nvidia_peermem, or use a dma-buf capable NIC with the NVIDIA open kernel "
+                "module (`weft-info --gpu` shows both)",
+                mode == "auto" ? "; WEFT_GPUDIRECT=auto cannot fall back: staging CUDA memory "
+                                 "through host memory is not implemented, so register host "
+                                 "buffers and copy to the GPU yourself"
+                               : "");
+}
+
+// ibv_reg_dmabuf_mr on a dma-buf of the allocation; the fd may close once the MR exists.
+ibv_mr* registerDmabuf(ibv_pd* pd, void* address, size_t length, int access, std::string& why) {
+  Result<gpu::DmabufExport> e = gpu::exportDmabuf(address, length);
+  if (!e.isOk()) {
+    why = e.status().message();
+    return nullptr;
+  }
+  ibv_mr* mr = ibv_reg_dmabuf_mr(pd, e.value().offset(), length,
+                                 reinterpret_cast<uintptr_t>(address), e.value().fd(), access);
+  if (mr == nullptr) why = strCat("ibv_reg_dmabuf_mr: ", errnoString(errno));
+  return mr;
+}
+
+// GPUDirect registration: dma-buf first, then ibv_reg_mr on the device pointer (peer memory).
+Result<ibv_mr*> registerCuda(const VerbsState& st, void* address, size_t length, int access,
+                             std::string_view mode) {
+  const gpu::PointerInfo info = gpu::pointerInfo(address);
+  if (info.type != gpu::MemoryType::kCudaDevice) {
+    return WEFT_ERROR(StatusCode::kInvalidArgument, "registerMemory(kCuda) on ", st.name(), ": ",
+                      rangeText(address, length), " is ", gpu::toString(info.type),
+                      " memory, not CUDA device memory")
+        .withHint("register host and managed memory as MemoryType::kHost");
+  }
+  std::string dmabufWhy;
+  if (ibv_mr* mr = registerDmabuf(st.pd(), address, length, access, dmabufWhy)) return mr;
+  ibv_mr* mr = ibv_reg_mr(st.pd(), address, length, access);
+  if (mr != nullptr) return mr;
+  const std::string peerWhy =
+      strCat("ibv_reg_mr: ", errnoString(errno),
+             st.gpuDirect().peer_memory ? "" : " (nvidia_peermem is not loaded)");
+  Status err = WEFT_ERROR(StatusCode::kNotSupported, "registerMemory(kCuda) on ", st.name(),
+                          ": GPUDirect RDMA registration of ", rangeText(address, length),
+                          " on CUDA device ", info.device, " failed: dma-buf: ", dmabufWhy,
+                          "; peer memory: ", peerWhy)
+                   .withHint(gpuDirectHint(mode));
+  warnOnce(err.message());
+  return err;
+}
+#endif
+
+// No GPUDirect at all here (CUDA not built in, no driver or no device): one clear error.
+Status gpuDirectUnavailable(const VerbsState& st, const void* address, size_t length,
+                            std::string_view hint) {
+  Status err = WEFT_ERROR(StatusCode::kNotSupported, "registerMemory(kCuda) on ", st.name(), ": ",
+                          rangeText(address, length), " is CUDA memory, and GPUDirect RDMA is "
+                          "not available (", st.gpuDirect().text, ")")
+                   .withHint(hint);
+  warnOnce(err.message());
+  return err;
+}
+
+// MemoryType::kCuda: GPUDirect RDMA when built with CUDA and WEFT_GPUDIRECT allows it.
+Result<ibv_mr*> registerCudaMemory(const VerbsState& st, void* address, size_t length,
+                                   int access) {
+  const std::string mode =
+      weft::config::getString("WEFT_GPUDIRECT").valueOr(std::string("auto"));
+  if (mode == "off") {
+    return WEFT_ERROR(StatusCode::kNotSupported, "registerMemory(kCuda) on ", st.name(), ": ",
+                      rangeText(address, length), " is CUDA memory and WEFT_GPUDIRECT=off")
+        .withHint("unset WEFT_GPUDIRECT (auto) to try GPUDirect RDMA");
+  }
+#ifdef WEFT_HAVE_CUDA
+  if (gpu::probeGpuDirect(false).devices == 0) {
+    return gpuDirectUnavailable(st, address, length,
+                                "this host has no usable CUDA device (`weft-info --gpu`)");
+  }
+  return registerCuda(st, address, length, access, mode);
+#else
+  (void)access;
+  return gpuDirectUnavailable(st, address, length,
+                              "build with CUDA (-DWEFT_WITH_CUDA=ON) on a host with "
+                              "nvidia_peermem or a dma-buf capable NIC");
+#endif
 }
 
 }  // namespace
@@ -62,15 +145,25 @@ Result<std::unique_ptr<MemoryRegion>> VerbsMemoryRegion::create(StatePtr state, 
     return WEFT_ERROR(StatusCode::kInvalidArgument, "registerMemory on ", state->name(),
                       ": null address with length ", length);
   }
-  if (type == MemoryType::kCuda) return cudaUnsupported(*state, address, length);
-  if (length > 0) WEFT_RETURN_IF_ERROR(checkMapped(address, length));
+  if (length > 0 && type != MemoryType::kCuda) {
+    WEFT_RETURN_IF_ERROR(checkMapped(address, length));
+  }
   std::unique_ptr<VerbsMemoryRegion> mr(new VerbsMemoryRegion(state, address, length, type));
   mr->registered_ = true;
   if (length > 0) {
     detail::EngineLock lock(state->engine());
     const int access = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ |
                        (state->caps().atomics64 ? IBV_ACCESS_REMOTE_ATOMIC : 0);
-    mr->mr_ = track(ibv_reg_mr(state->pd(), address, length, access), ObjectKind::kMr);
+    if (type == MemoryType::kCuda) {
+      Result<ibv_mr*> cuda = registerCudaMemory(*state, address, length, access);
+      if (!cuda.isOk()) {
+        mr->registered_ = false;
+        return cuda.status();
+      }
+      mr->mr_ = track(cuda.value(), ObjectKind::kMr);
+    } else {
+      mr->mr_ = track(ibv_reg_mr(state->pd(), address, length, access), ObjectKind::kMr);
+    }
     if (!mr->mr_) {
       mr->registered_ = false;
       return registrationError(errno, strCat("registerMemory on ", state->name()), address, length);

@@ -1,0 +1,43 @@
+// Where a pointer's memory lives: host, CUDA device, CUDA managed or CUDA-pinned host memory.
+//
+// Contract: thread-safe; never fails. On a host without the NVIDIA driver (or without a GPU)
+// every pointer is kHost, and the first call costs one dlopen attempt; afterwards a call is
+// one cuPointerGetAttributes (a few hundred ns) or, without a driver, a branch. Pointers into
+// the middle of an allocation are classified like its start. nullptr is kHost.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <ostream>
+#include <string_view>
+
+namespace weft::gpu {
+
+enum class MemoryType : uint8_t {
+  kHost,            // pageable host memory (or anything CUDA does not know)
+  kCudaDevice,      // cudaMalloc / cuMemAlloc / VMM device memory
+  kCudaManaged,     // cudaMallocManaged
+  kCudaHostPinned,  // cudaMallocHost / cudaHostAlloc / cudaHostRegister
+};
+
+std::string_view toString(MemoryType t);  // "host", "cuda", "cuda-managed", "cuda-pinned"
+std::ostream& operator<<(std::ostream& os, MemoryType t);
+
+struct PointerInfo {
+  MemoryType type = MemoryType::kHost;
+  int device = -1;            // CUDA device ordinal owning the memory; -1 for host memory
+  uintptr_t range_start = 0;  // start and size of the CUDA allocation holding the pointer
+  size_t range_size = 0;      // (0 for host memory)
+};
+
+PointerInfo pointerInfo(const void* p);
+inline MemoryType memoryTypeOf(const void* p) {
+  return pointerInfo(p).type;
+}
+
+// True for memory a GPU kernel can read directly (device and managed memory).
+inline bool isDeviceAccessible(MemoryType t) {
+  return t == MemoryType::kCudaDevice || t == MemoryType::kCudaManaged;
+}
+
+}  // namespace weft::gpu
