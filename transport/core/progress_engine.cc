@@ -66,8 +66,9 @@ void ProgressEngine::waitForActivity(Deadline deadline) {
     return;
   }
   const auto spin_until = Deadline::Clock::now() + std::chrono::microseconds(options_.spin_us);
-  for (;;) {
+  for (uint32_t spins = 1;; ++spins) {
     if (progress() > 0) return;
+    if (spins > kSpinsBeforeYield) std::this_thread::yield();
     const auto now = Deadline::Clock::now();
     if (!deadline.isNever() && now >= deadline.when()) return;
     if (now >= spin_until) break;

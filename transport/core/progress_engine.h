@@ -52,6 +52,11 @@ class ProgressEngine {
   // sleeper wakes at least this often to run them. 100 ms bounds the added detection
   // latency while costing a sleeping rank ~10 wakeups per second.
   static constexpr int kMaxNapMs = 100;
+  // Busy polls of a blocking wait before each further poll yields the CPU (sched_yield):
+  // when ranks outnumber cores, the peer a waiter depends on may need this core, and a
+  // pure spin would hold it for the whole spin phase (WEFT_TRANSPORT_SPIN_US). On an idle
+  // core a yield returns at once, so the first message still arrives within a few polls.
+  static constexpr uint32_t kSpinsBeforeYield = 64;
 
   ProgressEngine(EventSource* source, const EngineOptions& options);
   ~ProgressEngine();
@@ -127,6 +132,7 @@ bool ProgressEngine::waitDriving(Pred& done, Deadline deadline) {
     }
     unlock();
     if (finished) return true;
+    if (round > kSpinsBeforeYield) std::this_thread::yield();  // see kSpinsBeforeYield
     if ((round & 15) != 0) continue;  // read the clock every 16 rounds only
     const auto now = Deadline::Clock::now();
     if (!deadline.isNever() && now >= deadline.when()) return false;
