@@ -1,4 +1,6 @@
 // CUDA reduction kernels; see reduce.h for the contract (bit-identical to the CPU kernels).
+#include <cuda_fp16.h>
+
 #include <algorithm>
 #include <array>
 #include <cstdint>
@@ -128,9 +130,23 @@ WEFT_HD uint16_t floatToBf16(float f) {
   return static_cast<uint16_t>((x + 0x7FFFu + ((x >> 16) & 1u)) >> 16);
 }
 
+// On the device, the hardware conversions (cvt.f32.f16, cvt.rn.f16.f32: exact and
+// round-to-nearest-even with subnormals, like half.h) for everything but NaN, whose
+// quieting and payload follow half.h's rule in software. The host emulation of the kernel
+// (GpuReduceHost) runs the software path for every value.
 struct F16Conv {
-  WEFT_HD static float toFloat(uint16_t h) { return halfToFloat(h); }
-  WEFT_HD static uint16_t fromFloat(float f) { return floatToHalf(f); }
+  WEFT_HD static float toFloat(uint16_t h) {
+#ifdef __CUDA_ARCH__
+    if ((h & 0x7C00u) != 0x7C00u || (h & 0x3FFu) == 0) return __half2float(__ushort_as_half(h));
+#endif
+    return halfToFloat(h);
+  }
+  WEFT_HD static uint16_t fromFloat(float f) {
+#ifdef __CUDA_ARCH__
+    if (f == f) return __half_as_ushort(__float2half_rn(f));
+#endif
+    return floatToHalf(f);
+  }
 };
 struct Bf16Conv {
   WEFT_HD static float toFloat(uint16_t h) { return bf16ToFloat(h); }
