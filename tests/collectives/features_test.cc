@@ -310,14 +310,6 @@ TEST(CollectivesDeadline, TimeoutNamesTheOperationItsNumberAndThePeers) {
 
 // Waits until `n` ranks arrived at `name` (the harness barrier needs every rank, and one
 // of them is dead here).
-void survivorsBarrier(RankEnv& env, const std::string& name, int n) {
-  must(env.store->add(name, 1).status(), "store add");
-  while (must(env.store->add(name, 0), "store add") < n) {
-    ASSERT_FALSE(env.deadline.expired());
-    ::usleep(10000);
-  }
-}
-
 TEST(CollectivesFailure, KilledRankFailsTheOthersNamingIt) {
   RankOptions opts = rankOptions();
   opts.env = rankEnv(30);
@@ -349,7 +341,7 @@ TEST(CollectivesFailure, KilledRankFailsTheOthersNamingIt) {
         EXPECT_LT(waited, 25.0) << "the failure must be reported well before the 30 s deadline";
         Status after = barrier(comm);
         EXPECT_EQ(after.code(), StatusCode::kPeerFailure) << after;
-        survivorsBarrier(env, "survivors", 3);
+        waitForCount(env, "survivors", 3);
       },
       opts);
 }
