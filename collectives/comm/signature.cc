@@ -1,7 +1,10 @@
 #include "collectives/comm/signature.h"
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
+
+#include "collectives/comm/comm_core.h"
 
 namespace weft::coll::detail {
 namespace {
@@ -75,6 +78,26 @@ Status compareSignatures(std::string_view what, std::span<const Signature> all,
       .withHint(
           "every rank must call the same collectives in the same order with the same "
           "count, type, op, root and algorithm");
+}
+
+Status checkAllreduceCall(Communicator& comm, std::string_view algorithm, size_t count,
+                          DataType type, ReduceOp op, const CallOptions& opts) {
+  CommCore& core = comm.core();
+  if (!core.config().check) return Status::ok();
+  Signature mine;
+  mine.op = static_cast<uint8_t>(OpCode::kAllreduce);
+  mine.type = static_cast<uint8_t>(type);
+  mine.reduce_op = static_cast<uint8_t>(op);
+  mine.count = count;
+  std::memcpy(mine.algorithm, algorithm.data(),
+              std::min(algorithm.size(), sizeof(mine.algorithm) - 1));
+  std::vector<Signature> all(static_cast<size_t>(comm.size()));
+  CallOptions exchange = opts;
+  exchange.algorithm = {};
+  const std::string what = strCat("allreduce (algorithm ", algorithm, ")");
+  Status st = allgather(comm, &mine, all.data(), sizeof(Signature), DataType::kU8, exchange);
+  if (!st.isOk()) return st.withContext(strCat(what, ", WEFT_CHECK exchange"));
+  return compareSignatures(what, all, core.worldRanks());
 }
 
 }  // namespace weft::coll::detail

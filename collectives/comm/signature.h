@@ -15,6 +15,8 @@
 #include <span>
 #include <string>
 
+#include "collectives/api/collectives.h"
+#include "collectives/api/communicator.h"
 #include "collectives/api/types.h"
 #include "collectives/comm/op_code.h"
 #include "common/status.h"
@@ -50,5 +52,11 @@ uint64_t hashCounts(std::span<const size_t> a, std::span<const size_t> b);
 // world ranks when world_ranks differ from them).
 Status compareSignatures(std::string_view what, std::span<const Signature> all,
                          std::span<const int> world_ranks);
+
+// WEFT_CHECK for allreduce algorithms that run outside the plan executor (innet,
+// hierarchical): an allgather of every rank's Signature on `comm`, then compareSignatures.
+// OK at once when the communicator does not check.
+Status checkAllreduceCall(Communicator& comm, std::string_view algorithm, size_t count,
+                          DataType type, ReduceOp op, const CallOptions& opts);
 
 }  // namespace weft::coll::detail

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "collectives/comm/comm_core.h"
+#include "collectives/comm/signature.h"
 #include "collectives/reduce/reducer.h"
 #include "common/deadline.h"
 
@@ -104,6 +105,7 @@ bool wantsHierarchical(const CallOptions& opts) {
 
 Status hierarchicalAllreduce(Communicator& comm, const void* send, void* recv, size_t count,
                              DataType type, ReduceOp op, const CallOptions& opts) {
+  WEFT_RETURN_IF_ERROR(checkAllreduceCall(comm, kHierarchicalAlgorithm, count, type, op, opts));
   std::shared_ptr<Hierarchy>& h = comm.core().hierarchy();
   if (h == nullptr) {
     Result<std::unique_ptr<Hierarchy>> made = Hierarchy::create(comm, opts.deadline);

@@ -2,6 +2,7 @@
 
 #include "collectives/api/innet.h"
 #include "collectives/comm/comm_core.h"
+#include "collectives/comm/signature.h"
 #include "collectives/schedule/plan.h"
 
 namespace weft::coll::detail {
@@ -13,6 +14,7 @@ bool wantsInNetwork(Communicator& comm, const CallOptions& opts) {
 
 Status inNetworkAllreduce(Communicator& comm, const void* send, void* recv, size_t count,
                           DataType type, ReduceOp op, const CallOptions& opts) {
+  WEFT_RETURN_IF_ERROR(checkAllreduceCall(comm, kInNetworkAlgorithm, count, type, op, opts));
   std::shared_ptr<InNetwork>& net = comm.core().inNetwork();
   if (net == nullptr) {
     Result<std::unique_ptr<InNetwork>> made = InNetwork::create(comm, {}, opts.deadline);

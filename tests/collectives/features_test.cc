@@ -265,11 +265,25 @@ TEST(CollectivesCheck, MismatchedCallsFailOnEveryRankNamingThem) {
         EXPECT_TRUE(containsText(st.message(), "rank 1 called broadcast(count 4, i32, root 2"));
         EXPECT_TRUE(containsText(st.message(), "ranks 0, 2 called broadcast(count 4, f32, root 1"));
 
+        // The algorithms outside the plan executor check too (one allgather each).
+        for (const char* algo : {"innet", "hierarchical"}) {
+          env.step(strCat(algo, " count mismatch"));
+          CallOptions o;
+          o.algorithm = algo;
+          st = allreduce(comm, v.data(), v.data(), r == 1 ? 3 : 4, DataType::kF32,
+                         ReduceOp::kSum, o);
+          EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << st;
+          EXPECT_TRUE(containsText(st.message(), strCat("allreduce (algorithm ", algo, ")")))
+              << st;
+          EXPECT_TRUE(containsText(st.message(), "rank 1 called allreduce(count 3, f32, sum"))
+              << st;
+        }
+
         env.step("the communicator is still usable");
         EXPECT_TRUE(comm.health().isOk());
         EXPECT_EQ(runCase(comm, makeCase(CollKind::kAllreduce, "", 7, false, 0, DataType::kF32, 1)),
                   "");
-        EXPECT_EQ(comm.nextSeq(), 4u);
+        EXPECT_EQ(comm.nextSeq(), 6u);
         env.barrier("done");
       },
       opts);
