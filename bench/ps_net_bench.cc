@@ -10,7 +10,8 @@
 //   dense:  one value of 1 MiB and one of 4 MiB (rows of dim 1024: 256 / 1024 keys)
 // Each worker keeps --window requests in flight (16). Table: SGD on the servers.
 // Printed per case: keys/s and GB/s of values (all workers together), and the CPU use of
-// each role (process CPU time / wall time while the case ran; 100 % = one core).
+// each role (process CPU time, user + sys of all threads, / wall time while the case ran;
+// 100 % = one core). At the end: rows and bytes per row of each table on each server.
 //
 // Options: --servers N (1)  --duration S (2)  --window W (16)  --keys N (1000)
 //          --workloads sparse,dense  --ops push,pull,push_pull  --dists uniform,zipf
@@ -188,8 +189,31 @@ void serverRole(const pt::JobRoles& roles, const std::vector<Case>& all) {
     const double cpu = 100 * (pt::processCpuSeconds() - c0) / (weft::monotonicSeconds() - t0);
     pt::must(roles.store->set(strCat("bench/cpu/", i, "/", roles.rank), strCat(cpu)), "store");
   }
+  // Memory per row of each table, for worker 0's report.
+  std::string tables;
+  for (const ps::net::ServerTableStats& t : server->tableStats()) {
+    char line[160];
+    std::snprintf(line, sizeof(line), "%u %u %llu %llu %.1f\n", t.id, t.dim,
+                  static_cast<unsigned long long>(t.stats.rows),
+                  static_cast<unsigned long long>(t.stats.row_stride), t.stats.bytes_per_row);
+    tables += line;
+  }
+  pt::must(roles.store->set(strCat("bench/tables/", roles.rank), tables), "store");
   pt::must(roles.store->get(roles.ns + "/shutdown", d).status(), "waiting for the end");
   pt::must(server->stop(weft::Deadline::afterSeconds(10)), "stopping the server");
+}
+
+// Worker 0: rows and bytes per row (row slab + index + sketch, over live rows) of every
+// table on every server, as the servers reported them after the last case.
+void printTables(const pt::JobRoles& roles) {
+  std::printf("# tables (per server): id dim rows row_stride_bytes bytes_per_row\n");
+  for (int s = 0; s < roles.servers; ++s) {
+    const std::string v =
+        pt::must(roles.store->get(strCat("bench/tables/", s), pt::defaultDeadline()), "tables");
+    std::stringstream in(v);
+    for (std::string line; std::getline(in, line);) std::printf("# server %d: %s\n", s, line.c_str());
+  }
+  std::fflush(stdout);
 }
 
 std::string serverCpu(const pt::JobRoles& roles, size_t i) {
@@ -240,6 +264,7 @@ void workerRole(const Options& o, const pt::JobRoles& roles, const std::vector<C
                 static_cast<long long>(wcpu / roles.workers()));
     std::fflush(stdout);
   }
+  if (roles.worker() == 0) printTables(roles);
   roles.finishWorker();
 }
 

@@ -1,7 +1,10 @@
 // weft-ps-server: one parameter server (ps::net::Server) as a process.
 //
 //   weft-ps-server [--server-id I] [--servers N] [--rank R] [--ns NAME]
-//                  [--checkpoint-root DIR] [--restore DIR] [--timeout S]
+//                  [--checkpoint-root DIR] [--restore DIR] [--timeout S] [--join]
+//
+// --join adds this server (its --server-id must not be in the map yet) to a running group:
+// the servers hand it the rows of the ranges it takes over (paramserver/PROTOCOL.md §11).
 //
 // The store comes from WEFT_STORE_ADDR (weft-run sets it). Defaults: server id and transport
 // rank = WEFT_RANK, --servers 1, --ns ps. It serves until SIGINT / SIGTERM, until the store
@@ -49,6 +52,8 @@ Args parse(int argc, char** argv) {
       a.server.checkpoint_root = r.value();
     } else if (r.is("--restore")) {
       a.server.restore_dir = r.value();
+    } else if (r.is("--join")) {
+      a.server.join = true;
     } else if (r.is("--timeout")) {
       a.timeout_s = r.doubleValue(0, 1e7);
     } else {
@@ -69,8 +74,13 @@ int run(const Args& a) {
       a.timeout_s > 0 ? weft::Deadline::afterSeconds(a.timeout_s) : weft::Deadline::never();
   auto server = pt::must(weft::ps::net::Server::start(a.server, store, pt::defaultDeadline()),
                          "starting the parameter server");
-  std::cout << "weft-ps-server: server " << a.server.server_id << " of " << a.server.num_servers
-            << " (rank " << a.server.rank << ") serving" << std::endl;
+  if (a.server.join) {
+    std::cout << "weft-ps-server: server " << a.server.server_id << " (rank " << a.server.rank
+              << ") joined the running group" << std::endl;
+  } else {
+    std::cout << "weft-ps-server: server " << a.server.server_id << " of "
+              << a.server.num_servers << " (rank " << a.server.rank << ") serving" << std::endl;
+  }
   const std::string shutdown_key = a.server.ns + "/shutdown";
   int exit_code = 0;
   while (true) {
@@ -91,7 +101,8 @@ int run(const Args& a) {
   std::cout << "weft-ps-server: server " << a.server.server_id << ": " << s.requests
             << " requests (" << s.error_replies << " errors, " << s.large_requests
             << " large, " << s.parked << " parked), " << s.bytes_in << " bytes in, "
-            << s.bytes_out << " bytes out, " << s.slabs_registered << " slabs registered"
+            << s.bytes_out << " bytes out, " << s.slabs_registered << " slabs registered, "
+            << s.rows_imported << " rows imported, " << s.rows_handed_over << " handed over"
             << std::endl;
   pt::must(server->stop(weft::Deadline::afterSeconds(10)), "stopping");
   return exit_code;

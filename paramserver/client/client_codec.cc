@@ -1,22 +1,61 @@
 #include "paramserver/client/client_codec.h"
 
+#include <algorithm>
 #include <cstring>
-#include <map>
 
 namespace weft::ps {
 
+namespace {
+
+// Per-thread scratch for routing (no allocation once grown).
+struct RouteScratch {
+  std::vector<uint32_t> slot_of;  // per key: its owner's slot in map.servers()
+  std::vector<uint32_t> counts;   // per slot: keys routed there
+};
+
+RouteScratch& routeScratch() {
+  thread_local RouteScratch s;
+  return s;
+}
+
+// Fills s.slot_of / s.counts; returns the number of servers that own keys of the batch.
+size_t route(const ShardMap& map, std::span<const uint64_t> keys, RouteScratch& s) {
+  const size_t servers = map.servers().size();
+  s.counts.assign(servers, 0);
+  s.slot_of.resize(keys.size());
+  if (servers == 1) {
+    std::fill(s.slot_of.begin(), s.slot_of.end(), 0u);
+    s.counts[0] = static_cast<uint32_t>(keys.size());
+  } else {
+    for (size_t i = 0; i < keys.size(); ++i) {
+      const uint32_t slot = map.slotOf(keys[i]);
+      s.slot_of[i] = slot;
+      ++s.counts[slot];
+    }
+  }
+  return static_cast<size_t>(
+      std::count_if(s.counts.begin(), s.counts.end(), [](uint32_t c) { return c != 0; }));
+}
+
+}  // namespace
+
 std::vector<ServerBatch> partitionKeys(const ShardMap& map, std::span<const uint64_t> keys) {
-  std::map<uint32_t, ServerBatch> by_server;
+  RouteScratch& s = routeScratch();
+  std::vector<ServerBatch> out(route(map, keys, s));
+  std::vector<uint32_t> batch_of(s.counts.size());
+  for (size_t slot = 0, b = 0; slot < s.counts.size(); ++slot) {
+    if (s.counts[slot] == 0) continue;
+    batch_of[slot] = static_cast<uint32_t>(b);
+    out[b].server = map.servers()[slot];
+    out[b].keys.reserve(s.counts[slot]);
+    out[b].positions.reserve(s.counts[slot]);
+    ++b;
+  }
   for (size_t i = 0; i < keys.size(); ++i) {
-    const uint32_t server = map.ownerOf(keys[i]);
-    ServerBatch& b = by_server[server];
-    b.server = server;
+    ServerBatch& b = out[batch_of[s.slot_of[i]]];
     b.keys.push_back(keys[i]);
     b.positions.push_back(static_cast<uint32_t>(i));
   }
-  std::vector<ServerBatch> out;
-  out.reserve(by_server.size());
-  for (auto& entry : by_server) out.push_back(std::move(entry.second));
   return out;
 }
 
@@ -34,28 +73,61 @@ void scatterRows(FloatSpan rows, uint32_t dim, std::span<const uint32_t> positio
   }
 }
 
+void ClientCodec::encodeOne(Outgoing& o, wire::Opcode op, uint32_t map_version,
+                            uint32_t table_id, uint32_t dim, uint32_t clock,
+                            std::span<const uint64_t> keys, std::span<const float> grads) {
+  PendingRequest& p = o.pending;
+  p.request_id = nextRequestId();
+  p.op = op;
+  p.table_id = table_id;
+  p.dim = dim;
+  const uint32_t n = p.keyCount();
+  const wire::KeyedArea area = wire::encodeKeyedInPlace(
+      {p.request_id, src_rank_, table_id, map_version}, op, dim, clock, n, o.message);
+  const size_t row = size_t{4} * dim;
+  if (p.whole_batch) {
+    std::memcpy(area.keys, keys.data(), size_t{8} * n);
+    if (area.values != nullptr) std::memcpy(area.values, grads.data(), row * n);
+    return;
+  }
+  for (uint32_t i = 0; i < n; ++i) std::memcpy(area.keys + size_t{8} * i, &keys[p.positions[i]], 8);
+  if (area.values == nullptr) return;
+  for (uint32_t i = 0; i < n; ++i) {
+    std::memcpy(area.values + row * i, grads.data() + size_t{p.positions[i]} * dim, row);
+  }
+}
+
+void ClientCodec::encodeInto(wire::Opcode op, const ShardMap& map, uint32_t table_id,
+                             uint32_t dim, uint32_t clock, std::span<const uint64_t> keys,
+                             std::span<const float> grads, std::vector<Outgoing>& out) {
+  RouteScratch& s = routeScratch();
+  const size_t owners = route(map, keys, s);
+  out.resize(owners);
+  size_t b = 0;
+  for (size_t slot = 0; slot < s.counts.size(); ++slot) {
+    if (s.counts[slot] == 0) continue;
+    PendingRequest& p = out[b].pending;
+    p.server = map.servers()[slot];
+    p.whole_batch = owners == 1;
+    p.key_count = s.counts[slot];
+    p.positions.clear();
+    if (!p.whole_batch) p.positions.reserve(s.counts[slot]);
+    s.counts[slot] = static_cast<uint32_t>(b++);  // from here on: slot -> batch index
+  }
+  if (owners > 1) {
+    for (size_t i = 0; i < keys.size(); ++i) {
+      out[s.counts[s.slot_of[i]]].pending.positions.push_back(static_cast<uint32_t>(i));
+    }
+  }
+  for (Outgoing& o : out) encodeOne(o, op, map.version(), table_id, dim, clock, keys, grads);
+}
+
 std::vector<Outgoing> ClientCodec::encode(wire::Opcode op, const ShardMap& map, uint32_t table_id,
                                           uint32_t dim, uint32_t clock,
                                           std::span<const uint64_t> keys,
                                           std::span<const float> grads) {
   std::vector<Outgoing> out;
-  std::vector<float> packed;
-  for (ServerBatch& b : partitionKeys(map, keys)) {
-    Outgoing o;
-    o.pending = PendingRequest{nextRequestId(), op, b.server, table_id, dim, {}};
-    wire::KeyedRequest r;
-    r.op = op;
-    r.dim = dim;
-    r.clock = clock;
-    r.keys = KeySpan::of(b.keys);
-    if (!grads.empty()) {
-      gatherRows(grads, dim, b.positions, packed);
-      r.values = FloatSpan::of(packed);
-    }
-    o.message = wire::encodeKeyed({o.pending.request_id, src_rank_, table_id, map.version()}, r);
-    o.pending.positions = std::move(b.positions);
-    out.push_back(std::move(o));
-  }
+  encodeInto(op, map, table_id, dim, clock, keys, grads, out);
   return out;
 }
 
@@ -87,9 +159,13 @@ Status ClientCodec::decodeReply(const PendingRequest& pending, std::span<const u
   WEFT_ASSIGN_OR_RETURN(const wire::ReplyView view,
                         wire::checkReply(*message, pending.request_id, pending.op));
   if (pending.op == wire::Opcode::kPush) return Status::ok();
-  const auto n = static_cast<uint32_t>(pending.positions.size());
+  const uint32_t n = pending.keyCount();
   WEFT_ASSIGN_OR_RETURN(const FloatSpan values, wire::decodeValuesReply(view, n, pending.dim));
-  scatterRows(values, pending.dim, pending.positions, out);
+  if (pending.whole_batch) {
+    values.copyTo(0, values.size(), out);
+  } else {
+    scatterRows(values, pending.dim, pending.positions, out);
+  }
   return Status::ok();
 }
 

@@ -48,6 +48,13 @@ struct PendingRequest {
   uint32_t table_id = 0;
   uint32_t dim = 0;
   std::vector<uint32_t> positions;  // where this server's keys sit in the caller's batch
+  // This server got the caller's whole batch in order (positions is then empty).
+  bool whole_batch = false;
+  uint32_t key_count = 0;  // keys sent to this server (encode* sets it)
+
+  uint32_t keyCount() const {
+    return whole_batch ? key_count : static_cast<uint32_t>(positions.size());
+  }
 };
 
 struct Outgoing {
@@ -70,6 +77,14 @@ class ClientCodec {
                                        uint32_t clock, std::span<const uint64_t> keys,
                                        std::span<const float> grads);
 
+  // The encode* functions into `out` (one entry per owning server, ascending server
+  // order), reusing the capacity of its messages and positions: no allocation once the
+  // buffers have grown. When one server owns every key, its request copies keys and values
+  // straight from the caller's buffers (whole_batch, no positions).
+  void encodeInto(wire::Opcode op, const ShardMap& map, uint32_t table_id, uint32_t dim,
+                  uint32_t clock, std::span<const uint64_t> keys, std::span<const float> grads,
+                  std::vector<Outgoing>& out);
+
   // Checks the reply (id, opcode, sizes) and, for Pull / PushPull, writes its values to
   // out (the caller's whole batch: keys.size() * dim floats). An Error reply is returned
   // as its Status.
@@ -83,6 +98,10 @@ class ClientCodec {
   std::vector<Outgoing> encode(wire::Opcode op, const ShardMap& map, uint32_t table_id,
                                uint32_t dim, uint32_t clock, std::span<const uint64_t> keys,
                                std::span<const float> grads);
+  // One server's request: keys (and values) at `positions` of the batch, or all of them.
+  void encodeOne(Outgoing& o, wire::Opcode op, uint32_t map_version, uint32_t table_id,
+                 uint32_t dim, uint32_t clock, std::span<const uint64_t> keys,
+                 std::span<const float> grads);
 
   const uint32_t src_rank_;
   std::atomic<uint64_t> next_id_;

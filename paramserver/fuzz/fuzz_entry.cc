@@ -132,6 +132,10 @@ Bytes reencode(const wire::Message& m, const wire::WireLimits& limits) {
       auto r = wire::decodeCheckpoint(m, limits);
       return r.isOk() ? wire::encodeCheckpoint(meta, *r) : Bytes{};
     }
+    case Opcode::kImportRows: {
+      auto r = wire::decodeImportRows(m);
+      return r.isOk() ? wire::encodeImportRows(meta, *r) : Bytes{};
+    }
     default: return {};
   }
 }
@@ -221,6 +225,17 @@ std::vector<Bytes> seedCorpus() {
   add(wire::encodeClock({id++, 1, 3, 0}, {0, 4}));
   add(wire::encodeHeartbeat({id++, 1, 0, 0}, 42));
   add(wire::encodeCheckpoint({id++, 1, 0, 0}, {false, "ckpt"}));
+  for (const TableSpec& spec : fuzzTables()) {  // rows handed over by another server
+    auto t = Table::create(spec);
+    if (!t.isOk() || !(*t)->push(KeySpan::of(std::span(keys, 2)),
+                                 FloatSpan::of(std::span(grads, 2 * spec.dim))).isOk()) {
+      continue;
+    }
+    const Bytes records = (*t)->exportRows(nullptr);
+    const auto rb = static_cast<uint32_t>((*t)->recordBytes());
+    add(wire::encodeImportRows({id++, 2, spec.id, 0},
+                               {spec, static_cast<uint32_t>(records.size() / rb), rb, records}));
+  }
   return out;
 }
 

@@ -1,5 +1,7 @@
 #include <cmath>
 #include <cstring>
+#include <numeric>
+#include <thread>
 
 #include "common/config.h"
 #include "common/logging.h"
@@ -85,7 +87,7 @@ Status ClientImpl::hello(ServerConn& s, Deadline deadline) {
   WEFT_ASSIGN_OR_RETURN(const wire::ReplyView v, wire::checkReply(*m, h.request_id, Opcode::kHello));
   WEFT_ASSIGN_OR_RETURN(const wire::HelloReply r, wire::decodeHelloReply(v));
   s.max_keys = r.max_keys;
-  if (r.map_version != map_->version()) {
+  if (r.map_version != map_->version() && r.map_version != 0) {  // 0: a server still joining
     WEFT_LOG(kWarn, "ps") << describeServer(s.id) << " serves shard map version " << r.map_version
                           << ", this client routes with " << map_->version();
   }
@@ -132,7 +134,14 @@ Status ClientImpl::checkKeys(uint32_t table_id, std::span<const uint64_t> keys,
                       ": ", grads.size(), " gradient values for ", keys.size(), " keys of dim ",
                       dim, " (expected ", keys.size() * dim, ")");
   }
-  for (size_t i = 0; i < grads.size(); ++i) {
+  // Branch-free first (vectorizes), the position only when something is wrong.
+  bool bad = false;
+  for (const float g : grads) {
+    uint32_t bits;
+    std::memcpy(&bits, &g, 4);
+    bad |= (bits & 0x7f800000u) == 0x7f800000u;  // NaN or +-Inf
+  }
+  for (size_t i = 0; bad && i < grads.size(); ++i) {
     if (!std::isfinite(grads[i])) {
       return WEFT_ERROR(StatusCode::kInvalidArgument, "ps client: ", op, " of table ", table_id,
                         ": gradient of key ", keys[i / dim], " (position ", i / dim,
@@ -148,32 +157,49 @@ Result<Ticket> ClientImpl::startData(Opcode op, uint32_t table_id, std::span<con
   const char* name = op == Opcode::kPull ? "pull" : op == Opcode::kPush ? "push" : "pushPull";
   WEFT_ASSIGN_OR_RETURN(const uint32_t dim, dimOf(table_id, name));
   WEFT_RETURN_IF_ERROR(checkKeys(table_id, keys, grads, dim, name));
-  const uint32_t clock = currentClock(table_id);
-  std::vector<Outgoing> outgoing =
-      op == Opcode::kPull   ? codec_.encodePull(*map_, table_id, dim, clock, keys)
-      : op == Opcode::kPush ? codec_.encodePush(*map_, table_id, dim, clock, keys, grads)
-                            : codec_.encodePushPull(*map_, table_id, dim, clock, keys, grads);
+  refillOutgoing();
+  codec_.encodeInto(op, *map_, table_id, dim, currentClock(table_id), keys, grads, outgoing_);
   Op o;
   o.out = out;
-  o.what = strCat(name, " of table ", table_id);
-  o.subs.resize(outgoing.size());
-  for (size_t i = 0; i < outgoing.size(); ++i) {
+  o.name = name;
+  o.table_id = table_id;
+  if (!subs_pool_.empty()) {
+    o.subs = std::move(subs_pool_.back());
+    subs_pool_.pop_back();
+  }
+  o.subs.resize(outgoing_.size());
+  for (size_t i = 0; i < outgoing_.size(); ++i) {
     SubRequest& sub = o.subs[i];
-    sub.pending = std::move(outgoing[i].pending);
-    sub.message = std::move(outgoing[i].message);
-    const size_t values = size_t{4} * sub.pending.positions.size() * dim;
+    std::swap(sub.pending, outgoing_[i].pending);
+    std::swap(sub.message, outgoing_[i].message);
+    const size_t values = size_t{4} * sub.pending.keyCount() * dim;
     const size_t reply = op == Opcode::kPush ? 0 : wire::kHeaderBytes + wire::kReplyPrefixBytes + values;
     Status st = post(sub, reply);
     if (!st.isOk()) {
       // Receives already posted complete on their own (their buffers live in ops_ until the
       // Client goes); the caller gets no ticket.
-      st = st.withContext(o.what);
+      st = st.withContext(o.describe());
       o.subs.resize(sub.recv.valid() ? i + 1 : i);
       if (!o.subs.empty()) enqueue(std::move(o));
       return st;
     }
   }
   return enqueue(std::move(o));
+}
+
+// Gives outgoing_ entries the buffers of finished requests (encodeInto reuses them).
+void ClientImpl::refillOutgoing() {
+  outgoing_.resize(std::max(outgoing_.size(), servers_.size()));
+  for (Outgoing& o : outgoing_) {
+    if (o.message.capacity() == 0 && !message_pool_.empty()) {
+      o.message = std::move(message_pool_.back());
+      message_pool_.pop_back();
+    }
+    if (o.pending.positions.capacity() == 0 && !positions_pool_.empty()) {
+      o.pending.positions = std::move(positions_pool_.back());
+      positions_pool_.pop_back();
+    }
+  }
 }
 
 Result<Ticket> ClientImpl::pull(uint32_t table_id, std::span<const uint64_t> keys, float* out) {
@@ -193,7 +219,7 @@ Result<Ticket> ClientImpl::pushPull(uint32_t table_id, std::span<const uint64_t>
 Status ClientImpl::post(SubRequest& sub, size_t reply_bytes) {
   ServerConn* s = server(sub.pending.server);
   const uint64_t id = sub.pending.request_id;
-  const std::string who = describeServer(sub.pending.server);
+  auto who = [&] { return describeServer(sub.pending.server); };
   const size_t capacity = std::max(reply_bytes, kMaxErrorReplyBytes);
   if (!reply_pool_.empty()) {
     sub.reply = std::move(reply_pool_.back());
@@ -201,20 +227,20 @@ Status ClientImpl::post(SubRequest& sub, size_t reply_bytes) {
   }
   if (sub.reply.size() < capacity) sub.reply.resize(capacity);
   auto recv = s->ep->recv(sub.reply.data(), capacity, tagReply(id));
-  if (!recv.isOk()) return recv.status().withContext(who);
+  if (!recv.isOk()) return recv.status().withContext(who());
   sub.recv = std::move(recv).value();
   if (sub.message.size() <= eager_bytes_) {
     auto send = s->ep->send(sub.message.data(), sub.message.size(), kTagRequest);
-    if (!send.isOk()) return send.status().withContext(who);
+    if (!send.isOk()) return send.status().withContext(who());
     sub.send = std::move(send).value();
     return Status::ok();
   }
   std::memcpy(sub.announce.data(), sub.message.data(), wire::kHeaderBytes);
   auto head = s->ep->send(sub.announce.data(), sub.announce.size(), kTagRequest);
-  if (!head.isOk()) return head.status().withContext(who);
+  if (!head.isOk()) return head.status().withContext(who());
   sub.send = std::move(head).value();
   auto body = s->ep->send(sub.message.data(), sub.message.size(), tagBody(id));
-  if (!body.isOk()) return body.status().withContext(who);
+  if (!body.isOk()) return body.status().withContext(who());
   sub.body_send = std::move(body).value();
   return Status::ok();
 }
@@ -225,26 +251,134 @@ Ticket ClientImpl::enqueue(Op op) {
   return t;
 }
 
+// A rendezvous send advances only while the sender drives progress, and its protocol
+// messages do not always wake a sleeper's event fd (a blocking wait would nap up to
+// ProgressEngine::kMaxNapMs per step: 4 MiB pushes ran at 0.05 GB/s). So while a request
+// body is on its way, drive progress without sleeping, yielding the core between rounds
+// (the server may share it: spinning through its time slice costs milliseconds per step).
+bool ClientImpl::driveBodySend(SubRequest& sub, Deadline deadline) {
+  for (uint32_t round = 1; sub.body_send.valid() && !sub.body_send.test(); ++round) {
+    if ((round & 63) == 0 && deadline.expired()) return false;
+    std::this_thread::yield();
+  }
+  return true;
+}
+
 Status ClientImpl::finishSub(const Op& op, SubRequest& sub, Deadline deadline) {
-  const std::string who = describeServer(sub.pending.server);
-  Status st = sub.recv.wait(deadline);
+  Status st = driveBodySend(sub, deadline) ? sub.recv.wait(deadline)
+                                           : WEFT_ERROR(StatusCode::kTimeout, "body send");
   if (st.code() == StatusCode::kTimeout) {
-    return WEFT_ERROR(StatusCode::kTimeout, "ps client rank ", options_.rank, ": ", op.what,
-                      ": no reply from ", who, " before the deadline (request ",
-                      sub.pending.request_id, ")")
+    return WEFT_ERROR(StatusCode::kTimeout, "ps client rank ", options_.rank, ": ",
+                      op.describe(), ": no reply from ", describeServer(sub.pending.server),
+                      " before the deadline (request ", sub.pending.request_id, ")")
         .withHint("is the server alive and serving? (WEFT_LOG=info on the server)");
   }
-  if (!st.isOk()) return st.withContext(strCat(op.what, ": ", who));
+  if (!st.isOk()) return st.withContext(strCat(op.describe(), ": ", describeServer(sub.pending.server)));
   for (transport::Request* r : {&sub.send, &sub.body_send}) {
     if (!r->valid()) continue;
     Status s2 = r->wait(deadline);
-    if (!s2.isOk()) return s2.withContext(strCat(op.what, ": sending to ", who));
+    if (!s2.isOk()) {
+      return s2.withContext(strCat(op.describe(), ": sending to ", describeServer(sub.pending.server)));
+    }
   }
   const std::span<const uint8_t> reply(sub.reply.data(), sub.recv.bytes());
   if (sub.pending.op == Opcode::kPull || sub.pending.op == Opcode::kPush ||
       sub.pending.op == Opcode::kPushPull) {
     Status d = codec_.decodeReply(sub.pending, reply, op.out);
-    return d.isOk() ? d : d.withContext(strCat(op.what, ": ", who));
+    return d.isOk() ? d : d.withContext(strCat(op.describe(), ": ", describeServer(sub.pending.server)));
+  }
+  return Status::ok();
+}
+
+Status ClientImpl::refreshMap(Deadline deadline) {
+  WEFT_ASSIGN_OR_RETURN(ShardMap latest, members_.readMap(deadline));
+  if (latest.version() == map_->version()) return Status::ok();
+  WEFT_LOG(kInfo, "ps") << "ps client rank " << options_.rank << ": shard map version "
+                        << map_->version() << " -> " << latest.version();
+  std::optional<ShardMap> before = std::move(map_);
+  map_.emplace(std::move(latest));
+  for (const uint32_t id : map_->servers()) {
+    if (server(id) != nullptr) continue;
+    ServerConn s;
+    s.id = id;
+    servers_.push_back(std::move(s));
+    Status st = connectServer(servers_.back(), deadline);
+    if (!st.isOk()) {  // route with the old map until the new server can be reached
+      servers_.pop_back();
+      map_ = std::move(before);
+      return st;
+    }
+  }
+  return Status::ok();
+}
+
+Status ClientImpl::resend(const Op& op, const SubRequest& sub, Deadline deadline) {
+  WEFT_ASSIGN_OR_RETURN(const wire::Message m, wire::decodeMessage(sub.message, {}));
+  WEFT_ASSIGN_OR_RETURN(const wire::KeyedRequest r, wire::decodeKeyed(m));
+  const PendingRequest& p = sub.pending;
+  ResendBatch batch;
+  for (size_t i = 0; i < r.keys.size(); ++i) batch.keys.push_back(r.keys[i]);
+  for (size_t i = 0; i < r.values.size(); ++i) batch.grads.push_back(r.values[i]);
+  batch.at = p.positions;
+  if (p.whole_batch) {
+    batch.at.resize(batch.keys.size());
+    std::iota(batch.at.begin(), batch.at.end(), 0u);
+  }
+  for (uint32_t attempt = 0; !batch.keys.empty(); ++attempt) {
+    const uint32_t pause_ms = std::min(50u, 1u << std::min(attempt, 6u));
+    std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms));
+    if (deadline.expired()) {
+      return WEFT_ERROR(StatusCode::kTimeout, "ps client rank ", options_.rank, ": ",
+                        op.describe(), ": the shard map changed and the new owners of ",
+                        batch.keys.size(), " keys did not serve them before the deadline")
+          .withHint("is the joining server alive? (Membership::waitServed)");
+    }
+    WEFT_RETURN_IF_ERROR(refreshMap(deadline));
+    Op again;
+    again.out = op.out;
+    again.name = op.name;
+    again.table_id = op.table_id;
+    std::vector<std::vector<uint32_t>> local;
+    WEFT_RETURN_IF_ERROR(postBatch(p, r.clock, batch, again, local, deadline));
+    ResendBatch next;
+    for (size_t i = 0; i < again.subs.size(); ++i) {
+      Status st = finishSub(again, again.subs[i], deadline);
+      if (st.code() == StatusCode::kUnavailable) {
+        for (const uint32_t k : local[i]) next.add(batch, k, p.dim);
+      } else if (!st.isOk()) {
+        return st;
+      }
+    }
+    batch = std::move(next);
+  }
+  return Status::ok();
+}
+
+Status ClientImpl::postBatch(const PendingRequest& p, uint32_t clock, const ResendBatch& batch,
+                             Op& again, std::vector<std::vector<uint32_t>>& local,
+                             Deadline deadline) {
+  std::vector<Outgoing> out;
+  codec_.encodeInto(p.op, *map_, p.table_id, p.dim, clock, batch.keys, batch.grads, out);
+  again.subs.resize(out.size());
+  local.assign(out.size(), {});
+  for (size_t i = 0; i < out.size(); ++i) {
+    SubRequest& s = again.subs[i];
+    s.pending = std::move(out[i].pending);
+    s.message = std::move(out[i].message);
+    for (uint32_t j = 0; j < s.pending.keyCount(); ++j) {
+      local[i].push_back(s.pending.whole_batch ? j : s.pending.positions[j]);
+    }
+    s.pending.positions.clear();
+    for (const uint32_t k : local[i]) s.pending.positions.push_back(batch.at[k]);
+    s.pending.whole_batch = false;
+    const size_t values = size_t{4} * s.pending.keyCount() * s.pending.dim;
+    const bool pulls = s.pending.op != Opcode::kPush;
+    Status st = post(s, pulls ? wire::kHeaderBytes + wire::kReplyPrefixBytes + values : 0);
+    if (!st.isOk()) {
+      again.subs.resize(s.recv.valid() ? i + 1 : i);  // wait out what was posted
+      for (SubRequest& done : again.subs) (void)finishSub(again, done, deadline);
+      return st.withContext(again.describe());
+    }
   }
   return Status::ok();
 }
@@ -256,6 +390,16 @@ void ClientImpl::recycle(Op& op) {
     if (reply_pool_.size() < kMaxPooled && !sub.reply.empty()) {
       reply_pool_.push_back(std::move(sub.reply));
     }
+    if (message_pool_.size() < kMaxPooled && sub.message.capacity() != 0) {
+      message_pool_.push_back(std::move(sub.message));
+    }
+    if (positions_pool_.size() < kMaxPooled && sub.pending.positions.capacity() != 0) {
+      positions_pool_.push_back(std::move(sub.pending.positions));
+    }
+  }
+  if (subs_pool_.size() < kMaxPooled) {
+    op.subs.clear();
+    subs_pool_.push_back(std::move(op.subs));
   }
 }
 
@@ -268,6 +412,9 @@ Status ClientImpl::wait(Ticket ticket, Deadline deadline) {
   Status first;
   for (SubRequest& sub : it->second.subs) {
     Status st = finishSub(it->second, sub, deadline);
+    if (st.code() == StatusCode::kUnavailable && it->second.name != nullptr) {
+      st = resend(it->second, sub, deadline);
+    }
     if (st.code() == StatusCode::kTimeout) return st;  // the ticket stays valid
     if (first.isOk() && !st.isOk()) first = st;
   }
@@ -321,6 +468,7 @@ Result<wire::ReplyView> ClientImpl::view(const SubRequest& sub, const Bytes& rep
 }
 
 Status ClientImpl::createTable(const TableSpec& spec, Deadline deadline) {
+  WEFT_RETURN_IF_ERROR(refreshMap(deadline));
   std::vector<SubRequest> subs(servers_.size());
   for (size_t i = 0; i < servers_.size(); ++i) {
     subs[i].pending = PendingRequest{codec_.nextRequestId(), Opcode::kCreateTable,

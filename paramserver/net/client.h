@@ -20,12 +20,25 @@
 // notices (same-host peers: at once; remote ones: UCX keepalive); wait() never outlives its
 // deadline (kTimeout naming the servers that did not answer; the ticket stays valid).
 // reconnect() re-reads the store and reconnects to servers that failed (restarted ones).
+// Shard-map changes (a server joined, PROTOCOL.md §11): a pull / push / pushPull part that a
+// server refuses as routed with a stale map (kUnavailable; nothing was applied) is re-routed
+// by wait() with the map re-read from the store, connecting to new servers, and resent
+// (only the refused keys) with short pauses until the call's deadline. createTable re-reads
+// the map first, so a table created after a join reaches the new server too.
 //
 // Paths: pull / push / pushPull / clock / checkpoint are RPCs (framing.h: eager messages up
 // to WEFT_PS_EAGER_BYTES, larger requests announced then moved by the transport's
 // rendezvous). pullOneSided() reads rows straight from the servers' registered memory
 // (transport get), validated per row (row_layout.h), retrying torn copies, and falls back
 // to RPC for keys without a row or whose row moved; oneSidedStats() counts both paths.
+// Copies on the RPC path: keys and gradients are copied once, at the call, from the
+// caller's buffers into a pooled request buffer that the transport sends from (a batch one
+// server owns whole is two memcpy calls, others are gathered per key); a reply lands in a
+// pooled buffer and is copied once into `out` (one memcpy for a whole batch). Once the
+// pools have grown, a request allocates only its ticket's map entry. (The transport has no
+// gather send, so sending keys and gradients from the caller's buffers needs a protocol
+// change; while a large request's body is on its way, wait() drives progress without
+// sleeping: the rendezvous advances only while the sender progresses.)
 //
 // Contract: one thread at a time (the Client drives its own Context in wait()); buffers
 // given to pull / push stay the caller's and must stay valid until the ticket completed

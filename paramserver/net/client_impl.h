@@ -18,6 +18,22 @@ struct ServerConn {
   uint32_t max_keys = 0;
 };
 
+// The keys (and gradients) of one refused request, with their positions in the caller's batch.
+struct ResendBatch {
+  std::vector<uint64_t> keys;
+  std::vector<float> grads;
+  std::vector<uint32_t> at;
+
+  void add(const ResendBatch& from, uint32_t i, uint32_t dim) {
+    keys.push_back(from.keys[i]);
+    at.push_back(from.at[i]);
+    if (!from.grads.empty()) {
+      grads.insert(grads.end(), from.grads.begin() + size_t{i} * dim,
+                   from.grads.begin() + size_t{i + 1} * dim);
+    }
+  }
+};
+
 // One request to one server and its reply.
 struct SubRequest {
   PendingRequest pending;
@@ -30,7 +46,11 @@ struct SubRequest {
 struct Op {
   std::vector<SubRequest> subs;
   float* out = nullptr;
-  std::string what;  // "pull of table 3" for messages
+  std::string what;            // for messages; data ops leave it empty and set these:
+  const char* name = nullptr;  // "pull"
+  uint32_t table_id = 0;
+
+  std::string describe() const { return what.empty() ? strCat(name, " of table ", table_id) : what; }
 };
 
 class ClientImpl final : public Client {
@@ -82,6 +102,17 @@ class ClientImpl final : public Client {
   Status post(SubRequest& sub, size_t reply_bytes);
   Ticket enqueue(Op op);
   Status finishSub(const Op& op, SubRequest& sub, Deadline deadline);
+  // A data request refused as routed with a stale shard map (kUnavailable: nothing was
+  // applied): re-reads the map, connects to new servers and sends its keys again, with
+  // growing pauses, until they are served or the deadline passes.
+  Status resend(const Op& op, const SubRequest& sub, Deadline deadline);
+  Status refreshMap(Deadline deadline);
+  // Encodes `batch` with the current map and posts one request per owner into `again`;
+  // local[i]: the batch indices of again.subs[i]'s keys.
+  Status postBatch(const PendingRequest& p, uint32_t clock, const ResendBatch& batch, Op& again,
+                   std::vector<std::vector<uint32_t>>& local, Deadline deadline);
+  // False at the deadline.
+  bool driveBodySend(SubRequest& sub, Deadline deadline);
   // A control request to every server (or one); returns the reply bytes per server.
   Result<std::vector<Bytes>> rpcAll(std::vector<SubRequest> subs, const std::string& what,
                                     Deadline deadline);
@@ -112,7 +143,14 @@ class ClientImpl final : public Client {
   // Reusable reply buffers (a fresh multi-MiB vector per request costs a zero-fill and page
   // faults, more than the transfer).
   std::vector<Bytes> reply_pool_;
+  // Buffers of finished data requests, reused by the next ones (no allocation per request
+  // on the steady-state path): encode target, request messages, positions, sub vectors.
+  std::vector<Outgoing> outgoing_;
+  std::vector<Bytes> message_pool_;
+  std::vector<std::vector<uint32_t>> positions_pool_;
+  std::vector<std::vector<SubRequest>> subs_pool_;
   void recycle(Op& op);
+  void refillOutgoing();
   OneSidedStats one_sided_;
 };
 

@@ -27,6 +27,47 @@ Result<ShardMap> Membership::publishInitialMap(uint32_t num_servers, Deadline de
   return ShardMap::deserialize(now);
 }
 
+Result<std::pair<ShardMap, ShardMap>> Membership::joinMap(uint32_t server_id,
+                                                          Deadline deadline) const {
+  while (true) {
+    WEFT_ASSIGN_OR_RETURN(const std::string text, store_->get(key("shardmap"), deadline));
+    WEFT_ASSIGN_OR_RETURN(ShardMap before, ShardMap::deserialize(text));
+    auto after = before.withServerAdded(server_id);
+    if (!after.isOk()) {
+      return after.status()
+          .withContext(strCat("ps server ", server_id, ": joining map version ", before.version()))
+          .withHint("give the joining server an id that is not in the map yet");
+    }
+    const std::string desired = after->serialize();
+    WEFT_ASSIGN_OR_RETURN(const std::string now,
+                          store_->compareSet(key("shardmap"), text, desired));
+    if (now == desired) return std::make_pair(std::move(before), std::move(after).value());
+    if (deadline.expired()) {
+      return WEFT_ERROR(StatusCode::kTimeout, "ps server ", server_id,
+                        ": the shard map kept changing while joining");
+    }
+  }
+}
+
+Status Membership::markMoved(uint32_t version, uint32_t from) const {
+  return store_->set(key(strCat("moved/", version, "/", from)), "1");
+}
+
+Result<bool> Membership::moved(uint32_t version, uint32_t from) const {
+  return store_->check(key(strCat("moved/", version, "/", from)));
+}
+
+Status Membership::markServed(uint32_t version) const {
+  return store_->set(key(strCat("served/", version)), "1");
+}
+
+Status Membership::waitServed(uint32_t version, Deadline deadline) const {
+  Status st = store_->wait({key(strCat("served/", version))}, deadline);
+  if (st.isOk()) return st;
+  return st.withContext(strCat("ps: waiting for shard map version ", version, " to be served"))
+      .withHint("is the joining server running, and are the old servers alive?");
+}
+
 Result<int64_t> Membership::clientCount() const { return store_->add(key("clients"), 0); }
 
 Result<int> Membership::readRank(const std::string& k, Deadline deadline) const {

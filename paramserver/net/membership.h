@@ -8,6 +8,13 @@
 //   <ns>/client/<i>          "<transport rank>" of the i-th client (servers connect to it)
 //   <ns>/rkey/<id>/<t>/<s>   serialized RemoteKey of slab s of table t on server id
 //   <ns>/tx/...              the transport's own address records (a PrefixStore)
+//   <ns>/moved/<v>/<from>    server `from` handed every row it lost in map version v to
+//                            their new owners (they acknowledged the ImportRows)
+//   <ns>/served/<v>          the server that joined with map version v serves it (all moves
+//                            to it are done): the map is fully served
+//
+// Joining (PROTOCOL.md §11): a new server registers, then replaces the map with
+// map.withServerAdded(id) by compare-and-set (version + 1; a concurrent change retries).
 //
 // Contract: free functions over a thread-safe Store; every wait takes a Deadline.
 #pragma once
@@ -15,6 +22,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "common/deadline.h"
 #include "common/result.h"
@@ -38,6 +46,11 @@ class Membership {
   Status registerServer(uint32_t server_id, int rank) const;
   // Waits for all num_servers servers, then publishes the version-1 map unless one exists.
   Result<ShardMap> publishInitialMap(uint32_t num_servers, Deadline deadline) const;
+  // Adds server_id to the current map (compare-and-set); returns {old map, new map}.
+  Result<std::pair<ShardMap, ShardMap>> joinMap(uint32_t server_id, Deadline deadline) const;
+  Status markMoved(uint32_t version, uint32_t from) const;
+  Result<bool> moved(uint32_t version, uint32_t from) const;
+  Status markServed(uint32_t version) const;
   Result<int64_t> clientCount() const;
   Result<int> clientRank(int64_t index, Deadline deadline) const;
   Status publishSlabKey(uint32_t server_id, uint32_t table_id, uint32_t slab_id,
@@ -45,6 +58,8 @@ class Membership {
 
   // Client side.
   Result<ShardMap> readMap(Deadline deadline) const;
+  // Waits until map version `version` is fully served (markServed), or the deadline.
+  Status waitServed(uint32_t version, Deadline deadline) const;
   Result<int> serverRank(uint32_t server_id, Deadline deadline) const;
   Status registerClient(int rank) const;
   Result<std::string> slabKey(uint32_t server_id, uint32_t table_id, uint32_t slab_id,

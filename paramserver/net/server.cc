@@ -1,6 +1,8 @@
 #include "paramserver/net/server.h"
 
 #include <algorithm>
+#include <array>
+#include <optional>
 #include <cstring>
 #include <atomic>
 #include <chrono>
@@ -17,6 +19,7 @@
 #include "paramserver/net/framing.h"
 #include "paramserver/net/membership.h"
 #include "paramserver/server/request_handler.h"
+#include "paramserver/sharding/shard_map.h"
 
 namespace weft::ps::net {
 namespace {
@@ -52,6 +55,14 @@ struct BodyRecv {
 // Reusable buffers for request bodies: a fresh multi-MiB vector per request costs a
 // zero-fill and a page fault per 4 KiB, more than the transfer itself.
 constexpr size_t kBodyPoolBuffers = 8;
+// Sent replies kept for reuse (a values reply of a 1,000-key dim-16 pull is 64 KiB).
+constexpr size_t kReplyPoolBuffers = 32;
+// Busy loop rounds between clock reads (a vDSO call, dearer under virtualization).
+constexpr uint32_t kClockEveryRounds = 64;
+// Rows per ImportRows message of a hand-over (at 1 KiB per row, 16 MiB).
+constexpr size_t kImportChunkRows = 16384;
+// How long a hand-over waits for the new owner to acknowledge one ImportRows.
+constexpr auto kHandOverTimeout = std::chrono::seconds(30);
 
 struct OutSend {
   Bytes message;
@@ -67,7 +78,7 @@ struct Parked {
 
 struct Counters {
   std::atomic<uint64_t> requests{0}, errors{0}, large{0}, parked{0}, bytes_in{0}, bytes_out{0},
-      clients{0}, slabs{0};
+      clients{0}, slabs{0}, handed{0}, imported{0};
 };
 
 class ServerImpl final : public Server {
@@ -84,6 +95,16 @@ class ServerImpl final : public Server {
     return health_;
   }
   ServerStats stats() const override;
+  uint32_t mapVersion() const override { return shard_.mapVersion(); }
+  std::vector<ServerTableStats> tableStats() const override {
+    std::vector<ServerTableStats> out;
+    auto lock = shard_.readLock();
+    for (const uint32_t id : shard_.tableIdsLocked()) {
+      const Table* t = shard_.table(id);
+      out.push_back(ServerTableStats{id, t->spec().name, t->dim(), t->stats()});
+    }
+    return out;
+  }
   Status stop(Deadline deadline) override;
   Status waitUntilStopped(Deadline deadline) override;
 
@@ -115,11 +136,23 @@ class ServerImpl final : public Server {
   void sendReply(Conn& c, Bytes reply, uint64_t request_id);
   bool serviceBodies();
   bool reapSends();
+  void recycleReply(Bytes reply) {
+    if (reply_pool_.size() < kReplyPoolBuffers && reply.capacity() >= 4096) {
+      reply_pool_.push_back(std::move(reply));
+    }
+  }
   void runParked(uint32_t table_id);
   void dropConn(Conn& c, const Status& why);
   void hookTables();
   void unhookTables();
   void registerSlab(uint32_t table_id, const SlabInfo& slab);
+  // Shard-map changes (joining, handing rows over).
+  Status startJoin(Deadline deadline);
+  bool pollMap();
+  void finishJoin();
+  void moveRows(const ShardMap& latest);
+  Status handOver(uint32_t dest, const std::vector<RingRange>& ranges);
+  Status sendImport(transport::Endpoint& ep, Bytes message, Deadline deadline);
 
   const ServerOptions options_;
   Membership members_;
@@ -132,10 +165,15 @@ class ServerImpl final : public Server {
   std::deque<BodyRecv> bodies_;
   std::vector<Bytes> body_pool_;
   std::deque<OutSend> sends_;
+  std::vector<Bytes> reply_pool_;  // sent replies, reused for the next values replies
   std::vector<Parked> parked_;
   std::set<uint32_t> hooked_;  // tables whose slabs are registered
   std::vector<std::unique_ptr<transport::MemoryRegion>> regions_;
   int64_t clients_seen_ = 0;
+  std::optional<ShardMap> map_;             // the map this server serves (or joins with)
+  std::vector<uint32_t> awaiting_;          // joining: servers whose rows have not come yet
+  std::map<uint32_t, std::unique_ptr<Endpoint>> peers_;  // new owners rows went to
+  uint64_t next_request_id_ = 1;            // this server's own requests (ImportRows)
   std::chrono::steady_clock::time_point next_poll_{};
   Counters counters_;
 
@@ -174,9 +212,14 @@ Status ServerImpl::init(Deadline deadline) {
   WEFT_RETURN_IF_ERROR(ctx_->publishAddress(members_.transportStore()));
   hookTables();
   WEFT_RETURN_IF_ERROR(members_.registerServer(options_.server_id, options_.rank));
-  WEFT_ASSIGN_OR_RETURN(const ShardMap map,
-                        members_.publishInitialMap(options_.num_servers, deadline));
-  if (options_.restore_dir.empty()) shard_.setMapVersion(map.version());
+  if (options_.join) {
+    WEFT_RETURN_IF_ERROR(startJoin(deadline));
+  } else {
+    WEFT_ASSIGN_OR_RETURN(const ShardMap map,
+                          members_.publishInitialMap(options_.num_servers, deadline));
+    if (options_.restore_dir.empty()) shard_.setMapVersion(map.version());
+    map_.emplace(map);
+  }
   thread_ = std::thread([this] { loop(); });
   return Status::ok();
 }
@@ -191,6 +234,8 @@ ServerStats ServerImpl::stats() const {
   s.bytes_out = counters_.bytes_out.load();
   s.clients = counters_.clients.load();
   s.slabs_registered = counters_.slabs.load();
+  s.rows_handed_over = counters_.handed.load();
+  s.rows_imported = counters_.imported.load();
   return s;
 }
 
@@ -213,22 +258,36 @@ Status ServerImpl::waitUntilStopped(Deadline deadline) {
 }
 
 void ServerImpl::loop() {
-  while (!stopping_.load(std::memory_order_relaxed)) {
+  bool was_idle = true;
+  for (uint32_t round = 0; !stopping_.load(std::memory_order_relaxed); ++round) {
     const unsigned events = ctx_->progress();
     bool did = false;
     for (auto& c : conns_) did |= serviceConn(*c);
     did |= serviceBodies();
     did |= reapSends();
-    if (std::chrono::steady_clock::now() >= next_poll_) did |= pollClients();
+    if ((was_idle || round % kClockEveryRounds == 0) &&
+        std::chrono::steady_clock::now() >= next_poll_) {
+      did |= pollClients();
+      did |= pollMap();
+    }
     std::erase_if(conns_, [](const std::unique_ptr<Conn>& c) { return c->dead; });
     // Rendezvous transfers (request bodies, large replies) advance only while this loop
     // drives progress and do not always wake the event fd: sleep only when none is pending.
+    // While one is pending, yield instead: the peer that must answer may share this core
+    // (2-core hosts), and spinning through its time slice costs milliseconds per step.
     const bool transfers = !bodies_.empty() || !sends_.empty();
-    if (events == 0 && !did && !transfers) {
-      ctx_->waitForEvent(Deadline::after(kIdleWait)).ignore();
+    was_idle = events == 0 && !did;
+    if (was_idle) {
+      if (transfers) {
+        std::this_thread::yield();
+      } else {
+        ctx_->waitForEvent(Deadline::after(kIdleWait)).ignore();
+      }
     }
   }
   for (auto& c : conns_) (void)c->ep->close(Deadline::afterSeconds(1));
+  for (auto& [id, ep] : peers_) (void)ep->close(Deadline::afterSeconds(1));
+  peers_.clear();
   bodies_.clear();
   sends_.clear();
   parked_.clear();
@@ -383,7 +442,14 @@ void ServerImpl::handle(Conn& c, std::span<const uint8_t> bytes) {
   const bool restore = h.opcode == static_cast<uint8_t>(wire::Opcode::kCheckpoint) &&
                        (h.flags & wire::kFlagRestore) != 0;
   if (restore) unhookTables();  // the tables (and their memory) are about to be replaced
-  HandleResult result = handler_.handleDetailed(bytes);
+  Bytes spare;  // only values replies use it (others would drop it)
+  const bool values = h.opcode == static_cast<uint8_t>(wire::Opcode::kPull) ||
+                      h.opcode == static_cast<uint8_t>(wire::Opcode::kPushPull);
+  if (values && !reply_pool_.empty()) {
+    spare = std::move(reply_pool_.back());
+    reply_pool_.pop_back();
+  }
+  HandleResult result = handler_.handleDetailed(bytes, std::move(spare));
   if (result.blocked) {
     counters_.parked.fetch_add(1, std::memory_order_relaxed);
     parked_.push_back(Parked{&c, Bytes(bytes.begin(), bytes.end()), result.blocked->table_id,
@@ -395,7 +461,14 @@ void ServerImpl::handle(Conn& c, std::span<const uint8_t> bytes) {
     counters_.errors.fetch_add(1, std::memory_order_relaxed);
   }
   sendReply(c, std::move(result.reply), h.request_id);
-  if (h.opcode == static_cast<uint8_t>(wire::Opcode::kCreateTable) || restore) hookTables();
+  if (h.opcode == static_cast<uint8_t>(wire::Opcode::kCreateTable) ||
+      h.opcode == static_cast<uint8_t>(wire::Opcode::kImportRows) || restore) {
+    hookTables();
+  }
+  if (h.opcode == static_cast<uint8_t>(wire::Opcode::kImportRows) &&
+      rh.opcode == static_cast<uint8_t>(wire::Opcode::kReply)) {
+    counters_.imported.fetch_add(h.key_count, std::memory_order_relaxed);
+  }
   if (h.opcode == static_cast<uint8_t>(wire::Opcode::kClock)) runParked(h.table_id);
 }
 
@@ -405,7 +478,10 @@ void ServerImpl::sendReply(Conn& c, Bytes reply, uint64_t request_id) {
   s.message = std::move(reply);
   auto r = c.ep->send(s.message.data(), s.message.size(), tagReply(request_id));
   if (!r.isOk()) return dropConn(c, r.status());
-  if (r->done()) return;  // completed while posting (small eager sends)
+  if (r->done()) {  // completed while posting (small eager sends)
+    recycleReply(std::move(s.message));
+    return;
+  }
   s.request = std::move(r).value();
   sends_.push_back(std::move(s));
 }
@@ -413,6 +489,7 @@ void ServerImpl::sendReply(Conn& c, Bytes reply, uint64_t request_id) {
 bool ServerImpl::reapSends() {
   bool did = false;
   while (!sends_.empty() && sends_.front().request.done()) {
+    recycleReply(std::move(sends_.front().message));
     sends_.pop_front();
     did = true;
   }
@@ -491,11 +568,175 @@ void ServerImpl::registerSlab(uint32_t table_id, const SlabInfo& slab) {
   counters_.slabs.fetch_add(1, std::memory_order_relaxed);
 }
 
+// Connects to the servers of the current map (they send this server its rows), then adds
+// this server to the map. Serves map version 0 (refuses keyed requests) until finishJoin.
+Status ServerImpl::startJoin(Deadline deadline) {
+  WEFT_ASSIGN_OR_RETURN(const ShardMap current, members_.readMap(deadline));
+  std::set<uint32_t> connected;
+  auto connectPeer = [&](uint32_t id) -> Status {
+    if (!connected.insert(id).second) return Status::ok();
+    WEFT_ASSIGN_OR_RETURN(const int rank, members_.serverRank(id, deadline));
+    Status st = connectClient(rank);
+    return st.isOk() ? st : st.withContext(strCat(who(), ": connecting to ps server ", id));
+  };
+  for (const uint32_t id : current.servers()) WEFT_RETURN_IF_ERROR(connectPeer(id));
+  WEFT_ASSIGN_OR_RETURN(auto maps, members_.joinMap(options_.server_id, deadline));
+  std::set<uint32_t> sources;
+  for (const RangeMove& m : computeMoves(maps.first, maps.second)) {
+    if (m.to == options_.server_id) sources.insert(m.from);
+  }
+  for (const uint32_t id : sources) WEFT_RETURN_IF_ERROR(connectPeer(id));
+  awaiting_.assign(sources.begin(), sources.end());
+  map_.emplace(std::move(maps.second));
+  shard_.setMapVersion(0);
+  WEFT_LOG(kInfo, "ps") << who() << ": joined, map version " << map_->version() << ", waiting for "
+                        << awaiting_.size() << " servers to hand rows over";
+  if (awaiting_.empty()) finishJoin();
+  return Status::ok();
+}
+
+void ServerImpl::finishJoin() {
+  shard_.setMapVersion(map_->version());
+  Status st = members_.markServed(map_->version());
+  if (!st.isOk()) {
+    WEFT_LOG(kWarn, "ps") << who() << ": marking the map served: " << st;
+  }
+  WEFT_LOG(kInfo, "ps") << who() << ": serving shard map version " << map_->version();
+}
+
+// Joining: has every source handed its rows over? Serving: has the map changed?
+bool ServerImpl::pollMap() {
+  if (!awaiting_.empty()) {
+    std::erase_if(awaiting_, [&](uint32_t from) {
+      auto done = members_.moved(map_->version(), from);
+      return done.isOk() && *done;
+    });
+    if (!awaiting_.empty()) return false;
+    finishJoin();
+    return true;
+  }
+  if (!map_) return false;
+  auto latest = members_.readMap(Deadline::after(std::chrono::milliseconds(200)));
+  if (!latest.isOk() || latest->version() <= map_->version()) return false;
+  moveRows(*latest);
+  return true;
+}
+
+// From here on requests routed with the old map are refused (the version check comes
+// before anything is applied), so the rows exported below get no further update here.
+void ServerImpl::moveRows(const ShardMap& latest) {
+  std::map<uint32_t, std::vector<RingRange>> lost;  // new owner -> ranges, in ring order
+  for (const RangeMove& m : computeMoves(*map_, latest)) {
+    if (m.from == options_.server_id) lost[m.to].push_back(m.range);
+  }
+  WEFT_LOG(kInfo, "ps") << who() << ": shard map version " << map_->version() << " -> "
+                        << latest.version() << ", handing rows to " << lost.size() << " servers";
+  shard_.setMapVersion(latest.version());
+  map_.emplace(latest);
+  bool all = true;
+  for (const auto& [dest, ranges] : lost) {
+    Status st = handOver(dest, ranges);
+    if (!st.isOk()) {
+      all = false;
+      WEFT_LOG(kError, "ps") << who() << ": handing rows to ps server " << dest
+                             << " failed; they stay here, unserved: " << st;
+    }
+  }
+  if (all) {
+    Status st = members_.markMoved(latest.version(), options_.server_id);
+    if (!st.isOk()) {
+      WEFT_LOG(kWarn, "ps") << who() << ": marking the move done: " << st;
+    }
+  }
+}
+
+// Sends every row whose ring position lies in `ranges` to server dest (ImportRows, one
+// message per table and kImportChunkRows rows) and erases them once all were acknowledged.
+Status ServerImpl::handOver(uint32_t dest, const std::vector<RingRange>& ranges) {
+  const Deadline deadline = Deadline::after(kHandOverTimeout);
+  auto& ep = peers_[dest];
+  if (!ep) {
+    WEFT_ASSIGN_OR_RETURN(const int rank, members_.serverRank(dest, deadline));
+    WEFT_ASSIGN_OR_RETURN(ep, ctx_->connect(members_.transportStore(), rank, deadline));
+  }
+  const KeyFilter moved = [&ranges](uint64_t key) {
+    const uint64_t pos = ShardMap::ringPosition(key);
+    auto it = std::upper_bound(ranges.begin(), ranges.end(), pos,
+                               [](uint64_t p, const RingRange& r) { return p < r.first; });
+    return it != ranges.begin() && std::prev(it)->contains(pos);
+  };
+  const size_t chunk = std::min<size_t>(kImportChunkRows, handler_.limits().max_keys);
+  size_t rows = 0;
+  for (const uint32_t id : shard_.tableIds()) {
+    TableSpec spec;
+    Bytes records;
+    size_t rb = 0;
+    {
+      auto lock = shard_.readLock();
+      const Table* t = shard_.table(id);
+      spec = t->spec();
+      rb = t->recordBytes();
+      records = t->exportRows(moved);
+    }
+    const size_t n = records.size() / rb;
+    for (size_t begin = 0; begin < n || begin == 0; begin += chunk) {
+      const size_t count = std::min(chunk, n - begin);
+      wire::ImportRowsRequest r{spec, static_cast<uint32_t>(count), static_cast<uint32_t>(rb),
+                                std::span<const uint8_t>(records).subspan(begin * rb, count * rb)};
+      const uint64_t rid = next_request_id_++;
+      Bytes message = wire::encodeImportRows(
+          {rid, options_.server_id, id, map_->version()}, r);
+      WEFT_RETURN_IF_ERROR(sendImport(*ep, std::move(message), deadline));
+      if (n == 0) break;
+    }
+    rows += n;
+  }
+  auto lock = shard_.readLock();
+  for (const uint32_t id : shard_.tableIdsLocked()) shard_.table(id)->eraseRows(moved);
+  counters_.handed.fetch_add(rows, std::memory_order_relaxed);
+  WEFT_LOG(kInfo, "ps") << who() << ": handed " << rows << " rows to ps server " << dest;
+  return Status::ok();
+}
+
+// One request of this server to a peer, framed like a client's (framing.h); waits for
+// the reply and returns its status.
+Status ServerImpl::sendImport(transport::Endpoint& ep, Bytes message, Deadline deadline) {
+  const wire::Header h = wire::peekHeader(message);
+  Bytes reply(kMaxErrorReplyBytes);
+  WEFT_ASSIGN_OR_RETURN(Request recv, ep.recv(reply.data(), reply.size(), tagReply(h.request_id)));
+  std::array<uint8_t, wire::kHeaderBytes> announce{};
+  std::vector<Request> sends;
+  if (message.size() <= eager_bytes_) {
+    WEFT_ASSIGN_OR_RETURN(Request s, ep.send(message.data(), message.size(), kTagRequest));
+    sends.push_back(std::move(s));
+  } else {
+    std::memcpy(announce.data(), message.data(), announce.size());
+    WEFT_ASSIGN_OR_RETURN(Request a, ep.send(announce.data(), announce.size(), kTagRequest));
+    sends.push_back(std::move(a));
+    WEFT_ASSIGN_OR_RETURN(Request b,
+                          ep.send(message.data(), message.size(), tagBody(h.request_id)));
+    sends.push_back(std::move(b));
+  }
+  // Rendezvous sends advance only while this side drives progress: poll, do not sleep.
+  for (uint32_t round = 1; !recv.test(); ++round) {
+    if ((round & 63) == 0 && deadline.expired()) {
+      return WEFT_ERROR(StatusCode::kTimeout, who(), ": no answer to ImportRows request ",
+                        h.request_id, " of table ", h.table_id);
+    }
+    std::this_thread::yield();
+  }
+  WEFT_RETURN_IF_ERROR(recv.status());
+  for (Request& s : sends) WEFT_RETURN_IF_ERROR(s.wait(deadline));
+  WEFT_ASSIGN_OR_RETURN(const wire::Message m,
+                        wire::decodeMessage(std::span(reply.data(), recv.bytes()), {}));
+  return wire::checkReply(m, h.request_id, wire::Opcode::kImportRows).status();
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Server>> Server::start(const ServerOptions& options,
                                               std::shared_ptr<Store> store, Deadline deadline) {
-  if (options.num_servers == 0 || options.server_id >= options.num_servers) {
+  if (!options.join && (options.num_servers == 0 || options.server_id >= options.num_servers)) {
     return WEFT_ERROR(StatusCode::kInvalidArgument, "ps server: server id ", options.server_id,
                       " outside [0, num_servers = ", options.num_servers, ")");
   }

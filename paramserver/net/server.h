@@ -15,17 +15,30 @@
 // a Clock request advances the table, and registers every slab of row memory with the
 // transport so clients can read rows one-sided (the RemoteKeys go to the Store).
 //
+// Joining a running group (options.join, PROTOCOL.md §11): the server connects to the
+// servers of the current map, adds itself to the map (version + 1, compare-and-set in the
+// Store) and serves nothing (every keyed request is refused as routed with a stale map)
+// until each server that lost rows to it has handed them over (ImportRows) and marked the
+// move done in the Store; then it serves the new version and marks it served
+// (Membership::waitServed). Every server's loop watches the map: on a newer version it
+// starts refusing requests routed with the old one, exports the rows it lost (values,
+// optimizer state, clocks), sends them to their new owners and erases them once they
+// acknowledged. Its loop blocks meanwhile (a few ms per thousand rows). If a new owner does
+// not acknowledge, the rows stay (unserved) and the error is logged: not a lost update,
+// but the moved range is unavailable until an operator intervenes.
+//
 // Failures: a client that dies or sends garbage is dropped or answered with an Error; the
 // server keeps serving the others with its tables intact. A failure of the loop itself
 // (the Context) is sticky: health() reports it and the loop ends.
 //
-// Contract: start / stop / health / stats / shard are thread-safe; the Server owns its
+// Contract: start / stop / health / stats / tableStats are thread-safe; the Server owns its
 // thread and Context and stops them in stop() or its destructor.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/deadline.h"
 #include "common/result.h"
@@ -48,6 +61,9 @@ struct ServerOptions {
   size_t eager_bytes = 0;               // 0: WEFT_PS_EAGER_BYTES
   size_t recvs_per_client = 0;          // 0: WEFT_PS_SERVER_RECVS
   ShardOptions shard;                   // server_rank is set from server_id
+  // Join the running group whose map is in the store (server_id must not be in it yet;
+  // num_servers is ignored).
+  bool join = false;
 };
 
 struct ServerStats {
@@ -59,6 +75,15 @@ struct ServerStats {
   uint64_t bytes_out = 0;
   uint64_t clients = 0;  // connected now
   uint64_t slabs_registered = 0;
+  uint64_t rows_handed_over = 0;  // rows sent to new owners after shard-map changes
+  uint64_t rows_imported = 0;     // rows received from previous owners (ImportRows)
+};
+
+struct ServerTableStats {
+  uint32_t id = 0;
+  std::string name;
+  uint32_t dim = 0;
+  TableStats stats;  // rows, memory, bytes_per_row (server/table.h)
 };
 
 class Server {
@@ -73,6 +98,10 @@ class Server {
   // OK while serving; the loop's error once it failed; kCanceled after stop().
   virtual Status health() const = 0;
   virtual ServerStats stats() const = 0;
+  // The shard-map version this server serves (0 while a joining server waits for rows).
+  virtual uint32_t mapVersion() const = 0;
+  // Every table of this server's shard, by id.
+  virtual std::vector<ServerTableStats> tableStats() const = 0;
   // Stops the loop, closes every connection and joins the thread (idempotent).
   virtual Status stop(Deadline deadline) = 0;
   // Blocks until the loop ends (stop() from another thread, or an error) or the deadline.

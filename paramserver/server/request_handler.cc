@@ -40,10 +40,11 @@ Result<Bytes> RequestHandler::handle(std::span<const uint8_t> request) {
   return handleDetailed(request).reply;
 }
 
-HandleResult RequestHandler::handleDetailed(std::span<const uint8_t> request) {
+HandleResult RequestHandler::handleDetailed(std::span<const uint8_t> request, Bytes spare) {
   HandleResult result;
   auto message = wire::decodeMessage(request, options_.limits);
-  Result<Bytes> reply = message.isOk() ? dispatch(*message, result.blocked) : message.status();
+  Result<Bytes> reply =
+      message.isOk() ? dispatch(*message, result.blocked, spare) : message.status();
   if (reply.isOk()) {
     result.reply = std::move(reply).value();
   } else {
@@ -62,20 +63,22 @@ HandleResult RequestHandler::handleDetailed(std::span<const uint8_t> request) {
   return result;
 }
 
-Result<Bytes> RequestHandler::dispatch(const wire::Message& m, std::optional<ClockWait>& blocked) {
+Result<Bytes> RequestHandler::dispatch(const wire::Message& m, std::optional<ClockWait>& blocked,
+                                       Bytes& spare) {
   switch (m.opcode()) {
     case Opcode::kHello: return onHello(m);
     case Opcode::kCreateTable: return onCreateTable(m);
     case Opcode::kPush:
     case Opcode::kPull:
     case Opcode::kPushPull:
-    case Opcode::kLocate: return onKeyed(m, blocked);
+    case Opcode::kLocate: return onKeyed(m, blocked, spare);
     case Opcode::kClock: return onClock(m);
     case Opcode::kHeartbeat: {
       WEFT_ASSIGN_OR_RETURN(const uint64_t nonce, wire::decodeHeartbeat(m));
       return wire::encodeHeartbeatReply(m.header, nonce);
     }
     case Opcode::kCheckpoint: return onCheckpoint(m);
+    case Opcode::kImportRows: return onImportRows(m);
     case Opcode::kReply:
     case Opcode::kError: break;
   }
@@ -105,6 +108,41 @@ Result<Bytes> RequestHandler::onCreateTable(const wire::Message& m) {
   WEFT_ASSIGN_OR_RETURN(const TableSpec spec, wire::decodeCreateTable(m));
   WEFT_RETURN_IF_ERROR(shard_.createTable(spec));
   return wire::encodeEmptyReply(m.header, spec.dim);
+}
+
+// Rows handed over by the previous owner (a shard-map change). The rows are validated
+// before anything changes: against the table when it exists, else against a scratch table
+// of the spec, so a rejected import creates no table and touches no row.
+Result<Bytes> RequestHandler::onImportRows(const wire::Message& m) {
+  WEFT_ASSIGN_OR_RETURN(const wire::ImportRowsRequest r, wire::decodeImportRows(m));
+  const std::string what = strCat("ImportRows request ", m.header.request_id, " from rank ",
+                                  m.header.src_rank, " (", r.row_count, " rows of ",
+                                  describeTable(r.spec), ")");
+  bool exists = false;
+  {
+    auto lock = shard_.readLock();
+    exists = shard_.table(r.spec.id) != nullptr;
+  }
+  if (!exists) {
+    auto scratch = Table::create(r.spec);
+    if (!scratch.isOk()) return scratch.status().withContext(what);
+    if ((*scratch)->recordBytes() != r.record_bytes) {
+      return WEFT_ERROR(StatusCode::kInvalidArgument, what, ": records of ", r.record_bytes,
+                        " bytes, the table's are ", (*scratch)->recordBytes());
+    }
+    Status st = (*scratch)->importRows(r.records);
+    if (!st.isOk()) return st.withContext(what);
+  }
+  WEFT_RETURN_IF_ERROR(shard_.createTable(r.spec));  // identical spec: OK
+  auto lock = shard_.readLock();
+  Table* t = shard_.table(r.spec.id);
+  if (t == nullptr || t->recordBytes() != r.record_bytes) {
+    return WEFT_ERROR(StatusCode::kInvalidArgument, what, ": records of ", r.record_bytes,
+                      " bytes, the table's are ", t == nullptr ? 0 : t->recordBytes());
+  }
+  Status st = t->importRows(r.records);
+  if (!st.isOk()) return st.withContext(what);
+  return wire::encodeEmptyReply(m.header, t->dim());
 }
 
 Result<Table*> RequestHandler::findTable(const wire::Header& h) const {
@@ -142,19 +180,21 @@ Status RequestHandler::checkKeyed(const wire::Header& h, const wire::KeyedReques
 }
 
 Result<Bytes> RequestHandler::applyKeyed(const wire::Header& h, const wire::KeyedRequest& r,
-                                         Table& t) {
+                                         Table& t, Bytes& spare) {
   const auto n = static_cast<uint32_t>(r.keys.size());
   switch (r.op) {
     case Opcode::kPush:
       WEFT_RETURN_IF_ERROR(t.push(r.keys, r.values));
       return wire::encodeEmptyReply(h, r.dim);
     case Opcode::kPull: {
-      Bytes reply = wire::encodeValuesReply(h, r.dim, n);
+      Bytes reply = std::move(spare);
+      wire::encodeValuesReplyInPlace(h, r.dim, n, reply);
       t.pull(r.keys, reinterpret_cast<float*>(wire::valuesReplyArea(reply)));
       return reply;
     }
     case Opcode::kPushPull: {
-      Bytes reply = wire::encodeValuesReply(h, r.dim, n);
+      Bytes reply = std::move(spare);
+      wire::encodeValuesReplyInPlace(h, r.dim, n, reply);
       auto* out = reinterpret_cast<float*>(wire::valuesReplyArea(reply));
       WEFT_RETURN_IF_ERROR(t.pushPull(r.keys, r.values, out));
       return reply;
@@ -167,7 +207,8 @@ Result<Bytes> RequestHandler::applyKeyed(const wire::Header& h, const wire::Keye
   }
 }
 
-Result<Bytes> RequestHandler::onKeyed(const wire::Message& m, std::optional<ClockWait>& blocked) {
+Result<Bytes> RequestHandler::onKeyed(const wire::Message& m, std::optional<ClockWait>& blocked,
+                                      Bytes& spare) {
   WEFT_ASSIGN_OR_RETURN(const wire::KeyedRequest r, wire::decodeKeyed(m));
   auto lock = shard_.readLock();
   WEFT_ASSIGN_OR_RETURN(Table* const table, findTable(m.header));
@@ -184,7 +225,7 @@ Result<Bytes> RequestHandler::onKeyed(const wire::Message& m, std::optional<Cloc
                       " (behind: workers ", lagging.empty() ? "none now" : lagging,
                       "); nothing was applied, retry");
   }
-  return applyKeyed(m.header, r, *table);
+  return applyKeyed(m.header, r, *table, spare);
 }
 
 Result<Bytes> RequestHandler::onClock(const wire::Message& m) {

@@ -51,20 +51,25 @@ class RequestHandler {
   // The reply to `request`. Fails only if no reply can be built at all (never in practice:
   // every problem with the request itself becomes an Error reply).
   Result<Bytes> handle(std::span<const uint8_t> request);
-  HandleResult handleDetailed(std::span<const uint8_t> request);
+  // spare: a buffer whose capacity a values reply (Pull, PushPull) may reuse, so that a
+  // server recycling its sent replies allocates nothing per request.
+  HandleResult handleDetailed(std::span<const uint8_t> request, Bytes spare = {});
 
   const wire::WireLimits& limits() const { return options_.limits; }
 
  private:
-  Result<Bytes> dispatch(const wire::Message& m, std::optional<ClockWait>& blocked);
+  Result<Bytes> dispatch(const wire::Message& m, std::optional<ClockWait>& blocked,
+                         Bytes& spare);
   Result<Bytes> onHello(const wire::Message& m);
   Result<Bytes> onCreateTable(const wire::Message& m);
-  Result<Bytes> onKeyed(const wire::Message& m, std::optional<ClockWait>& blocked);
+  Result<Bytes> onKeyed(const wire::Message& m, std::optional<ClockWait>& blocked, Bytes& spare);
   Result<Bytes> onClock(const wire::Message& m);
   Result<Bytes> onCheckpoint(const wire::Message& m);
+  Result<Bytes> onImportRows(const wire::Message& m);
   Result<Table*> findTable(const wire::Header& h) const;
   Status checkKeyed(const wire::Header& h, const wire::KeyedRequest& r, const Table& t) const;
-  Result<Bytes> applyKeyed(const wire::Header& h, const wire::KeyedRequest& r, Table& t);
+  Result<Bytes> applyKeyed(const wire::Header& h, const wire::KeyedRequest& r, Table& t,
+                           Bytes& spare);
 
   Shard& shard_;
   const HandlerOptions options_;

@@ -1,5 +1,7 @@
 #include "paramserver/server/row_index.h"
 
+#include <cstdlib>
+
 namespace weft::ps {
 
 void RowIndex::place(const Slot& slot) {
@@ -9,7 +11,8 @@ void RowIndex::place(const Slot& slot) {
 }
 
 void RowIndex::grow() {
-  std::vector<Slot> old(slots_.size() * 2);
+  HugeArray<Slot> old(slots_.size() * 2);
+  if (!old.ok()) return;
   old.swap(slots_);
   mask_ = slots_.size() - 1;
   for (const Slot& s : old) {
@@ -19,6 +22,8 @@ void RowIndex::grow() {
 
 void RowIndex::insert(uint64_t key, uint64_t hash, uint32_t id) {
   if ((size_ + 1) * 4 > slots_.size() * 3) grow();
+  // Without memory to grow, place() still needs one empty slot to end its probe.
+  if (size_ + 1 >= slots_.size()) std::abort();
   place(Slot{key, id, static_cast<uint32_t>(hash)});
   ++size_;
 }

@@ -1,5 +1,6 @@
 // RowIndex: open-addressing hash index from feature id to row id (linear probing,
-// backward-shift deletion, so no tombstones; grows x2 above 3/4 load).
+// backward-shift deletion, so no tombstones; grows x2 above 3/4 load; keeps the old
+// array, still correct but fuller, if the bigger one cannot be allocated).
 //
 // The caller passes the key's hash (hashKey(key, kIndexSeed)); its low bits pick the home
 // slot (a table's stripe uses the high bits). Each 16-byte slot keeps the key, the row id
@@ -10,7 +11,7 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <vector>
+#include "paramserver/util/huge_pages.h"
 
 namespace weft::ps {
 
@@ -20,6 +21,8 @@ class RowIndex {
   static constexpr size_t kInitialSlots = 16;
 
   RowIndex() : slots_(kInitialSlots), mask_(kInitialSlots - 1) {}
+  RowIndex(RowIndex&&) noexcept = default;
+  RowIndex& operator=(RowIndex&&) noexcept = default;
 
   uint32_t find(uint64_t key, uint64_t hash) const {
     for (size_t i = hash & mask_;; i = (i + 1) & mask_) {
@@ -58,7 +61,8 @@ class RowIndex {
   void place(const Slot& slot);
   void grow();
 
-  std::vector<Slot> slots_;
+  // Large indexes live on huge pages (util/huge_pages.h): one TLB miss less per lookup.
+  HugeArray<Slot> slots_;
   size_t mask_;
   size_t size_ = 0;
 };

@@ -1,11 +1,10 @@
 #include "paramserver/server/row_store.h"
 
-#include <sys/mman.h>
-
 #include <bit>
 #include <cerrno>
 
 #include "common/logging.h"
+#include "paramserver/util/huge_pages.h"
 
 namespace weft::ps {
 
@@ -22,9 +21,7 @@ RowStore::RowStore(size_t stride, size_t slab_bytes)
 
 RowStore::~RowStore() {
   for (uint32_t i = 0; i < slab_count_; ++i) {
-    if (::munmap(slabs_[i].load(), slab_bytes_) != 0) {
-      WEFT_LOG(kWarn, "ps") << "munmap of row slab " << i << " failed: " << errnoString(errno);
-    }
+    unmapHuge(slabs_[i].load(), slab_bytes_);
   }
 }
 
@@ -34,9 +31,8 @@ Status RowStore::mapSlabLocked(SlabInfo& info) {
                       uint64_t{kMaxSlabs} * rowsPerSlab(), " rows)")
         .withHint("spread the table over more servers, or enable eviction");
   }
-  void* p =
-      ::mmap(nullptr, slab_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) {
+  void* p = mapHuge(slab_bytes_);  // random row accesses: huge pages spare TLB misses
+  if (p == nullptr) {
     return WEFT_ERROR(StatusCode::kNoResource, "row store: mmap of a ", slab_bytes_,
                       "-byte slab failed: ", errnoString(errno))
         .withHint("the server is out of memory: add servers or enable admission/eviction");

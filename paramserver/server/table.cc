@@ -34,13 +34,22 @@ struct Table::Scratch {
 namespace {
 
 constexpr uint32_t kNoSlot = 0xffffffffu;
-// Keys of a stripe are handled in chunks of this many: first every chunk key's index slot is
-// prefetched, then each key is resolved and its row prefetched, then the rows are updated.
-// So up to kChunk DRAM misses overlap instead of two misses in a row per key (big tables
-// live in DRAM), and a chunk's lines (at most kChunk * (1 slot + a few row lines)) stay in
-// L1/L2 until they are used.
-constexpr uint32_t kChunk = 32;
+// Keys of a stripe go through a software pipeline: the index slot of key k + 2 * kAhead is
+// prefetched, key k + kAhead is resolved (its slot has arrived by then) and its row
+// prefetched, and key k is applied (its row has arrived). So about 2 * kAhead DRAM misses
+// overlap at every step instead of two misses in a row per key (big tables live in DRAM),
+// with no bubble at chunk boundaries.
+constexpr uint32_t kAhead = 12;
 constexpr uint32_t kExponentMask = 0x7f800000u;  // all ones: NaN or +-Inf
+
+// dim floats; a libc call per 4-byte row costs more than the copy.
+inline void copyValues(float* dst, const float* src, uint32_t dim) {
+  if (dim == 1) {
+    *dst = *src;
+  } else {
+    std::memcpy(dst, src, size_t{4} * dim);
+  }
+}
 
 bool nonFinite(uint32_t bits) {
   return (bits & kExponentMask) == kExponentMask;
@@ -162,42 +171,59 @@ void Table::initRow(uint8_t* row, uint64_t key) const {
   initOptimizerState(spec_.optimizer, spec_.dim, row::state(row, layout_));
 }
 
-void Table::resolveRows(Stripe& stripe, uint32_t begin, uint32_t end, KeySpan keys, Scratch& s,
-                        bool create) {
-  for (uint32_t k = begin; k < end; ++k) stripe.index.prefetch(s.hashes[s.order[k]]);
-  for (uint32_t k = begin; k < end; ++k) {
-    const uint32_t u = s.order[k];
-    const uint64_t key = keys[create ? s.first[u] : u];
-    uint32_t id = stripe.index.find(key, s.hashes[u]);
-    s.fresh[k] = id == RowIndex::kNone;
-    if (create && s.fresh[k]) {
-      if (admit(key)) {
-        id = s.reserved.back();
-        s.reserved.pop_back();
-        stripe.index.insert(key, s.hashes[u], id);
-      } else {
-        dropped_.fetch_add(1, std::memory_order_relaxed);
-      }
+uint32_t Table::resolveRow(Stripe& stripe, uint32_t k, KeySpan keys, Scratch& s, bool create) {
+  const uint32_t u = s.order[k];
+  const uint64_t key = keys[create ? s.first[u] : u];
+  uint32_t id = stripe.index.find(key, s.hashes[u]);
+  s.fresh[k] = id == RowIndex::kNone;
+  if (create && s.fresh[k]) {
+    if (admit(key)) {
+      id = s.reserved.back();
+      s.reserved.pop_back();
+      stripe.index.insert(key, s.hashes[u], id);
+    } else {
+      dropped_.fetch_add(1, std::memory_order_relaxed);
     }
-    s.ids[k] = id;
-    prefetchRow(id);
+  }
+  s.ids[k] = id;
+  prefetchRow(id);
+  return id;
+}
+
+template <class Apply>
+void Table::forEachResolved(Stripe& stripe, uint32_t st, KeySpan keys, Scratch& s, bool create,
+                            Apply&& apply) {
+  const uint32_t begin = s.starts[st];
+  const uint32_t end = s.starts[st + 1];
+  for (uint32_t k = begin; k < std::min(begin + 2 * kAhead, end); ++k) {
+    stripe.index.prefetch(s.hashes[s.order[k]]);
+  }
+  for (uint32_t k = begin; k < std::min(begin + kAhead, end); ++k) {
+    resolveRow(stripe, k, keys, s, create);
+  }
+  for (uint32_t k = begin; k < end; ++k) {
+    if (k + 2 * kAhead < end) stripe.index.prefetch(s.hashes[s.order[k + 2 * kAhead]]);
+    if (k + kAhead < end) resolveRow(stripe, k + kAhead, keys, s, create);
+    apply(k);
   }
 }
 
 void Table::prefetchRow(uint32_t id) const {
   if (id == RowIndex::kNone) return;
+  // Every cache line the row touches (rows are 8-byte aligned, so one may straddle lines).
   const uint8_t* r = store_.row(id);
-  for (size_t at = 0; at < layout_.stride; at += 64) __builtin_prefetch(r + at, 1);
+  const auto first = reinterpret_cast<uintptr_t>(r) & ~uintptr_t{63};
+  const uintptr_t last = reinterpret_cast<uintptr_t>(r) + layout_.stride - 1;
+  for (uintptr_t at = first; at <= last; at += 64) {
+    __builtin_prefetch(reinterpret_cast<const void*>(at), 1);
+  }
 }
 
 void Table::applyStripe(uint32_t st, KeySpan keys, FloatSpan grads, Scratch& s, float* out) {
   Stripe& stripe = stripes_[st];
   std::lock_guard<std::mutex> lock(stripe.mu);
-  for (uint32_t begin = s.starts[st]; begin < s.starts[st + 1]; begin += kChunk) {
-    const uint32_t end = std::min(begin + kChunk, s.starts[st + 1]);
-    resolveRows(stripe, begin, end, keys, s, /*create=*/true);
-    for (uint32_t k = begin; k < end; ++k) updateRow(k, keys, grads, s, out);
-  }
+  forEachResolved(stripe, st, keys, s, /*create=*/true,
+                  [&](uint32_t k) { updateRow(k, keys, grads, s, out); });
 }
 
 void Table::updateRow(uint32_t k, KeySpan keys, FloatSpan grads, Scratch& s, float* out) {
@@ -211,6 +237,9 @@ void Table::updateRow(uint32_t k, KeySpan keys, FloatSpan grads, Scratch& s, flo
   const float* g = s.grad.data();
   if (s.has_dups) {
     g = s.summed.data() + size_t{u} * dim;
+  } else if (reinterpret_cast<uintptr_t>(grads.bytes()) % alignof(float) == 0) {
+    // Received messages are float-aligned (values follow 8-byte keys): read them in place.
+    g = reinterpret_cast<const float*>(grads.bytes()) + size_t{s.first[u]} * dim;
   } else {
     grads.copyTo(size_t{s.first[u]} * dim, dim, s.grad.data());
   }
@@ -222,7 +251,7 @@ void Table::updateRow(uint32_t k, KeySpan keys, FloatSpan grads, Scratch& s, flo
   row::setU32(r, kRowClockOffset, clock());
   applyOptimizer(spec_.optimizer, dim, step, g, row::values(r), row::state(r, layout_));
   endRowWrite(r, layout_, v);
-  if (out != nullptr) std::memcpy(out + size_t{u} * dim, row::values(r), size_t{4} * dim);
+  if (out != nullptr) copyValues(out + size_t{u} * dim, row::values(r), dim);
 }
 
 Status Table::update(KeySpan keys, FloatSpan grads, float* out) {
@@ -265,21 +294,17 @@ void Table::pullStripe(uint32_t st, KeySpan keys, Scratch& s, float* out) {
   const uint32_t dim = spec_.dim;
   const uint32_t now = clock();
   std::lock_guard<std::mutex> lock(stripe.mu);
-  for (uint32_t begin = s.starts[st]; begin < s.starts[st + 1]; begin += kChunk) {
-    const uint32_t end = std::min(begin + kChunk, s.starts[st + 1]);
-    resolveRows(stripe, begin, end, keys, s, /*create=*/false);
-    for (uint32_t k = begin; k < end; ++k) {
-      const uint32_t i = s.order[k];
-      float* dst = out + size_t{i} * dim;
-      if (s.ids[k] == RowIndex::kNone) {
-        initializeRow(spec_.init, keys[i], dim, dst);
-        continue;
-      }
-      uint8_t* r = store_.row(s.ids[k]);
-      std::memcpy(dst, row::values(r), size_t{4} * dim);
-      if (row::getU32(r, kRowClockOffset) != now) row::setU32(r, kRowClockOffset, now);
+  forEachResolved(stripe, st, keys, s, /*create=*/false, [&](uint32_t k) {
+    const uint32_t i = s.order[k];
+    float* dst = out + size_t{i} * dim;
+    if (s.ids[k] == RowIndex::kNone) {
+      initializeRow(spec_.init, keys[i], dim, dst);
+      return;
     }
-  }
+    uint8_t* r = store_.row(s.ids[k]);
+    copyValues(dst, row::values(r), dim);
+    if (row::getU32(r, kRowClockOffset) != now) row::setU32(r, kRowClockOffset, now);
+  });
 }
 
 void Table::pull(KeySpan keys, float* out) {

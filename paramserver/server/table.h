@@ -48,7 +48,11 @@ namespace weft::ps {
 
 struct TableOptions {
   size_t slab_bytes = size_t{4} << 20;  // 4 MiB: few registrations, little slack per table
-  uint32_t stripes = 64;                // power of two; > handler threads x 8 keeps contention low
+  // Power of two. More stripes: less contention between handler threads; fewer: longer
+  // runs of keys per stripe for the prefetch pipeline (a 1,000-key request gives each of 8
+  // stripes ~125 keys; with 64 stripes, ~16, too few to hide DRAM latency) and index
+  // arrays big enough for huge pages. The networked server runs one handler thread.
+  uint32_t stripes = 8;
 };
 
 struct TableStats {
@@ -129,10 +133,14 @@ class Table {
   void groupByStripe(const std::vector<uint64_t>& hashes, Scratch& s) const;
   Status update(KeySpan keys, FloatSpan grads, float* out);
   void dedupe(KeySpan keys, FloatSpan grads, Scratch& s) const;
-  // Under the stripe lock: the row id of order entries [begin, end) (s.ids), creating index
-  // entries for admitted new keys when `create`; prefetches the slots and rows.
-  void resolveRows(Stripe& stripe, uint32_t begin, uint32_t end, KeySpan keys, Scratch& s,
-                   bool create);
+  // Under the stripe lock: the row id of order entry k (s.ids[k]), creating the index entry
+  // of an admitted new key when `create`; prefetches the row.
+  uint32_t resolveRow(Stripe& stripe, uint32_t k, KeySpan keys, Scratch& s, bool create);
+  // Under the stripe lock: resolves the order entries of stripe st and calls apply(k) for
+  // each, in order, with index slots and rows prefetched a few entries ahead.
+  template <class Apply>
+  void forEachResolved(Stripe& stripe, uint32_t st, KeySpan keys, Scratch& s, bool create,
+                       Apply&& apply);
   void prefetchRow(uint32_t id) const;
   void applyStripe(uint32_t stripe, KeySpan keys, FloatSpan grads, Scratch& s, float* out);
   // One resolved key (order entry k) of a push: optimizer update under the seqlock.

@@ -34,19 +34,40 @@ Result<ShardMap> ShardMap::create(uint32_t version, std::vector<uint32_t> server
   map.version_ = version;
   map.vnodes_ = vnodes;
   map.servers_ = std::move(servers);
-  for (const uint32_t s : map.servers_) {
-    for (uint32_t r = 0; r < vnodes; ++r) map.ring_.push_back(VNode{vnodePosition(s, r), s});
+  for (uint32_t slot = 0; slot < map.servers_.size(); ++slot) {
+    for (uint32_t r = 0; r < vnodes; ++r) {
+      map.ring_.push_back(VNode{vnodePosition(map.servers_[slot], r), slot});
+    }
   }
+  // Slots follow server ids (servers_ is sorted), so ties order by server id as before.
   std::sort(map.ring_.begin(), map.ring_.end(), [](const VNode& a, const VNode& b) {
-    return a.position != b.position ? a.position < b.position : a.server < b.server;
+    return a.position != b.position ? a.position < b.position : a.slot < b.slot;
   });
+  map.buildBuckets();
   return map;
 }
 
-uint32_t ShardMap::ownerAt(uint64_t position) const {
+uint32_t ShardMap::slotSearch(uint64_t position) const {
   auto it = std::lower_bound(ring_.begin(), ring_.end(), position,
                              [](const VNode& v, uint64_t p) { return v.position < p; });
-  return it == ring_.end() ? ring_.front().server : it->server;
+  return it == ring_.end() ? ring_.front().slot : it->slot;
+}
+
+void ShardMap::buildBuckets() {
+  constexpr uint32_t kShift = 64 - kBucketBits;
+  buckets_.assign(size_t{1} << kBucketBits, kMixedBucket);
+  for (uint64_t b = 0; b < buckets_.size(); ++b) {
+    const uint64_t lo = b << kShift;
+    const uint64_t hi = lo | ((uint64_t{1} << kShift) - 1);
+    auto it = std::lower_bound(ring_.begin(), ring_.end(), lo,
+                               [](const VNode& v, uint64_t p) { return v.position < p; });
+    // One owner for all of [lo, hi] unless a virtual node sits in [lo, hi - 1].
+    if (it == ring_.end()) {
+      buckets_[b] = ring_.front().slot;
+    } else if (it->position >= hi) {
+      buckets_[b] = it->slot;
+    }
+  }
 }
 
 Result<ShardMap> ShardMap::withServerAdded(uint32_t server) const {

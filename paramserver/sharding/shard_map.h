@@ -52,8 +52,14 @@ class ShardMap {
   uint32_t virtualNodes() const { return vnodes_; }
 
   static uint64_t ringPosition(uint64_t key) { return hashKey(key, kRingSeed); }
-  uint32_t ownerAt(uint64_t position) const;
+  uint32_t ownerAt(uint64_t position) const { return servers_[slotAt(position)]; }
   uint32_t ownerOf(uint64_t key) const { return ownerAt(ringPosition(key)); }
+  // The owner's index in servers() (what per-server arrays of a caller are indexed by).
+  uint32_t slotAt(uint64_t position) const {
+    const uint32_t b = buckets_[position >> (64 - kBucketBits)];
+    return b != kMixedBucket ? b : slotSearch(position);
+  }
+  uint32_t slotOf(uint64_t key) const { return slotAt(ringPosition(key)); }
 
   // New maps with version + 1.
   Result<ShardMap> withServerAdded(uint32_t server) const;
@@ -71,14 +77,21 @@ class ShardMap {
  private:
   struct VNode {
     uint64_t position;
-    uint32_t server;
+    uint32_t slot;  // the server's index in servers_
   };
+  // Routing table: the ring is cut into 2^kBucketBits equal buckets; a bucket without a
+  // virtual node inside it has one owner (its slot), the others (a few %) are searched.
+  static constexpr uint32_t kBucketBits = 12;
+  static constexpr uint32_t kMixedBucket = 0xffffffffu;
   ShardMap() = default;
+  uint32_t slotSearch(uint64_t position) const;
+  void buildBuckets();
 
   uint32_t version_ = 0;
   uint32_t vnodes_ = 0;
   std::vector<uint32_t> servers_;
-  std::vector<VNode> ring_;  // sorted by (position, server)
+  std::vector<VNode> ring_;  // sorted by (position, slot)
+  std::vector<uint32_t> buckets_;
 };
 
 // The ring ranges whose owner differs between two maps, merged where adjacent, with the

@@ -79,12 +79,12 @@ using internal::malformed;
 
 // Flag bits each opcode accepts (index: opcode).
 constexpr uint8_t kAllowedFlags[kMaxOpcode + 1] = {
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, kFlagRestore, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, kFlagRestore, 0, 0,
 };
 
 bool carriesKeys(Opcode op) {
   return op == Opcode::kPush || op == Opcode::kPull || op == Opcode::kPushPull ||
-         op == Opcode::kLocate || op == Opcode::kReply;
+         op == Opcode::kLocate || op == Opcode::kReply || op == Opcode::kImportRows;
 }
 
 Status checkVersionAndFlags(const Header& h) {
@@ -213,6 +213,21 @@ Bytes encodeKeyed(const RequestMeta& meta, const KeyedRequest& r) {
   return finish(std::move(out));
 }
 
+KeyedArea encodeKeyedInPlace(const RequestMeta& meta, Opcode op, uint32_t dim, uint32_t clock,
+                             uint32_t key_count, Bytes& out) {
+  const bool has_values = op == Opcode::kPush || op == Opcode::kPushPull;
+  const size_t payload = kKeyedPrefixBytes + size_t{8} * key_count +
+                         (has_values ? size_t{4} * key_count * dim : 0);
+  out.resize(kHeaderBytes + payload);
+  Header h = makeHeader(meta, op, 0, key_count);
+  h.payload_bytes = payload;
+  std::memcpy(out.data(), &h, kHeaderBytes);
+  std::memcpy(out.data() + kHeaderBytes, &dim, 4);
+  std::memcpy(out.data() + kHeaderBytes + 4, &clock, 4);
+  uint8_t* keys = out.data() + kHeaderBytes + kKeyedPrefixBytes;
+  return KeyedArea{keys, has_values ? keys + size_t{8} * key_count : nullptr};
+}
+
 Result<KeyedRequest> decodeKeyed(const Message& m) {
   KeyedRequest r;
   r.op = m.opcode();
@@ -297,6 +312,43 @@ Result<CheckpointRequest> decodeCheckpoint(const Message& m, const WireLimits& l
   if (r.path.find('\0') != std::string::npos) {
     return malformed(m.header, "checkpoint path contains a NUL byte");
   }
+  return r;
+}
+
+Bytes encodeImportRows(const RequestMeta& meta, const ImportRowsRequest& request) {
+  Bytes spec;
+  appendTableSpec(request.spec, spec);
+  Bytes out = begin(makeHeader(meta, Opcode::kImportRows, 0, request.row_count),
+                    spec.size() + kImportPrefixBytes + request.records.size());
+  ByteWriter w(out);
+  w.putBytes(spec.data(), spec.size());
+  w.put(request.record_bytes);
+  w.put(uint32_t{0});
+  w.putBytes(request.records.data(), request.records.size());
+  return finish(std::move(out));
+}
+
+Result<ImportRowsRequest> decodeImportRows(const Message& m) {
+  ByteReader in(m.payload);
+  ImportRowsRequest r;
+  auto spec = readTableSpec(in, m.header.table_id);
+  if (!spec.isOk()) return spec.status().withContext(strCat("ps wire: ", describe(m.header)));
+  r.spec = std::move(spec).value();
+  uint32_t reserved = 0;
+  if (!in.get(r.record_bytes) || !in.get(reserved) || reserved != 0) {
+    return malformed(m.header, "ImportRows prefix truncated or its reserved bytes are not zero");
+  }
+  r.row_count = m.header.key_count;
+  if (r.record_bytes < kMinRecordBytes && r.row_count != 0) {
+    return malformed(m.header, strCat("row records of ", r.record_bytes, " bytes (at least ",
+                                      kMinRecordBytes, ")"));
+  }
+  const uint64_t want = uint64_t{r.record_bytes} * r.row_count;
+  if (in.remaining() != want) {
+    return malformed(m.header, strCat(in.remaining(), " bytes of row records for ", r.row_count,
+                                      " rows of ", r.record_bytes, " bytes"));
+  }
+  r.records = m.payload.subspan(m.payload.size() - in.remaining());
   return r;
 }
 

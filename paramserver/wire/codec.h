@@ -88,14 +88,43 @@ struct CheckpointRequest {
   std::string path;  // relative to the server's checkpoint root
 };
 
+// Rows a server hands over after a shard-map change: the table's spec (the receiver creates
+// the table when it lacks it) and row_count records (Table::exportRows format, record_bytes
+// each: key, last_clock, steps, values, optimizer state). key_count is row_count.
+struct ImportRowsRequest {
+  TableSpec spec;
+  uint32_t row_count = 0;
+  uint32_t record_bytes = 0;
+  std::span<const uint8_t> records;
+};
+// Bytes of the ImportRows prefix after the spec (record_bytes, reserved).
+inline constexpr size_t kImportPrefixBytes = 8;
+// The smallest record: key u64, last_clock u32, steps u32, one value.
+inline constexpr uint32_t kMinRecordBytes = 20;
+
 Bytes encodeHello(const RequestMeta& meta, const HelloRequest& hello);
 Bytes encodeCreateTable(const RequestMeta& meta, const TableSpec& spec);
 Bytes encodeKeyed(const RequestMeta& meta, const KeyedRequest& request);
+// encodeKeyed without building the request first, for senders that copy keys and values
+// straight from their own buffers: sizes `out` to the message (reusing its capacity),
+// writes the header and the dim/clock prefix, and returns where the caller must write the
+// keys (8 * key_count bytes, u64 LE) and the values (4 * key_count * dim bytes, f32 LE;
+// nullptr for a Pull). Bytes are unaligned.
+struct KeyedArea {
+  uint8_t* keys = nullptr;
+  uint8_t* values = nullptr;
+};
+KeyedArea encodeKeyedInPlace(const RequestMeta& meta, Opcode op, uint32_t dim, uint32_t clock,
+                             uint32_t key_count, Bytes& out);
 Bytes encodeClock(const RequestMeta& meta, const ClockRequest& clock);
 Bytes encodeHeartbeat(const RequestMeta& meta, uint64_t nonce);
 Bytes encodeCheckpoint(const RequestMeta& meta, const CheckpointRequest& request);
 
+Bytes encodeImportRows(const RequestMeta& meta, const ImportRowsRequest& request);
+
 Result<HelloRequest> decodeHello(const Message& m);
+// The spec's id is the header's table_id; records is a view into the message.
+Result<ImportRowsRequest> decodeImportRows(const Message& m);
 // The spec's id is the header's table_id. Validated with validateTableSpec.
 Result<TableSpec> decodeCreateTable(const Message& m);
 Result<KeyedRequest> decodeKeyed(const Message& m);
@@ -140,6 +169,9 @@ struct ReplyView {
 // A values reply (Pull, PushPull) is built in place: encodeValuesReply sizes the buffer
 // and returns it; valuesReplyArea() is where the key_count * dim floats go.
 Bytes encodeValuesReply(const Header& request, uint32_t dim, uint32_t key_count);
+// The same message built in `out`, reusing its capacity (the values area is not cleared).
+void encodeValuesReplyInPlace(const Header& request, uint32_t dim, uint32_t key_count,
+                              Bytes& out);
 uint8_t* valuesReplyArea(Bytes& reply);
 Bytes encodeEmptyReply(const Header& request, uint32_t dim);
 Bytes encodeHelloReply(const Header& request, const HelloReply& hello);

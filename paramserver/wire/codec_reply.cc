@@ -21,6 +21,18 @@ Bytes encodeValuesReply(const Header& request, uint32_t dim, uint32_t key_count)
   return finish(std::move(out));
 }
 
+void encodeValuesReplyInPlace(const Header& request, uint32_t dim, uint32_t key_count,
+                              Bytes& out) {
+  const size_t body = size_t{4} * dim * key_count;
+  out.resize(kHeaderBytes + kReplyPrefixBytes + body);
+  Header h = replyHeader(request, Opcode::kReply, key_count);
+  h.payload_bytes = kReplyPrefixBytes + body;
+  std::memcpy(out.data(), &h, kHeaderBytes);
+  const uint8_t prefix[4] = {request.opcode, 0, 0, 0};
+  std::memcpy(out.data() + kHeaderBytes, prefix, 4);
+  std::memcpy(out.data() + kHeaderBytes + 4, &dim, 4);
+}
+
 uint8_t* valuesReplyArea(Bytes& reply) {
   return reply.data() + kHeaderBytes + kReplyPrefixBytes;
 }
@@ -230,7 +242,8 @@ Result<std::vector<RowLocation>> decodeLocateReply(const ReplyView& r, uint32_t 
 std::string opcodeName(uint8_t opcode) {
   static constexpr const char* kNames[kMaxOpcode + 1] = {
       nullptr, "Hello", "CreateTable", "Push",      "Pull",       "PushPull",
-      "Reply", "Error", "Clock",       "Heartbeat", "Checkpoint", "Locate"};
+      "Reply", "Error", "Clock",       "Heartbeat", "Checkpoint", "Locate",
+      "ImportRows"};
   if (opcode == 0 || opcode > kMaxOpcode) return strCat("opcode ", int{opcode});
   return kNames[opcode];
 }

@@ -42,8 +42,9 @@ enum class Opcode : uint8_t {
   kHeartbeat = 9,    // liveness probe, echoed
   kCheckpoint = 10,  // write (or restore, with kFlagRestore) a checkpoint
   kLocate = 11,      // where rows live in registered memory (for one-sided reads)
+  kImportRows = 12,  // server to server: rows moved by a shard-map change (PROTOCOL.md §11)
 };
-inline constexpr uint8_t kMaxOpcode = 11;
+inline constexpr uint8_t kMaxOpcode = 12;
 
 // Flags. Each opcode accepts only the bits listed here; anything else is malformed.
 inline constexpr uint8_t kFlagRestore = 0x01;  // kCheckpoint: restore instead of write

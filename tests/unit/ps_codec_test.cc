@@ -217,7 +217,7 @@ TEST(PsCodec, BadMagicVersionOpcodeFlagsAndReservedBytes) {
   hello[4] = 9;  // Hello is readable whatever its version
   EXPECT_TRUE(decodeMessage(hello, {}).isOk());
 
-  for (const uint8_t op : {uint8_t{0}, uint8_t{12}, uint8_t{255}}) {
+  for (const uint8_t op : {uint8_t{0}, uint8_t{13}, uint8_t{255}}) {
     b = good;
     b[6] = op;
     EXPECT_FALSE(decodeMessage(b, {}).isOk()) << int{op};

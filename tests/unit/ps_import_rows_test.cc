@@ -1,0 +1,120 @@
+// ImportRows (PROTOCOL.md §11): rows handed from one server's handler to another's keep
+// their values and optimizer state; malformed or inconsistent imports are refused whole,
+// creating no table and touching no row.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <numeric>
+
+#include "paramserver/server/request_handler.h"
+#include "ps_test_util.h"
+
+namespace weft::ps {
+namespace {
+
+using wire::Opcode;
+
+struct Node {
+  explicit Node(uint32_t rank) : shard(ShardOptions{{}, rank}), handler(shard, HandlerOptions{}) {}
+  Shard shard;
+  RequestHandler handler;
+
+  Status call(const Bytes& request) {
+    auto reply = handler.handle(request);
+    if (!reply.isOk()) return reply.status();
+    auto m = wire::decodeMessage(*reply, {});
+    if (!m.isOk()) return m.status();
+    const wire::Header h = wire::peekHeader(request);
+    return wire::checkReply(*m, h.request_id, static_cast<Opcode>(h.opcode)).status();
+  }
+  Table* table(uint32_t id) {
+    auto lock = shard.readLock();
+    return shard.table(id);
+  }
+};
+
+TableSpec adagrad() {
+  return testing::makeSpec(3, "emb", 4, OptimizerKind::kAdagrad);
+}
+
+std::vector<uint64_t> keys() {
+  std::vector<uint64_t> k(300);
+  std::iota(k.begin(), k.end(), 17);
+  return k;
+}
+
+void pushOnes(Table& t, float scale) {
+  const std::vector<uint64_t> k = keys();
+  std::vector<float> g(k.size() * t.dim());
+  for (size_t i = 0; i < g.size(); ++i) g[i] = scale * static_cast<float>(i % 5 + 1);
+  ASSERT_TRUE(
+      t.push(KeySpan::of(std::span<const uint64_t>(k)), FloatSpan::of(std::span<const float>(g)))
+          .isOk());
+}
+
+std::vector<float> pullAll(Table& t) {
+  const std::vector<uint64_t> k = keys();
+  std::vector<float> out(k.size() * t.dim());
+  t.pull(KeySpan::of(std::span<const uint64_t>(k)), out.data());
+  return out;
+}
+
+// The source's rows as one ImportRows request.
+Bytes importOf(Table& t, uint64_t request_id) {
+  const Bytes records = t.exportRows([](uint64_t) { return true; });
+  const auto rb = static_cast<uint32_t>(t.recordBytes());
+  wire::ImportRowsRequest r{t.spec(), static_cast<uint32_t>(records.size() / rb), rb, records};
+  return wire::encodeImportRows({request_id, 0, t.spec().id, 2}, r);
+}
+
+TEST(PsImportRows, RowsAndOptimizerStateMove) {
+  Node from(0), to(1);
+  ASSERT_TRUE(from.shard.createTable(adagrad()).isOk());
+  pushOnes(*from.table(3), 0.5f);
+  const Bytes request = importOf(*from.table(3), 1);
+  auto decoded = wire::decodeImportRows(*wire::decodeMessage(request, {}));
+  ASSERT_TRUE(decoded.isOk()) << decoded.status();
+  EXPECT_EQ(decoded->row_count, keys().size());
+  ASSERT_TRUE(to.call(request).isOk());  // creates the table
+  ASSERT_NE(to.table(3), nullptr);
+  EXPECT_EQ(to.table(3)->rowCount(), keys().size());
+  EXPECT_EQ(pullAll(*to.table(3)), pullAll(*from.table(3)));
+  // The same push on both gives the same rows: the Adagrad accumulators moved too.
+  pushOnes(*from.table(3), -1.0f);
+  pushOnes(*to.table(3), -1.0f);
+  EXPECT_EQ(pullAll(*to.table(3)), pullAll(*from.table(3)));
+}
+
+TEST(PsImportRows, MalformedImportsChangeNothing) {
+  Node from(0), to(1);
+  ASSERT_TRUE(from.shard.createTable(adagrad()).isOk());
+  pushOnes(*from.table(3), 0.5f);
+  const Bytes good = importOf(*from.table(3), 1);
+
+  Bytes truncated = good;
+  truncated.resize(truncated.size() - 3);
+  const uint64_t payload = truncated.size() - wire::kHeaderBytes;
+  std::memcpy(truncated.data() + 32, &payload, 8);
+  EXPECT_EQ(to.call(truncated).code(), StatusCode::kInvalidArgument);
+
+  // A NaN in the last record's values: validated before anything is imported.
+  Bytes nan = good;
+  const float bad = std::numeric_limits<float>::quiet_NaN();
+  const size_t rb = from.table(3)->recordBytes();
+  std::memcpy(nan.data() + nan.size() - rb + 16, &bad, 4);
+  const Status st = to.call(nan);
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << st;
+  EXPECT_EQ(to.table(3), nullptr) << "a refused import created the table";
+
+  // A conflicting spec for an existing table.
+  TableSpec other = adagrad();
+  other.dim = 8;
+  ASSERT_TRUE(to.shard.createTable(other).isOk());
+  EXPECT_EQ(to.call(good).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(to.table(3)->rowCount(), 0u);
+}
+
+}  // namespace
+}  // namespace weft::ps
