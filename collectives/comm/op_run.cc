@@ -1,4 +1,7 @@
 // CommCore: launching operations and moving them through their phases (comm_core.h).
+#include <algorithm>
+#include <chrono>
+
 #include "collectives/api/collectives.h"
 #include "collectives/comm/comm_core.h"
 #include "collectives/executor/tags.h"
@@ -59,8 +62,15 @@ void CommCore::fillOp(OpState& op, const CallSpec& call, std::shared_ptr<const C
   op.op = call.op;
   op.algorithm = algorithm;
   op.seq = p2p ? 0 : seq_++;
-  op.issued = std::chrono::steady_clock::now();
-  op.deadline = opts.deadline ? *opts.deadline : Deadline::afterSeconds(config_.timeout_s);
+  op.issued = std::chrono::steady_clock::now();  // the call's one clock read (small calls feel it)
+  if (opts.deadline) {
+    op.deadline = *opts.deadline;
+  } else if (config_.timeout_s >= 1e9) {
+    op.deadline = Deadline::never();
+  } else {
+    op.deadline = Deadline::at(op.issued + std::chrono::nanoseconds(static_cast<int64_t>(
+                                               std::max(config_.timeout_s, 0.0) * 1e9)));
+  }
   op.type = call.type;
   op.count = call.count;
   op.root = call.root;

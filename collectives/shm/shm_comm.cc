@@ -106,7 +106,8 @@ ShmComm::ShmComm(int rank, int size, size_t chunk, std::byte* base, size_t bytes
       base_(base),
       bytes_(bytes),
       name_(std::move(name)),
-      oversubscribed_(cpusFewerThan(size)) {}
+      oversubscribed_(cpusFewerThan(size)),
+      known_done_(new uint64_t[static_cast<size_t>(size)]()) {}
 
 ShmComm::~ShmComm() {
   if (rank_ == 0 && !name_.empty()) shm_unlink(name_.c_str());
@@ -278,7 +279,13 @@ bool ShmComm::alive(int r) const {
 
 Status ShmComm::waitSlotFree(uint64_t stage, Deadline deadline) {
   if (stage < kSlots) return Status::ok();
-  return waitAll(kDone, stage + 1 - kSlots, true, deadline);
+  const uint64_t need = stage + 1 - kSlots;
+  for (int j = 0; j < size_; ++j) {
+    if (j == rank_ || known_done_[static_cast<size_t>(j)] >= need) continue;
+    WEFT_RETURN_IF_ERROR(waitAll(kDone, need, false, deadline, j));
+    known_done_[static_cast<size_t>(j)] = counter(j, kDone).load(std::memory_order_acquire);
+  }
+  return Status::ok();
 }
 
 void ShmComm::finishCall() {

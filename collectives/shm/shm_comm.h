@@ -167,6 +167,9 @@ class ShmComm {
   bool oversubscribed_;
   uint64_t stage_ = 0;  // stages run so far (same on every rank)
   int failed_rank_ = -1;
+  // The highest "done" counter seen of each rank: a slot is known to be free without
+  // reading the peers' counter lines again (one cache-line transfer less per small call).
+  std::unique_ptr<uint64_t[]> known_done_;
   std::function<void()> idle_;
 };
 
