@@ -261,7 +261,7 @@ void BenchBuffers::reserve(size_t in_bytes, size_t out_bytes) {
 
 // allreduce with algorithm innet (--algo or WEFT_ALGO_ALLREDUCE) or hierarchical (--algo)
 // has a blocking form only.
-bool inNetwork(coll::Communicator& comm, const Shape& s, const coll::CallOptions& opts) {
+bool blockingOnly(coll::Communicator& comm, const Shape& s, const coll::CallOptions& opts) {
   if (s.op != BenchOp::kAllreduce) return false;
   const std::string_view algo = opts.algorithm.empty()
                                     ? std::string_view(comm.tuner().overrideFor(
@@ -273,7 +273,7 @@ bool inNetwork(coll::Communicator& comm, const Shape& s, const coll::CallOptions
 Status runOnce(coll::Communicator& comm, const Shape& s, BenchBuffers& b,
                const coll::CallOptions& opts) {
   if (s.op == BenchOp::kSendRecv) return sendRecv(comm, s, b, opts);
-  if (inNetwork(comm, s, opts)) {
+  if (blockingOnly(comm, s, opts)) {
     return coll::allreduce(comm, b.in(), b.out(), s.count, s.type, s.reduce_op, opts);
   }
   WEFT_ASSIGN_OR_RETURN(coll::Request r, issue(comm, s, b, opts));
@@ -286,7 +286,7 @@ Result<std::string> algorithmOf(coll::Communicator& comm, const Shape& s, BenchB
     WEFT_RETURN_IF_ERROR(sendRecv(comm, s, b, opts));
     return std::string("direct");
   }
-  if (inNetwork(comm, s, opts)) {
+  if (blockingOnly(comm, s, opts)) {
     WEFT_RETURN_IF_ERROR(runOnce(comm, s, b, opts));
     return std::string(opts.algorithm.empty() ? "innet" : opts.algorithm);
   }
