@@ -144,6 +144,28 @@ Result<coll::Request> issue(coll::Communicator& comm, const Shape& s, BenchBuffe
   return WEFT_ERROR(StatusCode::kInternal, "weft-bench: no single request for ", toString(s.op));
 }
 
+// The blocking form of each operation (what the timed loop calls, like the MPI benchmarks).
+Status callBlocking(coll::Communicator& comm, const Shape& s, BenchBuffers& b,
+                    const coll::CallOptions& o) {
+  const size_t n = s.count;
+  const DataType t = s.type;
+  switch (s.op) {
+    case BenchOp::kBarrier: return coll::barrier(comm, o);
+    case BenchOp::kBroadcast: return coll::broadcast(comm, b.out(), n, t, s.root, o);
+    case BenchOp::kScatter: return coll::scatter(comm, b.in(), b.out(), n, t, s.root, o);
+    case BenchOp::kGather: return coll::gather(comm, b.in(), b.out(), n, t, s.root, o);
+    case BenchOp::kAllgather: return coll::allgather(comm, b.in(), b.out(), n, t, o);
+    case BenchOp::kReduce:
+      return coll::reduce(comm, b.in(), b.out(), n, t, s.reduce_op, s.root, o);
+    case BenchOp::kAllreduce: return coll::allreduce(comm, b.in(), b.out(), n, t, s.reduce_op, o);
+    case BenchOp::kReduceScatter:
+      return coll::reduceScatter(comm, b.in(), b.out(), n, t, s.reduce_op, o);
+    case BenchOp::kAlltoall: return coll::alltoall(comm, b.in(), b.out(), n, t, o);
+    case BenchOp::kSendRecv: break;
+  }
+  return WEFT_ERROR(StatusCode::kInternal, "weft-bench: no blocking call for ", toString(s.op));
+}
+
 Status sendRecv(coll::Communicator& comm, const Shape& s, BenchBuffers& b,
                 const coll::CallOptions& o) {
   const int to = (s.rank + 1) % s.nranks;
@@ -273,11 +295,7 @@ bool blockingOnly(coll::Communicator& comm, const Shape& s, const coll::CallOpti
 Status runOnce(coll::Communicator& comm, const Shape& s, BenchBuffers& b,
                const coll::CallOptions& opts) {
   if (s.op == BenchOp::kSendRecv) return sendRecv(comm, s, b, opts);
-  if (blockingOnly(comm, s, opts)) {
-    return coll::allreduce(comm, b.in(), b.out(), s.count, s.type, s.reduce_op, opts);
-  }
-  WEFT_ASSIGN_OR_RETURN(coll::Request r, issue(comm, s, b, opts));
-  return r.wait();
+  return callBlocking(comm, s, b, opts);
 }
 
 Result<std::string> algorithmOf(coll::Communicator& comm, const Shape& s, BenchBuffers& b,

@@ -87,7 +87,9 @@ class BenchBuffers {
   size_t out_bytes_ = 0;
 };
 
-// One blocking call of the shape's operation.
+// One call of the shape's operation through the blocking API (coll::allreduce, ...), as the
+// MPI benchmarks time MPI_Allreduce; the blocking form skips the Request of the non-blocking
+// one where the call completes inside it (the shared-memory path).
 Status runOnce(coll::Communicator& comm, const Shape& s, BenchBuffers& b,
                const coll::CallOptions& opts);
 // The algorithm the collectives pick for the shape (one call, non-blocking form).

@@ -60,15 +60,26 @@ Status validate(const CallSpec& c, int size) {
   return checkBuffer(c.op, "output", c.output, c.output_count);
 }
 
-Result<Request> issue(Communicator& comm, const CallSpec& call, const CallOptions& opts) {
-  WEFT_RETURN_IF_ERROR(validate(call, comm.size()));
+Result<Request> issue(Communicator& comm, const Result<CallSpec>& call, const CallOptions& opts) {
+  if (!call.isOk()) return call.status();
+  WEFT_RETURN_IF_ERROR(validate(*call, comm.size()));
   auto& core = comm.core();
-  return core.issueCollective(core.shared_from_this(), call, opts);
+  return core.issueCollective(core.shared_from_this(), *call, opts);
 }
 
 Status blocking(Result<Request> r) {
   if (!r.isOk()) return r.status();
   return r->wait();
+}
+
+// The blocking form: a call that takes the shared-memory path runs inside this function
+// without a Request (small calls feel the bookkeeping); others issue and wait.
+Status run(Communicator& comm, const Result<CallSpec>& call, const CallOptions& opts) {
+  if (!call.isOk()) return call.status();
+  WEFT_RETURN_IF_ERROR(validate(*call, comm.size()));
+  auto& core = comm.core();
+  if (core.wantsShm(*call, opts)) return core.runShmBlocking(*call, opts);
+  return blocking(core.issueCollective(core.shared_from_this(), *call, opts));
 }
 
 CallSpec spec(OpCode op, DataType type, size_t count, const void* in, size_t in_count, void* out,
@@ -92,71 +103,68 @@ int64_t elems(size_t n) {
   return static_cast<int64_t>(n);
 }
 
-}  // namespace
+// ---- each operation's CallSpec (shared by the non-blocking and the blocking form) ----
 
-Result<Request> ibarrier(Communicator& comm, const CallOptions& opts) {
-  return issue(comm, spec(OpCode::kBarrier, DataType::kU8, 0, nullptr, 0, nullptr, 0, {}), opts);
+CallSpec barrierCall() {
+  return spec(OpCode::kBarrier, DataType::kU8, 0, nullptr, 0, nullptr, 0, {});
 }
 
-Result<Request> ibroadcast(Communicator& comm, void* buffer, size_t count, DataType type, int root,
-                           const CallOptions& opts) {
+Result<CallSpec> broadcastCall(const Communicator& comm, void* buffer, size_t count, DataType type,
+                               int root) {
   WEFT_RETURN_IF_ERROR(checkRank(OpCode::kBroadcast, "root", root, comm.size()));
   const bool isRoot = comm.rank() == root;
   CallSpec c = spec(OpCode::kBroadcast, type, count, isRoot ? buffer : nullptr, isRoot ? count : 0,
                     buffer, count, 0);
   c.root = root;
-  return issue(comm, c, opts);
+  return c;
 }
 
-Result<Request> ireduce(Communicator& comm, const void* send, void* recv, size_t count,
-                        DataType type, ReduceOp op, int root, const CallOptions& opts) {
+Result<CallSpec> reduceCall(const Communicator& comm, const void* send, void* recv, size_t count,
+                            DataType type, ReduceOp op, int root) {
   WEFT_RETURN_IF_ERROR(checkRank(OpCode::kReduce, "root", root, comm.size()));
   const bool isRoot = comm.rank() == root;
   CallSpec c = spec(OpCode::kReduce, type, count, send, count, isRoot ? recv : nullptr,
                     isRoot ? count : 0, 0);
   c.reduce_op = op;
   c.root = root;
-  return issue(comm, c, opts);
+  return c;
 }
 
-Result<Request> iallreduce(Communicator& comm, const void* send, void* recv, size_t count,
-                           DataType type, ReduceOp op, const CallOptions& opts) {
+CallSpec allreduceCall(const void* send, void* recv, size_t count, DataType type, ReduceOp op) {
   CallSpec c = spec(OpCode::kAllreduce, type, count, send, count, recv, count, 0);
   c.reduce_op = op;
-  return issue(comm, c, opts);
+  return c;
 }
 
-Result<Request> ireduceScatter(Communicator& comm, const void* send, void* recv, size_t count,
-                               DataType type, ReduceOp op, const CallOptions& opts) {
+Result<CallSpec> reduceScatterCall(const Communicator& comm, const void* send, void* recv,
+                                   size_t count, DataType type, ReduceOp op) {
   WEFT_RETURN_IF_ERROR(checkCount(OpCode::kReduceScatter, count, comm.size()));
   CallSpec c = spec(OpCode::kReduceScatter, type, count, send, times(count, comm.size()), recv,
                     count, -elems(times(count, comm.rank())));
   c.reduce_op = op;
-  return issue(comm, c, opts);
+  return c;
 }
 
-Result<Request> iallgather(Communicator& comm, const void* send, void* recv, size_t count,
-                           DataType type, const CallOptions& opts) {
+Result<CallSpec> allgatherCall(const Communicator& comm, const void* send, void* recv, size_t count,
+                               DataType type) {
   WEFT_RETURN_IF_ERROR(checkCount(OpCode::kAllgather, count, comm.size()));
-  return issue(comm,
-               spec(OpCode::kAllgather, type, count, send, count, recv, times(count, comm.size()),
-                    elems(times(count, comm.rank()))),
-               opts);
+  return spec(OpCode::kAllgather, type, count, send, count, recv, times(count, comm.size()),
+              elems(times(count, comm.rank())));
 }
 
-Result<Request> igather(Communicator& comm, const void* send, void* recv, size_t count,
-                        DataType type, int root, const CallOptions& opts) {
+Result<CallSpec> gatherCall(const Communicator& comm, const void* send, void* recv, size_t count,
+                            DataType type, int root) {
   WEFT_RETURN_IF_ERROR(checkRank(OpCode::kGather, "root", root, comm.size()));
   WEFT_RETURN_IF_ERROR(checkCount(OpCode::kGather, count, comm.size()));
   const bool isRoot = comm.rank() == root;
   CallSpec c = spec(OpCode::kGather, type, count, send, count, isRoot ? recv : nullptr,
                     isRoot ? times(count, comm.size()) : 0, elems(times(count, comm.rank())));
   c.root = root;
-  return issue(comm, c, opts);
+  return c;
 }
 
-Result<Request> iscatter(Communicator& comm, const void* send, void* recv, size_t count,
-                         DataType type, int root, const CallOptions& opts) {
+Result<CallSpec> scatterCall(const Communicator& comm, const void* send, void* recv, size_t count,
+                             DataType type, int root) {
   WEFT_RETURN_IF_ERROR(checkRank(OpCode::kScatter, "root", root, comm.size()));
   WEFT_RETURN_IF_ERROR(checkCount(OpCode::kScatter, count, comm.size()));
   const bool isRoot = comm.rank() == root;
@@ -164,26 +172,64 @@ Result<Request> iscatter(Communicator& comm, const void* send, void* recv, size_
       spec(OpCode::kScatter, type, count, isRoot ? send : nullptr,
            isRoot ? times(count, comm.size()) : 0, recv, count, -elems(times(count, root)));
   c.root = root;
-  return issue(comm, c, opts);
+  return c;
 }
 
-Result<Request> ialltoall(Communicator& comm, const void* send, void* recv, size_t count,
-                          DataType type, const CallOptions& opts) {
+Result<CallSpec> alltoallCall(const Communicator& comm, const void* send, void* recv, size_t count,
+                              DataType type) {
   WEFT_RETURN_IF_ERROR(checkCount(OpCode::kAlltoall, count, comm.size()));
   const size_t all = times(count, comm.size());
-  return issue(comm, spec(OpCode::kAlltoall, type, count, send, all, recv, all, 0), opts);
+  return spec(OpCode::kAlltoall, type, count, send, all, recv, all, 0);
+}
+
+}  // namespace
+
+Result<Request> ibarrier(Communicator& comm, const CallOptions& opts) {
+  return issue(comm, barrierCall(), opts);
+}
+Result<Request> ibroadcast(Communicator& comm, void* buffer, size_t count, DataType type, int root,
+                           const CallOptions& opts) {
+  return issue(comm, broadcastCall(comm, buffer, count, type, root), opts);
+}
+Result<Request> ireduce(Communicator& comm, const void* send, void* recv, size_t count,
+                        DataType type, ReduceOp op, int root, const CallOptions& opts) {
+  return issue(comm, reduceCall(comm, send, recv, count, type, op, root), opts);
+}
+Result<Request> iallreduce(Communicator& comm, const void* send, void* recv, size_t count,
+                           DataType type, ReduceOp op, const CallOptions& opts) {
+  return issue(comm, allreduceCall(send, recv, count, type, op), opts);
+}
+Result<Request> ireduceScatter(Communicator& comm, const void* send, void* recv, size_t count,
+                               DataType type, ReduceOp op, const CallOptions& opts) {
+  return issue(comm, reduceScatterCall(comm, send, recv, count, type, op), opts);
+}
+Result<Request> iallgather(Communicator& comm, const void* send, void* recv, size_t count,
+                           DataType type, const CallOptions& opts) {
+  return issue(comm, allgatherCall(comm, send, recv, count, type), opts);
+}
+Result<Request> igather(Communicator& comm, const void* send, void* recv, size_t count,
+                        DataType type, int root, const CallOptions& opts) {
+  return issue(comm, gatherCall(comm, send, recv, count, type, root), opts);
+}
+Result<Request> iscatter(Communicator& comm, const void* send, void* recv, size_t count,
+                         DataType type, int root, const CallOptions& opts) {
+  return issue(comm, scatterCall(comm, send, recv, count, type, root), opts);
+}
+Result<Request> ialltoall(Communicator& comm, const void* send, void* recv, size_t count,
+                          DataType type, const CallOptions& opts) {
+  return issue(comm, alltoallCall(comm, send, recv, count, type), opts);
 }
 
 Status barrier(Communicator& comm, const CallOptions& opts) {
-  return blocking(ibarrier(comm, opts));
+  return run(comm, barrierCall(), opts);
 }
 Status broadcast(Communicator& comm, void* buffer, size_t count, DataType type, int root,
                  const CallOptions& opts) {
-  return blocking(ibroadcast(comm, buffer, count, type, root, opts));
+  return run(comm, broadcastCall(comm, buffer, count, type, root), opts);
 }
 Status reduce(Communicator& comm, const void* send, void* recv, size_t count, DataType type,
               ReduceOp op, int root, const CallOptions& opts) {
-  return blocking(ireduce(comm, send, recv, count, type, op, root, opts));
+  return run(comm, reduceCall(comm, send, recv, count, type, op, root), opts);
 }
 Status allreduce(Communicator& comm, const void* send, void* recv, size_t count, DataType type,
                  ReduceOp op, const CallOptions& opts) {
@@ -193,27 +239,27 @@ Status allreduce(Communicator& comm, const void* send, void* recv, size_t count,
   if (detail::wantsHierarchical(opts)) {
     return detail::hierarchicalAllreduce(comm, send, recv, count, type, op, opts);
   }
-  return blocking(iallreduce(comm, send, recv, count, type, op, opts));
+  return run(comm, allreduceCall(send, recv, count, type, op), opts);
 }
 Status reduceScatter(Communicator& comm, const void* send, void* recv, size_t count, DataType type,
                      ReduceOp op, const CallOptions& opts) {
-  return blocking(ireduceScatter(comm, send, recv, count, type, op, opts));
+  return run(comm, reduceScatterCall(comm, send, recv, count, type, op), opts);
 }
 Status allgather(Communicator& comm, const void* send, void* recv, size_t count, DataType type,
                  const CallOptions& opts) {
-  return blocking(iallgather(comm, send, recv, count, type, opts));
+  return run(comm, allgatherCall(comm, send, recv, count, type), opts);
 }
 Status gather(Communicator& comm, const void* send, void* recv, size_t count, DataType type,
               int root, const CallOptions& opts) {
-  return blocking(igather(comm, send, recv, count, type, root, opts));
+  return run(comm, gatherCall(comm, send, recv, count, type, root), opts);
 }
 Status scatter(Communicator& comm, const void* send, void* recv, size_t count, DataType type,
                int root, const CallOptions& opts) {
-  return blocking(iscatter(comm, send, recv, count, type, root, opts));
+  return run(comm, scatterCall(comm, send, recv, count, type, root), opts);
 }
 Status alltoall(Communicator& comm, const void* send, void* recv, size_t count, DataType type,
                 const CallOptions& opts) {
-  return blocking(ialltoall(comm, send, recv, count, type, opts));
+  return run(comm, alltoallCall(comm, send, recv, count, type), opts);
 }
 
 // ---- v-variants ----
@@ -329,8 +375,8 @@ Result<Request> iallgatherv(Communicator& comm, const void* send, size_t send_co
                     elems(displs[static_cast<size_t>(comm.rank())]));
   setBlocks(c, counts, displs);
   return issueV(
-      comm, c, [&] { return detail::buildAllgathervPlan(comm.rank(), comm.size(), counts, displs); },
-      opts);
+      comm, c,
+      [&] { return detail::buildAllgathervPlan(comm.rank(), comm.size(), counts, displs); }, opts);
 }
 
 Result<Request> ialltoallv(Communicator& comm, const void* send,

@@ -37,7 +37,7 @@ namespace weft::coll {
 struct CallOptions;
 class Hierarchy;
 class InNetwork;
-}
+}  // namespace weft::coll
 
 namespace weft::coll::detail {
 
@@ -47,8 +47,8 @@ struct CommConfig {
   bool check = false;
   size_t chunk_bytes = 262144;
   uint32_t depth = 4;
-  bool shm = true;             // WEFT_COLL_SHM: one-node communicators use shm/ (ShmComm)
-  size_t shm_chunk = 524288;   // WEFT_COLL_SHM_CHUNK
+  bool shm = true;            // WEFT_COLL_SHM: one-node communicators use shm/ (ShmComm)
+  size_t shm_chunk = 524288;  // WEFT_COLL_SHM_CHUNK
   static Result<CommConfig> fromEnvironment();
 };
 
@@ -152,6 +152,9 @@ class CommCore : public std::enable_shared_from_this<CommCore> {
   bool wantsShm(const CallSpec& call, const CallOptions& opts) const;
   Result<Request> issueShm(std::shared_ptr<CommCore> self, const CallSpec& call,
                            const CallOptions& opts);
+  // The blocking form of issueShm: runs the call without a Request or an OpState (the
+  // sequence number, deadline and errors are the same).
+  Status runShmBlocking(const CallSpec& call, const CallOptions& opts);
 
   // Engine side.
   void advance(OpState& op, bool* progressed);
@@ -190,7 +193,12 @@ class CommCore : public std::enable_shared_from_this<CommCore> {
                          std::shared_ptr<const CompiledPlan> plan, std::string_view algorithm,
                          const CallOptions& opts);
   Status usable(OpCode op);
-  Status runShm(OpState& op, const CallSpec& call);
+  Status runShm(ShmDeadline deadline, const CallSpec& call);
+  // Why a call cannot take the shared-memory path here (OK when it can).
+  Status shmUsable(const CallSpec& call);
+  // A failed shared-memory call: the error with the call's description; breaks the
+  // communicator and reports a dead peer to the engine.
+  Status shmFailure(const OpState& op, const Status& st);
   // Sets up a pooled OpState for a call (takes the next sequence number).
   void fillOp(OpState& op, const CallSpec& call, std::shared_ptr<const CompiledPlan> plan,
               std::shared_ptr<const CompiledPlan> check_plan, std::string_view algorithm,

@@ -117,8 +117,7 @@ ShmComm::~ShmComm() {
 Result<std::unique_ptr<ShmComm>> ShmComm::create(Store& store, int rank, int size, size_t chunk,
                                                  uint64_t comm_id, Deadline deadline) {
   chunk = roundUp(std::max<size_t>(chunk, kPage), kPage);
-  const size_t ctrl = roundUp(static_cast<size_t>(size) * 3 * kLine, kPage);
-  const size_t bytes = ctrl + static_cast<size_t>(size) * 2 * kSlots * chunk;
+  const size_t bytes = controlBytes(size) + static_cast<size_t>(size) * 2 * kSlots * chunk;
   std::string name;
   int fd = -1;
   if (rank == 0) {
@@ -173,10 +172,19 @@ std::atomic<uint64_t>& ShmComm::counter(int r, Counter c) const {
   return *reinterpret_cast<std::atomic<uint64_t>*>(at);
 }
 
+size_t ShmComm::controlBytes(int size) {
+  return roundUp(static_cast<size_t>(size) * (3 + kSlots) * kLine, kPage);
+}
+
+ShmComm::InlineLine& ShmComm::inlineLine(int r, uint64_t stage) const {
+  const size_t line =
+      static_cast<size_t>(size_) * 3 + static_cast<size_t>(r) * kSlots + stage % kSlots;
+  return *reinterpret_cast<InlineLine*>(base_ + line * kLine);
+}
+
 std::byte* ShmComm::inSlot(int r, uint64_t stage) const {
-  const size_t ctrl = roundUp(static_cast<size_t>(size_) * 3 * kLine, kPage);
   const size_t slot = static_cast<size_t>(r) * 2 * kSlots + stage % kSlots;
-  return base_ + ctrl + slot * chunk_;
+  return base_ + controlBytes(size_) + slot * chunk_;
 }
 
 std::byte* ShmComm::outSlot(int r, uint64_t stage) const {
@@ -214,13 +222,15 @@ void ShmComm::sleepWhile(int r, Counter c, uint64_t below) {
   waiting.fetch_sub(1, std::memory_order_seq_cst);
 }
 
-Status ShmComm::waitAll(Counter c, uint64_t value, bool skip_self, Deadline deadline, int only) {
+template <typename WordOf>
+Status ShmComm::waitEach(WordOf word_of, Counter c, uint64_t value, bool skip_self,
+                         ShmDeadline& deadline, int only) {
   uint32_t spins = 0;
   uint32_t checks = 0;
   for (int j = 0; j < size_; ++j) {
     if ((skip_self && j == rank_) || (only >= 0 && j != only)) continue;
-    const std::atomic<uint64_t>& ctr = counter(j, c);
-    while (ctr.load(std::memory_order_acquire) < value) {
+    const std::atomic<uint64_t>& word = word_of(j);
+    while (word.load(std::memory_order_acquire) < value) {
       if (!oversubscribed_ && ++spins < kSpinLimit) {
         _mm_pause();
         continue;
@@ -235,11 +245,21 @@ Status ShmComm::waitAll(Counter c, uint64_t value, bool skip_self, Deadline dead
         sched_yield();
       }
     }
+    // A rank that reached any counter of stage k finished stage k - 1 (ranks run stages in
+    // order): its slots of earlier stages are known free without reading its "done" line.
+    uint64_t& known = known_done_[static_cast<size_t>(j)];
+    known = std::max(known, c == kDone ? value : value - 1);
   }
   return Status::ok();
 }
 
-Status ShmComm::slowChecks(Counter c, uint64_t value, int waited, Deadline deadline,
+Status ShmComm::waitAll(Counter c, uint64_t value, bool skip_self, ShmDeadline& deadline,
+                        int only) {
+  return waitEach([&](int j) -> const std::atomic<uint64_t>& { return counter(j, c); }, c, value,
+                  skip_self, deadline, only);
+}
+
+Status ShmComm::slowChecks(Counter c, uint64_t value, int waited, ShmDeadline& deadline,
                            uint32_t checks) {
   if (idle_) idle_();
   if ((checks & 15) == 0 && !alive(waited)) {
@@ -277,13 +297,14 @@ bool ShmComm::alive(int r) const {
   return kill(pid, 0) == 0 || errno != ESRCH;
 }
 
-Status ShmComm::waitSlotFree(uint64_t stage, Deadline deadline) {
+Status ShmComm::waitSlotFree(uint64_t stage, ShmDeadline& deadline) {
   if (stage < kSlots) return Status::ok();
   const uint64_t need = stage + 1 - kSlots;
   for (int j = 0; j < size_; ++j) {
     if (j == rank_ || known_done_[static_cast<size_t>(j)] >= need) continue;
     WEFT_RETURN_IF_ERROR(waitAll(kDone, need, false, deadline, j));
-    known_done_[static_cast<size_t>(j)] = counter(j, kDone).load(std::memory_order_acquire);
+    known_done_[static_cast<size_t>(j)] = std::max(
+        known_done_[static_cast<size_t>(j)], counter(j, kDone).load(std::memory_order_acquire));
   }
   return Status::ok();
 }
@@ -297,7 +318,7 @@ void ShmComm::finishCall() {
   name_.clear();
 }
 
-Status ShmComm::barrier(Deadline deadline) {
+Status ShmComm::barrier(ShmDeadline& deadline) {
   const uint64_t k = stage_++;
   publish(kPosted, k + 1);
   WEFT_RETURN_IF_ERROR(waitAll(kPosted, k + 1, true, deadline));
@@ -306,10 +327,36 @@ Status ShmComm::barrier(Deadline deadline) {
   return Status::ok();
 }
 
-Status ShmComm::reduceSmall(const std::byte* in, std::byte* out, size_t count,
-                            const Reducer& reducer, int root, Deadline deadline) {
+Status ShmComm::reduceInline(const std::byte* in, std::byte* out, size_t count,
+                             const Reducer& reducer, int root, ShmDeadline& deadline) {
   const uint64_t k = stage_++;
+  WEFT_RETURN_IF_ERROR(waitSlotFree(k, deadline));
+  InlineLine& mine = inlineLine(rank_, k);
+  std::memcpy(mine.data, in, count * reducer.elementSize());
+  mine.seq.store(k + 1, std::memory_order_release);
+  publish(kPosted, k + 1);  // for sleepers, timeouts and the liveness check
+  if (root < 0 || rank_ == root) {
+    WEFT_RETURN_IF_ERROR(
+        waitEach([&](int j) -> const std::atomic<uint64_t>& { return inlineLine(j, k).seq; },
+                 kPosted, k + 1, true, deadline, -1));
+    // This rank's term comes from its input, not its line: peers polling that line take it
+    // away, and reading it back would cost a transfer. In place, the input is overwritten
+    // by the first step, so ranks past the first two read their line after all.
+    const std::byte* own = in == out && rank_ >= 2 ? mine.data : in;
+    auto term = [&](int j) { return j == rank_ ? own : inlineLine(j, k).data; };
+    reducer.reduce(out, term(0), term(1), count);
+    for (int j = 2; j < size_; ++j) reducer.reduce(out, term(j), count);
+    if (reducer.needsFinalize()) reducer.finalize(out, count, static_cast<size_t>(size_));
+  }
+  publish(kDone, k + 1);
+  return Status::ok();
+}
+
+Status ShmComm::reduceSmall(const std::byte* in, std::byte* out, size_t count,
+                            const Reducer& reducer, int root, ShmDeadline& deadline) {
   const size_t bytes = count * reducer.elementSize();
+  if (bytes <= kInlineBytes) return reduceInline(in, out, count, reducer, root, deadline);
+  const uint64_t k = stage_++;
   WEFT_RETURN_IF_ERROR(waitSlotFree(k, deadline));
   std::memcpy(inSlot(rank_, k), in, bytes);
   publish(kPosted, k + 1);
@@ -324,7 +371,7 @@ Status ShmComm::reduceSmall(const std::byte* in, std::byte* out, size_t count,
 }
 
 Status ShmComm::reduceStage(const Parts& p, const Reducer& reducer, Collect collect, int root,
-                            Deadline deadline) {
+                            ShmDeadline& deadline) {
   const uint64_t k = stage_++;
   WEFT_RETURN_IF_ERROR(waitSlotFree(k, deadline));
   std::byte* mine = inSlot(rank_, k);
@@ -340,9 +387,8 @@ Status ShmComm::reduceStage(const Parts& p, const Reducer& reducer, Collect coll
   const size_t at = static_cast<size_t>(rank_) * p.q * p.es;
   // When parts travel to other ranks, the result is built in this rank's output slot (cache)
   // and streamed from there to the users' buffers.
-  std::byte* acc = collect == Collect::kOwnPart
-                       ? p.out + static_cast<size_t>(rank_) * p.out_step
-                       : outSlot(rank_, k) + at;
+  std::byte* acc = collect == Collect::kOwnPart ? p.out + static_cast<size_t>(rank_) * p.out_step
+                                                : outSlot(rank_, k) + at;
   if (n != 0) {
     const std::byte* a = p.in + static_cast<size_t>(rank_) * p.in_step;
     for (int j = 0; j < size_; ++j) {
@@ -368,7 +414,8 @@ Status ShmComm::reduceStage(const Parts& p, const Reducer& reducer, Collect coll
 }
 
 Status ShmComm::reduceLarge(const std::byte* in, std::byte* out, size_t count,
-                            const Reducer& reducer, Collect collect, int root, Deadline deadline) {
+                            const Reducer& reducer, Collect collect, int root,
+                            ShmDeadline& deadline) {
   const size_t es = reducer.elementSize();
   const size_t perStage = chunk_ / es;
   const size_t align = std::max<size_t>(1, 64 / es);
@@ -377,27 +424,26 @@ Status ShmComm::reduceLarge(const std::byte* in, std::byte* out, size_t count,
   for (size_t e0 = 0; e0 < count; e0 += perStage) {
     const size_t n = std::min(perStage, count - e0);
     const size_t q = roundUp((n + size_ - 1) / static_cast<size_t>(size_), align);
-    const Parts parts{in + e0 * es, q * es, has_out ? out + e0 * es : nullptr, q * es, q, n, es,
-                      stream};
+    const Parts parts{in + e0 * es, q * es, has_out ? out + e0 * es : nullptr, q * es, q, n,
+                      es,           stream};
     WEFT_RETURN_IF_ERROR(reduceStage(parts, reducer, collect, root, deadline));
   }
   return Status::ok();
 }
 
 Status ShmComm::allreduce(const std::byte* in, std::byte* out, size_t count, const Reducer& reducer,
-                          Deadline deadline) {
+                          ShmDeadline& deadline) {
   if (count * reducer.elementSize() <= std::min(kSmallBytes, chunk_)) {
     WEFT_RETURN_IF_ERROR(reduceSmall(in, out, count, reducer, -1, deadline));
   } else {
-    WEFT_RETURN_IF_ERROR(
-        reduceLarge(in, out, count, reducer, Collect::kEveryone, -1, deadline));
+    WEFT_RETURN_IF_ERROR(reduceLarge(in, out, count, reducer, Collect::kEveryone, -1, deadline));
   }
   finishCall();
   return Status::ok();
 }
 
 Status ShmComm::reduce(const std::byte* in, std::byte* out, size_t count, const Reducer& reducer,
-                       int root, Deadline deadline) {
+                       int root, ShmDeadline& deadline) {
   if (count * reducer.elementSize() <= std::min(kSmallBytes, chunk_)) {
     WEFT_RETURN_IF_ERROR(reduceSmall(in, out, count, reducer, root, deadline));
   } else {
@@ -408,7 +454,7 @@ Status ShmComm::reduce(const std::byte* in, std::byte* out, size_t count, const 
 }
 
 Status ShmComm::reduceScatter(const std::byte* in, std::byte* out, size_t count,
-                              const Reducer& reducer, Deadline deadline) {
+                              const Reducer& reducer, ShmDeadline& deadline) {
   const size_t es = reducer.elementSize();
   const size_t perStage = std::max<size_t>(1, chunk_ / es / static_cast<size_t>(size_));
   for (size_t e0 = 0; e0 < count; e0 += perStage) {
@@ -423,7 +469,7 @@ Status ShmComm::reduceScatter(const std::byte* in, std::byte* out, size_t count,
 }
 
 Status ShmComm::alltoall(const std::byte* in, std::byte* out, size_t count, size_t es,
-                         Deadline deadline) {
+                         ShmDeadline& deadline) {
   const auto p = static_cast<size_t>(size_);
   const auto r = static_cast<size_t>(rank_);
   const size_t perStage = std::max<size_t>(1, chunk_ / es / p);
@@ -449,7 +495,8 @@ Status ShmComm::alltoall(const std::byte* in, std::byte* out, size_t count, size
   return Status::ok();
 }
 
-Status ShmComm::broadcast(std::byte* buf, size_t count, size_t es, int root, Deadline deadline) {
+Status ShmComm::broadcast(std::byte* buf, size_t count, size_t es, int root,
+                          ShmDeadline& deadline) {
   const size_t perStage = chunk_ / es;
   for (size_t e0 = 0; e0 < count; e0 += perStage) {
     const size_t bytes = std::min(perStage, count - e0) * es;
@@ -469,7 +516,7 @@ Status ShmComm::broadcast(std::byte* buf, size_t count, size_t es, int root, Dea
 }
 
 Status ShmComm::gather(const std::byte* in, std::byte* out, const Blocks& blocks, size_t es,
-                       int root, Deadline deadline) {
+                       int root, ShmDeadline& deadline) {
   const size_t perStage = chunk_ / es;
   const bool receiver = root < 0 || rank_ == root;
   for (size_t e0 = 0; e0 < blocks.longest(size_); e0 += perStage) {
@@ -498,7 +545,7 @@ Status ShmComm::gather(const std::byte* in, std::byte* out, const Blocks& blocks
 }
 
 Status ShmComm::scatter(const std::byte* in, std::byte* out, const Blocks& blocks, size_t es,
-                        int root, Deadline deadline) {
+                        int root, ShmDeadline& deadline) {
   const auto p = static_cast<size_t>(size_);
   const size_t perStage = std::max<size_t>(1, chunk_ / es / p);
   const size_t part = perStage * es;  // slot layout: part j for rank j

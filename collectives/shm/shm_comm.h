@@ -5,7 +5,8 @@
 // name travels through the communicator's store under "shm/name"), attached by the others at
 // the first call, and unlinked by rank 0 once every rank has been seen in it (after the first
 // call), so nothing is left in /dev/shm while the job runs. It holds, per rank, three
-// progress counters (own cache lines) and kSlots input and output slots of `chunk` bytes.
+// progress counters (own cache lines), kSlots inline slots (one cache line each, for tiny
+// reductions) and kSlots input and output slots of `chunk` bytes.
 //
 // Protocol. Every call is cut into stages of at most `chunk` bytes; stages are numbered
 // globally (the same on all ranks, since every rank makes the same calls in the same order)
@@ -18,7 +19,10 @@
 //    ("done"; non-temporal stores from kStreamBytes on). Per rank, the user buffers are read
 //    and written once; the peers' data passes through cache-sized slots.
 //  - allreduce, small (<= kSmallBytes): every rank posts its whole input and reduces all
-//    inputs itself, in rank order (bit-identical on every rank): one synchronisation.
+//    inputs itself, in rank order (bit-identical on every rank): one synchronisation. Up to
+//    kInlineBytes, the input goes into an inline slot, a cache line holding the data and the
+//    stage number written after it (x86 stores become visible in order), so a waiter gets
+//    the data with the line it polls; "posted" is published too (sleepers, errors).
 //  - reduce_scatter: as the large allreduce without the copy back; reduce: as the allreduce
 //    with only the root copying back (small: only the root reduces); allgather / gather /
 //    broadcast / scatter / alltoall: post (scatter, alltoall: the block of every other rank),
@@ -55,10 +59,39 @@
 
 namespace weft::coll::detail {
 
+// A call's deadline: a fixed one, or `timeout` from the first wait that checks it, so that a
+// call completing within the spin phase never reads the clock (small calls feel the read);
+// the lazy form starts at most one spin phase (microseconds) late.
+class ShmDeadline {
+ public:
+  ShmDeadline(Deadline at) : at_(at) {}  // NOLINT(google-explicit-constructor): fixed
+  static ShmDeadline lazy(std::chrono::nanoseconds timeout) {
+    ShmDeadline d(Deadline::never());
+    d.lazy_ = timeout;
+    return d;
+  }
+  // The deadline, fixed from the first call on.
+  Deadline get() {
+    if (lazy_.count() >= 0) {
+      at_ = Deadline::after(lazy_);
+      lazy_ = std::chrono::nanoseconds(-1);
+    }
+    return at_;
+  }
+  bool expired() { return get().expired(); }
+
+ private:
+  Deadline at_;
+  std::chrono::nanoseconds lazy_{-1};
+};
+
 class ShmComm {
  public:
   static constexpr uint32_t kSlots = 4;
   static constexpr size_t kSmallBytes = 8192;
+  // Reductions of up to this many bytes travel inline: data and stage number in one cache
+  // line per rank and slot, so a peer's data arrives with the line it polls.
+  static constexpr size_t kInlineBytes = 56;
   // Allreduce calls from this size on stream their output (non-temporal stores): the buffer
   // exceeds the caches, so it is written to memory anyway.
   static constexpr size_t kStreamBytes = size_t{4} << 20;
@@ -74,21 +107,21 @@ class ShmComm {
   // After a kPeerFailure: the communicator rank that exited (-1 if none).
   int failedRank() const { return failed_rank_; }
 
-  Status barrier(Deadline deadline);
+  Status barrier(ShmDeadline& deadline);
   // count elements of reducer's type; in == out allowed (in place).
   Status allreduce(const std::byte* in, std::byte* out, size_t count, const Reducer& reducer,
-                   Deadline deadline);
+                   ShmDeadline& deadline);
   // in: size * count elements; out: block `rank` of the reduction (count elements).
   Status reduceScatter(const std::byte* in, std::byte* out, size_t count, const Reducer& reducer,
-                       Deadline deadline);
+                       ShmDeadline& deadline);
   // in, out: size * count elements; block j of in goes to rank j (in == out allowed).
   Status alltoall(const std::byte* in, std::byte* out, size_t count, size_t elem_size,
-                  Deadline deadline);
+                  ShmDeadline& deadline);
   // buf: count elements, input at the root.
-  Status broadcast(std::byte* buf, size_t count, size_t elem_size, int root, Deadline deadline);
+  Status broadcast(std::byte* buf, size_t count, size_t elem_size, int root, ShmDeadline& deadline);
   // count elements; out is used at the root only (in == out allowed there).
-  Status reduce(const std::byte* in, std::byte* out, size_t count, const Reducer& reducer,
-                int root, Deadline deadline);
+  Status reduce(const std::byte* in, std::byte* out, size_t count, const Reducer& reducer, int root,
+                ShmDeadline& deadline);
   // The blocks of a gather / scatter: block j has count(j) elements at element displ(j) of
   // the root's (allgather: every rank's) buffer. Uniform blocks of `uniform` elements unless
   // counts / displs (one entry per rank, outliving the call) are given (the v-variants).
@@ -114,15 +147,24 @@ class ShmComm {
   // in: this rank's block (count(rank) elements); out: the blocks, at the root (root >= 0)
   // or at every rank (root < 0: allgather). in == out + displ(rank) allowed.
   Status gather(const std::byte* in, std::byte* out, const Blocks& blocks, size_t elem_size,
-                int root, Deadline deadline);
+                int root, ShmDeadline& deadline);
   // in (root only): the blocks; out: this rank's block (count(rank) elements).
   // out == in + displ(root) allowed at the root.
   Status scatter(const std::byte* in, std::byte* out, const Blocks& blocks, size_t elem_size,
-                 int root, Deadline deadline);
+                 int root, ShmDeadline& deadline);
 
  private:
   enum Counter : uint32_t { kPosted = 0, kReduced = 1, kDone = 2 };
   struct Parts;
+  // One inline slot: the stage number (+1) written after the data.
+  struct InlineLine {
+    std::atomic<uint64_t> seq;
+    std::byte data[kInlineBytes];
+  };
+  static_assert(sizeof(InlineLine) == 64);
+  // The counter lines and the inline slots (kSlots per rank) before the data slots.
+  static size_t controlBytes(int size);
+  InlineLine& inlineLine(int r, uint64_t stage) const;
   ShmComm(int rank, int size, size_t chunk, std::byte* base, size_t bytes, std::string name);
 
   std::atomic<uint64_t>& counter(int r, Counter c) const;
@@ -131,7 +173,7 @@ class ShmComm {
   std::atomic<uint64_t>& pidNamespaceOf(int r) const;
   bool alive(int r) const;
   // Engine progress, peer liveness (every 16th call) and the deadline, while waiting.
-  Status slowChecks(Counter c, uint64_t value, int waited, Deadline deadline, uint32_t checks);
+  Status slowChecks(Counter c, uint64_t value, int waited, ShmDeadline& deadline, uint32_t checks);
   // Ranks sleeping on counter c of rank r (oversubscribed nodes only).
   std::atomic<uint32_t>& sleepers(int r, Counter c) const;
   // Sleeps on rank r's counter c (futex, 2 ms at most) unless it is already >= below.
@@ -141,21 +183,29 @@ class ShmComm {
   void publish(Counter c, uint64_t value);
   // Waits until every rank (but this one when skip_self; only rank `only` when >= 0) has
   // counter c >= value.
-  Status waitAll(Counter c, uint64_t value, bool skip_self, Deadline deadline, int only = -1);
-  Status waitSlotFree(uint64_t stage, Deadline deadline);
+  Status waitAll(Counter c, uint64_t value, bool skip_self, ShmDeadline& deadline, int only = -1);
+  // waitAll on the word word_of(j) of each rank j; c names the stage's counter in errors
+  // and is the one sleepers wait on (published after the word).
+  template <typename WordOf>
+  Status waitEach(WordOf word_of, Counter c, uint64_t value, bool skip_self, ShmDeadline& deadline,
+                  int only);
+  Status waitSlotFree(uint64_t stage, ShmDeadline& deadline);
   // Where the reduced parts of a stage go: each rank's own part to its output
   // (reduce_scatter), every part to every rank (allreduce), or every part to one root (reduce).
   enum class Collect { kOwnPart, kEveryone, kRoot };
   // Every rank posts its whole input; the ranks that want the result (all, or only `root`
   // when >= 0) reduce all inputs in rank order.
   Status reduceSmall(const std::byte* in, std::byte* out, size_t count, const Reducer& reducer,
-                     int root, Deadline deadline);
+                     int root, ShmDeadline& deadline);
+  // reduceSmall for up to kInlineBytes: through the inline slots.
+  Status reduceInline(const std::byte* in, std::byte* out, size_t count, const Reducer& reducer,
+                      int root, ShmDeadline& deadline);
   // One stage of the large allreduce / reduce / reduce_scatter (see Parts in the .cc).
   Status reduceStage(const Parts& parts, const Reducer& reducer, Collect collect, int root,
-                     Deadline deadline);
+                     ShmDeadline& deadline);
   // Large allreduce / reduce: stages over the whole count.
   Status reduceLarge(const std::byte* in, std::byte* out, size_t count, const Reducer& reducer,
-                     Collect collect, int root, Deadline deadline);
+                     Collect collect, int root, ShmDeadline& deadline);
   void finishCall();
 
   int rank_;
@@ -167,8 +217,9 @@ class ShmComm {
   bool oversubscribed_;
   uint64_t stage_ = 0;  // stages run so far (same on every rank)
   int failed_rank_ = -1;
-  // The highest "done" counter seen of each rank: a slot is known to be free without
-  // reading the peers' counter lines again (one cache-line transfer less per small call).
+  // The highest "done" counter seen of each rank, or implied by any of its counters seen
+  // (see waitEach): a slot is known to be free without reading the peers' "done" lines
+  // (one cache-line transfer less per small call).
   std::unique_ptr<uint64_t[]> known_done_;
   std::function<void()> idle_;
 };
