@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <map>
+#include <filesystem>
 #include <thread>
 
 #include "common/config.h"
@@ -255,6 +256,17 @@ Result<World> bootstrap(const BootInfo& info, Deadline deadline) {
 World::~World() {
   if (!store) return;
   auto n = store->add("weft/world/exit", 1);
+  if (n.isOk() && *n >= info.size && info.store_addr.rfind("file:", 0) == 0) {
+    // The last rank out removes the job's file store (no rank touches it after its count).
+    store.reset();
+    std::error_code ec;
+    std::filesystem::remove_all(info.store_addr.substr(5), ec);
+    if (ec) {
+      WEFT_LOG(kWarn, "boot") << "removing the file store " << info.store_addr.substr(5) << ": "
+                              << ec.message();
+    }
+    return;
+  }
   if (!server) return;
   double timeout = config::getDouble("WEFT_TIMEOUT").valueOr(300.0);
   Deadline deadline = Deadline::afterSeconds(timeout);

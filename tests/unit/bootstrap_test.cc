@@ -1,7 +1,11 @@
 // Bootstrap: launcher conventions (faked environments) and topology through a store.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <filesystem>
 #include <map>
+#include <optional>
 #include <thread>
 
 #include "common/bootstrap.h"
@@ -158,6 +162,36 @@ TEST(Bootstrap, MissingRankTimesOutNamingIt) {
   ASSERT_FALSE(st.isOk());
   EXPECT_EQ(st.code(), StatusCode::kTimeout);
   EXPECT_NE(st.message().find("waiting for the node id of rank 1"), std::string::npos) << st;
+}
+
+TEST(Bootstrap, LastRankOutRemovesTheFileStore) {
+  // 2 ranks as threads on one file store (what mpirun without WEFT_STORE_ADDR gets).
+  const std::string dir = (std::filesystem::temp_directory_path() /
+                           ("weft-store-test-" + std::to_string(::getpid())))
+                              .string();
+  std::vector<std::optional<World>> worlds(2);
+  std::vector<Status> results(2);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < 2; ++r) {
+    threads.emplace_back([&, r] {
+      BootInfo info;
+      info.rank = r;
+      info.size = 2;
+      info.node_id = "a";
+      info.store_addr = "file:" + dir;
+      Result<World> w = bootstrap(info, Deadline::afterSeconds(10));
+      results[static_cast<size_t>(r)] = w.status();
+      if (w.isOk()) worlds[static_cast<size_t>(r)].emplace(std::move(*w));
+    });
+  }
+  for (auto& t : threads) t.join();
+  ASSERT_TRUE(results[0].isOk()) << results[0];
+  ASSERT_TRUE(results[1].isOk()) << results[1];
+  EXPECT_TRUE(std::filesystem::exists(dir));
+  worlds[1].reset();
+  EXPECT_TRUE(std::filesystem::exists(dir)) << "rank 0 has not finished: the store stays";
+  worlds[0].reset();
+  EXPECT_FALSE(std::filesystem::exists(dir)) << "the last rank out removes " << dir;
 }
 
 }  // namespace
