@@ -63,8 +63,8 @@ class Runner {
     row.algorithm = must(algorithmOf(comm_, s, buffers_, call_), "first call");
     if (o_.check) row.wrong = check(s);
     const int64_t warmup = o_.warmup >= 0 ? o_.warmup : (s.bytes >= (16u << 20) ? 2 : 5);
-    const double pilot = timeCalls(s, std::max<int64_t>(warmup, o_.iters > 0 ? 0 : 1));
-    row.iters = o_.iters > 0 ? o_.iters : autoIters(maxOverRanks(pilot));
+    timeCalls(s, warmup);
+    row.iters = o_.iters > 0 ? o_.iters : autoIters(pilot(s));
     std::vector<double> batches = timeBatches(s, row.iters);
     std::sort(batches.begin(), batches.end());
     row.min_us = batches.front() * 1e6;
@@ -82,6 +82,19 @@ class Runner {
     const double t0 = now();
     for (int64_t i = 0; i < n; ++i) must(runOnce(comm_, s, buffers_, call_), toString(s.op));
     return (now() - t0) / static_cast<double>(n);
+  }
+
+  // Seconds per call from loops that grow until one takes 20 ms (as the MPI harness does):
+  // a few warm-up calls alone overestimate small calls many times over.
+  double pilot(const Shape& s) {
+    int64_t n = 1;
+    for (;;) {
+      const double loop = maxOverRanks(timeCalls(s, n) * static_cast<double>(n));
+      if (loop >= 0.02 || n >= (int64_t{1} << 20) || loop * 4 >= o_.time_target_s) {
+        return loop / static_cast<double>(n);
+      }
+      n *= 4;
+    }
   }
 
   int64_t autoIters(double per_call_s) const {

@@ -31,7 +31,9 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-SIZES = "8,1024,65536,1048576,16777216,67108864"
+# Allreduce / barrier sizes: the issue's target rows (--all-sizes: the harness' full sweep).
+SIZES = "8,1048576,16777216,67108864"
+ALL_SIZES = "8,1024,65536,1048576,16777216,67108864"
 COLL_SIZES = "1024,16777216"
 # weft-bench op name -> the harness' op name
 OP_NAMES = {"broadcast": "bcast", "reduce_scatter": "reduce_scatter_block"}
@@ -65,7 +67,8 @@ def weft_launches(bindir):
         if not os.access(exe, os.X_OK):
             fail(f"{exe} not found: build it first (cmake --build build --target weft-bench weft-run)")
     ncpu = os.cpu_count() or 1
-    for n, ops, sizes in ((2, "allreduce,barrier", SIZES), (4, "allreduce,barrier", SIZES),
+    sizes_ar = os.environ.get("WEFT_COMPARE_SIZES", SIZES)
+    for n, ops, sizes in ((2, "allreduce,barrier", sizes_ar), (4, "allreduce,barrier", sizes_ar),
                           (2, "broadcast,allgather,reduce_scatter,alltoall", COLL_SIZES)):
         cmd = [run, "-n", str(n), "--no-prefix", "--timeout", "900", "--", bench, ops,
                "-s", sizes, "--csv"]
@@ -176,6 +179,8 @@ def main():
     ap.add_argument("--out", default=None, help="output directory of the harness")
     ap.add_argument("--target", default="0.1", help="seconds per timed batch of the peers")
     ap.add_argument("--table", nargs="+", metavar="RAW", help="only print the table")
+    ap.add_argument("--all-sizes", action="store_true",
+                    help=f"allreduce / barrier at {ALL_SIZES} (default: the target rows' {SIZES})")
     ap.add_argument("--emit-records", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--bindir", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -184,6 +189,8 @@ def main():
     if args.table:
         table(args.table)
         return 0
+    if args.all_sizes:
+        os.environ["WEFT_COMPARE_SIZES"] = ALL_SIZES
     harness = os.path.join(os.path.abspath(args.anchors), "run-all.sh")
     if not os.access(harness, os.X_OK):
         fail(f"peer harness {harness} not found (expected ../shared/anchors next to the "
@@ -192,6 +199,7 @@ def main():
     list(weft_launches(bindir))  # fails early when weft-bench is not built
     out = os.path.abspath(args.out or f"/tmp/weft-compare-{os.getpid()}")
     env = dict(os.environ, SECTIONS="mpi coll gloo extra", REPS=str(args.reps), OUT_DIR=out,
+               SIZES=os.environ.get("WEFT_COMPARE_SIZES", SIZES),
                TARGET=args.target, QUIET_MAXWAIT=os.environ.get("QUIET_MAXWAIT", "10"),
                QUIET_BUDGET=os.environ.get("QUIET_BUDGET", "300"),
                EXTRA_BENCH=" ".join(shlex.quote(x) for x in
