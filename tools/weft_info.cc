@@ -9,11 +9,14 @@
 //                              GPUDirect probe, the registration cache's bound and counters
 //   weft-info --gpu            CUDA driver and devices, GPUDirect RDMA probe (dma-buf export,
 //                              peer-memory module), each with the reason when unavailable
+//   weft-info --doctor         checks what a job here depends on (limits, /dev/shm, store,
+//                              each transport end to end) and says what to fix
 //   weft-info --explain allreduce 64M [--ranks 4] [--nodes 1]
 //                              the algorithm the collectives would pick, and the predicted
 //                              time of every alternative (cost model + WEFT_ALGO_<OP>)
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -24,6 +27,7 @@
 #include "collectives/tuner/tuner.h"
 #include "common/bootstrap.h"
 #include "common/config.h"
+#include "tools/doctor.h"
 #ifdef WEFT_HAVE_CUDA
 #include "gpu/gpudirect.h"
 #endif
@@ -37,7 +41,7 @@ namespace {
 using weft::config::ParamSpec;
 
 constexpr const char* kUsage =
-    "usage: weft-info [--config [--markdown]] [--whoami] [--devices] [--gpu]\n"
+    "usage: weft-info [--config [--markdown]] [--whoami] [--devices] [--gpu] [--doctor]\n"
     "                 [--explain OP SIZE [--ranks N] [--nodes M]] [--help]\n"
     "  (no option)  version and enabled backends\n"
     "  --config     every WEFT_* variable with its value and where it came from\n"
@@ -46,6 +50,8 @@ constexpr const char* kUsage =
     "  --devices    RDMA devices (ports, GIDs, MTU, capabilities, GPUDirect probe) and the\n"
     "               verbs registration cache (bound, invalidation monitor, counters)\n"
     "  --gpu        CUDA devices and the GPUDirect RDMA probe (dma-buf, peer memory)\n"
+    "  --doctor     check locked memory, /dev/shm, ptrace scope, clock, store and each\n"
+    "               transport end to end; exit 1 when a check fails\n"
     "  --explain    collective OP (allreduce, broadcast, ...) of SIZE bytes per rank (64M,\n"
     "               1K, 8): the algorithm chosen and every alternative's predicted time\n";
 
@@ -90,12 +96,11 @@ int printVersion() {
 int printGpu() {
 #ifdef WEFT_HAVE_CUDA
   const weft::gpu::GpuDirectProbe& p = weft::gpu::probeGpuDirect();
-  std::printf("%s\n%s\n%s\n", p.driver_text.c_str(), p.dmabuf_text.c_str(),
-              p.peermem_text.c_str());
-  std::printf("GPUDirect RDMA: %s\n",
-              p.dmabuf_export ? "possible through dma-buf (with a dma-buf capable NIC)"
-              : p.peermem     ? "possible through the peer-memory module"
-                              : "not available on this host (see above)");
+  std::printf("%s\n%s\n%s\n", p.driver_text.c_str(), p.dmabuf_text.c_str(), p.peermem_text.c_str());
+  std::printf("GPUDirect RDMA: %s\n", p.dmabuf_export
+                                          ? "possible through dma-buf (with a dma-buf capable NIC)"
+                                      : p.peermem ? "possible through the peer-memory module"
+                                                  : "not available on this host (see above)");
 #else
   std::printf("CUDA: not built into this binary (configure with -DWEFT_WITH_CUDA=ON)\n");
 #endif
@@ -124,9 +129,8 @@ int printConfig(bool markdown) {
     std::string source;
     std::string value = valueText(p, &source);
     bad += value.find("<-- INVALID") != std::string::npos;
-    std::printf("%-24s = %-14s [%s]\n    %s; %s\n", p.name,
-                ("\"" + value + "\"").c_str(), source.c_str(), p.doc,
-                weft::config::allowedText(p).c_str());
+    std::printf("%-24s = %-14s [%s]\n    %s; %s\n", p.name, ("\"" + value + "\"").c_str(),
+                source.c_str(), p.doc, weft::config::allowedText(p).c_str());
   }
   weft::Status st = weft::config::checkEnvironment();
   if (!st.isOk()) {
@@ -146,10 +150,9 @@ int whoami() {
   const weft::BootInfo& i = world->info;
   char host[256] = {};
   gethostname(host, sizeof(host) - 1);
-  std::printf(
-      "rank %d/%d local_rank %d/%d node %s (index %d of %d) host %s pid %d launcher %s\n",
-      i.rank, i.size, i.local_rank, i.local_size, i.node_id.c_str(), i.node_index,
-      i.num_nodes, host, static_cast<int>(getpid()), i.launcher.c_str());
+  std::printf("rank %d/%d local_rank %d/%d node %s (index %d of %d) host %s pid %d launcher %s\n",
+              i.rank, i.size, i.local_rank, i.local_size, i.node_id.c_str(), i.node_index,
+              i.num_nodes, host, static_cast<int>(getpid()), i.launcher.c_str());
   std::fflush(stdout);
   return 0;
 }
@@ -186,19 +189,21 @@ int explain(const ExplainArgs& a) {
 // device (a job's own counters: its log at exit with WEFT_LOG=info).
 int printDevices() {
 #ifndef WEFT_HAVE_VERBS
-  std::puts("verbs: not built into this binary (configure with -DWEFT_WITH_VERBS=ON and "
-            "libibverbs-dev installed)");
+  std::puts(
+      "verbs: not built into this binary (configure with -DWEFT_WITH_VERBS=ON and "
+      "libibverbs-dev installed)");
   return 1;
 #else
   namespace verbs = weft::transport::verbs;
-  weft::Result<std::vector<verbs::DeviceInfo>> devices = verbs::listDevices();
+  weft::Result<std::vector<verbs::DeviceInfo> > devices = verbs::listDevices();
   if (!devices.isOk()) {
     std::fprintf(stderr, "weft-info --devices: %s\n", devices.status().toString().c_str());
     return 1;
   }
   if (devices->empty()) {
-    std::puts("no RDMA device: libibverbs sees none (a NIC with its driver, or soft-RoCE: "
-              "`rdma link add rxe0 type rxe netdev eth0` after `modprobe rdma_rxe`)");
+    std::puts(
+        "no RDMA device: libibverbs sees none (a NIC with its driver, or soft-RoCE: "
+        "`rdma link add rxe0 type rxe netdev eth0` after `modprobe rdma_rxe`)");
     return 0;
   }
   std::fputs(verbs::formatDevices(*devices).c_str(), stdout);
@@ -214,9 +219,10 @@ int printDevices() {
     std::printf("registration cache: %s\n", stats.status().toString().c_str());
     return 1;
   }
-  std::printf("%s\n  (a fresh Context's; a job logs its own counters when its Context closes, "
-              "WEFT_LOG=info)\n",
-              verbs::formatRegCacheStats(*stats).c_str());
+  std::printf(
+      "%s\n  (a fresh Context's; a job logs its own counters when its Context closes, "
+      "WEFT_LOG=info)\n",
+      verbs::formatRegCacheStats(*stats).c_str());
   return 0;
 #endif
 }
@@ -240,7 +246,7 @@ bool parseExplain(int argc, char** argv, int& i, ExplainArgs& out) {
 
 int main(int argc, char** argv) {
   bool config = false, markdown = false, who = false, explainMode = false, gpu = false;
-  bool devices = false;
+  bool devices = false, doctor = false;
   ExplainArgs explainArgs;
   for (int i = 1; i < argc; ++i) {
     std::string_view a = argv[i];
@@ -260,6 +266,8 @@ int main(int argc, char** argv) {
       gpu = true;
     } else if (a == "--devices") {
       devices = true;
+    } else if (a == "--doctor") {
+      doctor = true;
     } else if (a == "--help" || a == "-h") {
       std::fputs(kUsage, stdout);
       return 0;
@@ -269,6 +277,12 @@ int main(int argc, char** argv) {
     }
   }
   if (config) return printConfig(markdown);
+  if (doctor) {  // before the environment check: it reports a bad variable as a finding
+    const auto findings = weft::tools::runDoctor(
+        std::min(weft::config::getDouble("WEFT_TIMEOUT").valueOr(10.0), 10.0));
+    std::fputs(weft::tools::formatFindings(findings).c_str(), stdout);
+    return weft::tools::doctorExitCode(findings);
+  }
   weft::Status st = weft::config::checkEnvironment();
   if (!st.isOk()) {
     std::fprintf(stderr, "weft-info: %s\n", st.message().c_str());

@@ -108,6 +108,39 @@ std::map<int, std::vector<std::string>> linesByRank(const std::string& out) {
   return by_rank;
 }
 
+// weft-info --doctor on this host: the checks that must hold here pass, the UCX transport
+// exchanges messages for real; a bad variable and an unreachable store are failures.
+Captured doctor(Env env) {
+  SpawnOptions so;
+  so.argv = {kWeftInfo, "--doctor"};
+  so.env = std::move(env);
+  so.unset_env = {"WEFT_STORE_ADDR", "WEFT_TIMEOUT"};
+  auto result = runCaptured(so, Deadline::afterSeconds(60));
+  EXPECT_TRUE(result.isOk()) << result.status();
+  return result.isOk() ? *result : Captured{};
+}
+
+TEST(Doctor, HealthyHostPassesAndTransportsExchangeMessages) {
+  Captured c = doctor({});
+  EXPECT_EQ(c.status.toString(), "exited with status 0") << c.out << c.err;
+  EXPECT_TRUE(containsText(c.out, "[ ok ] WEFT_* variables")) << c.out;
+  EXPECT_TRUE(containsText(c.out, "[ ok ] /dev/shm")) << c.out;
+  EXPECT_TRUE(containsText(c.out, "locked memory")) << c.out;
+#ifdef WEFT_HAVE_UCX
+  EXPECT_TRUE(containsText(c.out, "[ ok ] transport ucx: 8 B and 1 MiB exchanged")) << c.out;
+#endif
+  EXPECT_FALSE(containsText(c.out, "[FAIL]")) << c.out;
+}
+
+TEST(Doctor, BadVariableAndUnreachableStoreFail) {
+  Captured c = doctor(
+      {{"WEFT_COLL_SHM", "maybe"}, {"WEFT_STORE_ADDR", "127.0.0.1:1"}, {"WEFT_TIMEOUT", "1"}});
+  EXPECT_EQ(c.status.toString(), "exited with status 1") << c.out << c.err;
+  EXPECT_TRUE(containsText(c.out, "[FAIL] WEFT_* variables: WEFT_COLL_SHM")) << c.out;
+  EXPECT_TRUE(containsText(c.out, "[FAIL] store: ")) << c.out;
+  EXPECT_TRUE(containsText(c.out, "127.0.0.1:1")) << c.out;
+}
+
 TEST(Launcher, EightRanksWhoami) {
   std::string marker = newMarker();
   Captured c = weftRun({"-n", "8", "--", kWeftInfo, "--whoami"}, marker);
