@@ -57,10 +57,13 @@ cd "$WORK" || exit 2
 t0=$(date +%s)
 
 echo "=== soft-RoCE, one VM: verbs tests (filter $FILTER)"
-# weft-info --devices first: it must list rxe0 (device table, GIDs, registration cache).
+# weft-info --devices first: it must list rxe0 (device table, GIDs, registration cache);
+# then --doctor: its verbs check (two Contexts on rxe0 exchanging messages) must pass.
 "$HERE/softroce-vm" -m 2048 -c 2 -t "${VERBS_ONE_VM_LIMIT:-900}" -w "$WORK" -- \
 	sh -c 'out=$("$1" --devices 2>&1); rc=$?; printf "%s\n" "$out"
 		case "$rc:$out" in 0:*rxe0*) ;; *) echo "weft-info --devices failed or misses rxe0"; exit 3 ;; esac
+		out=$("$1" --doctor 2>&1); printf "%s\n" "$out"
+		case "$out" in *"[ ok ] transport verbs"*) ;; *) echo "weft-info --doctor: verbs check failed"; exit 3 ;; esac
 		shift; exec env WEFT_TEST_STRICT=1 "$@"' \
 	sh "$BUILD/bin/weft-info" "$BIN" --gtest_filter="$FILTER"
 rc1=$?
