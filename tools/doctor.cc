@@ -219,7 +219,7 @@ Status pairSide(const std::string& backend, int r, Store& store, Deadline deadli
   return store.get(strCat("done/", 1 - r), deadline).status();
 }
 
-Finding checkTransport(const std::string& backend, double timeout_s) {
+Finding checkTransport(const std::string& backend, double timeout_s, bool rdma) {
   const std::string name = strCat("transport ", backend);
   std::shared_ptr<Store> store = makeHashStore();
   const Deadline deadline = Deadline::afterSeconds(timeout_s);
@@ -236,8 +236,16 @@ Finding checkTransport(const std::string& backend, double timeout_s) {
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   if (!mine.isOk() || !peer.isOk()) {
     const Status& st = !mine.isOk() ? mine : peer;
-    return {Verdict::kFail, name,
-            strCat("two Contexts of this process could not exchange messages: ", st.toString())};
+    // Debian's UCX 1.13 on soft-RoCE reaches a peer's worker address over rxe and stalls
+    // (UCP connects over rxe only through a listener).
+    const std::string hint =
+        backend == "ucx" && rdma
+            ? "; UCX picked the RDMA device: with soft-RoCE (rxe) or a misconfigured port set "
+              "UCX_TLS=posix,sysv,cma,tcp for UCX, or use the verbs backend"
+            : "";
+    return {
+        Verdict::kFail, name,
+        strCat("two Contexts of this process could not exchange messages: ", st.toString(), hint)};
   }
   return {Verdict::kOk, name,
           strCat("8 B and 1 MiB exchanged between two Contexts of this process, bytes "
@@ -275,7 +283,7 @@ std::vector<Finding> runDoctor(double timeout_s) {
                   "); weft-info --devices lists what libibverbs sees")});
       continue;
     }
-    f.push_back(checkTransport(b, timeout_s));
+    f.push_back(checkTransport(b, timeout_s, !ports.empty()));
   }
   if (!ports.empty()) {
     std::string list;
