@@ -10,6 +10,8 @@
 //   ps/handle/<op>/dim:<d>            RequestHandler::handle of a 1,000-key request (decode,
 //                                     apply, encode the reply): what one server handler
 //                                     thread can do
+//   ps/handle/push_dense/MiB:<m>      the same for a dense m MiB push (rows of dim 1024, SGD;
+//                                     bytes_per_second counts the values)
 // items_per_second counts keys (rows for ps/optimizer); bytes_per_second counts message
 // bytes for codec and handle rows. Keys are uniform over 1M ids.
 #include <benchmark/benchmark.h>
@@ -294,6 +296,27 @@ BENCHMARK_CAPTURE(BM_Handle, push_pull, wire::Opcode::kPushPull)
     ->ArgName("dim")
     ->Arg(1)
     ->Arg(16);
+
+// A dense value as weft-ps-bench pushes it: state.range(0) MiB as rows of dim 1024 (256
+// keys per MiB) of an SGD table; bytes_per_second counts the values.
+void BM_HandleDensePush(benchmark::State& state) {
+  constexpr uint32_t kDim = 1024;
+  const size_t keys_per_request = static_cast<size_t>(state.range(0)) * 256;
+  Shard shard;
+  shard.createTable(spec(kDim, OptimizerKind::kSgd)).ignore();
+  RequestHandler handler(shard, {});
+  const auto keys = distinctKeys(keys_per_request, 0);
+  const std::vector<float> grads(keys_per_request * kDim, 0.001f);
+  const Bytes request =
+      wire::encodeKeyed({1, 0, 1, 0}, keyedRequest(wire::Opcode::kPush, kDim, keys, grads));
+  handler.handle(request).status().ignore();  // creates the rows
+  for (auto _ : state) {
+    auto reply = handler.handle(request);
+    benchmark::DoNotOptimize(reply->data());
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * grads.size() * 4));
+}
+BENCHMARK(BM_HandleDensePush)->Name("ps/handle/push_dense")->ArgName("MiB")->Arg(1)->Arg(4);
 
 }  // namespace
 }  // namespace weft::ps

@@ -7,6 +7,7 @@
 #include "common/logging.h"
 #include "paramserver/net/client_impl.h"
 #include "paramserver/net/framing.h"
+#include "paramserver/util/finite.h"
 
 namespace weft::ps::net {
 
@@ -135,12 +136,7 @@ Status ClientImpl::checkKeys(uint32_t table_id, std::span<const uint64_t> keys,
                       dim, " (expected ", keys.size() * dim, ")");
   }
   // Branch-free first (vectorizes), the position only when something is wrong.
-  bool bad = false;
-  for (const float g : grads) {
-    uint32_t bits;
-    std::memcpy(&bits, &g, 4);
-    bad |= (bits & 0x7f800000u) == 0x7f800000u;  // NaN or +-Inf
-  }
+  const bool bad = anyNonFinite(reinterpret_cast<const uint8_t*>(grads.data()), grads.size());
   for (size_t i = 0; bad && i < grads.size(); ++i) {
     if (!std::isfinite(grads[i])) {
       return WEFT_ERROR(StatusCode::kInvalidArgument, "ps client: ", op, " of table ", table_id,
@@ -264,9 +260,44 @@ bool ClientImpl::driveBodySend(SubRequest& sub, Deadline deadline) {
   return true;
 }
 
+bool ClientImpl::sendsInFlight() const {
+  for (const auto& entry : ops_) {
+    for (const SubRequest& sub : entry.second.subs) {
+      if (!sub.send.done() || !sub.body_send.done()) return true;
+    }
+  }
+  return false;
+}
+
+// Waits for sub's reply. While a later request is still being sent, keeps driving progress
+// without sleeping: a blocking wait would sleep through the time the server applies this
+// request, and the later sends (request bodies, and any message above the transport's own
+// rendezvous threshold: tens of KiB on shared memory) advance only while this side drives
+// progress, so transfers and the server's work would run one after the other.
+bool ClientImpl::awaitReply(SubRequest& sub, Deadline deadline) {
+  for (uint32_t round = 1; !sub.recv.test() && sendsInFlight(); ++round) {
+    if ((round & 63) == 0 && deadline.expired()) return false;
+    std::this_thread::yield();
+  }
+  return true;
+}
+
+// The transport's blocking wait sleeps on its event fd, which a rendezvous protocol message
+// does not always wake (the nap then lasts up to ProgressEngine::kMaxNapMs, and every
+// request in flight stalls behind it): wait in slices of kReplyNap, so a missed wake-up
+// costs at most that.
+Status ClientImpl::waitReply(SubRequest& sub, Deadline deadline) {
+  constexpr auto kReplyNap = std::chrono::milliseconds(1);
+  for (;;) {
+    Status st = sub.recv.wait(deadline.min(Deadline::after(kReplyNap)));
+    if (sub.recv.done() || deadline.expired()) return st;
+  }
+}
+
 Status ClientImpl::finishSub(const Op& op, SubRequest& sub, Deadline deadline) {
-  Status st = driveBodySend(sub, deadline) ? sub.recv.wait(deadline)
-                                           : WEFT_ERROR(StatusCode::kTimeout, "body send");
+  Status st = driveBodySend(sub, deadline) && awaitReply(sub, deadline)
+                  ? waitReply(sub, deadline)
+                  : WEFT_ERROR(StatusCode::kTimeout, "body send");
   if (st.code() == StatusCode::kTimeout) {
     return WEFT_ERROR(StatusCode::kTimeout, "ps client rank ", options_.rank, ": ",
                       op.describe(), ": no reply from ", describeServer(sub.pending.server),

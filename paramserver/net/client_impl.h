@@ -113,6 +113,13 @@ class ClientImpl final : public Client {
                    std::vector<std::vector<uint32_t>>& local, Deadline deadline);
   // False at the deadline.
   bool driveBodySend(SubRequest& sub, Deadline deadline);
+  // True while any outstanding request (or its body) is still being sent.
+  bool sendsInFlight() const;
+  // Drives progress without sleeping until sub's reply came or no send is in flight;
+  // false at the deadline.
+  bool awaitReply(SubRequest& sub, Deadline deadline);
+  // sub.recv.wait(deadline) in short slices (see client.cc).
+  Status waitReply(SubRequest& sub, Deadline deadline);
   // A control request to every server (or one); returns the reply bytes per server.
   Result<std::vector<Bytes>> rpcAll(std::vector<SubRequest> subs, const std::string& what,
                                     Deadline deadline);

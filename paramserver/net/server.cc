@@ -31,6 +31,11 @@ using transport::Request;
 constexpr auto kClientPollInterval = std::chrono::milliseconds(50);
 // Longest sleep of an idle loop before it checks for stop / new clients again.
 constexpr auto kIdleWait = std::chrono::milliseconds(20);
+// ... and while requests came recently (the last kBusyWaits waits): the transport's event
+// fd does not wake the loop for every protocol message of a rendezvous receive, and each
+// miss would stall the clients' requests in flight for the whole nap.
+constexpr auto kBusyIdleWait = std::chrono::milliseconds(1);
+constexpr uint32_t kBusyWaits = 200;
 
 // The length of a received message (the transport reports it also for receives that
 // completed while being posted).
@@ -54,7 +59,7 @@ struct BodyRecv {
 
 // Reusable buffers for request bodies: a fresh multi-MiB vector per request costs a
 // zero-fill and a page fault per 4 KiB, more than the transfer itself.
-constexpr size_t kBodyPoolBuffers = 8;
+constexpr size_t kBodyPoolBuffers = 32;
 // Sent replies kept for reuse (a values reply of a 1,000-key dim-16 pull is 64 KiB).
 constexpr size_t kReplyPoolBuffers = 32;
 // Busy loop rounds between clock reads (a vDSO call, dearer under virtualization).
@@ -140,6 +145,19 @@ class ServerImpl final : public Server {
     if (reply_pool_.size() < kReplyPoolBuffers && reply.capacity() >= 4096) {
       reply_pool_.push_back(std::move(reply));
     }
+  }
+  // A pooled body buffer of at least `length` bytes (a grown one when none is that long).
+  Bytes takeBody(size_t length) {
+    Bytes out;
+    auto fits = std::find_if(body_pool_.begin(), body_pool_.end(),
+                             [&](const Bytes& b) { return b.size() >= length; });
+    if (fits == body_pool_.end() && !body_pool_.empty()) fits = body_pool_.end() - 1;
+    if (fits != body_pool_.end()) {
+      out = std::move(*fits);
+      body_pool_.erase(fits);
+    }
+    if (out.size() < length) out.resize(length);
+    return out;
   }
   void runParked(uint32_t table_id);
   void dropConn(Conn& c, const Status& why);
@@ -259,6 +277,7 @@ Status ServerImpl::waitUntilStopped(Deadline deadline) {
 
 void ServerImpl::loop() {
   bool was_idle = true;
+  uint32_t idle_waits = kBusyWaits;  // waits since the last activity
   for (uint32_t round = 0; !stopping_.load(std::memory_order_relaxed); ++round) {
     const unsigned events = ctx_->progress();
     bool did = false;
@@ -277,11 +296,14 @@ void ServerImpl::loop() {
     // (2-core hosts), and spinning through its time slice costs milliseconds per step.
     const bool transfers = !bodies_.empty() || !sends_.empty();
     was_idle = events == 0 && !did;
+    if (!was_idle) idle_waits = 0;
     if (was_idle) {
       if (transfers) {
         std::this_thread::yield();
       } else {
-        ctx_->waitForEvent(Deadline::after(kIdleWait)).ignore();
+        const bool busy = idle_waits < kBusyWaits;
+        idle_waits += busy ? 1 : 0;
+        ctx_->waitForEvent(Deadline::after(busy ? kBusyIdleWait : kIdleWait)).ignore();
       }
     }
   }
@@ -387,11 +409,7 @@ void ServerImpl::announce(Conn& c, const wire::Header& h) {
   // transport reports truncation and drops it) and answer the header with the error.
   if (checked.isOk()) {
     b.length = wire::kHeaderBytes + h.payload_bytes;
-    if (!body_pool_.empty()) {
-      b.buffer = std::move(body_pool_.back());
-      body_pool_.pop_back();
-    }
-    if (b.buffer.size() < b.length) b.buffer.resize(b.length);
+    b.buffer = takeBody(b.length);
   }
   auto r = c.ep->recv(b.buffer.data(), b.length, tagBody(h.request_id));
   if (!r.isOk()) return dropConn(c, r.status());

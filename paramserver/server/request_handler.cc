@@ -156,22 +156,25 @@ Result<Table*> RequestHandler::findTable(const wire::Header& h) const {
 
 Status RequestHandler::checkKeyed(const wire::Header& h, const wire::KeyedRequest& r,
                                   const Table& t) const {
-  const std::string what = strCat(wire::opcodeName(h.opcode), " request ", h.request_id,
-                                  " from rank ", h.src_rank, " to ", t.describe());
+  // Only error paths format it (every data request passes here).
+  auto what = [&] {
+    return strCat(wire::opcodeName(h.opcode), " request ", h.request_id, " from rank ",
+                  h.src_rank, " to ", t.describe());
+  };
   if (h.map_version != 0 && h.map_version != shard_.mapVersion()) {
-    return WEFT_ERROR(StatusCode::kUnavailable, what, ": routed with shard map version ",
+    return WEFT_ERROR(StatusCode::kUnavailable, what(), ": routed with shard map version ",
                       h.map_version, ", server rank ", shard_.serverRank(), " serves version ",
                       shard_.mapVersion())
         .withHint("the shard map changed: fetch the new map and resend");
   }
   if (r.dim != t.dim()) {
-    return WEFT_ERROR(StatusCode::kInvalidArgument, what, ": dimension mismatch: the request ",
+    return WEFT_ERROR(StatusCode::kInvalidArgument, what(), ": dimension mismatch: the request ",
                       "has dim ", r.dim, ", the table has dim ", t.dim());
   }
   const bool pulls = r.op == Opcode::kPull || r.op == Opcode::kPushPull;
   const uint64_t reply_bytes = wire::kReplyPrefixBytes + uint64_t{4} * r.keys.size() * r.dim;
   if (pulls && reply_bytes > options_.limits.max_payload_bytes) {
-    return WEFT_ERROR(StatusCode::kInvalidArgument, what, ": the reply would carry ", reply_bytes,
+    return WEFT_ERROR(StatusCode::kInvalidArgument, what(), ": the reply would carry ", reply_bytes,
                       " bytes, above the limit of ", options_.limits.max_payload_bytes,
                       " (WEFT_PS_MAX_PAYLOAD_BYTES)")
         .withHint("split the request");

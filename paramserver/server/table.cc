@@ -8,6 +8,7 @@
 #include "paramserver/server/initializer.h"
 #include "paramserver/server/optimizer.h"
 #include "paramserver/server/row_access.h"
+#include "paramserver/util/finite.h"
 #include "paramserver/util/hash.h"
 
 namespace weft::ps {
@@ -100,10 +101,8 @@ Status Table::validateGrads(KeySpan keys, FloatSpan grads) const {
                       " gradient floats for ", keys.size(), " keys of dim ", spec_.dim,
                       " (expected ", keys.size() * spec_.dim, ")");
   }
+  if (!anyNonFinite(grads.bytes(), grads.size())) return Status::ok();
   const PackedSpan<uint32_t> bits(grads.bytes(), grads.size());
-  bool bad = false;
-  for (size_t i = 0; i < bits.size(); ++i) bad |= nonFinite(bits[i]);
-  if (!bad) return Status::ok();
   size_t i = 0;
   while (!nonFinite(bits[i])) ++i;
   return WEFT_ERROR(StatusCode::kInvalidArgument, "push to ", describe(), ": gradient element ",
