@@ -113,7 +113,33 @@ def emit_records(args):
         for rec in records:
             print(rec)
         sys.stdout.flush()
+        save_rss(n, cmd, p.stdout)
     return status
+
+
+def save_rss(n, cmd, text):
+    """Keeps weft-bench's '# peak RSS per rank' line next to the harness' output."""
+    out_dir = os.environ.get("OUT_DIR")
+    line = next((l for l in text.splitlines() if l.startswith("# peak RSS")), None)
+    if out_dir and line:
+        with open(os.path.join(out_dir, "weft_rss.txt"), "a") as fh:
+            fh.write(f"{n} ranks, {cmd[cmd.index('--') + 2]}: {line[2:]}\n")
+
+
+def print_rss(out_dir):
+    """The largest peak RSS per rank of each weft-bench launch over the repetitions."""
+    path = os.path.join(out_dir, "weft_rss.txt")
+    if not os.path.exists(path):
+        return
+    worst = collections.OrderedDict()
+    with open(path) as fh:
+        for line in fh:
+            what, _, ranks = line.partition(": peak RSS per rank (MiB): ")
+            mib = [float(x) for x in ranks.split()[1::2]]
+            if mib:
+                worst[what] = max(worst.get(what, 0.0), max(mib))
+    for what, mib in worst.items():
+        print(f"# weft-bench peak RSS per rank, largest over the launches: {mib:.1f} MiB ({what})")
 
 
 def load(paths):
@@ -212,6 +238,7 @@ def main():
     if not os.path.exists(raw):
         fail(f"the harness wrote no {raw} (exit {rc}); see {out}/stderr.log")
     table([raw])
+    print_rss(out)
     print(f"# raw records: {raw}; the harness' full table: {out}/table.txt")
     return 0 if rc == 0 else 1
 
