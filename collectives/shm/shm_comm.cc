@@ -231,12 +231,15 @@ Status ShmComm::waitEach(WordOf word_of, Counter c, uint64_t value, bool skip_se
     if ((skip_self && j == rank_) || (only >= 0 && j != only)) continue;
     const std::atomic<uint64_t>& word = word_of(j);
     while (word.load(std::memory_order_acquire) < value) {
-      if (!oversubscribed_ && ++spins < kSpinLimit) {
+      ++spins;
+      if (!oversubscribed_ && spins < kSpinLimit) {
         _mm_pause();
         continue;
       }
+      // One increment per round: with two, the count past kSpinLimit stayed odd and the
+      // checks (deadline, dead peer) never ran when the ranks had a CPU each.
       const bool sleeping = oversubscribed_ && spins > kYieldsBeforeSleep;
-      if ((++spins & 63) == 0 || sleeping) {
+      if ((spins & 63) == 0 || sleeping) {
         WEFT_RETURN_IF_ERROR(slowChecks(c, value, j, deadline, ++checks));
       }
       if (sleeping) {

@@ -158,15 +158,20 @@ TEST(Shm, RanksOnTwoNodesUseTheSchedules) {
       o);
 }
 
-TEST(Shm, ARankThatNeverArrivesTimesOutNamingIt) {
+// 2 ranks have a CPU each here (waiters spin, then yield), 3 ranks outnumber the CPUs
+// (waiters sleep on futexes): both waits must check the deadline and the peers' liveness.
+class ShmFailures : public ::testing::TestWithParam<int> {};
+
+TEST_P(ShmFailures, ARankThatNeverArrivesTimesOutNamingIt) {
   runRanks(
-      3,
+      GetParam(),
       [](RankEnv& env) {
         RankComm rc = openWorld(env);
         Communicator& comm = *rc.comm;
+        const int last = comm.size() - 1;
         must(barrier(comm), "first barrier");  // everyone attached
         env.barrier("attached");
-        if (comm.rank() != 2) {
+        if (comm.rank() != last) {
           CallOptions o;
           o.deadline = Deadline::afterSeconds(1.0);
           float x = 1;
@@ -177,7 +182,7 @@ TEST(Shm, ARankThatNeverArrivesTimesOutNamingIt) {
           EXPECT_EQ(st.code(), StatusCode::kTimeout) << st;
           EXPECT_TRUE(containsText(st.message(), "allreduce #1"));
           EXPECT_TRUE(containsText(st.message(), "algorithm shm"));
-          EXPECT_TRUE(containsText(st.message(), "2 did not reach"));
+          EXPECT_TRUE(containsText(st.message(), strCat(last, " did not reach"))) << st;
           EXPECT_GE(waited, 0.9);
           EXPECT_LT(waited, 30.0);
           EXPECT_EQ(barrier(comm).code(), StatusCode::kTimeout);  // sticky
@@ -187,18 +192,19 @@ TEST(Shm, ARankThatNeverArrivesTimesOutNamingIt) {
       shmOptions());
 }
 
-TEST(Shm, KilledRankFailsTheOthersNamingIt) {
+TEST_P(ShmFailures, KilledRankFailsTheOthersNamingIt) {
   RankOptions opts = shmOptions();
   opts.env = rankEnv(30);
-  opts.may_fail = {2};
+  opts.may_fail = {GetParam() - 1};
   runRanks(
-      3,
+      GetParam(),
       [](RankEnv& env) {
         RankComm rc = openWorld(env);
         Communicator& comm = *rc.comm;
+        const int last = comm.size() - 1;
         must(barrier(comm), "first barrier");
         env.barrier("attached");
-        if (comm.rank() == 2) {
+        if (comm.rank() == last) {
           env.step("killing myself");
           ::kill(::getpid(), SIGKILL);
         }
@@ -210,18 +216,20 @@ TEST(Shm, KilledRankFailsTheOthersNamingIt) {
             std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         EXPECT_EQ(st.code(), StatusCode::kPeerFailure) << st;
         EXPECT_TRUE(containsText(st.message(), "allreduce #1"));
-        EXPECT_TRUE(containsText(st.message(), "rank 2 failed"));
+        EXPECT_TRUE(containsText(st.message(), strCat("rank ", last, " failed"))) << st;
         EXPECT_LT(waited, 20.0) << "the failure must be reported well before the 30 s deadline";
         EXPECT_EQ(barrier(comm).code(), StatusCode::kPeerFailure);
         // Both survivors are done with the communicator before either leaves.
         must(env.store->add("survivors", 1).status(), "store add");
-        while (must(env.store->add("survivors", 0), "store add") < 2) {
+        while (must(env.store->add("survivors", 0), "store add") < last) {
           ASSERT_FALSE(env.deadline.expired());
           ::usleep(10000);
         }
       },
       opts);
 }
+
+INSTANTIATE_TEST_SUITE_P(RankCounts, ShmFailures, ::testing::Values(2, 3));
 
 }  // namespace
 }  // namespace weft::coll::testing
