@@ -442,15 +442,15 @@ RankOptions verbsRanks(double timeout_s) {
 }
 
 // Free, re-allocate at the same address, send again: the bytes must be the new ones (the
-// registration cache must not hand out the MR of the old pages).
-TEST(VerbsRanks, FreedAndReusedMemoryIsSentCorrectly) {
-  WEFT_REQUIRE_VERBS_DEVICE();
+// registration cache must not hand out the MR of the old pages). Run at a rendezvous size
+// (the receiver reads the sender's pages) and at a zero-copy eager size (the SEND gathers
+// straight from the sender's pages; see verbs::kEagerZcopyMin).
+void sendFreedAndReusedMemory(size_t n) {
   runRanks(
       2,
-      [](RankEnv& env) {
+      [n](RankEnv& env) {
         Mesh m = verbsMesh(env);
         Endpoint& ep = m.to(1 - env.rank);
-        const size_t n = 4 * kMiB;
         constexpr int kRounds = 6;
         if (env.rank == 1) {
           std::vector<unsigned char> in(n);
@@ -460,8 +460,10 @@ TEST(VerbsRanks, FreedAndReusedMemoryIsSentCorrectly) {
             must(r.wait(env.deadline), "recv");
             ASSERT_EQ(checkPattern(in.data(), n, 100 + k), n) << "round " << k << " has stale bytes";
           }
-          EXPECT_GT(must(verbs::registrationCacheStats(*m.ctx), "stats").hits, 0u)
-              << "the receive buffer is reused: its registration should be cached";
+          if (n > 64 * 1024) {  // rendezvous: the receiver registers its buffer too
+            EXPECT_GT(must(verbs::registrationCacheStats(*m.ctx), "stats").hits, 0u)
+                << "the receive buffer is reused: its registration should be cached";
+          }
           return;
         }
         void* fixed = nullptr;
@@ -499,13 +501,72 @@ TEST(VerbsRanks, FreedAndReusedMemoryIsSentCorrectly) {
         auto stats = must(verbs::registrationCacheStats(*m.ctx), "stats");
         // Rounds 2 and 5 always reuse the address with new pages (after madvise); round 4
         // does when the munmapped range was still free.
-        std::cout << "rank 0: " << verbs::formatRegCacheStats(stats) << "; mmap at the "
-                  << "unmapped address " << reused << " time(s)\n";
+        std::cout << "rank 0, " << n << " bytes: " << verbs::formatRegCacheStats(stats)
+                  << "; mmap at the unmapped address " << reused << " time(s)\n";
         if (stats.monitor == "userfaultfd") {
           EXPECT_GE(stats.invalidations, 3u) << "madvise and munmap must invalidate";
         }
       },
       verbsRanks(120));
+}
+
+TEST(VerbsRanks, FreedAndReusedMemoryIsSentCorrectly) {
+  WEFT_REQUIRE_VERBS_DEVICE();
+  sendFreedAndReusedMemory(4 * kMiB);
+}
+
+TEST(VerbsRanks, FreedAndReusedMemoryIsSentCorrectlyByZeroCopyEagerSends) {
+  WEFT_REQUIRE_VERBS_DEVICE();
+  static_assert(verbs::kEagerZcopyMin <= 4096, "4 KiB must be a zero-copy eager size");
+  sendFreedAndReusedMemory(4096);
+}
+
+// Zero-copy eager sends (from the caller's buffer) mixed with copied ones, more than the
+// receive buffers, bounce buffers and send queue hold at once: every message arrives in
+// order with its bytes, and every send completes once, after which its buffer is free.
+TEST(VerbsRanks, ZeroCopyEagerSendsUnderPressureKeepOrderAndBytes) {
+  WEFT_REQUIRE_VERBS_DEVICE();
+  RankOptions o = verbsRanks(120);
+  o.env.push_back({"WEFT_IB_RECV_BUFFERS", "4"});
+  o.env.push_back({"WEFT_IB_SQ_DEPTH", "32"});
+  runRanks(
+      2,
+      [](RankEnv& env) {
+        Mesh m = verbsMesh(env);
+        Endpoint& ep = m.to(1 - env.rank);
+        constexpr int kN = 300;
+        constexpr size_t kMax = 8000;  // under the default eager size (8 KiB with the header)
+        auto sizeOf = [](int k) { return k % 3 == 0 ? size_t{5} + k : kMax - 13 * k % 4000; };
+        std::vector<unsigned char> mem(kN * (kMax + 1));
+        auto at = [&](int k) { return mem.data() + k * (kMax + 1) + (k & 1); };  // unaligned
+        std::vector<Request> rs;
+        env.step(env.rank == 0 ? "sending" : "receiving");
+        for (int k = 0; k < kN; ++k) {
+          if (env.rank == 0) {
+            fillPattern(at(k), sizeOf(k), 500 + k);
+            rs.push_back(must(ep.send(at(k), sizeOf(k), 7), "send"));
+          } else {
+            rs.push_back(must(ep.recv(at(k), kMax, 7), "recv"));
+          }
+        }
+        for (int k = 0; k < kN; ++k) {
+          must(rs[k].wait(env.deadline), env.rank == 0 ? "send" : "recv");
+          EXPECT_EQ(rs[k].bytes(), sizeOf(k)) << "message " << k;
+          if (env.rank == 0) std::memset(at(k), 0xee, sizeOf(k));  // free once complete
+        }
+        if (env.rank == 1) {
+          for (int k = 0; k < kN; ++k) {
+            ASSERT_EQ(checkPattern(at(k), sizeOf(k), 500 + k), sizeOf(k)) << "message " << k;
+          }
+        }
+        // Both sides done before either closes (the sender's last completions came back).
+        uint64_t token = 0;
+        Request r = must(ep.recv(&token, sizeof(token), 99), "recv token");
+        Request s = must(ep.send(&token, sizeof(token), 99), "send token");
+        must(s.wait(env.deadline), "send token");
+        must(r.wait(env.deadline), "recv token");
+      },
+      o);
 }
 
 // Drops CAP_IPC_LOCK from the effective set (root ignores RLIMIT_MEMLOCK otherwise).

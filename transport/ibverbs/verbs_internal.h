@@ -56,6 +56,20 @@ inline constexpr int kPollBatch = 16;
 inline constexpr uint32_t kAtomicSlots = 64;
 // wr_id of receive WRs (the low bits are the buffer index).
 inline constexpr uint64_t kRecvWrFlag = uint64_t{1} << 63;
+// Eager sends of at least this many payload bytes (and too large to go inline) go
+// zero-copy: a SEND gathering the header (if any, from a bounce buffer) and the caller's
+// buffer (registered through the registration cache), completing when the WR completes.
+// Smaller ones are copied into the bounce buffer, cheaper than the cache lookup and the
+// extra completion. On soft-RoCE zero-copy measured neutral at 4 KiB (transport/README.md,
+// verbs section); UINT32_MAX turns it off.
+inline constexpr uint32_t kEagerZcopyMin = 2048;
+// Compact eager messages: an eager message whose tag fits kCompactTagBits travels without
+// the 16-byte header, as SEND with immediate = credits (8 bits) << 24 | tag (the length is
+// the received byte count). A 4 KiB payload then takes 4 packets at MTU 1024 (1 at 4096),
+// not 5 (2). Larger tags use the header.
+inline constexpr int kCompactTagBits = 24;
+inline constexpr Tag kCompactTagMax = (Tag{1} << kCompactTagBits) - 1;
+inline constexpr uint32_t kCompactCreditMax = 255;
 
 enum class Rndv : uint8_t { kRead = 0, kWrite = 1 };
 
@@ -222,6 +236,7 @@ enum class OpType : uint8_t {
 enum class Stage : uint8_t {
   kNone = 0,
   kEager,        // send: eager message waiting to be posted
+  kEagerPosted,  // send: zero-copy eager message posted, completes with its send completion
   kRtsToPost,    // send: the RTS waits for credits / a buffer
   kAwaitFin,     // send (read) / recv (write): waiting for the peer's FIN
   kAwaitCts,     // send (write): waiting for the peer's CTS
@@ -493,16 +508,22 @@ class VerbsEndpoint final : public Endpoint {
   // Posts one WR (chain) and records it; false with the connection failed on error.
   bool postSend(ibv_send_wr* wr, VerbsOp* op, int32_t bounce, bool keepalive = false);
   bool wantSignal(bool must);
-  uint16_t takeCredits();
+  uint16_t takeCredits(uint32_t max);
   bool haveCredit(MsgType type) const;
   // Builds and posts a message (header + body + payload) when credits, the send queue and
   // (for non-inline) a bounce buffer allow it; `op` gets the completion when signaled.
+  // payload_lkey != 0: the payload is registered memory, sent from where it is (zero-copy:
+  // it must stay untouched until the WR completes, so `op` must be set).
   bool postMessage(MsgType type, Tag tag, const void* body, uint32_t body_len,
-                   const void* payload, uint32_t payload_len, VerbsOp* op);
+                   const void* payload, uint32_t payload_len, VerbsOp* op,
+                   uint32_t payload_lkey = 0);
   // The SEND of a message (credit and bounce buffer taken), for chains; false when credits
   // or bounce buffers are short.
   bool prepareMessage(MsgType type, Tag tag, const void* body, uint32_t body_len,
-                      const void* payload, uint32_t payload_len, PreparedSend& out);
+                      const void* payload, uint32_t payload_len, PreparedSend& out,
+                      uint32_t payload_lkey = 0);
+  // An eager send queued as op (copied, or zero-copy when op->reg is set).
+  bool postEager(VerbsOp* op);
   void sendControl(MsgType type, const void* body, uint32_t body_len);
   void maybeReturnCredits();
 
@@ -510,6 +531,7 @@ class VerbsEndpoint final : public Endpoint {
   unsigned pollCq();
   void onSendCompletion(const ibv_wc& wc);
   bool handleMessage(const char* data, uint32_t bytes);
+  void onCompactEager(const char* data, uint32_t bytes, uint32_t imm);
   void onEager(const MsgHeader& h, const char* payload);
   void onRts(const MsgHeader& h, const RndvBody& rts);
   void onCts(const CtsBody& cts);
@@ -565,6 +587,7 @@ class VerbsEndpoint final : public Endpoint {
   uint32_t credit_threshold_ = 1;
   uint32_t eager_max_ = 0;   // largest eager payload
   uint32_t inline_max_ = 0;  // largest inline message (header included)
+  uint32_t zcopy_min_ = UINT32_MAX;  // smallest zero-copy eager payload (see kEagerZcopyMin)
   size_t max_wr_bytes_ = 0;  // largest single RDMA WR
   // Matching.
   VerbsOp* recvs_head_ = nullptr;

@@ -34,6 +34,8 @@ unsigned VerbsEndpoint::pollCq() {
     const auto buf = static_cast<uint32_t>(wc.wr_id & ~kRecvWrFlag);
     if (wc.opcode == IBV_WC_RECV_RDMA_WITH_IMM) {
       onNotify(ntohl(wc.imm_data));
+    } else if ((wc.wc_flags & IBV_WC_WITH_IMM) != 0) {
+      onCompactEager(channel_->recvBuffer(buf), wc.byte_len, ntohl(wc.imm_data));
     } else if (!handleMessage(channel_->recvBuffer(buf), wc.byte_len)) {
       continue;  // the endpoint failed
     }
@@ -187,6 +189,13 @@ bool VerbsEndpoint::handleMessage(const char* data, uint32_t bytes) {
   }
   fail(protocolError(strCat("unknown message type ", int{h.type})));
   return false;
+}
+
+// An eager message without header (see kCompactTagBits): the immediate has the rest.
+void VerbsEndpoint::onCompactEager(const char* data, uint32_t bytes, uint32_t imm) {
+  credits_ += imm >> kCompactTagBits;
+  MsgHeader h{static_cast<uint8_t>(MsgType::kEager), 0, 0, bytes, imm & kCompactTagMax};
+  onEager(h, data);
 }
 
 VerbsOp* VerbsEndpoint::matchRecv(Tag tag) {

@@ -22,6 +22,11 @@
 //   kNotify  none: putNotify's 64-bit immediate travels in `tag` (after the RDMA WRITE of
 //            the data, which RC orders before it)
 //   kCredit  none: only returns credits
+//
+// Compact eager message (no MsgHeader): an eager message of 1 or more payload bytes whose
+// tag fits 24 bits is a SEND with immediate carrying credits (8 bits) << 24 | tag; its
+// payload is the whole received message (verbs_internal.h: kCompactTagBits). A receive
+// completion with an immediate but no RDMA WRITE is one; everything else has the header.
 #pragma once
 
 #include <infiniband/verbs.h>
