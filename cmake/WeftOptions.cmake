@@ -118,11 +118,16 @@ if(NOT WEFT_WITH_CUDA STREQUAL "OFF")
 endif()
 weft_option_result(WEFT_WITH_CUDA _found "${_why}")
 
-# --- PyTorch (Debian's python3-torch; see shared/notes/pytorch-c10d.md)
+# --- PyTorch process-group backend (torch/; Debian's python3-torch 1.13, see torch/README.md).
+# Debian's torch imports only under /usr/bin/python3 (a pyenv python may come first on PATH),
+# so the interpreter is a cache variable of its own. The plugin is written against the
+# torch 1.13 c10d API: other versions are reported, not built.
+set(WEFT_TORCH_PYTHON /usr/bin/python3 CACHE FILEPATH
+    "Python interpreter whose torch the process-group backend is built for")
 set(_found FALSE)
 set(_why "")
 if(NOT WEFT_WITH_TORCH STREQUAL "OFF")
-  set(_why "the process-group backend is not written yet")
+  include(${PROJECT_SOURCE_DIR}/torch/detect_torch.cmake)
 endif()
 weft_option_result(WEFT_WITH_TORCH _found "${_why}")
 

@@ -15,6 +15,8 @@ PKGS=(
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   # launchers we interoperate with (bootstrap tests) and multi-node tests
   openmpi-bin libopenmpi-dev iproute2 procps psmisc python3
+  # the PyTorch process-group backend (torch/; Debian's torch 1.13 for /usr/bin/python3)
+  python3-torch libtorch-dev pybind11-dev python3-dev
   # soft-RoCE VMs for the verbs tests and benchmarks (scripts/softroce/; the guest kernel
   # .deb is downloaded there, into /tmp/softroce)
   qemu-system-x86 busybox-static ibverbs-utils perftest kmod cpio gzip xz-utils util-linux

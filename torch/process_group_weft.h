@@ -1,0 +1,72 @@
+// ProcessGroupWeft: a c10d::ProcessGroup (torch 1.13 API) that runs PyTorch's collectives
+// on a Weft world communicator, for CPU tensors.
+//
+// Contract
+//  - Constructed by the backend creator (weft_torch_module.cc) with the c10d store of the
+//    group, rank, size and timeout; collective over the group (see weft_session.h).
+//  - Every operation runs synchronously inside the call (blocking Weft collectives bounded
+//    by the options' timeout, else the group's) and returns an already-completed Work whose
+//    getFuture() holds the output tensors. Failures raise at the call (RuntimeError naming
+//    the operation, and the tensor's dtype / device when it is the cause); Weft errors are
+//    sticky, so a group stays broken after a timeout or a dead peer.
+//  - Tensors: CPU, contiguous (dense), dtypes f32, f64, f16, bf16, i32, i64, u8, i8;
+//    reductions sum, avg, product, min, max, and band/bor/bxor on integer types.
+//  - send / recv block until the message is delivered (no overlap of isend/irecv pairs).
+//  - Threads: calls from several threads are serialized by an internal mutex.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
+#include <torch/csrc/distributed/c10d/Store.hpp>
+#include <vector>
+
+#include "collectives/api/collectives.h"
+#include "torch/weft_session.h"
+
+namespace weft::torchpg {
+
+class ProcessGroupWeft : public c10d::ProcessGroup {
+ public:
+  ProcessGroupWeft(const c10::intrusive_ptr<c10d::Store>& store, int rank, int size,
+                   std::chrono::milliseconds timeout);
+  ~ProcessGroupWeft() override;
+
+  const std::string getBackendName() const override { return "weft"; }
+
+  c10::intrusive_ptr<c10d::Work> broadcast(std::vector<at::Tensor>& tensors,
+                                           const c10d::BroadcastOptions& opts) override;
+  c10::intrusive_ptr<c10d::Work> allreduce(std::vector<at::Tensor>& tensors,
+                                           const c10d::AllreduceOptions& opts) override;
+  c10::intrusive_ptr<c10d::Work> allreduce_coalesced(
+      std::vector<at::Tensor>& tensors, const c10d::AllreduceCoalescedOptions& opts) override;
+  c10::intrusive_ptr<c10d::Work> reduce(std::vector<at::Tensor>& tensors,
+                                        const c10d::ReduceOptions& opts) override;
+  c10::intrusive_ptr<c10d::Work> allgather(std::vector<std::vector<at::Tensor>>& outputs,
+                                           std::vector<at::Tensor>& inputs,
+                                           const c10d::AllgatherOptions& opts) override;
+  c10::intrusive_ptr<c10d::Work> _allgather_base(at::Tensor& output, at::Tensor& input,
+                                                 const c10d::AllgatherOptions& opts) override;
+  c10::intrusive_ptr<c10d::Work> reduce_scatter(std::vector<at::Tensor>& outputs,
+                                                std::vector<std::vector<at::Tensor>>& inputs,
+                                                const c10d::ReduceScatterOptions& opts) override;
+  c10::intrusive_ptr<c10d::Work> _reduce_scatter_base(
+      at::Tensor& output, at::Tensor& input, const c10d::ReduceScatterOptions& opts) override;
+  c10::intrusive_ptr<c10d::Work> barrier(const c10d::BarrierOptions& opts) override;
+  c10::intrusive_ptr<c10d::Work> send(std::vector<at::Tensor>& tensors, int dst_rank,
+                                      int tag) override;
+  c10::intrusive_ptr<c10d::Work> recv(std::vector<at::Tensor>& tensors, int src_rank,
+                                      int tag) override;
+
+ private:
+  c10::intrusive_ptr<c10d::Work> pointToPoint(std::vector<at::Tensor>& tensors, int peer, int tag,
+                                              bool is_send);
+  coll::CallOptions callOptions(std::chrono::milliseconds timeout) const;
+
+  std::chrono::milliseconds timeout_;
+  std::mutex mu_;  // serializes every operation (the communicator is single-threaded)
+  std::unique_ptr<Session> session_;
+};
+
+}  // namespace weft::torchpg

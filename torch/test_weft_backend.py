@@ -1,0 +1,236 @@
+#!/usr/bin/python3
+"""End-to-end test of the weft torch.distributed backend (run by ctest; see torch/README.md).
+
+  test_weft_backend.py --smoke            import weft_torch, check the backend is registered
+  test_weft_backend.py                    worlds of 2 and 3 ranks on one host: collectives
+                                          checked exactly, DDP(nn.Linear) vs a reference,
+                                          a dead peer fails the survivor's next collective
+  test_weft_backend.py --worker MODE RANK SIZE STOREFILE   (internal: one rank)
+
+weft_torch must be importable (PYTHONPATH=<build>/python). Every wait is bounded: the parent
+kills its ranks after a deadline and fails. Exit code 77: torch is not importable (skip).
+"""
+import datetime
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+try:
+    import torch
+    import torch.distributed as dist
+except ImportError as e:  # pragma: no cover
+    print(f"SKIP: cannot import torch under {sys.executable}: {e}")
+    sys.exit(77)
+
+import weft_torch
+
+TIMEOUT = datetime.timedelta(seconds=20)
+DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16,
+          torch.int32, torch.int64, torch.uint8, torch.int8]
+N = 1000  # elements per tensor: more than one chunk of small types
+
+
+def rank_values(rank, dtype):
+    """Small integers (exact in every dtype, no overflow of int8 products up to 3 ranks)."""
+    return ((torch.arange(N) + rank) % 3 + 1 + rank).to(dtype)
+
+
+def expect_equal(what, got, want):
+    if not torch.equal(got, want):
+        bad = (got != want).nonzero()[:5].flatten().tolist()
+        raise AssertionError(f"{what}: mismatch at {bad}: got {got[bad].tolist()}, "
+                             f"want {want[bad].tolist()}")
+
+
+def check_allreduce(rank, size):
+    ops = [(dist.ReduceOp.SUM, lambda s: s.sum(0)), (dist.ReduceOp.MAX, lambda s: s.max(0)[0]),
+           (dist.ReduceOp.MIN, lambda s: s.min(0)[0]),
+           (dist.ReduceOp.PRODUCT, lambda s: s.prod(0))]
+    for dtype in DTYPES:
+        stack = torch.stack([rank_values(r, torch.int64) for r in range(size)])
+        for op, ref in ops:
+            t = rank_values(rank, dtype)
+            dist.all_reduce(t, op=op)
+            expect_equal(f"allreduce {op} {dtype}", t, ref(stack).to(dtype))
+    for dtype in (torch.float32, torch.float64):
+        t = rank_values(rank, dtype)
+        dist.all_reduce(t, op=dist.ReduceOp.AVG)
+        want = sum(rank_values(r, torch.float64) for r in range(size)) / size
+        assert torch.allclose(t.double(), want, rtol=1e-6), f"allreduce AVG {dtype}"
+    for dtype in (torch.int32, torch.uint8):
+        t = rank_values(rank, dtype)
+        dist.all_reduce(t, op=dist.ReduceOp.BXOR)
+        want = rank_values(0, dtype)
+        for r in range(1, size):
+            want = want ^ rank_values(r, dtype)
+        expect_equal(f"allreduce BXOR {dtype}", t, want)
+
+
+def check_other_collectives(rank, size):
+    for dtype in DTYPES:
+        root = size - 1
+        t = rank_values(rank, dtype) if rank == root else torch.zeros(N, dtype=dtype)
+        dist.broadcast(t, src=root)
+        expect_equal(f"broadcast {dtype}", t, rank_values(root, dtype))
+
+        outs = [torch.zeros(N, dtype=dtype) for _ in range(size)]
+        dist.all_gather(outs, rank_values(rank, dtype))
+        for r in range(size):
+            expect_equal(f"allgather {dtype} block {r}", outs[r], rank_values(r, dtype))
+
+        inputs = [rank_values(rank, dtype) + j for j in range(size)]
+        out = torch.zeros(N, dtype=dtype)
+        dist.reduce_scatter(out, inputs)
+        want = sum(rank_values(r, torch.int64) + rank for r in range(size)).to(dtype)
+        expect_equal(f"reduce_scatter {dtype}", out, want)
+
+        t = rank_values(rank, dtype)
+        dist.reduce(t, dst=0)
+        if rank == 0:
+            expect_equal(f"reduce {dtype}", t, sum(rank_values(r, torch.int64)
+                                                   for r in range(size)).to(dtype))
+    # A 2-d tensor and a scalar keep their shapes.
+    m = torch.full((3, 4), float(rank))
+    dist.all_reduce(m)
+    expect_equal("allreduce 2-d", m, torch.full((3, 4), float(sum(range(size)))))
+    dist.barrier()
+    if rank in (0, 1):
+        t = torch.arange(10, dtype=torch.int64) if rank == 0 else torch.zeros(10, dtype=torch.int64)
+        if rank == 0:
+            dist.send(t, dst=1, tag=5)
+        else:
+            dist.recv(t, src=0, tag=5)
+        expect_equal("send/recv", t, torch.arange(10, dtype=torch.int64))
+    dist.barrier()
+
+
+def check_errors():
+    """Argument errors raise on every rank before any message, naming op, dtype and device."""
+    cases = [(torch.zeros(4, 4).t(), "contiguous"), (torch.zeros(4, dtype=torch.bool), "Bool"),
+             (torch.zeros(4, dtype=torch.int16), "Short")]
+    for tensor, word in cases:
+        try:
+            dist.all_reduce(tensor)
+        except RuntimeError as e:
+            msg = str(e)
+            assert "weft allreduce" in msg and word in msg and "cpu" in msg, msg
+        else:
+            raise AssertionError(f"allreduce of {tensor.dtype} did not raise")
+
+
+def train(model, inputs, targets, steps=3):
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    grads = []
+    for _ in range(steps):
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(model(inputs), targets).backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+        opt.step()
+    return grads
+
+
+def check_ddp(rank, size):
+    """DDP over weft equals single-process training on the whole batch."""
+    torch.manual_seed(0)
+    reference = torch.nn.Linear(8, 3).double()
+    model = torch.nn.Linear(8, 3).double()
+    model.load_state_dict(reference.state_dict())
+    if rank != 0:  # DDP must broadcast rank 0's parameters at construction
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(1.0)
+    gen = torch.Generator().manual_seed(1)
+    batch = 4
+    x = torch.randn(size * batch, 8, generator=gen, dtype=torch.float64)
+    y = torch.randn(size * batch, 3, generator=gen, dtype=torch.float64)
+    ddp = torch.nn.parallel.DistributedDataParallel(model)
+    got = train(ddp, x[rank * batch:(rank + 1) * batch], y[rank * batch:(rank + 1) * batch])
+    want = train(reference, x, y)
+    for step, (g, w) in enumerate(zip(got, want)):
+        for a, b in zip(g, w):
+            assert torch.allclose(a, b, rtol=1e-10, atol=1e-12), f"DDP grad step {step}"
+            # Identical across ranks, bit for bit.
+            outs = [torch.zeros_like(a) for _ in range(size)]
+            dist.all_gather(outs, a)
+            for o in outs:
+                expect_equal(f"DDP grad step {step} across ranks", o, a)
+    for a, b in zip(model.parameters(), reference.parameters()):
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-12), "DDP parameters"
+
+
+def worker(mode, rank, size, store_file):
+    dist.init_process_group("weft", init_method=f"file://{store_file}", rank=rank,
+                            world_size=size, timeout=TIMEOUT)
+    assert dist.get_backend() == "weft", dist.get_backend()
+    if mode == "dead-peer":
+        dist.barrier()
+        if rank == 1:
+            os._exit(0)  # dies without a word
+        start = time.monotonic()
+        try:
+            dist.all_reduce(torch.ones(N))
+        except RuntimeError as e:
+            print(f"rank 0: allreduce failed after {time.monotonic() - start:.1f} s as expected: "
+                  f"{str(e).splitlines()[0][:300]}")
+            os._exit(0)  # the group is broken: skip the orderly teardown
+        raise AssertionError("allreduce with a dead peer did not fail")
+    check_errors()
+    check_allreduce(rank, size)
+    check_other_collectives(rank, size)
+    check_ddp(rank, size)
+    dist.destroy_process_group()
+    print(f"rank {rank}/{size}: ok")
+
+
+def run_world(mode, size, deadline_s, env=None):
+    """Starts `size` ranks; fails (killing them all) when one fails or the deadline passes."""
+    with tempfile.TemporaryDirectory(prefix="weft-torch-") as tmp:
+        store = os.path.join(tmp, "store")
+        procs = [subprocess.Popen([sys.executable, __file__, "--worker", mode, str(r), str(size),
+                                   store], env=dict(os.environ, **(env or {})))
+                 for r in range(size)]
+        deadline = time.monotonic() + deadline_s
+        failed = None
+        while failed is None and any(p.poll() is None for p in procs):
+            if time.monotonic() > deadline:
+                failed = f"deadline of {deadline_s} s passed"
+            for r, p in enumerate(procs):
+                if p.poll() not in (None, 0):
+                    failed = f"rank {r} exited with {p.returncode}"
+            time.sleep(0.05)
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+        if failed is None and any(p.returncode != 0 for p in procs):
+            failed = f"exit codes {[p.returncode for p in procs]}"
+        if failed:
+            raise SystemExit(f"FAIL: world of {size} ({mode}): {failed}")
+        print(f"world of {size} ({mode}): ok")
+
+
+def smoke():
+    assert weft_torch.BACKEND_NAME == "weft"
+    assert "WEFT" in dist.Backend._plugins, dist.Backend._plugins
+    assert dist.is_available()
+    print(f"weft_torch imported from {weft_torch.__file__} (torch {torch.__version__}): ok")
+
+
+def main():
+    if sys.argv[1:2] == ["--worker"]:
+        worker(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
+    elif sys.argv[1:2] == ["--smoke"]:
+        smoke()
+    else:
+        smoke()
+        run_world("collectives", 2, 60)
+        run_world("collectives", 3, 60)
+        # Both paths: shared memory (the default on one node) and the network schedules.
+        run_world("dead-peer", 2, 45)
+        run_world("dead-peer", 2, 45, {"WEFT_ALGO_ALLREDUCE": "ring"})
+
+
+if __name__ == "__main__":
+    main()
