@@ -137,6 +137,19 @@ TEST(VerbsWire, RecordsRoundTripAndGarbageIsAClearError) {
   ASSERT_TRUE(ab.isOk()) << ab.status();
   EXPECT_EQ(ab->device, "rxe0");
   EXPECT_FALSE(verbs::decodeAddress("garbage").isOk());
+  // A peer of another wire version (bytes 4-5, after the magic) is named as such.
+  auto oldVersion = [](std::string rec) {
+    rec[4] = 1;
+    rec[5] = 0;
+    return rec;
+  };
+  for (const Status& st : {verbs::decodeAddress(oldVersion(verbs::encodeAddress(a))).status(),
+                           verbs::decodeQp(oldVersion(verbs::encodeQp(q))).status()}) {
+    EXPECT_EQ(st.code(), StatusCode::kPeerFailure);
+    EXPECT_NE(st.toString().find("wire version 1; this build speaks version 2"),
+              std::string::npos)
+        << st;
+  }
 }
 
 TEST(VerbsCompletion, FailedWorkCompletionNamesEverything) {

@@ -8,7 +8,9 @@ namespace {
 
 constexpr uint32_t kAddressMagic = 0x41425657;  // "WVBA"
 constexpr uint32_t kQpMagic = 0x51425657;       // "WVBQ"
-constexpr uint16_t kVersion = 1;
+// 2: compact eager messages (SEND with immediate, no MsgHeader; verbs_wire.h). A peer
+// of version 1 would take them for headers, so versions must match exactly.
+constexpr uint16_t kVersion = 2;
 
 class Writer {
  public:
@@ -58,6 +60,20 @@ Status malformed(std::string_view what, size_t size) {
       .withHint("do all ranks run the same Weft build? (the record has a magic and a version)");
 }
 
+// The record's magic and version; an error naming both versions when only they differ.
+Status checkPrefix(Reader& rd, uint32_t want_magic, std::string_view what, size_t size) {
+  uint32_t magic = 0;
+  uint16_t version = 0;
+  if (!rd.get(magic) || magic != want_magic || !rd.get(version)) return malformed(what, size);
+  if (version != kVersion) {
+    return WEFT_ERROR(StatusCode::kPeerFailure, "the peer's verbs ", what,
+                      " record has wire version ", version, "; this build speaks version ",
+                      kVersion)
+        .withHint("run the same Weft build on every rank");
+  }
+  return Status::ok();
+}
+
 }  // namespace
 
 std::string encodeAddress(const AddressRecord& r) {
@@ -81,13 +97,11 @@ std::string encodeAddress(const AddressRecord& r) {
 
 Result<AddressRecord> decodeAddress(std::string_view bytes) {
   Reader rd(bytes);
-  uint32_t magic = 0;
-  uint16_t version = 0;
   uint32_t rank = 0;
   uint8_t dev_len = 0;
   AddressRecord r;
-  if (!rd.get(magic) || magic != kAddressMagic || !rd.get(version) || version != kVersion ||
-      !rd.get(rank) || !rd.get(r.nonce) || !rd.get(dev_len)) {
+  WEFT_RETURN_IF_ERROR(checkPrefix(rd, kAddressMagic, "address", bytes.size()));
+  if (!rd.get(rank) || !rd.get(r.nonce) || !rd.get(dev_len)) {
     return malformed("address", bytes.size());
   }
   r.device.resize(dev_len);
@@ -127,13 +141,11 @@ std::string encodeQp(const QpRecord& r) {
 
 Result<QpRecord> decodeQp(std::string_view bytes) {
   Reader rd(bytes);
-  uint32_t magic = 0;
-  uint16_t version = 0;
   uint32_t from = 0;
   uint32_t to = 0;
   QpRecord r;
-  if (!rd.get(magic) || magic != kQpMagic || !rd.get(version) || version != kVersion ||
-      !rd.get(from) || !rd.get(to) || !rd.get(r.seq) || !rd.get(r.from_nonce) ||
+  WEFT_RETURN_IF_ERROR(checkPrefix(rd, kQpMagic, "connection", bytes.size()));
+  if (!rd.get(from) || !rd.get(to) || !rd.get(r.seq) || !rd.get(r.from_nonce) ||
       !rd.get(r.to_nonce) || !rd.get(r.qpn) || !rd.get(r.psn) || !rd.get(r.lid) ||
       !rd.bytes(r.gid.raw, sizeof(r.gid.raw)) || !rd.get(r.gid_type) || !rd.get(r.link_layer) ||
       !rd.get(r.mtu) || !rd.get(r.rndv) || !rd.get(r.recv_buffers) || !rd.get(r.eager_size) ||
