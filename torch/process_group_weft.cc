@@ -2,7 +2,9 @@
 
 #include <ATen/core/ivalue.h>
 #include <c10/util/Exception.h>
+#include <c10/util/accumulate.h>
 
+#include <cstdint>
 #include <string>
 #include <utility>
 
@@ -79,11 +81,119 @@ at::Tensor& single(std::vector<at::Tensor>& tensors, const char* op) {
   return tensors[0];
 }
 
-void checkSameKind(const at::Tensor& a, const at::Tensor& b, int64_t numel, const char* op) {
+// A tensor the backend copies to or from: CPU, of a's dtype (any layout).
+void checkLike(const at::Tensor& a, const at::Tensor& b, const char* op) {
+  TORCH_CHECK(b.device().is_cpu(), "weft ", op, ": only CPU tensors are supported, got ",
+              describe(b));
   TORCH_CHECK(a.scalar_type() == b.scalar_type(), "weft ", op, ": dtype mismatch, ", describe(a),
               " vs ", describe(b));
+}
+
+void checkSameKind(const at::Tensor& a, const at::Tensor& b, int64_t numel, const char* op) {
+  checkLike(a, b, op);
   TORCH_CHECK(b.numel() == numel, "weft ", op, ": expected ", numel, " elements, got ",
               describe(b));
+}
+
+// The single tensor list of a per-device list of lists (CPU: exactly one), holding one
+// tensor per rank.
+std::vector<at::Tensor>& rankList(std::vector<std::vector<at::Tensor>>& lists, int size,
+                                  const char* op, const char* what) {
+  TORCH_CHECK(lists.size() == 1 && lists[0].size() == static_cast<size_t>(size), "weft ", op,
+              ": expects one ", what, " list of ", size, " tensors (one per rank), got ",
+              lists.size(), " list(s)",
+              lists.empty() ? "" : c10::str(", the first of ", lists[0].size(), " tensors"));
+  return lists[0];
+}
+
+int checkRoot(int64_t root, int size, const char* op) {
+  TORCH_CHECK(root >= 0 && root < size, "weft ", op, ": root rank ", root,
+              " is out of range for a group of ", size, " ranks");
+  return static_cast<int>(root);
+}
+
+// gather's outputs / scatter's inputs: on the root one tensor per rank, each like `ref`
+// (dtype, number of elements), returned; elsewhere nullptr after checking there is no list
+// (torch passes none, or one empty list).
+std::vector<at::Tensor>* rootList(std::vector<std::vector<at::Tensor>>& lists, int rank, int root,
+                                  int size, const at::Tensor& ref, const char* op,
+                                  const char* what) {
+  if (rank == root) {
+    std::vector<at::Tensor>& list = rankList(lists, size, op, what);
+    for (const at::Tensor& t : list) checkSameKind(ref, t, ref.numel(), op);
+    return &list;
+  }
+  TORCH_CHECK(lists.empty() || (lists.size() == 1 && lists[0].empty()), "weft ", op,
+              ": only the root (rank ", root, ") passes ", what, " tensors; rank ", rank,
+              " passed ", lists.size(), " list(s)",
+              lists.empty() ? "" : c10::str(", the first of ", lists[0].size(), " tensors"));
+  return nullptr;
+}
+
+// The blocks one after the other in a new contiguous 1-d tensor (blocks: not empty).
+at::Tensor flatten(const std::vector<at::Tensor>& blocks) {
+  std::vector<at::Tensor> flat;
+  flat.reserve(blocks.size());
+  for (const at::Tensor& b : blocks) flat.push_back(b.reshape(-1));
+  return at::cat(flat);
+}
+
+// The inverse: copies the consecutive pieces of the 1-d `flat` into the blocks (their shapes).
+void unflatten(const at::Tensor& flat, std::vector<at::Tensor>& blocks) {
+  int64_t offset = 0;
+  for (at::Tensor& b : blocks) {
+    b.copy_(flat.narrow(0, offset, b.numel()).view(b.sizes()));
+    offset += b.numel();
+  }
+}
+
+// Elements per index of dim 0 (the unit of alltoall_base's split sizes).
+int64_t rowElems(const at::Tensor& t) {
+  return c10::multiply_integers(t.sizes().slice(1));
+}
+
+// alltoall_base: the per-rank element counts of `t` (input or output) from its split sizes
+// (rows of dim 0; empty: equal splits).
+std::vector<size_t> splitCounts(const std::vector<int64_t>& splits, const at::Tensor& t, int size,
+                                const char* what) {
+  const int64_t rows = t.size(0);
+  std::vector<size_t> counts(static_cast<size_t>(size));
+  if (splits.empty()) {
+    TORCH_CHECK(rows % size == 0, "weft alltoall_base: the ", what, "'s dim 0 (", rows,
+                ") does not split equally among ", size, " ranks; pass ", what,
+                "_split_sizes, got ", describe(t));
+    for (size_t& c : counts) c = static_cast<size_t>(rows / size * rowElems(t));
+    return counts;
+  }
+  TORCH_CHECK(splits.size() == static_cast<size_t>(size), "weft alltoall_base: ", what,
+              "_split_sizes has ", splits.size(), " entries, expected one per rank (", size, ")");
+  int64_t sum = 0;
+  for (size_t r = 0; r < splits.size(); ++r) {
+    TORCH_CHECK(splits[r] >= 0, "weft alltoall_base: ", what, "_split_sizes[", r, "] = ", splits[r],
+                " is negative");
+    sum += splits[r];
+    counts[r] = static_cast<size_t>(splits[r] * rowElems(t));
+  }
+  TORCH_CHECK(sum == rows, "weft alltoall_base: ", what, "_split_sizes ", c10::IntArrayRef(splits),
+              " sum to ", sum, " but the ", what, "'s dim 0 is ", rows, " (", describe(t), ")");
+  return counts;
+}
+
+// Exclusive prefix sums: where each block starts.
+std::vector<size_t> displacements(const std::vector<size_t>& counts) {
+  std::vector<size_t> displs(counts.size());
+  size_t at = 0;
+  for (size_t r = 0; r < counts.size(); ++r) {
+    displs[r] = at;
+    at += counts[r];
+  }
+  return displs;
+}
+
+bool overlaps(const at::Tensor& a, const at::Tensor& b) {
+  auto a0 = reinterpret_cast<uintptr_t>(a.data_ptr());
+  auto b0 = reinterpret_cast<uintptr_t>(b.data_ptr());
+  return a.nbytes() > 0 && b.nbytes() > 0 && a0 < b0 + b.nbytes() && b0 < a0 + a.nbytes();
 }
 
 coll::ReduceOp reduceOp(const c10d::ReduceOp& op, const char* name) {
@@ -186,16 +296,12 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupWeft::allgather(
     const c10d::AllgatherOptions& opts) {
   at::Tensor& in = single(inputs, "allgather");
   checkTensor(in, "allgather");
-  TORCH_CHECK(outputs.size() == 1 && outputs[0].size() == static_cast<size_t>(size_),
-              "weft allgather: expects one output list of ", size_, " tensors");
-  for (const at::Tensor& o : outputs[0]) checkSameKind(in, o, in.numel(), "allgather");
+  std::vector<at::Tensor>& outs = rankList(outputs, size_, "allgather", "output");
+  for (const at::Tensor& o : outs) checkSameKind(in, o, in.numel(), "allgather");
   at::Tensor flat = at::empty({size_ * in.numel()}, in.options());
   _allgather_base(flat, in, opts);
-  for (int r = 0; r < size_; ++r) {
-    outputs[0][static_cast<size_t>(r)].copy_(flat.narrow(0, r * in.numel(), in.numel())
-                                                 .view(outputs[0][static_cast<size_t>(r)].sizes()));
-  }
-  return done(rank_, c10d::OpType::ALLGATHER, outputs[0]);
+  unflatten(flat, outs);
+  return done(rank_, c10d::OpType::ALLGATHER, outs);
 }
 
 c10::intrusive_ptr<c10d::Work> ProcessGroupWeft::_allgather_base(
@@ -215,14 +321,9 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupWeft::reduce_scatter(
     const c10d::ReduceScatterOptions& opts) {
   at::Tensor& out = single(outputs, "reduce_scatter");
   checkTensor(out, "reduce_scatter");
-  TORCH_CHECK(inputs.size() == 1 && inputs[0].size() == static_cast<size_t>(size_),
-              "weft reduce_scatter: expects one input list of ", size_, " tensors");
-  for (const at::Tensor& i : inputs[0]) checkSameKind(out, i, out.numel(), "reduce_scatter");
-  at::Tensor flat = at::empty({size_ * out.numel()}, out.options());
-  for (int r = 0; r < size_; ++r) {
-    flat.narrow(0, r * out.numel(), out.numel())
-        .copy_(inputs[0][static_cast<size_t>(r)].reshape(-1));
-  }
+  std::vector<at::Tensor>& ins = rankList(inputs, size_, "reduce_scatter", "input");
+  for (const at::Tensor& i : ins) checkSameKind(out, i, out.numel(), "reduce_scatter");
+  at::Tensor flat = flatten(ins);
   _reduce_scatter_base(out, flat, opts);
   return done(rank_, c10d::OpType::REDUCE_SCATTER, outputs);
 }
@@ -238,6 +339,110 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupWeft::_reduce_scatter_base(
                             type, op, callOptions(opts.timeout)),
         "reduce_scatter");
   return done(rank_, c10d::OpType::_REDUCE_SCATTER_BASE, {output});
+}
+
+c10::intrusive_ptr<c10d::Work> ProcessGroupWeft::gather(
+    std::vector<std::vector<at::Tensor>>& outputs, std::vector<at::Tensor>& inputs,
+    const c10d::GatherOptions& opts) {
+  at::Tensor& in = single(inputs, "gather");
+  coll::DataType type = checkTensor(in, "gather");
+  int root = checkRoot(opts.rootRank, size_, "gather");
+  std::vector<at::Tensor>* outs = rootList(outputs, rank_, root, size_, in, "gather", "output");
+  // The root's receive buffer, block r from rank r.
+  at::Tensor flat = outs ? at::empty({size_ * in.numel()}, in.options()) : at::Tensor();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    check(coll::gather(session_->comm(), in.data_ptr(), outs ? flat.data_ptr() : nullptr, count(in),
+                       type, root, callOptions(opts.timeout)),
+          "gather");
+  }
+  if (!outs) return done(rank_, c10d::OpType::GATHER, {});
+  unflatten(flat, *outs);
+  return done(rank_, c10d::OpType::GATHER, *outs);
+}
+
+c10::intrusive_ptr<c10d::Work> ProcessGroupWeft::scatter(
+    std::vector<at::Tensor>& outputs, std::vector<std::vector<at::Tensor>>& inputs,
+    const c10d::ScatterOptions& opts) {
+  at::Tensor& out = single(outputs, "scatter");
+  coll::DataType type = checkTensor(out, "scatter");
+  int root = checkRoot(opts.rootRank, size_, "scatter");
+  std::vector<at::Tensor>* ins = rootList(inputs, rank_, root, size_, out, "scatter", "input");
+  at::Tensor flat = ins ? flatten(*ins) : at::Tensor();  // the root's send buffer
+  std::lock_guard<std::mutex> lock(mu_);
+  check(coll::scatter(session_->comm(), ins ? flat.data_ptr() : nullptr, out.data_ptr(), count(out),
+                      type, root, callOptions(opts.timeout)),
+        "scatter");
+  return done(rank_, c10d::OpType::SCATTER, outputs);
+}
+
+c10::intrusive_ptr<c10d::Work> ProcessGroupWeft::alltoall_base(
+    at::Tensor& output, at::Tensor& input, std::vector<int64_t>& outputSplitSizes,
+    std::vector<int64_t>& inputSplitSizes, const c10d::AllToAllOptions& opts) {
+  const char* op = "alltoall_base";
+  coll::DataType type = checkTensor(input, op);
+  checkTensor(output, op);
+  checkLike(input, output, op);
+  TORCH_CHECK(input.dim() >= 1 && output.dim() >= 1, "weft ", op,
+              ": the tensors are split along dim 0 and need one, got ", describe(input), " and ",
+              describe(output));
+  TORCH_CHECK(rowElems(input) == rowElems(output), "weft ", op,
+              ": input and output differ in elements per index of dim 0: ", describe(input), " vs ",
+              describe(output));
+  std::vector<size_t> sendCounts = splitCounts(inputSplitSizes, input, size_, "input");
+  std::vector<size_t> recvCounts = splitCounts(outputSplitSizes, output, size_, "output");
+  // Both lists empty selects alltoall, else alltoallv (as gloo and MPI): ranks must agree.
+  const bool equal = inputSplitSizes.empty() && outputSplitSizes.empty();
+  TORCH_CHECK(!equal || input.numel() == output.numel(), "weft ", op,
+              ": with equal splits input and output need the same number of elements, got ",
+              describe(input), " and ", describe(output));
+  // Weft's alltoallv is never in place; a copy also keeps alltoall off partial overlaps.
+  at::Tensor send = overlaps(input, output) ? input.clone() : input;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (equal) {
+    check(coll::alltoall(session_->comm(), send.data_ptr(), output.data_ptr(), sendCounts[0], type,
+                         callOptions(opts.timeout)),
+          op);
+  } else {
+    check(coll::alltoallv(session_->comm(), send.data_ptr(), sendCounts, displacements(sendCounts),
+                          output.data_ptr(), recvCounts, displacements(recvCounts), type,
+                          callOptions(opts.timeout)),
+          op);
+  }
+  return done(rank_, c10d::OpType::ALLTOALL_BASE, {output});
+}
+
+c10::intrusive_ptr<c10d::Work> ProcessGroupWeft::alltoall(std::vector<at::Tensor>& outputs,
+                                                          std::vector<at::Tensor>& inputs,
+                                                          const c10d::AllToAllOptions& opts) {
+  TORCH_CHECK(
+      inputs.size() == static_cast<size_t>(size_) && outputs.size() == static_cast<size_t>(size_),
+      "weft alltoall: expects ", size_, " input and ", size_,
+      " output tensors (one per rank), got ", inputs.size(), " and ", outputs.size());
+  coll::DataType type = dataType(inputs[0], "alltoall");
+  std::vector<size_t> sendCounts, recvCounts;
+  int64_t recvTotal = 0;
+  for (int r = 0; r < size_; ++r) {
+    const at::Tensor& in = inputs[static_cast<size_t>(r)];
+    const at::Tensor& out = outputs[static_cast<size_t>(r)];
+    checkLike(inputs[0], in, "alltoall");
+    checkLike(inputs[0], out, "alltoall");
+    sendCounts.push_back(count(in));
+    recvCounts.push_back(count(out));
+    recvTotal += out.numel();
+  }
+  // One copy each way: the lists become the contiguous buffers of one alltoallv.
+  at::Tensor send = flatten(inputs);
+  at::Tensor recv = at::empty({recvTotal}, inputs[0].options());
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    check(coll::alltoallv(session_->comm(), send.data_ptr(), sendCounts, displacements(sendCounts),
+                          recv.data_ptr(), recvCounts, displacements(recvCounts), type,
+                          callOptions(opts.timeout)),
+          "alltoall");
+  }
+  unflatten(recv, outputs);
+  return done(rank_, c10d::OpType::ALLTOALL, outputs);
 }
 
 c10::intrusive_ptr<c10d::Work> ProcessGroupWeft::barrier(const c10d::BarrierOptions& opts) {

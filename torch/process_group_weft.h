@@ -11,6 +11,21 @@
 //    sticky, so a group stays broken after a timeout or a dead peer.
 //  - Tensors: CPU, contiguous (dense), dtypes f32, f64, f16, bf16, i32, i64, u8, i8;
 //    reductions sum, avg, product, min, max, and band/bor/bxor on integer types.
+//  - gather / scatter (opts.rootRank): the root passes one list of `size` tensors, each
+//    with the single tensor's dtype and number of elements (shapes may differ), staged
+//    through one flat buffer; other ranks pass no list (or an empty one).
+//  - alltoall_base (all_to_all_single): input and output split along dim 0 with the same
+//    elements per index of dim 0; split sizes are rows of dim 0, one per rank, summing to
+//    dim 0; an empty list means equal splits (dim 0 divisible by size). Both lists empty
+//    runs Weft's alltoall, else alltoallv, so every rank must choose the same form (as with
+//    gloo and MPI); rank j's output_split_sizes[i] must equal rank i's
+//    input_split_sizes[j]. Overlapping input and output are allowed (the input is copied).
+//  - alltoall (lists of `size` tensors, any sizes): input[j] goes to rank j, output[i]
+//    comes from rank i (numel equal to rank i's input[this rank]); one alltoallv over
+//    flat copies of both lists.
+//  - Not supported (the c10d::ProcessGroup default raises "ProcessGroup weft does not
+//    support <op>"): allgather_coalesced, recvAnysource (recv without a source),
+//    monitoredBarrier, sequence numbers.
 //  - send / recv block until the message is delivered (no overlap of isend/irecv pairs).
 //  - Threads: calls from several threads are serialized by an internal mutex.
 #pragma once
@@ -53,6 +68,19 @@ class ProcessGroupWeft : public c10d::ProcessGroup {
                                                 const c10d::ReduceScatterOptions& opts) override;
   c10::intrusive_ptr<c10d::Work> _reduce_scatter_base(
       at::Tensor& output, at::Tensor& input, const c10d::ReduceScatterOptions& opts) override;
+  c10::intrusive_ptr<c10d::Work> gather(std::vector<std::vector<at::Tensor>>& outputs,
+                                        std::vector<at::Tensor>& inputs,
+                                        const c10d::GatherOptions& opts) override;
+  c10::intrusive_ptr<c10d::Work> scatter(std::vector<at::Tensor>& outputs,
+                                         std::vector<std::vector<at::Tensor>>& inputs,
+                                         const c10d::ScatterOptions& opts) override;
+  c10::intrusive_ptr<c10d::Work> alltoall_base(at::Tensor& output, at::Tensor& input,
+                                               std::vector<int64_t>& outputSplitSizes,
+                                               std::vector<int64_t>& inputSplitSizes,
+                                               const c10d::AllToAllOptions& opts) override;
+  c10::intrusive_ptr<c10d::Work> alltoall(std::vector<at::Tensor>& outputs,
+                                          std::vector<at::Tensor>& inputs,
+                                          const c10d::AllToAllOptions& opts) override;
   c10::intrusive_ptr<c10d::Work> barrier(const c10d::BarrierOptions& opts) override;
   c10::intrusive_ptr<c10d::Work> send(std::vector<at::Tensor>& tensors, int dst_rank,
                                       int tag) override;

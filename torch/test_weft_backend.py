@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 
 try:
     import torch
@@ -106,6 +107,77 @@ def check_other_collectives(rank, size):
     dist.barrier()
 
 
+def a2a_block(src, dst, rows, dtype):
+    """What rank src sends rank dst in the alltoall tests: rows x 3, values name both ends."""
+    return (torch.arange(rows * 3).view(rows, 3) % 7 + 10 * src + dst).to(dtype)
+
+
+def a2a_rows(src, dst):
+    """Uneven split sizes, zero for some pairs (0 -> 0, 0 -> 2 ...)."""
+    return (src + 2 * dst) % 4
+
+
+def check_rooted_and_alltoall(rank, size):
+    root = 1  # a non-zero root
+    for dtype in DTYPES:
+        # gather: the root gets each rank's tensor in rank order (shapes kept).
+        outs = None
+        if rank == root:
+            outs = [torch.zeros(10, N // 10, dtype=dtype) for _ in range(size)]
+        dist.gather(rank_values(rank, dtype).view(10, -1), outs, dst=root)
+        if rank == root:
+            for r in range(size):
+                expect_equal(f"gather {dtype} block {r}", outs[r],
+                             rank_values(r, dtype).view(10, -1))
+
+        # scatter: rank r gets the root's block r.
+        blocks = [rank_values(root, dtype) + r for r in range(size)] if rank == root else None
+        out = torch.zeros(N, dtype=dtype)
+        dist.scatter(out, blocks, src=root)
+        expect_equal(f"scatter {dtype}", out, rank_values(root, dtype) + rank)
+
+        # all_to_all_single, equal splits: block j of my input goes to rank j.
+        k = 4
+        inp = torch.cat([a2a_block(rank, j, k, dtype) for j in range(size)])
+        out = torch.zeros(size * k, 3, dtype=dtype)
+        dist.all_to_all_single(out, inp)
+        want = torch.cat([a2a_block(i, rank, k, dtype) for i in range(size)])
+        expect_equal(f"all_to_all_single equal {dtype}", out, want)
+
+        # all_to_all_single, uneven splits (rows of dim 0, some zero).
+        in_splits = [a2a_rows(rank, j) for j in range(size)]
+        out_splits = [a2a_rows(i, rank) for i in range(size)]
+        inp = torch.cat([a2a_block(rank, j, a2a_rows(rank, j), dtype) for j in range(size)])
+        out = torch.zeros(sum(out_splits), 3, dtype=dtype)
+        dist.all_to_all_single(out, inp, output_split_sizes=out_splits,
+                               input_split_sizes=in_splits)
+        want = torch.cat([a2a_block(i, rank, a2a_rows(i, rank), dtype) for i in range(size)])
+        expect_equal(f"all_to_all_single uneven {dtype}", out, want)
+
+        # all_to_all with lists of uneven tensors.
+        ins = [a2a_block(rank, j, a2a_rows(rank, j), dtype) for j in range(size)]
+        outs = [torch.zeros(a2a_rows(i, rank), 3, dtype=dtype) for i in range(size)]
+        dist.all_to_all(outs, ins)
+        for i in range(size):
+            expect_equal(f"all_to_all {dtype} from {i}", outs[i],
+                         a2a_block(i, rank, a2a_rows(i, rank), dtype))
+    # In place (output is input): the input is copied first.
+    t = torch.cat([a2a_block(rank, j, 2, torch.float32) for j in range(size)])
+    dist.all_to_all_single(t, t)
+    expect_equal("all_to_all_single in place", t,
+                 torch.cat([a2a_block(i, rank, 2, torch.float32) for i in range(size)]))
+
+
+def expect_error(what, fn, *words):
+    try:
+        fn()
+    except RuntimeError as e:
+        msg = str(e)
+        assert all(w in msg for w in words), f"{what}: {words} not in: {msg}"
+    else:
+        raise AssertionError(f"{what} did not raise")
+
+
 def check_errors():
     """Argument errors raise on every rank before any message, naming op, dtype and device."""
     cases = [(torch.zeros(4, 4).t(), "contiguous"), (torch.zeros(4, dtype=torch.bool), "Bool"),
@@ -118,6 +190,26 @@ def check_errors():
             assert "weft allreduce" in msg and word in msg and "cpu" in msg, msg
         else:
             raise AssertionError(f"allreduce of {tensor.dtype} did not raise")
+    size = dist.get_world_size()
+    x = torch.zeros(2 * size, 3)
+    expect_error("split sizes not summing to dim 0",
+                 lambda: dist.all_to_all_single(x, x, input_split_sizes=[1] * size),
+                 "weft alltoall_base", "input_split_sizes", f"sum to {size}",
+                 f"dim 0 is {2 * size}")
+    expect_error("split sizes with a wrong length",
+                 lambda: dist.all_to_all_single(x, x, output_split_sizes=[2 * size]),
+                 "weft alltoall_base", "output_split_sizes has 1 entries", f"({size})")
+    expect_error("all_to_all with too few tensors",
+                 lambda: dist.all_to_all([torch.zeros(1)], [torch.zeros(1)]),
+                 "weft alltoall", f"expects {size} input")
+    with warnings.catch_warnings():  # torch: "all_gather_coalesced will be deprecated"
+        warnings.simplefilter("ignore", UserWarning)
+        expect_error("all_gather_coalesced",
+                     lambda: dist.all_gather_coalesced([[torch.zeros(1)] * size],
+                                                       [torch.zeros(1)]),
+                     "weft", "does not support allgather_coalesced")
+    expect_error("recv from any source", lambda: dist.recv(torch.zeros(1)),
+                 "weft", "does not support recvAnysource")
 
 
 def train(model, inputs, targets, steps=3):
@@ -179,6 +271,7 @@ def worker(mode, rank, size, store_file):
     check_errors()
     check_allreduce(rank, size)
     check_other_collectives(rank, size)
+    check_rooted_and_alltoall(rank, size)
     check_ddp(rank, size)
     dist.destroy_process_group()
     print(f"rank {rank}/{size}: ok")
