@@ -56,8 +56,9 @@ TableSpec spec(uint32_t dim, OptimizerKind kind) {
   return s;
 }
 
-std::unique_ptr<Table> filledTable(uint32_t dim, OptimizerKind kind, size_t rows) {
-  auto table = std::move(Table::create(spec(dim, kind))).value();
+std::unique_ptr<Table> filledTable(uint32_t dim, OptimizerKind kind, size_t rows,
+                                   const TableOptions& options = {}) {
+  auto table = std::move(Table::create(spec(dim, kind), options)).value();
   std::vector<float> grads(kBatch * dim, 0.1f);
   for (size_t at = 0; at < rows; at += kBatch) {
     const auto keys = distinctKeys(kBatch, at);
@@ -112,19 +113,37 @@ std::vector<std::vector<uint64_t>> keyBatches(size_t rows, size_t batches) {
   return out;
 }
 
-void BM_TableLookup(benchmark::State& state) {
+// Pulls / pushes of 1,000 uniform keys on a table of 2^20 rows (larger than the caches),
+// on 1 or 2 threads (TableOptions::pool), as weft-ps-bench's server runs them.
+void BM_TableLookup(benchmark::State& state, bool push) {
   const auto dim = static_cast<uint32_t>(state.range(0));
-  auto table = filledTable(dim, OptimizerKind::kSgd, kIdSpace);
+  ForkJoinPool pool(static_cast<uint32_t>(state.range(1)));
+  TableOptions options;
+  options.pool = &pool;
+  auto table = filledTable(dim, OptimizerKind::kSgd, kIdSpace, options);
   const auto batches = keyBatches(kIdSpace, 256);
   std::vector<float> out(kBatch * dim);
+  const std::vector<float> grads(kBatch * dim, 0.001f);
   size_t i = 0;
   for (auto _ : state) {
-    table->pull(KeySpan::of(batches[i++ % batches.size()]), out.data());
+    const auto keys = KeySpan::of(batches[i++ % batches.size()]);
+    if (push) {
+      table->push(keys, FloatSpan::of(grads)).ignore();
+    } else {
+      table->pull(keys, out.data());
+    }
     benchmark::DoNotOptimize(out.data());
   }
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * kBatch));
 }
-BENCHMARK(BM_TableLookup)->Name("ps/table/lookup")->ArgName("dim")->Arg(1)->Arg(16);
+BENCHMARK_CAPTURE(BM_TableLookup, pull, false)
+    ->Name("ps/table/lookup")
+    ->ArgNames({"dim", "threads"})
+    ->ArgsProduct({{1, 16}, {1, 2}});
+BENCHMARK_CAPTURE(BM_TableLookup, push, true)
+    ->Name("ps/table/push")
+    ->ArgNames({"dim", "threads"})
+    ->ArgsProduct({{1, 16}, {1, 2}});
 
 void BM_TableInsert(benchmark::State& state) {
   const auto dim = static_cast<uint32_t>(state.range(0));

@@ -64,6 +64,9 @@ constexpr size_t kBodyPoolBuffers = 32;
 constexpr size_t kReplyPoolBuffers = 32;
 // Busy loop rounds between clock reads (a vDSO call, dearer under virtualization).
 constexpr uint32_t kClockEveryRounds = 64;
+// WEFT_PS_SERVER_THREADS=0: a request's rows are spread over at most this many threads
+// (each core adds its cache-miss buffers; a 1,000-key request has 8 stripes to share).
+constexpr uint32_t kAutoThreads = 4;
 // Rows per ImportRows message of a hand-over (at 1 KiB per row, 16 MiB).
 constexpr size_t kImportChunkRows = 16384;
 // How long a hand-over waits for the new owner to acknowledge one ImportRows.
@@ -117,7 +120,21 @@ class ServerImpl final : public Server {
   static ShardOptions shardOptions(const ServerOptions& o) {
     ShardOptions s = o.shard;
     s.server_rank = o.server_id;
+    s.threads = o.threads;
+    if (s.threads == 0) {
+      auto configured = config::getInt("WEFT_PS_SERVER_THREADS");  // malformed: init() says
+      s.threads = configured.isOk() && *configured > 0 ? static_cast<uint32_t>(*configured)
+                                                       : autoThreads();
+    }
     return s;
+  }
+  // The CPUs this process may use, shared with the other ranks of its node (WEFT_LOCAL_SIZE
+  // from the launcher), at most kAutoThreads: a server next to a busy worker on a small node
+  // gains nothing from a helper that competes with the worker for its core.
+  static uint32_t autoThreads() {
+    auto local = config::getInt("WEFT_LOCAL_SIZE");
+    const uint32_t ranks = local.isOk() && *local > 0 ? static_cast<uint32_t>(*local) : 1;
+    return std::max<uint32_t>(1, ForkJoinPool::autoThreads(ranks * kAutoThreads) / ranks);
   }
   static HandlerOptions handlerOptions(const ServerOptions& o) {
     HandlerOptions h;
@@ -207,6 +224,7 @@ Status ServerImpl::init(Deadline deadline) {
   WEFT_RETURN_IF_ERROR(wire::WireLimits::fromConfig().status());
   WEFT_ASSIGN_OR_RETURN(const int64_t eager, config::getInt("WEFT_PS_EAGER_BYTES"));
   WEFT_ASSIGN_OR_RETURN(const int64_t recvs, config::getInt("WEFT_PS_SERVER_RECVS"));
+  WEFT_RETURN_IF_ERROR(config::getInt("WEFT_PS_SERVER_THREADS").status());
   eager_bytes_ = options_.eager_bytes ? options_.eager_bytes : static_cast<size_t>(eager);
   recvs_per_client_ =
       options_.recvs_per_client ? options_.recvs_per_client : static_cast<size_t>(recvs);

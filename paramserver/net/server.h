@@ -60,6 +60,9 @@ struct ServerOptions {
   bool register_rows = true;            // register slabs for one-sided reads
   size_t eager_bytes = 0;               // 0: WEFT_PS_EAGER_BYTES
   size_t recvs_per_client = 0;          // 0: WEFT_PS_SERVER_RECVS
+  // Threads for one request's table work (paramserver/util/fork_join.h); 0:
+  // WEFT_PS_SERVER_THREADS, whose 0 means the process's CPUs / ranks on its node, 1 to 4.
+  uint32_t threads = 0;
   ShardOptions shard;                   // server_rank is set from server_id
   // Join the running group whose map is in the store (server_id must not be in it yet;
   // num_servers is ignored).

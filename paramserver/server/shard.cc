@@ -1,6 +1,18 @@
 #include "paramserver/server/shard.h"
 
 namespace weft::ps {
+namespace {
+
+ShardOptions withPool(ShardOptions o, ForkJoinPool* pool) {
+  o.table.pool = pool;
+  return o;
+}
+
+}  // namespace
+
+Shard::Shard(ShardOptions options)
+    : pool_(options.threads > 1 ? std::make_unique<ForkJoinPool>(options.threads) : nullptr),
+      options_(withPool(options, pool_.get())) {}
 
 Status Shard::createTable(const TableSpec& spec) {
   WEFT_RETURN_IF_ERROR(validateTableSpec(spec));

@@ -26,14 +26,17 @@
 namespace weft::ps {
 
 struct ShardOptions {
-  TableOptions table;
+  TableOptions table;  // table.pool is set by the Shard
   uint32_t server_rank = 0;
   uint32_t max_tables = 1024;  // bounds what CreateTable requests can make a server allocate
+  // Threads one request's table work may use (ForkJoinPool, shared by the shard's tables);
+  // 1: the handler's thread only.
+  uint32_t threads = 1;
 };
 
 class Shard {
  public:
-  explicit Shard(ShardOptions options = {}) : options_(options) {}
+  explicit Shard(ShardOptions options = {});
 
   // Creates a table. The same id with an identical spec is OK (every worker may send it);
   // a different spec for the id, or another table with the same name, is kInvalidArgument;
@@ -59,6 +62,7 @@ class Shard {
   Result<CheckpointSummary> restore(const std::string& dir);
 
  private:
+  const std::unique_ptr<ForkJoinPool> pool_;  // before options_ and tables_, which use it
   const ShardOptions options_;
   mutable std::shared_mutex mu_;
   std::map<uint32_t, std::unique_ptr<Table>> tables_;

@@ -26,9 +26,9 @@ struct Table::Scratch {
   std::vector<uint32_t> starts;  // stripe s owns order[starts[s], starts[s + 1])
   std::vector<uint32_t> cursor;
   std::vector<uint32_t> ids;       // per order entry: its row (RowIndex::kNone: none)
-  std::vector<uint8_t> fresh;      // per order entry: the row was created by this request
-  std::vector<uint32_t> reserved;  // row ids reserved for new rows
-  std::vector<float> grad;         // one gradient row
+  std::vector<uint8_t> fresh;      // per order entry: the key had no row
+  std::vector<uint32_t> reserved;  // per order entry: the row id it gets if created
+  std::vector<uint32_t> unused;    // reserved ids to release
   std::vector<float> unique_out;   // pushPull values per distinct key (duplicates)
 };
 
@@ -75,6 +75,7 @@ Result<std::unique_ptr<Table>> Table::create(const TableSpec& spec, const TableO
 Table::Table(const TableSpec& spec, const TableOptions& options)
     : spec_(spec),
       layout_(RowLayout::make(spec.dim, optimizerStateFloats(spec.optimizer.kind))),
+      pool_(options.pool),
       stripe_bits_(static_cast<uint32_t>(std::countr_zero(options.stripes))),
       stripes_(new Stripe[options.stripes]),
       store_(layout_.stride, options.slab_bytes),
@@ -133,8 +134,14 @@ void Table::dedupe(KeySpan keys, FloatSpan grads, Scratch& s) const {
     s.unique_of[i] = s.set_slots[slot];
   }
   s.has_dups = s.first.size() != n;
-  if (!s.has_dups) return;
   const uint32_t dim = spec_.dim;
+  if (!s.has_dups) {
+    // Received messages are float-aligned (values follow 8-byte keys): read them in place.
+    if (reinterpret_cast<uintptr_t>(grads.bytes()) % alignof(float) == 0) return;
+    s.summed.resize(n * dim);
+    grads.copyTo(0, n * dim, s.summed.data());
+    return;
+  }
   s.summed.assign(s.first.size() * dim, 0.0f);
   for (size_t i = 0; i < n; ++i) {
     float* dst = s.summed.data() + size_t{s.unique_of[i]} * dim;
@@ -177,8 +184,7 @@ uint32_t Table::resolveRow(Stripe& stripe, uint32_t k, KeySpan keys, Scratch& s,
   s.fresh[k] = id == RowIndex::kNone;
   if (create && s.fresh[k]) {
     if (admit(key)) {
-      id = s.reserved.back();
-      s.reserved.pop_back();
+      id = s.reserved[k];
       stripe.index.insert(key, s.hashes[u], id);
     } else {
       dropped_.fetch_add(1, std::memory_order_relaxed);
@@ -218,14 +224,28 @@ void Table::prefetchRow(uint32_t id) const {
   }
 }
 
-void Table::applyStripe(uint32_t st, KeySpan keys, FloatSpan grads, Scratch& s, float* out) {
+template <class F>
+void Table::forEachStripe(const Scratch& s, F&& f) {
+  const auto stripes = static_cast<uint32_t>(s.starts.size() - 1);
+  if (pool_ != nullptr && pool_->threads() > 1 && s.order.size() >= kParallelKeys) {
+    pool_->run(stripes, [&](uint32_t st) {
+      if (s.starts[st] != s.starts[st + 1]) f(st);
+    });
+    return;
+  }
+  for (uint32_t st = 0; st < stripes; ++st) {
+    if (s.starts[st] != s.starts[st + 1]) f(st);
+  }
+}
+
+void Table::applyStripe(uint32_t st, KeySpan keys, const float* grads, Scratch& s, float* out) {
   Stripe& stripe = stripes_[st];
   std::lock_guard<std::mutex> lock(stripe.mu);
   forEachResolved(stripe, st, keys, s, /*create=*/true,
                   [&](uint32_t k) { updateRow(k, keys, grads, s, out); });
 }
 
-void Table::updateRow(uint32_t k, KeySpan keys, FloatSpan grads, Scratch& s, float* out) {
+void Table::updateRow(uint32_t k, KeySpan keys, const float* grads, Scratch& s, float* out) {
   const uint32_t dim = spec_.dim;
   const uint32_t u = s.order[k];
   const uint64_t key = keys[s.first[u]];
@@ -233,15 +253,7 @@ void Table::updateRow(uint32_t k, KeySpan keys, FloatSpan grads, Scratch& s, flo
     if (out != nullptr) initializeRow(spec_.init, key, dim, out + size_t{u} * dim);
     return;
   }
-  const float* g = s.grad.data();
-  if (s.has_dups) {
-    g = s.summed.data() + size_t{u} * dim;
-  } else if (reinterpret_cast<uintptr_t>(grads.bytes()) % alignof(float) == 0) {
-    // Received messages are float-aligned (values follow 8-byte keys): read them in place.
-    g = reinterpret_cast<const float*>(grads.bytes()) + size_t{s.first[u]} * dim;
-  } else {
-    grads.copyTo(size_t{s.first[u]} * dim, dim, s.grad.data());
-  }
+  const float* g = grads + size_t{u} * dim;
   uint8_t* r = store_.row(s.ids[k]);
   const uint64_t v = beginRowWrite(r);
   if (s.fresh[k]) initRow(r, key);
@@ -261,17 +273,27 @@ Status Table::update(KeySpan keys, FloatSpan grads, float* out) {
   const Status reserved = store_.reserve(s.first.size(), s.reserved);
   if (!reserved.isOk()) return reserved.withContext(strCat("push to ", describe()));
   groupByStripe(s.hashes, s);
-  s.grad.resize(spec_.dim);
   const uint32_t dim = spec_.dim;
   float* unique_out = out;
   if (out != nullptr && s.has_dups) {
     s.unique_out.resize(s.first.size() * dim);
     unique_out = s.unique_out.data();
   }
-  for (uint32_t st = 0; st + 1 < s.starts.size(); ++st) {
-    if (s.starts[st] != s.starts[st + 1]) applyStripe(st, keys, grads, s, unique_out);
+  // Per distinct key u, its gradient row is at g + u * dim (without duplicates the keys
+  // are the distinct keys, in order).
+  const float* g = s.summed.data();
+  if (!s.has_dups && reinterpret_cast<uintptr_t>(grads.bytes()) % alignof(float) == 0) {
+    g = reinterpret_cast<const float*>(grads.bytes());
   }
-  store_.release(s.reserved.data(), s.reserved.size());
+  forEachStripe(s, [&](uint32_t st) { applyStripe(st, keys, g, s, unique_out); });
+  // The reserved ids no new row took (branch-free: most are unused in steady state).
+  s.unused.resize(s.order.size());
+  size_t unused = 0;
+  for (size_t k = 0; k < s.order.size(); ++k) {
+    s.unused[unused] = s.reserved[k];
+    unused += static_cast<size_t>(!s.fresh[k] | (s.ids[k] == RowIndex::kNone));
+  }
+  store_.release(s.unused.data(), unused);
   if (out != nullptr && s.has_dups) {
     for (size_t i = 0; i < keys.size(); ++i) {
       std::memcpy(out + i * dim, unique_out + size_t{s.unique_of[i]} * dim, size_t{4} * dim);
@@ -311,9 +333,7 @@ void Table::pull(KeySpan keys, float* out) {
   s.hashes.resize(keys.size());
   for (size_t i = 0; i < keys.size(); ++i) s.hashes[i] = hashKey(keys[i], kIndexSeed);
   groupByStripe(s.hashes, s);
-  for (uint32_t st = 0; st + 1 < s.starts.size(); ++st) {
-    if (s.starts[st] != s.starts[st + 1]) pullStripe(st, keys, s, out);
-  }
+  forEachStripe(s, [&](uint32_t st) { pullStripe(st, keys, s, out); });
 }
 
 }  // namespace weft::ps

@@ -41,6 +41,7 @@
 #include "paramserver/server/row_index.h"
 #include "paramserver/server/row_store.h"
 #include "paramserver/table_spec.h"
+#include "paramserver/util/fork_join.h"
 #include "paramserver/wire/byte_io.h"
 #include "paramserver/wire/packed_span.h"
 
@@ -53,6 +54,10 @@ struct TableOptions {
   // stripes ~125 keys; with 64 stripes, ~16, too few to hide DRAM latency) and index
   // arrays big enough for huge pages. The networked server runs one handler thread.
   uint32_t stripes = 8;
+  // Runs a request's stripes on several threads (not owned; shared by a shard's tables;
+  // null: the calling thread does everything). Requests of fewer than kParallelKeys
+  // distinct keys stay on the calling thread.
+  ForkJoinPool* pool = nullptr;
 };
 
 struct TableStats {
@@ -125,6 +130,8 @@ class Table {
     RowIndex index;
   };
   struct Scratch;
+  // Smallest request (distinct keys) whose stripes run on the pool.
+  static constexpr size_t kParallelKeys = 128;
 
   Table(const TableSpec& spec, const TableOptions& options);
   static Scratch& scratch();
@@ -142,9 +149,13 @@ class Table {
   void forEachResolved(Stripe& stripe, uint32_t st, KeySpan keys, Scratch& s, bool create,
                        Apply&& apply);
   void prefetchRow(uint32_t id) const;
-  void applyStripe(uint32_t stripe, KeySpan keys, FloatSpan grads, Scratch& s, float* out);
+  void applyStripe(uint32_t stripe, KeySpan keys, const float* grads, Scratch& s, float* out);
   // One resolved key (order entry k) of a push: optimizer update under the seqlock.
-  void updateRow(uint32_t k, KeySpan keys, FloatSpan grads, Scratch& s, float* out);
+  // grads: the summed gradient rows, one per distinct key.
+  void updateRow(uint32_t k, KeySpan keys, const float* grads, Scratch& s, float* out);
+  // Calls f(stripe) for every stripe the request touches, on the pool when it is large.
+  template <class F>
+  void forEachStripe(const Scratch& s, F&& f);
   void pullStripe(uint32_t stripe, KeySpan keys, Scratch& s, float* out);
   bool admit(uint64_t key);
   void initRow(uint8_t* row, uint64_t key) const;
@@ -156,6 +167,7 @@ class Table {
 
   const TableSpec spec_;
   const RowLayout layout_;
+  ForkJoinPool* const pool_;
   const uint32_t stripe_bits_;
   std::unique_ptr<Stripe[]> stripes_;
   mutable RowStore store_;

@@ -8,6 +8,9 @@
 #include <limits>
 #include <map>
 #include <random>
+#include <thread>
+#include <cstring>
+#include <atomic>
 #include <unordered_map>
 
 #include "paramserver/server/initializer.h"
@@ -253,6 +256,71 @@ TEST(PsTable, ManyKeysAcrossSlabsAndStripes) {
   EXPECT_GT(s.slabs, 10u);
   EXPECT_GE(s.bytes_per_row, static_cast<double>(s.row_stride));
   EXPECT_LT(s.bytes_per_row, 2.5 * static_cast<double>(s.row_stride) + 64);
+}
+
+// A table whose stripes run on a 2-thread pool gives bit-identical rows and replies to a
+// serial one: pushes with duplicate keys, unaligned gradients, admission, new and old rows.
+TEST(PsTable, PoolRunsStripesInParallelWithIdenticalResults) {
+  ForkJoinPool pool(2);
+  TableOptions parallel;
+  parallel.pool = &pool;
+  TableSpec spec = makeSpec(1, "t", 4, OptimizerKind::kAdagrad);
+  spec.admission.min_count = 2;
+  auto a = makeTable(spec);
+  auto b = makeTable(spec, parallel);
+  std::mt19937_64 rng(7);
+  for (int round = 0; round < 60; ++round) {
+    const size_t n = 1 + rng() % 2000;  // below and above Table::kParallelKeys
+    std::vector<uint64_t> keys(n);
+    for (uint64_t& k : keys) k = mix64(rng() % 3000);  // duplicates within and across
+    std::vector<float> storage(n * 4 + 1);
+    for (float& g : storage) g = static_cast<float>(static_cast<int>(rng() % 200) - 100) / 64;
+    const bool unaligned = round % 3 == 0;
+    const auto* bytes = reinterpret_cast<const uint8_t*>(storage.data()) + (unaligned ? 2 : 0);
+    const FloatSpan grads(bytes, n * 4);
+    std::vector<float> out_a(n * 4), out_b(n * 4);
+    if (round % 2 == 0) {
+      ASSERT_TRUE(a->push(KeySpan::of(keys), grads).isOk());
+      ASSERT_TRUE(b->push(KeySpan::of(keys), grads).isOk());
+    } else {
+      ASSERT_TRUE(a->pushPull(KeySpan::of(keys), grads, out_a.data()).isOk());
+      ASSERT_TRUE(b->pushPull(KeySpan::of(keys), grads, out_b.data()).isOk());
+      ASSERT_EQ(0, std::memcmp(out_a.data(), out_b.data(), out_a.size() * 4)) << round;
+    }
+    ASSERT_EQ(pullRows(*a, keys), pullRows(*b, keys)) << round;
+  }
+  EXPECT_EQ(a->rowCount(), b->rowCount());
+  EXPECT_EQ(a->stats().admission_dropped, b->stats().admission_dropped);
+  EXPECT_EQ(a->exportRows(nullptr), b->exportRows(nullptr));  // values, state, clocks
+}
+
+TEST(PsForkJoin, EveryPartRunsOnceAcrossJobsAndConcurrentCallers) {
+  ForkJoinPool pool(3);
+  EXPECT_EQ(pool.threads(), 3u);
+  std::vector<std::atomic<uint32_t>> hits(64);
+  auto job = [&](uint32_t parts, uint32_t round) {
+    pool.run(parts, [&](uint32_t i) { hits[i].fetch_add(round % 7 + 1); });
+  };
+  std::atomic<uint64_t> expected{0};
+  auto caller = [&](uint32_t seed) {
+    for (uint32_t r = 0; r < 3000; ++r) {
+      const uint32_t parts = (r * 7 + seed) % 64 + 1;
+      job(parts, r);
+      expected.fetch_add(uint64_t{parts} * (r % 7 + 1));
+    }
+  };
+  std::thread other(caller, 3);  // its runs find the pool busy at times and run inline
+  caller(0);
+  other.join();
+  uint64_t total = 0;
+  for (auto& h : hits) total += h.load();
+  EXPECT_EQ(total, expected.load());
+  // Destroyed at once, before its helpers first looked at the job counter: no hang.
+  for (int i = 0; i < 100; ++i) ForkJoinPool(3);
+  ForkJoinPool inline_only(1);
+  uint32_t count = 0;
+  inline_only.run(5, [&](uint32_t) { ++count; });
+  EXPECT_EQ(count, 5u);
 }
 
 TEST(PsTable, ExportImportAndEraseAreExact) {
