@@ -60,15 +60,17 @@ uint32_t ForkJoinPool::autoThreads(uint32_t cap) {
 }
 
 void ForkJoinPool::work(uint32_t gen) {
-  const uint32_t parts = parts_.load(std::memory_order_acquire);
-  const Part* fn = fn_.load(std::memory_order_acquire);
   uint64_t cur = next_.load(std::memory_order_acquire);
   for (;;) {
-    // The claim names the generation: a helper late for a finished job claims nothing of
-    // the next one (it read that job's fn and parts too early).
-    if (cur >> 32 != gen || static_cast<uint32_t>(cur) >= parts) return;
+    // The claim checks the generation and the part count in the word it increments: a
+    // helper late for a finished job can neither claim a part of it (its counter stays at
+    // the end) nor of the next one, and reads the function only after a claim succeeded,
+    // which proves the job is running (its caller waits for this part).
+    const uint32_t parts = static_cast<uint32_t>(cur >> 16) & kMaxParts;
+    const uint32_t part = static_cast<uint32_t>(cur) & kMaxParts;
+    if (cur >> 32 != gen || part >= parts) return;
     if (!next_.compare_exchange_weak(cur, cur + 1, std::memory_order_acq_rel)) continue;
-    (*fn)(static_cast<uint32_t>(cur));
+    (*fn_.load(std::memory_order_acquire))(part);
     done_.fetch_add(1, std::memory_order_release);
     cur = next_.load(std::memory_order_acquire);
   }
@@ -96,15 +98,14 @@ void ForkJoinPool::helperLoop() {
 
 void ForkJoinPool::run(uint32_t parts, const Part& f) {
   std::unique_lock<std::mutex> lock(run_mu_, std::try_to_lock);
-  if (helpers_.empty() || parts <= 1 || !lock.owns_lock()) {
+  if (helpers_.empty() || parts <= 1 || parts > kMaxParts || !lock.owns_lock()) {
     for (uint32_t i = 0; i < parts; ++i) f(i);
     return;
   }
   const uint32_t gen = gen_.load(std::memory_order_relaxed) + 1;
   fn_.store(&f, std::memory_order_relaxed);
-  parts_.store(parts, std::memory_order_relaxed);
   done_.store(0, std::memory_order_relaxed);
-  next_.store(uint64_t{gen} << 32, std::memory_order_release);
+  next_.store(uint64_t{gen} << 32 | uint64_t{parts} << 16, std::memory_order_release);
   gen_.store(gen, std::memory_order_seq_cst);
   wake();
   work(gen);

@@ -13,7 +13,8 @@
 // server costs no CPU and an oversubscribed node loses little.
 //
 // Contract: run() is thread-safe; a run() that finds another one in progress runs its parts
-// inline on its own thread. f must not throw and must not call run() on the same pool.
+// inline on its own thread, as does one of more than 65,535 parts. f must not throw and
+// must not call run() on the same pool.
 // The destructor stops and joins the helpers.
 #pragma once
 
@@ -52,10 +53,12 @@ class ForkJoinPool {
 
   std::vector<std::thread> helpers_;
   std::mutex run_mu_;  // one job at a time
-  // The current job: generation in the high half, next unclaimed part in the low half.
+  // More parts than this run inline (the count shares a word with the claim counter).
+  static constexpr uint32_t kMaxParts = 0xffff;
+  // The current job: generation (bits 32-63), its part count (16-31) and the next unclaimed
+  // part (0-15), claimed by compare-and-swap.
   std::atomic<uint64_t> next_{0};
   std::atomic<uint32_t> gen_{0};  // helpers wait on it
-  std::atomic<uint32_t> parts_{0};
   std::atomic<const Part*> fn_{nullptr};
   std::atomic<uint32_t> done_{0};
   std::atomic<uint32_t> sleepers_{0};
