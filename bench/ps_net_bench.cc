@@ -12,8 +12,11 @@
 // Printed per case: keys/s and GB/s of values (all workers together), and the CPU use of
 // each role (process CPU time, user + sys of all threads, / wall time while the case ran;
 // 100 % = one core). At the end: rows and bytes per row of each table on each server.
+// With --reps R every case runs R times, in R rounds over all cases (so a slow spell of a
+// shared host spreads over the cases), and the table shows medians, with the lowest and
+// highest keys/s of the R runs.
 //
-// Options: --servers N (1)  --duration S (2)  --window W (16)  --keys N (1000)
+// Options: --servers N (1)  --duration S (2)  --window W (16)  --keys N (1000)  --reps R (1)
 //          --workloads sparse,dense  --ops push,pull,push_pull  --dists uniform,zipf
 #include <algorithm>
 #include <cmath>
@@ -38,7 +41,7 @@ constexpr size_t kPoolKeys = size_t{1} << 20;  // pre-drawn keys each worker cyc
 struct Options {
   int servers = 1;
   double duration = 2;
-  size_t window = 16, keys = 1000;
+  size_t window = 16, keys = 1000, reps = 1;
   std::vector<std::string> workloads = {"sparse", "dense"};
   std::vector<std::string> ops = {"push", "pull", "push_pull"};
   std::vector<std::string> dists = {"uniform", "zipf"};
@@ -59,6 +62,7 @@ Options parse(int argc, char** argv) {
     else if (r.is("--duration")) o.duration = r.doubleValue(0.01, 3600);
     else if (r.is("--window")) o.window = static_cast<size_t>(r.intValue(1, 4096));
     else if (r.is("--keys")) o.keys = static_cast<size_t>(r.intValue(1, 1 << 20));
+    else if (r.is("--reps")) o.reps = static_cast<size_t>(r.intValue(1, 1000));
     else if (r.is("--workloads")) o.workloads = split(r.value());
     else if (r.is("--ops")) o.ops = split(r.value());
     else if (r.is("--dists")) o.dists = split(r.value());
@@ -75,6 +79,7 @@ struct Case {
   size_t keys = 0;  // per request
   bool zipf = false;
   bool dense = false;
+  size_t base = 0;  // index among the distinct cases (runs of one case share it)
 };
 
 std::vector<Case> cases(const Options& o) {
@@ -96,6 +101,12 @@ std::vector<Case> cases(const Options& o) {
         out.push_back({strCat("dense ", mib, " MiB value"), op, 3, 1024, mib * 256, false, true});
       }
     }
+  }
+  for (size_t i = 0; i < out.size(); ++i) out[i].base = i;
+  // --reps: rounds over every case.
+  const size_t distinct = out.size();
+  for (size_t r = 1; r < o.reps; ++r) {
+    for (size_t i = 0; i < distinct; ++i) out.push_back(out[i]);
   }
   return out;
 }
@@ -231,16 +242,43 @@ void printTables(const pt::JobRoles& roles) {
   std::fflush(stdout);
 }
 
-std::string serverCpu(const pt::JobRoles& roles, size_t i) {
-  std::string out;
+// Each server's CPU % during run i.
+std::vector<double> serverCpu(const pt::JobRoles& roles, size_t i) {
+  std::vector<double> out;
   for (int s = 0; s < roles.servers; ++s) {
-    const std::string v =
-        pt::must(roles.store->get(strCat("bench/cpu/", i, "/", s), pt::defaultDeadline()), "cpu");
-    char buf[32];
-    std::snprintf(buf, sizeof(buf), "%s%.0f", s ? "/" : "", std::stod(v));
-    out += buf;
+    out.push_back(std::stod(
+        pt::must(roles.store->get(strCat("bench/cpu/", i, "/", s), pt::defaultDeadline()), "cpu")));
   }
   return out;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+// One case's runs: keys/s (all workers), each server's CPU %, the workers' mean CPU %.
+struct Runs {
+  std::vector<double> rate, worker_cpu;
+  std::vector<std::vector<double>> server_cpu;  // [server][run]
+};
+
+void printRow(const Case& k, const Runs& r, bool ranges) {
+  std::string scpu;
+  for (size_t s = 0; s < r.server_cpu.size(); ++s) {
+    scpu += strCat(s ? "/" : "", static_cast<long long>(std::lround(median(r.server_cpu[s]))));
+  }
+  const double rate = median(r.rate);
+  std::printf("%-30s %-9s %12.2f %9.3f %13s %11lld", k.name.c_str(), k.op.c_str(), rate / 1e6,
+              rate * k.dim * 4 / 1e9, scpu.c_str(),
+              static_cast<long long>(std::lround(median(r.worker_cpu))));
+  if (ranges) {
+    std::printf("  %6.2f-%.2f", *std::min_element(r.rate.begin(), r.rate.end()) / 1e6,
+                *std::max_element(r.rate.begin(), r.rate.end()) / 1e6);
+  }
+  std::printf("\n");
+  std::fflush(stdout);
 }
 
 void workerRole(const Options& o, const pt::JobRoles& roles, const std::vector<Case>& all) {
@@ -253,11 +291,15 @@ void workerRole(const Options& o, const pt::JobRoles& roles, const std::vector<C
   const auto w = static_cast<uint64_t>(roles.worker());
   const std::vector<uint64_t> uniform = keyPool(false, 11 + w), zipf = keyPool(true, 17 + w);
   if (roles.worker() == 0) {
-    std::printf("# weft-ps-bench: %d server(s) + %d worker(s), window %zu, %.1f s per case\n",
+    std::printf("# weft-ps-bench: %d server(s) + %d worker(s), window %zu, %.1f s per case",
                 roles.servers, roles.workers(), o.window, o.duration);
-    std::printf("%-30s %-9s %12s %9s %13s %11s\n", "workload", "op", "Mkeys/s", "GB/s",
-                "server CPU %", "worker CPU %");
+    if (o.reps > 1) std::printf(", medians of %zu runs (rounds over the cases)", o.reps);
+    std::printf("\n%-30s %-9s %12s %9s %13s %11s%s\n", "workload", "op", "Mkeys/s", "GB/s",
+                "server CPU %", "worker CPU %", o.reps > 1 ? "  Mkeys/s range" : "");
+    std::fflush(stdout);
   }
+  std::vector<Runs> runs(all.size() / o.reps);
+  for (Runs& r : runs) r.server_cpu.resize(static_cast<size_t>(roles.servers));
   for (size_t i = 0; i < all.size(); ++i) {
     const Case& k = all[i];
     Buffers buffers(k, o.window, w);
@@ -275,10 +317,15 @@ void workerRole(const Options& o, const pt::JobRoles& roles, const std::vector<C
     pt::must(roles.store->set(strCat("bench/end/", i), "1"), "store");
     const auto rate = static_cast<double>(pt::must(roles.store->add(strCat("bench/keys/", i), 0), "store"));
     const auto wcpu = pt::must(roles.store->add(strCat("bench/wcpu/", i), 0), "store");
-    std::printf("%-30s %-9s %12.2f %9.3f %13s %11lld\n", k.name.c_str(), k.op.c_str(), rate / 1e6,
-                rate * k.dim * 4 / 1e9, serverCpu(roles, i).c_str(),
-                static_cast<long long>(wcpu / roles.workers()));
-    std::fflush(stdout);
+    Runs& r = runs[k.base];
+    r.rate.push_back(rate);
+    r.worker_cpu.push_back(static_cast<double>(wcpu) / roles.workers());
+    const std::vector<double> scpu = serverCpu(roles, i);
+    for (size_t s = 0; s < scpu.size(); ++s) r.server_cpu[s].push_back(scpu[s]);
+    if (o.reps == 1) printRow(k, r, false);
+  }
+  if (roles.worker() == 0 && o.reps > 1) {
+    for (size_t b = 0; b < runs.size(); ++b) printRow(all[b], runs[b], true);
   }
   if (roles.worker() == 0) printTables(roles);
   roles.finishWorker();
