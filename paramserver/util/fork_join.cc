@@ -7,6 +7,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <system_error>
+
+#include "common/logging.h"
 
 namespace weft::ps {
 namespace {
@@ -42,7 +45,15 @@ void ForkJoinPool::sleep(uint32_t seen) {
 }
 
 ForkJoinPool::ForkJoinPool(uint32_t threads) {
-  for (uint32_t i = 1; i < threads; ++i) helpers_.emplace_back([this] { helperLoop(); });
+  for (uint32_t i = 1; i < threads; ++i) {
+    try {
+      helpers_.emplace_back([this] { helperLoop(); });
+    } catch (const std::system_error& e) {  // out of threads: fewer helpers, still correct
+      WEFT_LOG(kWarn, "ps") << "fork-join pool: started " << helpers_.size() << " of "
+                            << threads - 1 << " helper threads (" << e.what() << ")";
+      break;
+    }
+  }
 }
 
 ForkJoinPool::~ForkJoinPool() {

@@ -32,6 +32,7 @@ class ForkJoinPool {
   using Part = std::function<void(uint32_t)>;
 
   // threads: threads a run() may use, the caller included (0 and 1: everything inline).
+  // Helpers that cannot be started (thread limit) are logged and left out.
   explicit ForkJoinPool(uint32_t threads);
   ~ForkJoinPool();
   ForkJoinPool(const ForkJoinPool&) = delete;
