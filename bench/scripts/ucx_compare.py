@@ -28,6 +28,12 @@ Configurations (--config, comma-separated):
   noeh     weft-perf with WEFT_UCX_ERROR_HANDLING=0 vs plain ucx_perftest (like for like)
   eh       weft-perf as shipped vs ucx_perftest -e (endpoint error handling) with
            UCX_MM_ERROR_HANDLING=y and UCX_KEEPALIVE_INTERVAL=1s, as weft sets them
+  same     both tools detect dead peers the way weft does on that transport: over
+           shared memory weft watches the peer process itself and leaves UCX's peer
+           error mode off (= default), over tcp it needs UCX's peer mode (= eh). UCX
+           picks other protocols in peer mode (tcp: one AM lane, no rma_bw lanes, so a
+           1 MiB message moves over one connection instead of two; ucx_info -e -u te
+           shows it), which costs ucx_perftest -e the same as weft-perf there.
 
 Usage: bench/scripts/ucx_compare.py [--build build] [--reps 3] [--quick] [--json out.json]
 Needs a build with weft-perf and weft-run (cmake --build build --target weft-perf weft-run)
@@ -58,6 +64,10 @@ TESTS = {
     "bw": ("send_bw", "tag_bw", "bw", BW_ITERS),
     "put_bw": ("put_bw", "ucp_put_bw", "bw", BW_ITERS),
 }
+
+# Transports over which weft relies on its own process watch instead of UCX's peer error
+# mode (transport/ucx/ucx_internal.h, UcxState::ucxPeerErrors).
+SHM_TLS = {"posix", "sysv", "cma", "xpmem", "knem", "sm", "shm", "self"}
 
 CONFIGS = {
     "default": ({}, {}, []),
@@ -183,10 +193,17 @@ def run_ucx(args, test, size, n, w, env, flags):
     return {"lat": float(f[3]), "p50": float(f[1]), "bw": float(f[5]) * 1048576 / 1e9}
 
 
+def resolve_config(config, tls):
+    """'same' is 'eh' on transports where weft keeps UCX's peer error mode, else 'default'."""
+    if config != "same":
+        return config
+    return "eh" if any(t not in SHM_TLS for t in tls.split(",")) else "default"
+
+
 def measure(args, config, tls, key, size, rep, records):
     weft_test, ucx_test, kind, table = TESTS[key]
     n, w = iters_for(table, size, args.scale)
-    weft_env_extra, ucx_env_extra, ucx_flags = CONFIGS[config]
+    weft_env_extra, ucx_env_extra, ucx_flags = CONFIGS[resolve_config(config, tls)]
     base = dict(os.environ)
     base["UCX_TLS"] = tls
     for k in ("UCX_MM_ERROR_HANDLING", "UCX_KEEPALIVE_INTERVAL", "WEFT_UCX_ERROR_HANDLING"):
@@ -246,6 +263,11 @@ def summarize(records, args):
     return rows
 
 
+def fmt(v):
+    """Four significant digits at least (8 B bandwidths are a few MB/s)."""
+    return "%.3f" % v if v >= 1 else "%.4g" % v
+
+
 def print_table(rows, args):
     print("weft-perf vs ucx_perftest: medians of %d repetitions, ratio = weft/ucx; "
           "ucx_perftest buffers: %s" % (args.reps, "UCX_ALLOC_PRIO=mmap (like weft-perf)"
@@ -253,7 +275,7 @@ def print_table(rows, args):
     stat = "median iteration" if args.lat_stat == "p50" else "mean"
     print("latency: one-way us (%s), target ratio <= %.2f; bandwidth: GB/s (1e9 B), target "
           "ratio >= %.2f" % (stat, args.lat_target, args.bw_target))
-    hdr = "%-8s %-9s %-7s %9s %11s %11s %7s %9s  %s" % (
+    hdr = "%-8s %-9s %-7s %9s %13s %13s %7s %9s  %s" % (
         "config", "UCX_TLS", "test", "bytes", "weft", "ucx", "ratio",
         "avg-ratio" if args.lat_stat == "p50" else "p50-ratio", "")
     print(hdr)
@@ -261,8 +283,8 @@ def print_table(rows, args):
     for r in rows:
         unit = "us" if r["kind"] == "lat" else "GB/s"
         other = "%.3f" % r["other_ratio"] if r["other_ratio"] is not None else ""
-        print("%-8s %-9s %-7s %9d %8.3f %-2s %8.3f %-2s %7.3f %9s  %s" % (
-            r["config"], r["tls"], r["test"], r["size"], r["weft"], unit, r["ucx"], unit,
+        print("%-8s %-9s %-7s %9d %10s %-2s %10s %-2s %7.3f %9s  %s" % (
+            r["config"], r["tls"], r["test"], r["size"], fmt(r["weft"]), unit, fmt(r["ucx"]), unit,
             r["ratio"], other, "" if r["ok"] else "MISS"))
     misses = sum(1 for r in rows if not r["ok"])
     print("%d of %d rows miss the target" % (misses, len(rows)))
@@ -279,7 +301,8 @@ def parse_args():
                          "posix,sysv+cma,tcp)")
     ap.add_argument("--sizes", default="8,64K,1M,16M", help="message sizes (default 8,64K,1M,16M)")
     ap.add_argument("--tests", default="lat,bw,put_bw", help="lat,bw,put_bw (default all)")
-    ap.add_argument("--config", default="default", help="default,noeh,eh (default: default)")
+    ap.add_argument("--config", default="default",
+                    help="default,noeh,eh,same (default: default)")
     ap.add_argument("--ucx-alloc", choices=("mmap", "ucx"), default="mmap",
                     help="ucx_perftest buffers: mmap (like weft-perf's, default) or ucx "
                          "(UCX's shared-memory allocator)")
@@ -317,8 +340,8 @@ def parse_args():
         if t not in TESTS:
             ap.error("unknown test %r (tests: %s)" % (t, ", ".join(TESTS)))
     for c in args.config:
-        if c not in CONFIGS:
-            ap.error("unknown config %r (configs: %s)" % (c, ", ".join(CONFIGS)))
+        if c not in CONFIGS and c != "same":
+            ap.error("unknown config %r (configs: %s, same)" % (c, ", ".join(CONFIGS)))
     if args.reps < 1:
         ap.error("--reps must be >= 1")
     args.bin = os.path.join(args.build, "bin")

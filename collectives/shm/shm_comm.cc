@@ -392,7 +392,28 @@ Status ShmComm::reduceStage(const Parts& p, const Reducer& reducer, Collect coll
   // and streamed from there to the users' buffers.
   std::byte* acc = collect == Collect::kOwnPart ? p.out + static_cast<size_t>(rank_) * p.out_step
                                                 : outSlot(rank_, k) + at;
-  if (n != 0) {
+  // This rank also wants its own part (allreduce, reduce at the root) and the output is not
+  // streamed: reduce block by block into the user's output and copy each block, still in
+  // cache, to the slot the others read (the copy-out then skips the own part).
+  const bool own_direct = collect != Collect::kOwnPart && !p.stream &&
+                          (collect == Collect::kEveryone || rank_ == root);
+  if (own_direct && n != 0) {
+    std::byte* user = p.out + static_cast<size_t>(rank_) * p.out_step;
+    const std::byte* own_in = p.in + static_cast<size_t>(rank_) * p.in_step;
+    const size_t block = std::max<size_t>(1, kDirectBlockBytes / p.es);
+    for (size_t b0 = 0; b0 < n; b0 += block) {
+      const size_t m = std::min(block, n - b0);
+      const size_t off = b0 * p.es;
+      const std::byte* a = own_in + off;
+      for (int j = 0; j < size_; ++j) {
+        if (j == rank_) continue;
+        reducer.reduce(user + off, a, inSlot(j, k) + at + off, m);
+        a = user + off;
+      }
+      if (reducer.needsFinalize()) reducer.finalize(user + off, m, static_cast<size_t>(size_));
+      std::memcpy(acc + off, user + off, m * p.es);
+    }
+  } else if (n != 0) {
     const std::byte* a = p.in + static_cast<size_t>(rank_) * p.in_step;
     for (int j = 0; j < size_; ++j) {
       if (j == rank_) continue;
@@ -405,7 +426,7 @@ Status ShmComm::reduceStage(const Parts& p, const Reducer& reducer, Collect coll
     publish(kReduced, k + 1);
     if (collect == Collect::kEveryone || rank_ == root) {
       for (int j = 0; j < size_; ++j) {
-        if (p.len(j) == 0) continue;
+        if (p.len(j) == 0 || (j == rank_ && own_direct)) continue;
         if (j != rank_) WEFT_RETURN_IF_ERROR(waitAll(kReduced, k + 1, false, deadline, j));
         copyOut(p.out + static_cast<size_t>(j) * p.out_step,
                 outSlot(j, k) + static_cast<size_t>(j) * p.q * p.es, p.len(j) * p.es, p.stream);

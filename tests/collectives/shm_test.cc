@@ -101,6 +101,41 @@ TEST_P(ShmRanks, EveryOperationSizeAndLayoutIsCorrect) {
       shmOptions());
 }
 
+// Stages of the default size (WEFT_COLL_SHM_CHUNK unset): a rank's part spans many of the
+// blocks in which it reduces its own part straight into its output (kDirectBlockBytes), with a
+// partial last block; allreduce and reduce (root), finalizing ops, in place and not.
+TEST_P(ShmRanks, DefaultStagesReduceOwnPartsBlockByBlock) {
+  runRanks(
+      GetParam(),
+      [](RankEnv& env) {
+        RankComm rc = openWorld(env);
+        Communicator& comm = *rc.comm;
+        const int last = comm.size() - 1;
+        uint64_t seed = 11;
+        for (size_t count : {size_t{100003}, size_t{(1u << 18) + 5}}) {
+          for (bool in_place : {false, true}) {
+            const Case cases[] = {
+                shmCase(CollKind::kAllreduce, count, in_place, 0, DataType::kF32, ReduceOp::kSum,
+                        seed),
+                shmCase(CollKind::kAllreduce, count, in_place, 0, DataType::kI32, ReduceOp::kAvg,
+                        seed),
+                shmCase(CollKind::kAllreduce, count, in_place, 0, DataType::kF16, ReduceOp::kMax,
+                        seed),
+                shmCase(CollKind::kReduce, count, in_place, last, DataType::kF64, ReduceOp::kAvg,
+                        seed),
+            };
+            for (const Case& c : cases) {
+              env.step(c.describe());
+              EXPECT_EQ(runCase(comm, c), "") << c.describe();
+            }
+            ++seed;
+          }
+        }
+        env.barrier("done");
+      },
+      rankOptions());
+}
+
 INSTANTIATE_TEST_SUITE_P(RankCounts, ShmRanks, ::testing::Values(2, 3, 4));
 
 TEST(Shm, ChosenOnOneNodeAndResultsAreBitIdentical) {
