@@ -40,6 +40,108 @@ c10::intrusive_ptr<c10d::Work> done(int rank, c10d::OpType type, std::vector<at:
   return c10::make_intrusive<CompletedWork>(rank, type, std::move(out));
 }
 
+}  // namespace
+
+// A point-to-point operation dropped while pending, with the tensors it reads or writes.
+struct DetachedOp {
+  coll::Request request;
+  std::vector<at::Tensor> tensors;
+};
+
+struct SharedSession {
+  std::mutex mu;  // serializes every use of the session (the communicator is single-threaded)
+  std::unique_ptr<Session> session;
+  std::vector<DetachedOp> detached;
+
+  // Drops the detached operations that completed (lock held).
+  void reap() {
+    std::erase_if(detached, [](DetachedOp& d) { return d.request.done(); });
+  }
+  ~SharedSession() {
+    // Their buffers must outlive them: wait, each bounded by its own deadline.
+    for (DetachedOp& d : detached) {
+      if (!d.request.done()) (void)d.request.wait();
+    }
+    detached.clear();
+  }
+};
+
+namespace {
+
+// Holds the session's lock for one operation; reaps finished detached operations first.
+class SessionLock {
+ public:
+  explicit SessionLock(SharedSession& s) : lock_(s.mu) {
+    if (!s.detached.empty()) s.reap();
+  }
+
+ private:
+  std::lock_guard<std::mutex> lock_;
+};
+
+// isend / irecv: pending until the Weft request completes; waits drive its progress.
+class PointToPointWork : public c10d::Work {
+ public:
+  PointToPointWork(int rank, c10d::OpType type, const char* op, std::shared_ptr<SharedSession> s,
+                   coll::Request request, std::vector<at::Tensor> tensors)
+      : c10d::Work(rank, type),
+        op_(op),
+        shared_(std::move(s)),
+        request_(std::move(request)),
+        tensors_(std::move(tensors)) {}
+  ~PointToPointWork() override {
+    std::lock_guard<std::mutex> lock(shared_->mu);
+    if (request_.valid() && !request_.done()) {
+      shared_->detached.push_back(DetachedOp{std::move(request_), std::move(tensors_)});
+    }
+  }
+
+  bool isCompleted() override {
+    std::lock_guard<std::mutex> lock(shared_->mu);
+    if (!request_.done()) request_.test();
+    return settle();
+  }
+  bool wait(std::chrono::milliseconds timeout) override {
+    {
+      std::lock_guard<std::mutex> lock(shared_->mu);
+      if (!request_.done()) {
+        Status st =
+            timeout == ::kNoTimeout ? request_.wait() : request_.wait(Deadline::after(timeout));
+        TORCH_CHECK(request_.done(), "weft ", op_,
+                    " did not complete within the wait: ", st.toString(),
+                    " (it stays pending: wait again)");
+      }
+      settle();
+    }
+    if (std::exception_ptr e = exception()) std::rethrow_exception(e);
+    return true;
+  }
+  std::vector<at::Tensor> result() override { return tensors_; }
+
+ private:
+  // Records the outcome once the request is done (lock held); returns done().
+  bool settle() {
+    if (!request_.done()) return false;
+    if (!settled_) {
+      settled_ = true;
+      Status st = request_.status();
+      if (st.isOk()) {
+        finish();
+      } else {
+        finish(std::make_exception_ptr(
+            c10::Error(c10::str("weft ", op_, " failed: ", st.toString()), "")));
+      }
+    }
+    return true;
+  }
+
+  const char* op_;
+  std::shared_ptr<SharedSession> shared_;
+  coll::Request request_;
+  std::vector<at::Tensor> tensors_;
+  bool settled_ = false;
+};
+
 // Raises (RuntimeError in Python) when a Weft call failed.
 void check(const Status& s, const char* op) {
   TORCH_CHECK(s.isOk(), "weft ", op, " failed: ", s.toString());
@@ -235,7 +337,8 @@ ProcessGroupWeft::ProcessGroupWeft(const c10::intrusive_ptr<c10d::Store>& store,
   Result<std::unique_ptr<Session>> session =
       Session::join(rank, size, std::string(v.begin(), v.end()), std::move(server), timeout_s);
   check(session.status(), "init");
-  session_ = std::move(*session);
+  shared_ = std::make_shared<SharedSession>();
+  shared_->session = std::move(*session);
 }
 
 ProcessGroupWeft::~ProcessGroupWeft() = default;
@@ -250,8 +353,8 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupWeft::broadcast(std::vector<at::Tenso
                                                            const c10d::BroadcastOptions& opts) {
   at::Tensor& t = single(tensors, "broadcast");
   coll::DataType type = checkTensor(t, "broadcast");
-  std::lock_guard<std::mutex> lock(mu_);
-  check(coll::broadcast(session_->comm(), t.data_ptr(), count(t), type,
+  SessionLock lock(*shared_);
+  check(coll::broadcast(shared_->session->comm(), t.data_ptr(), count(t), type,
                         static_cast<int>(opts.rootRank), callOptions(opts.timeout)),
         "broadcast");
   return done(rank_, c10d::OpType::BROADCAST, tensors);
@@ -262,8 +365,8 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupWeft::allreduce(std::vector<at::Tenso
   at::Tensor& t = single(tensors, "allreduce");
   coll::DataType type = checkTensor(t, "allreduce");
   coll::ReduceOp op = reduceOp(opts.reduceOp, "allreduce");
-  std::lock_guard<std::mutex> lock(mu_);
-  check(coll::allreduce(session_->comm(), t.data_ptr(), t.data_ptr(), count(t), type, op,
+  SessionLock lock(*shared_);
+  check(coll::allreduce(shared_->session->comm(), t.data_ptr(), t.data_ptr(), count(t), type, op,
                         callOptions(opts.timeout)),
         "allreduce");
   return done(rank_, c10d::OpType::ALLREDUCE, tensors);
@@ -284,8 +387,8 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupWeft::reduce(std::vector<at::Tensor>&
   coll::DataType type = checkTensor(t, "reduce");
   coll::ReduceOp op = reduceOp(opts.reduceOp, "reduce");
   int root = static_cast<int>(opts.rootRank);
-  std::lock_guard<std::mutex> lock(mu_);
-  check(coll::reduce(session_->comm(), t.data_ptr(), rank_ == root ? t.data_ptr() : nullptr,
+  SessionLock lock(*shared_);
+  check(coll::reduce(shared_->session->comm(), t.data_ptr(), rank_ == root ? t.data_ptr() : nullptr,
                      count(t), type, op, root, callOptions(opts.timeout)),
         "reduce");
   return done(rank_, c10d::OpType::REDUCE, tensors);
@@ -309,9 +412,9 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupWeft::_allgather_base(
   coll::DataType type = checkTensor(input, "allgather");
   checkTensor(output, "allgather");
   checkSameKind(input, output, size_ * input.numel(), "allgather");
-  std::lock_guard<std::mutex> lock(mu_);
-  check(coll::allgather(session_->comm(), input.data_ptr(), output.data_ptr(), count(input), type,
-                        callOptions(opts.timeout)),
+  SessionLock lock(*shared_);
+  check(coll::allgather(shared_->session->comm(), input.data_ptr(), output.data_ptr(), count(input),
+                        type, callOptions(opts.timeout)),
         "allgather");
   return done(rank_, c10d::OpType::_ALLGATHER_BASE, {output});
 }
@@ -334,9 +437,9 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupWeft::_reduce_scatter_base(
   checkTensor(input, "reduce_scatter");
   checkSameKind(output, input, size_ * output.numel(), "reduce_scatter");
   coll::ReduceOp op = reduceOp(opts.reduceOp, "reduce_scatter");
-  std::lock_guard<std::mutex> lock(mu_);
-  check(coll::reduceScatter(session_->comm(), input.data_ptr(), output.data_ptr(), count(output),
-                            type, op, callOptions(opts.timeout)),
+  SessionLock lock(*shared_);
+  check(coll::reduceScatter(shared_->session->comm(), input.data_ptr(), output.data_ptr(),
+                            count(output), type, op, callOptions(opts.timeout)),
         "reduce_scatter");
   return done(rank_, c10d::OpType::_REDUCE_SCATTER_BASE, {output});
 }
@@ -351,9 +454,9 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupWeft::gather(
   // The root's receive buffer, block r from rank r.
   at::Tensor flat = outs ? at::empty({size_ * in.numel()}, in.options()) : at::Tensor();
   {
-    std::lock_guard<std::mutex> lock(mu_);
-    check(coll::gather(session_->comm(), in.data_ptr(), outs ? flat.data_ptr() : nullptr, count(in),
-                       type, root, callOptions(opts.timeout)),
+    SessionLock lock(*shared_);
+    check(coll::gather(shared_->session->comm(), in.data_ptr(), outs ? flat.data_ptr() : nullptr,
+                       count(in), type, root, callOptions(opts.timeout)),
           "gather");
   }
   if (!outs) return done(rank_, c10d::OpType::GATHER, {});
@@ -369,9 +472,9 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupWeft::scatter(
   int root = checkRoot(opts.rootRank, size_, "scatter");
   std::vector<at::Tensor>* ins = rootList(inputs, rank_, root, size_, out, "scatter", "input");
   at::Tensor flat = ins ? flatten(*ins) : at::Tensor();  // the root's send buffer
-  std::lock_guard<std::mutex> lock(mu_);
-  check(coll::scatter(session_->comm(), ins ? flat.data_ptr() : nullptr, out.data_ptr(), count(out),
-                      type, root, callOptions(opts.timeout)),
+  SessionLock lock(*shared_);
+  check(coll::scatter(shared_->session->comm(), ins ? flat.data_ptr() : nullptr, out.data_ptr(),
+                      count(out), type, root, callOptions(opts.timeout)),
         "scatter");
   return done(rank_, c10d::OpType::SCATTER, outputs);
 }
@@ -398,15 +501,15 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupWeft::alltoall_base(
               describe(input), " and ", describe(output));
   // Weft's alltoallv is never in place; a copy also keeps alltoall off partial overlaps.
   at::Tensor send = overlaps(input, output) ? input.clone() : input;
-  std::lock_guard<std::mutex> lock(mu_);
+  SessionLock lock(*shared_);
   if (equal) {
-    check(coll::alltoall(session_->comm(), send.data_ptr(), output.data_ptr(), sendCounts[0], type,
-                         callOptions(opts.timeout)),
+    check(coll::alltoall(shared_->session->comm(), send.data_ptr(), output.data_ptr(),
+                         sendCounts[0], type, callOptions(opts.timeout)),
           op);
   } else {
-    check(coll::alltoallv(session_->comm(), send.data_ptr(), sendCounts, displacements(sendCounts),
-                          output.data_ptr(), recvCounts, displacements(recvCounts), type,
-                          callOptions(opts.timeout)),
+    check(coll::alltoallv(shared_->session->comm(), send.data_ptr(), sendCounts,
+                          displacements(sendCounts), output.data_ptr(), recvCounts,
+                          displacements(recvCounts), type, callOptions(opts.timeout)),
           op);
   }
   return done(rank_, c10d::OpType::ALLTOALL_BASE, {output});
@@ -435,10 +538,10 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupWeft::alltoall(std::vector<at::Tensor
   at::Tensor send = flatten(inputs);
   at::Tensor recv = at::empty({recvTotal}, inputs[0].options());
   {
-    std::lock_guard<std::mutex> lock(mu_);
-    check(coll::alltoallv(session_->comm(), send.data_ptr(), sendCounts, displacements(sendCounts),
-                          recv.data_ptr(), recvCounts, displacements(recvCounts), type,
-                          callOptions(opts.timeout)),
+    SessionLock lock(*shared_);
+    check(coll::alltoallv(shared_->session->comm(), send.data_ptr(), sendCounts,
+                          displacements(sendCounts), recv.data_ptr(), recvCounts,
+                          displacements(recvCounts), type, callOptions(opts.timeout)),
           "alltoall");
   }
   unflatten(recv, outputs);
@@ -446,8 +549,8 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupWeft::alltoall(std::vector<at::Tensor
 }
 
 c10::intrusive_ptr<c10d::Work> ProcessGroupWeft::barrier(const c10d::BarrierOptions& opts) {
-  std::lock_guard<std::mutex> lock(mu_);
-  check(coll::barrier(session_->comm(), callOptions(opts.timeout)), "barrier");
+  SessionLock lock(*shared_);
+  check(coll::barrier(shared_->session->comm(), callOptions(opts.timeout)), "barrier");
   return done(rank_, c10d::OpType::BARRIER, {});
 }
 
@@ -466,12 +569,15 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupWeft::pointToPoint(std::vector<at::Te
   const char* op = is_send ? "send" : "recv";
   at::Tensor& t = single(tensors, op);
   coll::DataType type = checkTensor(t, op);
-  std::lock_guard<std::mutex> lock(mu_);
+  SessionLock lock(*shared_);
   coll::CallOptions o = callOptions(c10d::kUnsetTimeout);
-  check(is_send ? coll::send(session_->comm(), t.data_ptr(), count(t), type, peer, tag, o)
-                : coll::recv(session_->comm(), t.data_ptr(), count(t), type, peer, tag, o),
-        op);
-  return done(rank_, is_send ? c10d::OpType::SEND : c10d::OpType::RECV, tensors);
+  coll::Communicator& comm = shared_->session->comm();
+  Result<coll::Request> r = is_send ? coll::isend(comm, t.data_ptr(), count(t), type, peer, tag, o)
+                                    : coll::irecv(comm, t.data_ptr(), count(t), type, peer, tag, o);
+  check(r.status(), op);
+  return c10::make_intrusive<PointToPointWork>(rank_,
+                                               is_send ? c10d::OpType::SEND : c10d::OpType::RECV,
+                                               op, shared_, std::move(*r), tensors);
 }
 
 }  // namespace weft::torchpg

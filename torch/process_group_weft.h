@@ -26,8 +26,16 @@
 //  - Not supported (the c10d::ProcessGroup default raises "ProcessGroup weft does not
 //    support <op>"): allgather_coalesced, recvAnysource (recv without a source),
 //    monitoredBarrier, sequence numbers.
-//  - send / recv block until the message is delivered (no overlap of isend/irecv pairs).
-//  - Threads: calls from several threads are serialized by an internal mutex.
+//  - send / recv (isend / irecv, batch_isend_irecv) are non-blocking: they post the
+//    message and return a pending Work, so pairs that send to each other before receiving
+//    (rings, exchanges) overlap instead of deadlocking. Work::wait(timeout) and
+//    is_completed() drive progress; a failure (dead peer, timeout, truncation: the receive
+//    tensor is smaller than the message) raises at wait(). A Work dropped while pending
+//    keeps its tensors alive until the operation completes (reaped by later calls, waited
+//    for, each bounded by its deadline, when the group is destroyed). recv without a source
+//    is not supported (see above).
+//  - Threads: calls from several threads, and Work waits, are serialized by an internal
+//    mutex.
 #pragma once
 
 #include <chrono>
@@ -41,6 +49,9 @@
 #include "torch/weft_session.h"
 
 namespace weft::torchpg {
+
+// What a group and its pending point-to-point Works share (process_group_weft.cc).
+struct SharedSession;
 
 class ProcessGroupWeft : public c10d::ProcessGroup {
  public:
@@ -93,8 +104,9 @@ class ProcessGroupWeft : public c10d::ProcessGroup {
   coll::CallOptions callOptions(std::chrono::milliseconds timeout) const;
 
   std::chrono::milliseconds timeout_;
-  std::mutex mu_;  // serializes every operation (the communicator is single-threaded)
-  std::unique_ptr<Session> session_;
+  // The session, its lock and the detached point-to-point operations, shared with the
+  // pending Works (which may outlive the group).
+  std::shared_ptr<SharedSession> shared_;
 };
 
 }  // namespace weft::torchpg

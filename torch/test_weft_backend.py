@@ -107,6 +107,37 @@ def check_other_collectives(rank, size):
     dist.barrier()
 
 
+def check_p2p(rank, size):
+    """isend / irecv overlap: every rank sends to its right neighbour before receiving from
+    its left one (4 MiB: rendezvous, which a blocking send would deadlock on), by hand and
+    through batch_isend_irecv; a dropped isend Work still delivers."""
+    right, left = (rank + 1) % size, (rank - 1) % size
+    n = 1 << 20
+    out = torch.full((n,), float(rank))
+    got = torch.zeros(n)
+    s = dist.isend(out, dst=right, tag=7)
+    r = dist.irecv(got, src=left, tag=7)
+    r.wait()
+    s.wait()
+    assert s.is_completed() and r.is_completed()
+    expect_equal("isend/irecv ring", got, torch.full((n,), float(left)))
+    got2 = torch.zeros(n, dtype=torch.float64)
+    ops = [dist.P2POp(dist.isend, torch.arange(n, dtype=torch.float64) + rank, right, tag=8),
+           dist.P2POp(dist.irecv, got2, left, tag=8)]
+    for w in dist.batch_isend_irecv(ops):
+        w.wait()
+    expect_equal("batch_isend_irecv", got2, torch.arange(n, dtype=torch.float64) + left)
+    # A Work dropped while pending: the message is still delivered, its tensor kept alive.
+    dist.isend(torch.full((n,), 3.0 + rank), dst=right, tag=9)
+    got3 = torch.zeros(n)
+    w = dist.irecv(got3, src=left, tag=9)
+    while not w.is_completed():  # polling drives progress
+        pass
+    w.wait()
+    expect_equal("dropped isend", got3, torch.full((n,), 3.0 + left))
+    dist.barrier()
+
+
 def a2a_block(src, dst, rows, dtype):
     """What rank src sends rank dst in the alltoall tests: rows x 3, values name both ends."""
     return (torch.arange(rows * 3).view(rows, 3) % 7 + 10 * src + dst).to(dtype)
@@ -257,10 +288,23 @@ def worker(mode, rank, size, store_file):
                             world_size=size, timeout=TIMEOUT)
     assert dist.get_backend() == "weft", dist.get_backend()
     if mode == "dead-peer":
+        if os.environ.get("WEFT_TEST_P2P") == "1":  # connect the pair first
+            t = torch.zeros(1)
+            (dist.send(t, dst=0) if rank == 1 else dist.recv(t, src=1))
         dist.barrier()
         if rank == 1:
             os._exit(0)  # dies without a word
         start = time.monotonic()
+        if os.environ.get("WEFT_TEST_P2P") == "1":
+            w = dist.irecv(torch.zeros(N), src=1)  # posts; the failure comes at wait()
+            try:
+                w.wait()
+            except RuntimeError as e:
+                print(f"rank 0: irecv failed after {time.monotonic() - start:.1f} s as expected: "
+                      f"{str(e).splitlines()[0][:300]}")
+                assert not w.is_success(), "a failed irecv reports success"
+                os._exit(0)
+            raise AssertionError("irecv from a dead peer did not fail")
         try:
             dist.all_reduce(torch.ones(N))
         except RuntimeError as e:
@@ -272,6 +316,7 @@ def worker(mode, rank, size, store_file):
     check_allreduce(rank, size)
     check_other_collectives(rank, size)
     check_rooted_and_alltoall(rank, size)
+    check_p2p(rank, size)
     check_ddp(rank, size)
     dist.destroy_process_group()
     print(f"rank {rank}/{size}: ok")
@@ -323,6 +368,7 @@ def main():
         # Both paths: shared memory (the default on one node) and the network schedules.
         run_world("dead-peer", 2, 45)
         run_world("dead-peer", 2, 45, {"WEFT_ALGO_ALLREDUCE": "ring"})
+        run_world("dead-peer", 2, 45, {"WEFT_TEST_P2P": "1"})
 
 
 if __name__ == "__main__":
