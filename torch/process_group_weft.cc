@@ -90,10 +90,13 @@ class PointToPointWork : public c10d::Work {
         request_(std::move(request)),
         tensors_(std::move(tensors)) {}
   ~PointToPointWork() override {
+    // The request goes back to the communicator's pool under the lock (another thread may
+    // be using the communicator).
     std::lock_guard<std::mutex> lock(shared_->mu);
     if (request_.valid() && !request_.done()) {
       shared_->detached.push_back(DetachedOp{std::move(request_), std::move(tensors_)});
     }
+    request_ = coll::Request();
   }
 
   bool isCompleted() override {
