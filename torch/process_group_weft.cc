@@ -410,6 +410,34 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupWeft::allgather(
   return done(rank_, c10d::OpType::ALLGATHER, outs);
 }
 
+c10::intrusive_ptr<c10d::Work> ProcessGroupWeft::allgather_coalesced(
+    std::vector<std::vector<at::Tensor>>& outputs, std::vector<at::Tensor>& inputs,
+    const c10d::AllgatherOptions& opts) {
+  const char* op = "allgather_coalesced";
+  TORCH_CHECK(!inputs.empty(), "weft ", op, ": the input list is empty");
+  TORCH_CHECK(outputs.size() == static_cast<size_t>(size_), "weft ", op, ": expects ", size_,
+              " output lists (one per rank), got ", outputs.size());
+  checkTensor(inputs[0], op);
+  for (const at::Tensor& in : inputs) checkLike(inputs[0], in, op);
+  for (size_t r = 0; r < outputs.size(); ++r) {
+    TORCH_CHECK(outputs[r].size() == inputs.size(), "weft ", op, ": output list ", r, " has ",
+                outputs[r].size(), " tensors, the input list ", inputs.size());
+    for (size_t j = 0; j < inputs.size(); ++j) {
+      checkTensor(outputs[r][j], op);
+      checkSameKind(inputs[j], outputs[r][j], inputs[j].numel(), op);
+    }
+  }
+  at::Tensor flat_in = flatten(inputs);
+  at::Tensor flat_out = at::empty({size_ * flat_in.numel()}, flat_in.options());
+  _allgather_base(flat_out, flat_in, opts);
+  std::vector<at::Tensor> results;
+  for (int64_t r = 0; r < size_; ++r) {
+    unflatten(flat_out.narrow(0, r * flat_in.numel(), flat_in.numel()), outputs[r]);
+    results.insert(results.end(), outputs[r].begin(), outputs[r].end());
+  }
+  return done(rank_, c10d::OpType::ALLGATHER_COALESCED, results);
+}
+
 c10::intrusive_ptr<c10d::Work> ProcessGroupWeft::_allgather_base(
     at::Tensor& output, at::Tensor& input, const c10d::AllgatherOptions& opts) {
   coll::DataType type = checkTensor(input, "allgather");

@@ -23,8 +23,11 @@
 //  - alltoall (lists of `size` tensors, any sizes): input[j] goes to rank j, output[i]
 //    comes from rank i (numel equal to rank i's input[this rank]); one alltoallv over
 //    flat copies of both lists.
+//  - allgather_coalesced: outputs[r][j] receives rank r's inputs[j]; one allgather of the
+//    flattened inputs (every rank must pass the same number of elements per tensor, as the
+//    other backends assume; WEFT_CHECK=1 catches a different total).
 //  - Not supported (the c10d::ProcessGroup default raises "ProcessGroup weft does not
-//    support <op>"): allgather_coalesced, recvAnysource (recv without a source),
+//    support <op>"): recvAnysource (recv without a source),
 //    monitoredBarrier, sequence numbers.
 //  - send / recv (isend / irecv, batch_isend_irecv) are non-blocking: they post the
 //    message and return a pending Work, so pairs that send to each other before receiving
@@ -72,6 +75,9 @@ class ProcessGroupWeft : public c10d::ProcessGroup {
   c10::intrusive_ptr<c10d::Work> allgather(std::vector<std::vector<at::Tensor>>& outputs,
                                            std::vector<at::Tensor>& inputs,
                                            const c10d::AllgatherOptions& opts) override;
+  c10::intrusive_ptr<c10d::Work> allgather_coalesced(std::vector<std::vector<at::Tensor>>& outputs,
+                                                     std::vector<at::Tensor>& inputs,
+                                                     const c10d::AllgatherOptions& opts) override;
   c10::intrusive_ptr<c10d::Work> _allgather_base(at::Tensor& output, at::Tensor& input,
                                                  const c10d::AllgatherOptions& opts) override;
   c10::intrusive_ptr<c10d::Work> reduce_scatter(std::vector<at::Tensor>& outputs,

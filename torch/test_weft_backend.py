@@ -81,6 +81,20 @@ def check_other_collectives(rank, size):
         for r in range(size):
             expect_equal(f"allgather {dtype} block {r}", outs[r], rank_values(r, dtype))
 
+        # allgather_coalesced: tensors of different shapes, outputs[r][j] = rank r's input j.
+        ins = [rank_values(rank, dtype)[:6].reshape(2, 3), rank_values(rank, dtype)[:1] + 1]
+        outs = [[torch.zeros(2, 3, dtype=dtype), torch.zeros(1, dtype=dtype)]
+                for _ in range(size)]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch says it will deprecate the call
+            dist.all_gather_coalesced(outs, ins)
+        for r in range(size):
+            want = rank_values(r, dtype)
+            expect_equal(f"all_gather_coalesced {dtype} rank {r} tensor 0", outs[r][0],
+                         want[:6].reshape(2, 3))
+            expect_equal(f"all_gather_coalesced {dtype} rank {r} tensor 1", outs[r][1],
+                         want[:1] + 1)
+
         inputs = [rank_values(rank, dtype) + j for j in range(size)]
         out = torch.zeros(N, dtype=dtype)
         dist.reduce_scatter(out, inputs)
@@ -235,10 +249,10 @@ def check_errors():
                  "weft alltoall", f"expects {size} input")
     with warnings.catch_warnings():  # torch: "all_gather_coalesced will be deprecated"
         warnings.simplefilter("ignore", UserWarning)
-        expect_error("all_gather_coalesced",
+        expect_error("all_gather_coalesced with one output list",
                      lambda: dist.all_gather_coalesced([[torch.zeros(1)] * size],
                                                        [torch.zeros(1)]),
-                     "weft", "does not support allgather_coalesced")
+                     "weft allgather_coalesced", f"expects {size} output lists", "got 1")
     expect_error("recv from any source", lambda: dist.recv(torch.zeros(1)),
                  "weft", "does not support recvAnysource")
 
