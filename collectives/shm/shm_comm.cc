@@ -15,6 +15,7 @@
 #include <csignal>
 #include <cstring>
 #include <ctime>
+#include <random>
 
 #include "common/status.h"
 
@@ -121,9 +122,18 @@ Result<std::unique_ptr<ShmComm>> ShmComm::create(Store& store, int rank, int siz
   std::string name;
   int fd = -1;
   if (rank == 0) {
+    // The name carries random bits besides pid, communicator and serial: a segment left in
+    // /dev/shm by a job that died (its rank 0 never unlinked it) can have this process's pid
+    // after pid reuse, or come from another pid namespace sharing /dev/shm. Never reuse one.
     static std::atomic<uint64_t> serial{0};
-    name = strCat("/weft-coll-", getpid(), "-", comm_id, "-", serial++);
-    fd = shm_open(name.c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
+    static thread_local std::mt19937_64 rng{std::random_device{}() ^
+                                            static_cast<uint64_t>(getpid()) << 32};
+    for (int attempt = 0; attempt < 8 && fd < 0; ++attempt) {
+      name = strCat("/weft-coll-", getpid(), "-", comm_id, "-", serial++, "-",
+                    static_cast<uint32_t>(rng()));
+      fd = shm_open(name.c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
+      if (fd < 0 && errno != EEXIST) break;
+    }
     if (fd >= 0 && ftruncate(fd, static_cast<off_t>(bytes)) != 0) {
       const int err = errno;
       close(fd);
@@ -267,6 +277,7 @@ Status ShmComm::slowChecks(Counter c, uint64_t value, int waited, ShmDeadline& d
   if (idle_) idle_();
   if ((checks & 15) == 0 && !alive(waited)) {
     failed_rank_ = waited;
+    unlinkSegment();
     return WEFT_ERROR(StatusCode::kPeerFailure, "rank ", waited, " (pid ",
                       pidOf(waited).load(std::memory_order_relaxed),
                       ") exited before reaching shared-memory stage ", value);
@@ -277,6 +288,7 @@ Status ShmComm::slowChecks(Counter c, uint64_t value, int waited, ShmDeadline& d
     if (counter(x, c).load(std::memory_order_acquire) >= value) continue;
     late += strCat(late.empty() ? "" : ", ", x);
   }
+  unlinkSegment();
   return WEFT_ERROR(StatusCode::kTimeout, "shared-memory stage ", value, ": ranks ", late,
                     " did not reach '", counterName(c), "' before the deadline");
 }
@@ -312,13 +324,20 @@ Status ShmComm::waitSlotFree(uint64_t stage, ShmDeadline& deadline) {
   return Status::ok();
 }
 
-void ShmComm::finishCall() {
+void ShmComm::unlinkSegment() {
   if (rank_ != 0 || name_.empty()) return;
-  for (int j = 1; j < size_; ++j) {
-    if (counter(j, kDone).load(std::memory_order_acquire) == 0) return;  // not attached yet
-  }
   shm_unlink(name_.c_str());
   name_.clear();
+}
+
+void ShmComm::finishCall() {
+  if (rank_ != 0 || name_.empty()) return;
+  // A rank stores its pid right after mapping the segment, before it publishes anything:
+  // once every pid is there nobody needs the name any more.
+  for (int j = 1; j < size_; ++j) {
+    if (pidOf(j).load(std::memory_order_acquire) == 0) return;  // not attached yet
+  }
+  unlinkSegment();
 }
 
 Status ShmComm::barrier(ShmDeadline& deadline) {

@@ -3,8 +3,10 @@
 //
 // Segment: created by communicator rank 0 (shm_open + ftruncate + mmap with MAP_POPULATE; its
 // name travels through the communicator's store under "shm/name"), attached by the others at
-// the first call, and unlinked by rank 0 once every rank has been seen in it (after the first
-// call), so nothing is left in /dev/shm while the job runs. It holds, per rank, three
+// the first call, and unlinked by rank 0 once every rank has mapped it (at the end of the first
+// call), or when a call fails (dead peer, timeout), so nothing is left in /dev/shm while the
+// job runs. Its name carries random bits: a segment that a crashed job left behind never
+// collides with a new one (pid reuse, other pid namespaces). It holds, per rank, three
 // progress counters (own cache lines), kSlots inline slots (one cache line each, for tiny
 // reductions) and kSlots input and output slots of `chunk` bytes.
 //
@@ -216,6 +218,9 @@ class ShmComm {
   Status reduceLarge(const std::byte* in, std::byte* out, size_t count, const Reducer& reducer,
                      Collect collect, int root, ShmDeadline& deadline);
   void finishCall();
+  // Rank 0: removes the segment's name now (a failed call: the communicator is broken, and
+  // a process that exits without its destructor would leave it in /dev/shm).
+  void unlinkSegment();
 
   int rank_;
   int size_;

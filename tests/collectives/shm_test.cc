@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -86,6 +87,18 @@ void runAllShapes(RankEnv& env, Communicator& comm) {
   }
   env.step("barrier");
   EXPECT_TRUE(barrier(comm).isOk());
+}
+
+// Names of the shared-memory segments in /dev/shm that process `pid` created, or "".
+std::string segmentsOf(pid_t pid) {
+  std::string found;
+  const std::string prefix = strCat("weft-coll-", pid, "-");
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/dev/shm", ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind(prefix, 0) == 0) found += name + " ";
+  }
+  return found;
 }
 
 class ShmRanks : public ::testing::TestWithParam<int> {};
@@ -221,6 +234,11 @@ TEST_P(ShmFailures, ARankThatNeverArrivesTimesOutNamingIt) {
           EXPECT_GE(waited, 0.9);
           EXPECT_LT(waited, 30.0);
           EXPECT_EQ(barrier(comm).code(), StatusCode::kTimeout);  // sticky
+          if (comm.rank() == 0) {
+            // Rank 0 created the segment: after a failed call its name is gone from
+            // /dev/shm even if this process never ran its destructors.
+            EXPECT_EQ(segmentsOf(getpid()), "");
+          }
         }
         env.barrier("done");
       },
