@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -48,6 +49,14 @@ Case shmCase(CollKind kind, size_t count, bool in_place, int root, DataType type
   return c;
 }
 
+// Runs each case (a step each), expecting correct, bit-identical results.
+void runEach(RankEnv& env, Communicator& comm, std::span<const Case> cases) {
+  for (const Case& c : cases) {
+    env.step(c.describe());
+    EXPECT_EQ(runCase(comm, c), "") << c.describe();
+  }
+}
+
 // Every shared-memory operation over the counts above, in place and not.
 void runAllShapes(RankEnv& env, Communicator& comm) {
   const int last = comm.size() - 1;
@@ -69,10 +78,7 @@ void runAllShapes(RankEnv& env, Communicator& comm) {
           shmCase(CollKind::kGather, count, in_place, last, DataType::kI32, ReduceOp::kSum, seed),
           shmCase(CollKind::kScatter, count, in_place, last, DataType::kU8, ReduceOp::kSum, seed),
       };
-      for (const Case& c : cases) {
-        env.step(c.describe());
-        EXPECT_EQ(runCase(comm, c), "") << c.describe();
-      }
+      runEach(env, comm, cases);
       ++seed;
     }
   }
@@ -137,10 +143,7 @@ TEST_P(ShmRanks, DefaultStagesReduceOwnPartsBlockByBlock) {
                 shmCase(CollKind::kReduce, count, in_place, last, DataType::kF64, ReduceOp::kAvg,
                         seed),
             };
-            for (const Case& c : cases) {
-              env.step(c.describe());
-              EXPECT_EQ(runCase(comm, c), "") << c.describe();
-            }
+            runEach(env, comm, cases);
             ++seed;
           }
         }
