@@ -149,6 +149,23 @@ def check_p2p(rank, size):
         pass
     w.wait()
     expect_equal("dropped isend", got3, torch.full((n,), 3.0 + left))
+    # A wait with a short timeout raises but leaves the receive pending: waiting again after
+    # the sender sent completes it.
+    if rank in (0, 1):
+        t = torch.zeros(4)
+        if rank == 1:
+            dist.recv(torch.zeros(1), src=0, tag=11)
+            dist.send(torch.arange(4, dtype=torch.float32), dst=0, tag=10)
+        else:
+            w = dist.irecv(t, src=1, tag=10)
+            try:
+                w.wait(timeout=datetime.timedelta(milliseconds=200))
+                raise AssertionError("wait before the send did not time out")
+            except RuntimeError as e:
+                assert "did not complete within the wait" in str(e), str(e)
+            dist.send(torch.zeros(1), dst=1, tag=11)  # now rank 1 may send
+            w.wait()
+            expect_equal("irecv waited again", t, torch.arange(4, dtype=torch.float32))
     dist.barrier()
 
 
