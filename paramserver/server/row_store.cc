@@ -1,5 +1,6 @@
 #include "paramserver/server/row_store.h"
 
+#include <algorithm>
 #include <bit>
 #include <cerrno>
 
@@ -10,18 +11,26 @@ namespace weft::ps {
 
 RowStore::RowStore(size_t stride, size_t slab_bytes)
     : stride_(stride), slabs_(new std::atomic<uint8_t*>[kMaxSlabs]) {
-  size_t rows = slab_bytes / stride;
-  rows = rows < 1 ? 1 : std::bit_floor(rows);
-  if (rows > kMaxRowsPerSlab) rows = kMaxRowsPerSlab;
-  shift_ = static_cast<uint32_t>(std::countr_zero(rows));
-  mask_ = static_cast<uint32_t>(rows - 1);
+  size_t rows = std::clamp<size_t>(slab_bytes / stride, 1, kMaxRowsPerSlab);
+  if (slab_bytes >= kHugePageBytes) {
+    // Whole huge pages: as many as the rows fill, at most slab_bytes' worth, at least one.
+    const size_t most_rows_fill = std::max<size_t>(1, kMaxRowsPerSlab * stride / kHugePageBytes);
+    const size_t pages = std::min(slab_bytes / kHugePageBytes, most_rows_fill);
+    rows = std::clamp<size_t>(pages * kHugePageBytes / stride, 1, kMaxRowsPerSlab);
+  }
+  rows_ = static_cast<uint32_t>(rows);
+  shift_ = static_cast<uint32_t>(std::bit_width(rows - 1));
+  mask_ = static_cast<uint32_t>((size_t{1} << shift_) - 1);
   slab_bytes_ = rows * stride;
+  mapped_bytes_ = slab_bytes >= kHugePageBytes
+                      ? (slab_bytes_ + kHugePageBytes - 1) / kHugePageBytes * kHugePageBytes
+                      : slab_bytes_;
   for (uint32_t i = 0; i < kMaxSlabs; ++i) slabs_[i].store(nullptr, std::memory_order_relaxed);
 }
 
 RowStore::~RowStore() {
   for (uint32_t i = 0; i < slab_count_; ++i) {
-    unmapHuge(slabs_[i].load(), slab_bytes_);
+    unmapHuge(slabs_[i].load(), mapped_bytes_);
   }
 }
 
@@ -31,16 +40,19 @@ Status RowStore::mapSlabLocked(SlabInfo& info) {
                       uint64_t{kMaxSlabs} * rowsPerSlab(), " rows)")
         .withHint("spread the table over more servers, or enable eviction");
   }
-  void* p = mapHuge(slab_bytes_);  // random row accesses: huge pages spare TLB misses
+  void* p = mapHuge(mapped_bytes_);  // random row accesses: huge pages spare TLB misses
   if (p == nullptr) {
-    return WEFT_ERROR(StatusCode::kNoResource, "row store: mmap of a ", slab_bytes_,
+    return WEFT_ERROR(StatusCode::kNoResource, "row store: mmap of a ", mapped_bytes_,
                       "-byte slab failed: ", errnoString(errno))
         .withHint("the server is out of memory: add servers or enable admission/eviction");
   }
   const uint32_t id = slab_count_++;
   slabs_[id].store(static_cast<uint8_t*>(p), std::memory_order_release);
   const uint32_t first = id << shift_;
-  for (uint32_t i = rowsPerSlab(); i > 0; --i) free_.push_back(first + i - 1);
+  for (uint32_t i = rowsPerSlab(); i > 0; --i) {
+    // 0xffffffff (the last id of a full id space) stays unused: indexes use it as "none".
+    if (first + i - 1 != 0xffffffffu) free_.push_back(first + i - 1);
+  }
   info = SlabInfo{id, static_cast<uint8_t*>(p), slab_bytes_};
   return Status::ok();
 }

@@ -190,7 +190,7 @@ TableStats Table::stats() const {
     s.index_bytes += stripes_[st].index.bytes();
   }
   s.slabs = store_.slabCount();
-  s.slab_bytes = s.slabs * store_.slabBytes();
+  s.slab_bytes = s.slabs * store_.mappedBytes();
   s.sketch_bytes = sketch_ ? sketch_->bytes() : 0;
   s.row_stride = layout_.stride;
   if (s.rows > 0) {

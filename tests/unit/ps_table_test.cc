@@ -4,17 +4,18 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <map>
 #include <random>
 #include <thread>
-#include <cstring>
-#include <atomic>
 #include <unordered_map>
 
 #include "paramserver/server/initializer.h"
 #include "paramserver/server/row_index.h"
+#include "paramserver/server/row_store.h"
 #include "paramserver/util/hash.h"
 #include "ps_test_util.h"
 
@@ -256,6 +257,51 @@ TEST(PsTable, ManyKeysAcrossSlabsAndStripes) {
   EXPECT_GT(s.slabs, 10u);
   EXPECT_GE(s.bytes_per_row, static_cast<double>(s.row_stride));
   EXPECT_LT(s.bytes_per_row, 2.5 * static_cast<double>(s.row_stride) + 64);
+}
+
+// Slabs of 2 MiB or more are whole huge pages: 2 MiB aligned, mapped in 2 MiB multiples,
+// holding as many rows as fit (no longer a power of two), the rows of one slab disjoint
+// and inside it, and ids that round-trip through slabOf/offsetOf.
+TEST(PsRowStore, BigSlabsAreWholeHugePagesFilledWithRows) {
+  struct Case {
+    size_t stride, target, rows, mapped;
+  };
+  const Case cases[] = {
+      {48, size_t{4} << 20, (size_t{2} << 20) / 48, size_t{2} << 20},  // 2^16 rows = 3 MiB
+      {104, size_t{4} << 20, (size_t{4} << 20) / 104, size_t{4} << 20},
+      {4136, size_t{4} << 20, (size_t{4} << 20) / 4136, size_t{4} << 20},
+      {48, (size_t{5} << 20) / 2, (size_t{2} << 20) / 48, size_t{2} << 20},  // 2.5 MiB
+      {8 << 20, size_t{4} << 20, 1, size_t{8} << 20},                        // one huge row
+      {48, 4096, 85, 85 * 48},  // small slabs: rows that fit, no huge-page rounding
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(::testing::Message() << "stride " << c.stride << " target " << c.target);
+    RowStore store(c.stride, c.target);
+    EXPECT_EQ(store.rowsPerSlab(), c.rows);
+    EXPECT_EQ(store.slabBytes(), c.rows * c.stride);
+    EXPECT_EQ(store.mappedBytes(), c.mapped);
+    std::vector<uint32_t> ids;
+    ASSERT_TRUE(store.reserve(2 * c.rows + 1, ids).isOk());
+    ASSERT_EQ(store.slabCount(), 3u);
+    const auto slabs = store.slabs();
+    std::vector<uint64_t> offsets;
+    for (const uint32_t id : ids) {
+      const SlabInfo& slab = slabs.at(store.slabOf(id));
+      EXPECT_EQ(store.row(id), slab.base + store.offsetOf(id));
+      EXPECT_LE(store.offsetOf(id) + c.stride, slab.bytes);
+      offsets.push_back(uint64_t{store.slabOf(id)} << 40 | store.offsetOf(id));
+    }
+    std::sort(offsets.begin(), offsets.end());
+    EXPECT_EQ(std::adjacent_find(offsets.begin(), offsets.end()), offsets.end());
+    if (c.target >= (size_t{2} << 20)) {
+      for (const SlabInfo& slab : slabs) {
+        EXPECT_EQ(reinterpret_cast<uintptr_t>(slab.base) % (size_t{2} << 20), 0u);
+      }
+    }
+    // Rows are writable to their last byte (the mapping covers them).
+    for (const uint32_t id : ids) store.row(id)[c.stride - 1] = 1;
+    store.release(ids.data(), ids.size());
+  }
 }
 
 // A table whose stripes run on a 2-thread pool gives bit-identical rows and replies to a
