@@ -315,6 +315,75 @@ TEST_P(TransportConformance, PutGetAtOffsetsAndPutNotify) {
       rankOptions());
 }
 
+// Bursts of 8-byte puts and gets, each burst waited for newest first by blocking waits
+// that sleep at once: the verbs backend signals only some of these WRs (kSignalEvery) and
+// must still complete every operation, also those behind the last signaled WR, and a
+// burst's gets must see its puts after a flush. Burst sizes below, at and above 16.
+// The verbs keepalive probe (which would also retire them, after a second) is pushed out
+// of the way, and each wait has 10 s: an operation left behind fails the test.
+TEST_P(TransportConformance, BurstsOfPutsAndGetsWaitedNewestFirst) {
+  const BackendConfig cfg = GetParam();
+  runRanks(
+      2,
+      [&](RankEnv& env) {
+        ::setenv("WEFT_IB_KEEPALIVE", "600", 1);
+        auto waitOk = [](Request& r, const char* what) {
+          must(r.wait(Deadline::afterSeconds(10)), what);
+        };
+        ContextOptions options;
+        options.spin_us = 0;
+        Mesh m = openMesh(env, cfg, false, options);
+        Endpoint& ep = m.to(1 - env.rank);
+        constexpr size_t kWords = 100;
+        std::vector<uint64_t> words(kWords, 0);
+        auto mr = must(m.ctx->registerMemory(words.data(), kWords * 8), "registerMemory");
+        publishKey(env, *mr, "words");
+        RemoteKey peer = fetchKey(env, 1 - env.rank, "words");
+        const size_t bursts[] = {kWords, 3, 1, 16, 17, 33};
+        auto value = [](size_t burst, size_t i) { return uint64_t{burst} << 32 | (i + 1); };
+        if (env.rank == 0) {
+          std::vector<uint64_t> src(kWords), got(kWords);
+          std::vector<Request> reqs(kWords);
+          for (size_t b = 0; b < std::size(bursts); ++b) {
+            const size_t n = bursts[b];
+            env.step(strCat("burst ", b, " of ", n, " puts"));
+            for (size_t i = 0; i < n; ++i) {
+              src[i] = value(b, i);
+              reqs[i] = must(ep.put(&src[i], 8, peer, 8 * i), "put");
+            }
+            for (size_t i = n; i-- > 0;) waitOk(reqs[i], "put (newest first)");
+            Request f = must(ep.flush(), "flush");
+            waitOk(f, "flush");
+            env.step(strCat("burst ", b, " of ", n, " gets"));
+            for (size_t i = 0; i < n; ++i) {
+              got[i] = 0;
+              reqs[i] = must(ep.get(&got[i], 8, peer, 8 * i), "get");
+            }
+            for (size_t i = n; i-- > 0;) {
+              waitOk(reqs[i], "get (newest first)");
+              EXPECT_EQ(reqs[i].bytes(), 8u);
+            }
+            for (size_t i = 0; i < n; ++i) {
+              ASSERT_EQ(got[i], value(b, i)) << "burst " << b << " word " << i;
+            }
+          }
+        }
+        progressBarrier(env, *m.ctx, "bursts done");
+        if (env.rank == 1) {
+          // Each word holds the value of the last burst that reached it.
+          for (size_t i = 0; i < kWords; ++i) {
+            size_t last = 0;
+            for (size_t b = 0; b < std::size(bursts); ++b) {
+              if (i < bursts[b]) last = b;
+            }
+            EXPECT_EQ(words[i], value(last, i)) << "word " << i;
+          }
+        }
+        progressBarrier(env, *m.ctx, "checked");
+      },
+      rankOptions());
+}
+
 TEST_P(TransportConformance, AtomicsUnderContentionFromFourRanks) {
   const BackendConfig cfg = GetParam();
   runRanks(

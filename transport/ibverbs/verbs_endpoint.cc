@@ -265,7 +265,8 @@ bool VerbsEndpoint::wantSignal(bool must) {
   return false;
 }
 
-bool VerbsEndpoint::postSend(ibv_send_wr* first, VerbsOp* op, int32_t bounce, bool keepalive) {
+bool VerbsEndpoint::postSend(ibv_send_wr* first, VerbsOp* op, int32_t bounce, bool keepalive,
+                             bool deferrable) {
   uint32_t n = 0;
   ibv_send_wr* last = first;
   for (ibv_send_wr* w = first; w != nullptr; w = w->next) {
@@ -274,7 +275,9 @@ bool VerbsEndpoint::postSend(ibv_send_wr* first, VerbsOp* op, int32_t bounce, bo
     last = w;
     ++n;
   }
-  if (wantSignal(op != nullptr || keepalive)) last->send_flags |= IBV_SEND_SIGNALED;
+  const bool must = keepalive || (op != nullptr && (!deferrable || signaled_end_ <= sq_retired_));
+  const bool signaled = wantSignal(must);
+  if (signaled) last->send_flags |= IBV_SEND_SIGNALED;
   SqEntry& e = sq_[(sq_posted_ + n - 1) % sq_depth_];
   e.op = op;
   e.op_gen = op != nullptr ? op->gen : 0;
@@ -290,7 +293,18 @@ bool VerbsEndpoint::postSend(ibv_send_wr* first, VerbsOp* op, int32_t bounce, bo
     return false;
   }
   sq_posted_ += n;
+  if (signaled) {
+    signaled_end_ = sq_posted_;
+    deferred_ = 0;
+  } else if (op != nullptr) {
+    ++deferred_;
+  }
   return true;
+}
+
+void VerbsEndpoint::kickDeferred() {
+  if (deferred_ == 0 || signaled_end_ > sq_retired_ || keepalive_in_flight_) return;
+  if (postKeepalive()) keepalive_in_flight_ = true;
 }
 
 uint16_t VerbsEndpoint::takeCredits(uint32_t max) {
@@ -341,8 +355,8 @@ bool VerbsEndpoint::prepareMessage(MsgType type, Tag tag, const void* body, uint
   } else {  // inline (copied at post) or zero-copy: gather header and payload
     if (head_len > 0) p.sge[n++] = ibv_sge{reinterpret_cast<uintptr_t>(dst), head_len, head_lkey};
     if (payload_len > 0) {
-      p.sge[n++] = ibv_sge{reinterpret_cast<uintptr_t>(payload), payload_len,
-                           inl ? 0 : payload_lkey};
+      p.sge[n++] =
+          ibv_sge{reinterpret_cast<uintptr_t>(payload), payload_len, inl ? 0 : payload_lkey};
     }
   }
   if (inl) p.wr.send_flags = IBV_SEND_INLINE;
@@ -421,8 +435,8 @@ void VerbsEndpoint::checkTimers(Deadline::Clock::time_point now) {
   if (postKeepalive()) {
     keepalive_in_flight_ = true;
     WEFT_LOG(kDebug, "verbs") << name_ << ": probing the peer (silent for "
-                              << formatDuration(now - last_heard_) << " with "
-                              << slots_.size << " requests pending)";
+                              << formatDuration(now - last_heard_) << " with " << slots_.size
+                              << " requests pending)";
   }
 }
 
@@ -433,6 +447,7 @@ void VerbsEndpoint::arm() {
 unsigned VerbsEndpoint::poll() {
   const unsigned n = pollCq();
   if (n > 0 && failure_.isOk()) pump();
+  if (n == 0 && deferred_ > 0 && failure_.isOk()) kickDeferred();
   return n;
 }
 
@@ -568,8 +583,8 @@ Status VerbsEndpoint::close(Deadline deadline) {
     while (!notify_waiters_.empty()) {
       VerbsOp* op = notify_waiters_.front();
       notify_waiters_.pop_front();
-      completeOp(op, WEFT_ERROR(StatusCode::kCanceled, "recvNotify canceled: ", name_,
-                                " was closed"));
+      completeOp(op,
+                 WEFT_ERROR(StatusCode::kCanceled, "recvNotify canceled: ", name_, " was closed"));
     }
   }
   // Let posted sends and one-sided operations finish (a signaled probe retires the

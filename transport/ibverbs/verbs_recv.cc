@@ -68,13 +68,23 @@ void VerbsEndpoint::onSendCompletion(const ibv_wc& wc) {
   const uint64_t seq = wc.wr_id;
   if (seq < sq_retired_ || seq >= sq_posted_) return;  // not ours (cannot happen)
   const SqEntry e = sq_[seq % sq_depth_];
+  retired_ops_.clear();
+  retired_gens_.clear();
   for (uint64_t s = sq_retired_; s <= seq; ++s) {
     SqEntry& x = sq_[s % sq_depth_];
     if (x.bounce >= 0) free_bounce_.push_back(static_cast<uint32_t>(x.bounce));
+    if (s < seq && x.op != nullptr) {  // an unsignaled put / get: done before this WR
+      retired_ops_.push_back(x.op);
+      retired_gens_.push_back(x.op_gen);
+    }
     x = SqEntry{};
   }
   sq_retired_ = seq + 1;
   if (e.keepalive) keepalive_in_flight_ = false;
+  // RC completes in order: the earlier WRs succeeded even when this one failed.
+  for (size_t i = 0; i < retired_ops_.size(); ++i) {
+    if (retired_ops_[i]->gen == retired_gens_[i]) opDone(retired_ops_[i]);
+  }
   if (wc.status != IBV_WC_SUCCESS) {
     if (failure_.isOk()) {
       std::string op = e.keepalive ? "keepalive probe" : std::string(wrOpcodeName(e.opcode));
@@ -117,8 +127,7 @@ void VerbsEndpoint::opDone(VerbsOp* op) {
       op->slot->bytes = op->length;
       completeOp(op, Status::ok());
       return;
-    default:
-      return;
+    default: return;
   }
 }
 
@@ -154,8 +163,7 @@ bool VerbsEndpoint::handleMessage(const char* data, uint32_t bytes) {
   const uint32_t body_bytes = bytes - static_cast<uint32_t>(sizeof(h));
   auto need = [&](size_t n) {
     if (body_bytes >= n) return true;
-    fail(protocolError(strCat("message type ", int{h.type}, " with a ", body_bytes,
-                              "-byte body")));
+    fail(protocolError(strCat("message type ", int{h.type}, " with a ", body_bytes, "-byte body")));
     return false;
   };
   switch (static_cast<MsgType>(h.type)) {
@@ -222,10 +230,10 @@ void VerbsEndpoint::unlinkRecv(VerbsOp* op) {
 
 Status VerbsEndpoint::truncation(const VerbsOp* op, size_t sent) const {
   return WEFT_ERROR(StatusCode::kInvalidArgument, "recv on ", name_, ": the message of ", sent,
-                    " bytes does not fit the receive buffer of ", op->length,
-                    " bytes (truncated)")
-      .withHint("post receives at least as large as the largest message the peer sends with "
-                "that tag");
+                    " bytes does not fit the receive buffer of ", op->length, " bytes (truncated)")
+      .withHint(
+          "post receives at least as large as the largest message the peer sends with "
+          "that tag");
 }
 
 void VerbsEndpoint::deliverEager(VerbsOp* op, Tag tag, const char* data, size_t length) {

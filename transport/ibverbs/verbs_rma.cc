@@ -76,7 +76,8 @@ Result<Request> VerbsEndpoint::postRma(OpType type, OpKind kind, ibv_wr_opcode o
   return r;
 }
 
-// Posts the chunks of a put / get; the last one is signaled and completes the op.
+// Posts the chunks of a put / get; the last one completes the op (it or a later signaled
+// WR: see kSignalEvery).
 bool VerbsEndpoint::postRmaChunks(VerbsOp* op) {
   while (op->posted < op->length) {
     if (sqFree() < 1) return false;
@@ -91,7 +92,7 @@ bool VerbsEndpoint::postRmaChunks(VerbsOp* op) {
     if (op->reg == nullptr) wr.send_flags = IBV_SEND_INLINE;
     wr.wr.rdma.remote_addr = op->remote_addr + op->posted;
     wr.wr.rdma.rkey = op->rkey;
-    if (!postSend(&wr, last ? op : nullptr, -1)) return false;
+    if (!postSend(&wr, last ? op : nullptr, -1, false, /*deferrable=*/true)) return false;
     op->posted += chunk;
   }
   op->stage = Stage::kPosted;
@@ -221,8 +222,8 @@ Result<Request> VerbsEndpoint::fetchAdd(const RemoteKey& key, uint64_t offset, u
   return postAtomic(OpKind::kFetchAdd, IBV_WR_ATOMIC_FETCH_AND_ADD, key, offset, addend, 0);
 }
 
-Result<Request> VerbsEndpoint::compareSwap(const RemoteKey& key, uint64_t offset,
-                                           uint64_t expected, uint64_t desired) {
+Result<Request> VerbsEndpoint::compareSwap(const RemoteKey& key, uint64_t offset, uint64_t expected,
+                                           uint64_t desired) {
   return postAtomic(OpKind::kCompareSwap, IBV_WR_ATOMIC_CMP_AND_SWP, key, offset, desired,
                     expected);
 }
