@@ -13,6 +13,9 @@
 #   RDMA WRITE rendezvous against the same perftest numbers (rows *_wr)
 # Each pair runs REPEATS times (default 3), back to back; the table shows the median of each
 # tool and the median of the per-repetition ratios.
+# Like for like: the bandwidth tests keep as many operations in flight as perftest does
+# (its default TX depth, 128: weft-perf -W 128; weft-perf's own default is 32, which on
+# rxe reads 8 B at ~0.87x of perftest against ~0.92x with 128).
 # The VM is emulated (TCG) and shares the host's CPUs: the absolute numbers mean little,
 # the ratios are what to read. Never use this as a pass/fail test.
 # Output: the table on stdout, and perf-compare.md / perf-compare.raw in the current dir.
@@ -60,12 +63,13 @@ perftest() { # TOOL SIZE -> prints the client's data line
 # packet work on the same two vCPUs, so rank 1 runs at nice 19 there (perftest's passive
 # side sleeps in a socket read meanwhile). Both sides work in the other tests.
 weftperf() {
-	local test=$1 size=$2 nice=
+	local test=$1 size=$2 nice= window=
 	shift 2
 	case $test in put_bw | get_bw) nice="nice -n 19" ;; esac
+	case $test in *_bw) window="-W 128" ;; esac  # perftest's TX depth
 	env "$@" timeout 300 "$B/weft-run" -n 2 -- bash -c \
 		'if [ "$WEFT_RANK" = 1 ]; then exec '"$nice"' "$@"; else exec "$@"; fi' rank \
-		"$B/weft-perf" --backend verbs -t "$test" -s "$size" -n "$(iters "$size")" 2>/dev/null |
+		"$B/weft-perf" --backend verbs -t "$test" -s "$size" -n "$(iters "$size")" $window 2>/dev/null |
 		sed -n 's/^\[0\] *//p' | awk -v s="$size" '$1 == s {print; exit}'
 }
 # Gb/s from a weft-perf line: BW (GB/s, column 6) when it has enough digits, else from the
