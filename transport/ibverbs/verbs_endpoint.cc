@@ -275,7 +275,11 @@ bool VerbsEndpoint::postSend(ibv_send_wr* first, VerbsOp* op, int32_t bounce, bo
     last = w;
     ++n;
   }
-  const bool must = keepalive || (op != nullptr && (!deferrable || signaled_end_ <= sq_retired_));
+  // A deferrable op is signaled unless the queue is deep (kSignalEvery WRs in flight) and
+  // a signaled WR is among them: short bursts keep one round trip per operation.
+  const bool must =
+      keepalive || (op != nullptr && (!deferrable || sq_posted_ - sq_retired_ < kSignalEvery ||
+                                      signaled_end_ <= sq_retired_));
   const bool signaled = wantSignal(must);
   if (signaled) last->send_flags |= IBV_SEND_SIGNALED;
   SqEntry& e = sq_[(sq_posted_ + n - 1) % sq_depth_];
@@ -447,7 +451,14 @@ void VerbsEndpoint::arm() {
 unsigned VerbsEndpoint::poll() {
   const unsigned n = pollCq();
   if (n > 0 && failure_.isOk()) pump();
-  if (n == 0 && deferred_ > 0 && failure_.isOk()) kickDeferred();
+  if (deferred_ > 0 && failure_.isOk()) {
+    // Probe when nothing came (the caller waits), or after many busy polls in a row (a
+    // stream of receives on this CQ must not hold deferred operations back).
+    if (n == 0 || ++busy_polls_ >= kBusyPollsBeforeKick) {
+      busy_polls_ = 0;
+      kickDeferred();
+    }
+  }
   return n;
 }
 
