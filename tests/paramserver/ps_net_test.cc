@@ -226,11 +226,12 @@ bool processDead(const std::string& pid) {
   return close == std::string::npos || line.size() < close + 3 || line[close + 2] == 'Z';
 }
 
-// Server 1 dies while idle: the client waits until it is dead before pulling again. (A
+// Server 1 dies while idle: the client waits until it is dead before pulling again. A
 // process killed in the middle of a send into a UCX shared-memory FIFO leaves that FIFO
-// stalled at its half-written element, and the receiver then hears from no peer at all:
-// here the client, whose replies from server 0 queue behind it. CI hit that race once,
-// when the next pull reached server 1 before its SIGKILL; see transport/README.md.)
+// stalled at its half-written element, and the receiver then hears from no peer at all.
+// That is the likely cause of one CI failure: the client waited for server 0's reply while
+// server 0 sat idle, after a pull reached server 1 just before its SIGKILL (see
+// transport/README.md, UCX findings).
 TEST(PsNet, KilledServerIsReportedByName) {
   RankOptions opts;
   opts.timeout_s = 60;
