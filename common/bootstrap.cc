@@ -4,17 +4,19 @@
 
 #include <cerrno>
 #include <cstdlib>
-#include <fstream>
-#include <map>
 #include <filesystem>
+#include <map>
 #include <thread>
 
 #include "common/config.h"
 #include "common/logging.h"
+#include "common/process.h"
 
 namespace weft {
 
-const char* EnvSource::get(const char* name) const { return std::getenv(name); }
+const char* EnvSource::get(const char* name) const {
+  return std::getenv(name);
+}
 
 namespace {
 
@@ -50,22 +52,6 @@ std::string hostName() {
   char host[256] = {};
   if (gethostname(host, sizeof(host) - 1) != 0) return "unknown-host";
   return host;
-}
-
-// Start time of a process (clock ticks since boot), to make pid-based job ids unique.
-std::string processStartTime(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  size_t paren = stat.rfind(')');
-  if (paren == std::string::npos) return "0";
-  // Fields after the command: state is field 3, starttime is field 22.
-  size_t pos = paren + 2;
-  for (int field = 3; field < 22 && pos != std::string::npos; ++field) {
-    pos = stat.find(' ', pos);
-    if (pos != std::string::npos) ++pos;
-  }
-  if (pos == std::string::npos) return "0";
-  return stat.substr(pos, stat.find(' ', pos) - pos);
 }
 
 // Rank/size from one launcher convention. Returns false when its variables are absent.
@@ -108,7 +94,8 @@ std::string launcherJobId(const EnvSource& env, const std::string& launcher) {
   // Ranks of one node share the launcher's daemon as parent: its pid and start time name
   // the job on this node.
   pid_t ppid = getppid();
-  return strCat("ppid-", ppid, "-", processStartTime(ppid));
+  const std::optional<ProcStat> stat = readProcStat(static_cast<uint32_t>(ppid));
+  return strCat("ppid-", ppid, "-", stat ? stat->start_time : 0);
 }
 
 Status chooseStore(const EnvSource& env, BootInfo& info) {
@@ -130,8 +117,8 @@ Status chooseStore(const EnvSource& env, BootInfo& info) {
   }
   // One node without an address: a file store private to this job and user.
   const char* tmp = env.get("TMPDIR");
-  info.store_addr = strCat("file:", tmp && *tmp ? tmp : "/tmp", "/weft-store-", getuid(), "-",
-                           info.job_id);
+  info.store_addr =
+      strCat("file:", tmp && *tmp ? tmp : "/tmp", "/weft-store-", getuid(), "-", info.job_id);
   return Status::ok();
 }
 
@@ -145,8 +132,9 @@ Result<BootInfo> detectBootInfo(const EnvSource& env) {
     if (info.rank < 0 || info.size <= 0) {
       return WEFT_ERROR(StatusCode::kInvalidArgument,
                         "bootstrap: WEFT_RANK and WEFT_WORLD_SIZE must be set together (got "
-                        "WEFT_RANK=", envStr(env, "WEFT_RANK"), " WEFT_WORLD_SIZE=",
-                        envStr(env, "WEFT_WORLD_SIZE"), ")");
+                        "WEFT_RANK=",
+                        envStr(env, "WEFT_RANK"),
+                        " WEFT_WORLD_SIZE=", envStr(env, "WEFT_WORLD_SIZE"), ")");
     }
     info.launcher = "weft";
     WEFT_ASSIGN_OR_RETURN(info.local_rank, weftInt(env, "WEFT_LOCAL_RANK"));
@@ -164,12 +152,13 @@ Result<BootInfo> detectBootInfo(const EnvSource& env) {
     }
   }
   if (info.rank >= info.size) {
-    return WEFT_ERROR(StatusCode::kInvalidArgument, "bootstrap (", info.launcher,
-                      "): rank ", info.rank, " is not below the world size ", info.size);
+    return WEFT_ERROR(StatusCode::kInvalidArgument, "bootstrap (", info.launcher, "): rank ",
+                      info.rank, " is not below the world size ", info.size);
   }
   if (info.size == 1) info.local_rank = 0, info.local_size = 1;
   info.node_id = envStr(env, "WEFT_NODE_ID");
-  if (info.node_id.empty()) info.node_id = info.launcher == "slurm" ? envStr(env, "SLURMD_NODENAME") : "";
+  if (info.node_id.empty())
+    info.node_id = info.launcher == "slurm" ? envStr(env, "SLURMD_NODENAME") : "";
   if (info.node_id.empty()) info.node_id = hostName();
   info.job_id = envStr(env, "WEFT_JOB_ID");
   if (info.job_id.empty()) info.job_id = launcherJobId(env, info.launcher);
@@ -184,8 +173,8 @@ Status deriveTopology(Store& store, BootInfo& info, std::vector<int>& node_of_ra
   for (int r = 0; r < info.size; ++r) {
     auto v = store.get(strCat("weft/boot/node/", r), deadline);
     if (!v.isOk()) {
-      return v.status().withContext(strCat("bootstrap: rank ", info.rank,
-                                           " waiting for the node id of rank ", r));
+      return v.status().withContext(
+          strCat("bootstrap: rank ", info.rank, " waiting for the node id of rank ", r));
     }
     node_ids[r] = std::move(*v);
   }
@@ -202,8 +191,8 @@ Status deriveTopology(Store& store, BootInfo& info, std::vector<int>& node_of_ra
   }
   if (info.local_rank >= 0 && info.local_rank != local_rank) {
     WEFT_LOG(kWarn, "boot") << "launcher says local rank " << info.local_rank
-                            << " but the store says " << local_rank << " on node "
-                            << info.node_id << "; keeping the launcher's";
+                            << " but the store says " << local_rank << " on node " << info.node_id
+                            << "; keeping the launcher's";
   } else {
     info.local_rank = local_rank;
   }
@@ -239,15 +228,16 @@ Result<World> bootstrap(const BootInfo& info, Deadline deadline) {
     }
     auto store = connectStore(info.store_addr, deadline);
     if (!store.isOk()) {
-      return store.status().withContext(strCat("bootstrap: rank ", info.rank, " of ",
-                                               info.size, " (", info.launcher, ")"));
+      return store.status().withContext(
+          strCat("bootstrap: rank ", info.rank, " of ", info.size, " (", info.launcher, ")"));
     }
     world.store = std::move(*store);
   }
   Status st = deriveTopology(*world.store, world.info, world.node_of_rank, deadline);
   if (!st.isOk() && info.store_addr.rfind("file:", 0) == 0) {
-    st = st.withHint("a file store only reaches ranks of one node: for several nodes set "
-                     "WEFT_STORE_ADDR=host:port and WEFT_STORE_HOST_RANK0=1");
+    st = st.withHint(
+        "a file store only reaches ranks of one node: for several nodes set "
+        "WEFT_STORE_ADDR=host:port and WEFT_STORE_HOST_RANK0=1");
   }
   WEFT_RETURN_IF_ERROR(st);
   return world;

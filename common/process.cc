@@ -11,6 +11,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <set>
 
@@ -189,6 +191,40 @@ Status awaitExec(int report_fd, pid_t pid, const std::string& path) {
 }
 
 }  // namespace
+
+// Runs inside progress loops (UCX peer checks), so it allocates nothing: a stack buffer
+// and open/read/close.
+std::optional<ProcStat> readProcStat(uint32_t pid) {
+  char path[64];
+  std::snprintf(path, sizeof(path), "/proc/%u/stat", pid);
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  char buf[1024];  // fields 1..22 fit easily (the command name is at most 64 bytes)
+  const ssize_t n = ::read(fd, buf, sizeof(buf) - 1);
+  ::close(fd);
+  if (n <= 0) return std::nullopt;
+  buf[n] = '\0';
+  const char* p = std::strrchr(buf, ')');  // the command name may contain spaces and ')'
+  if (p == nullptr) return std::nullopt;
+  ++p;
+  ProcStat st;
+  for (int i = 3; i <= 22; ++i) {  // field i starts after the next run of spaces
+    while (*p == ' ') ++p;
+    if (*p == '\0') return std::nullopt;
+    if (i == 3) st.state = *p;
+    if (i == 22) {
+      st.start_time = std::strtoull(p, nullptr, 10);
+      return st;
+    }
+    while (*p != ' ' && *p != '\0') ++p;
+  }
+  return std::nullopt;
+}
+
+bool processGone(uint32_t pid, uint64_t start_time) {
+  const std::optional<ProcStat> st = readProcStat(pid);
+  return !st || st->state == 'Z' || st->state == 'X' || st->start_time != start_time;
+}
 
 std::string signalName(int sig) {
   const char* abbrev = ::sigabbrev_np(sig);

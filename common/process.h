@@ -45,6 +45,18 @@ namespace weft {
 // "SIGKILL", "SIGSEGV", ... or "signal 77" when the number has no name.
 std::string signalName(int sig);
 
+// Fields of /proc/<pid>/stat: the state letter (field 3) and the start time in clock ticks
+// since boot (field 22; with the pid it names one process, a reused pid has another).
+struct ProcStat {
+  char state = '?';
+  uint64_t start_time = 0;
+};
+// nullopt when there is no such process (or its entry cannot be read).
+std::optional<ProcStat> readProcStat(uint32_t pid);
+// True when the process is gone: no /proc entry, a zombie / dead state, or another start
+// time (the pid was reused).
+bool processGone(uint32_t pid, uint64_t start_time);
+
 struct ExitStatus {
   bool signaled = false;
   int code = 0;    // exit status when !signaled

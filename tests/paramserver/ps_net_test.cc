@@ -6,12 +6,13 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
 #include <limits>
 #include <numeric>
 #include <random>
+#include <sstream>
 #include <thread>
 
+#include "common/process.h"
 #include "tests/paramserver/ps_test_support.h"
 
 namespace weft::ps::testing {
@@ -217,15 +218,6 @@ TEST(PsNet, BspAndSspBoundsAcrossProcesses) {
       opts);
 }
 
-// True once process `pid` is gone or a zombie (killed, not yet reaped by the harness).
-bool processDead(const std::string& pid) {
-  std::ifstream stat("/proc/" + pid + "/stat");
-  std::string line;
-  if (!std::getline(stat, line)) return true;
-  const size_t close = line.rfind(')');
-  return close == std::string::npos || line.size() < close + 3 || line[close + 2] == 'Z';
-}
-
 // Server 1 dies while idle: the client waits until it is dead before pulling again. A
 // process killed in the middle of a send into a UCX shared-memory FIFO leaves that FIFO
 // stalled at its half-written element, and the receiver then hears from no peer at all.
@@ -246,7 +238,9 @@ TEST(PsNet, KilledServerIsReportedByName) {
           o.num_servers = 2;
           o.rank = 1;
           auto server = must(net::Server::start(o, env.store, env.deadline), "Server::start");
-          must(env.store->set("pid1", std::to_string(::getpid())), "store");
+          const auto pid = static_cast<uint32_t>(::getpid());
+          const std::optional<ProcStat> self = readProcStat(pid);
+          must(env.store->set("pid1", strCat(pid, " ", self ? self->start_time : 0)), "store");
           must(env.store->get("kill", env.deadline).status(), "waiting for kill");
           ::kill(::getpid(), SIGKILL);
         }
@@ -258,10 +252,13 @@ TEST(PsNet, KilledServerIsReportedByName) {
         std::vector<float> out(keys.size());
         must(c->pullSync(1, keys, out.data(), env.deadline), "pull before the kill");
         const std::string pid1 = must(env.store->get("pid1", env.deadline), "server 1's pid");
+        uint32_t pid = 0;
+        uint64_t start = 0;
+        std::istringstream(pid1) >> pid >> start;
         must(env.store->set("kill", "1"), "store");
         env.step("waiting for server 1 to die");
-        while (!processDead(pid1)) {
-          ASSERT_FALSE(env.deadline.expired()) << "server 1 (pid " << pid1 << ") did not die";
+        while (!processGone(pid, start)) {
+          ASSERT_FALSE(env.deadline.expired()) << "server 1 (pid " << pid << ") did not die";
           std::this_thread::sleep_for(std::chrono::milliseconds(5));
         }
         env.step("pulling until the dead server is reported");

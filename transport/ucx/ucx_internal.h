@@ -24,6 +24,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/process.h"
 #include "common/result.h"
 #include "transport/api/context.h"
 #include "transport/core/options.h"
@@ -69,8 +70,6 @@ struct ProcessIdentity {
   uint64_t start_time = 0;  // /proc/<pid>/stat field 22: tells a reused pid apart
 };
 ProcessIdentity selfIdentity();
-// True when the process is gone: no /proc entry, a zombie, or another start time.
-bool processGone(uint32_t pid, uint64_t start_time);
 // The record published in the Store: identity + UCP worker address.
 std::string packAddress(const ProcessIdentity& id, const std::string& worker_address);
 Result<std::pair<ProcessIdentity, std::string>> unpackAddress(std::string_view record);
@@ -237,8 +236,7 @@ class UcxEndpoint final : public Endpoint {
   Status argError(OpKind op, std::string_view what) const;
   // The errors of send / recv (cold: kept out of the posting fast path, whose frame would
   // otherwise carry the message formatting).
-  [[gnu::cold, gnu::noinline]] Status sendError(const void* buffer, size_t length,
-                                                Tag tag) const;
+  [[gnu::cold, gnu::noinline]] Status sendError(const void* buffer, size_t length, Tag tag) const;
   [[gnu::cold, gnu::noinline]] Status recvError(const void* buffer, size_t length, Tag tag,
                                                 Tag mask) const;
   // Completion of a slot with a UCX error (cold).
@@ -268,7 +266,7 @@ class UcxEndpoint final : public Endpoint {
   int peer_;
   std::string how_;  // "store" / "client of host:port" / "accepted from host:port"
   bool closed_ = false;
-  bool peer_errors_ = false;  // created with UCP_ERR_HANDLING_MODE_PEER
+  bool peer_errors_ = false;    // created with UCP_ERR_HANDLING_MODE_PEER
   bool never_created_ = false;  // ucp_ep_create failed: the destructor has nothing to do
   Status failure_;              // sticky peer failure
   uint64_t send_base_;          // kKindUser | my rank

@@ -19,6 +19,7 @@
 #include <fstream>
 
 #include "common/logging.h"
+#include "common/process.h"
 #include "transport/ucx/ucx_internal.h"
 
 namespace weft::transport::ucx {
@@ -54,52 +55,15 @@ bool getLe(std::string_view in, size_t& pos, T& v) {
 
 }  // namespace
 
-// State letter and start time of a process, from /proc/<pid>/stat; false if it has none.
-// Runs inside progress (checkPeers), so it allocates nothing: a stack buffer and
-// open/read/close (three system calls per watched peer and keepalive interval).
-bool readProcStat(uint32_t pid, char& state, uint64_t& start_time) {
-  char path[64];
-  std::snprintf(path, sizeof(path), "/proc/%u/stat", pid);
-  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  char buf[1024];  // fields 1..22 fit easily (the command name is at most 64 bytes)
-  const ssize_t n = ::read(fd, buf, sizeof(buf) - 1);
-  ::close(fd);
-  if (n <= 0) return false;
-  buf[n] = '\0';
-  const char* p = std::strrchr(buf, ')');  // the command name may contain spaces and ')'
-  if (p == nullptr) return false;
-  ++p;
-  for (int i = 3; i <= 22; ++i) {  // field i starts after the next run of spaces
-    while (*p == ' ') ++p;
-    if (*p == '\0') return false;
-    if (i == 3) state = *p;
-    if (i == 22) {
-      start_time = std::strtoull(p, nullptr, 10);
-      return true;
-    }
-    while (*p != ' ' && *p != '\0') ++p;
-  }
-  return false;
-}
-
 ProcessIdentity selfIdentity() {
   ProcessIdentity id;
   id.pid = static_cast<uint32_t>(::getpid());
-  char state = '?';
-  readProcStat(id.pid, state, id.start_time);
+  if (const auto stat = readProcStat(id.pid)) id.start_time = stat->start_time;
   char ns[128] = {};
   const ssize_t n = ::readlink("/proc/self/ns/pid", ns, sizeof(ns) - 1);
   id.host = strCat(readFirstLine("/proc/sys/kernel/random/boot_id"), "/",
                    n > 0 ? std::string(ns, static_cast<size_t>(n)) : std::string("?"));
   return id;
-}
-
-bool processGone(uint32_t pid, uint64_t start_time) {
-  char state = '?';
-  uint64_t start = 0;
-  if (!readProcStat(pid, state, start)) return true;
-  return state == 'Z' || state == 'X' || start != start_time;
 }
 
 std::string packAddress(const ProcessIdentity& id, const std::string& worker_address) {
