@@ -52,11 +52,11 @@ inline constexpr int kMaxRank = (1 << 24) - 1;
 // one in kSignalEvery otherwise; the others complete when a later signaled WR retires
 // them, and an endpoint whose last signaled WR retired while such operations wait posts
 // a signaled probe (kickDeferred) before anyone sleeps (or after kBusyPollsBeforeKick
-// polls in a row that found only other completions). Why:
-// a completion per small put / get is CQ traffic and polling that perftest (cq_mod 100)
-// and UCX avoid (a real NIC writes every CQE over PCIe); on soft-RoCE, 128 8-byte gets in
-// flight, the get rate rose ~7 % (median of 7 alternated runs) and the put rate did not
-// move. Atomics and rendezvous steps are always signaled.
+// polls in a row that found only other completions). Why: a completion per small put /
+// get is CQ traffic and polling that perftest (cq_mod 100) and UCX avoid (a real NIC
+// writes every CQE over PCIe); on soft-RoCE, 128 8-byte gets in flight, the get rate rose
+// ~7 % (median of 7 alternated runs) and the put rate did not move. Atomics and
+// rendezvous steps are always signaled.
 inline constexpr uint32_t kSignalEvery = 16;
 inline constexpr uint32_t kBusyPollsBeforeKick = 64;
 // Completions taken per ibv_poll_cq call.
@@ -589,11 +589,10 @@ class VerbsEndpoint final : public Endpoint {
   uint64_t sq_posted_ = 0;
   uint64_t sq_retired_ = 0;
   uint32_t unsignaled_ = 0;
-  uint64_t signaled_end_ = 0;          // sequence number + 1 of the last signaled WR
-  uint32_t deferred_ = 0;              // ops on unsignaled WRs posted after it
-  uint32_t busy_polls_ = 0;            // polls with completions while deferred_ > 0 (see poll())
-  std::vector<VerbsOp*> retired_ops_;  // onSendCompletion's scratch (ops of retired WRs)
-  std::vector<uint32_t> retired_gens_;
+  uint64_t signaled_end_ = 0;  // sequence number + 1 of the last signaled WR
+  uint32_t deferred_ = 0;      // ops on unsignaled WRs posted after it
+  uint32_t busy_polls_ = 0;    // polls with completions while deferred_ > 0 (see poll())
+  std::vector<std::pair<VerbsOp*, uint32_t>> retired_;  // onSendCompletion's scratch: op, gen
   std::vector<SqEntry> sq_;
   std::vector<uint32_t> free_bounce_;
   std::vector<uint32_t> free_atomic_;

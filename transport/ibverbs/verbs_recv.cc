@@ -68,22 +68,20 @@ void VerbsEndpoint::onSendCompletion(const ibv_wc& wc) {
   const uint64_t seq = wc.wr_id;
   if (seq < sq_retired_ || seq >= sq_posted_) return;  // not ours (cannot happen)
   const SqEntry e = sq_[seq % sq_depth_];
-  retired_ops_.clear();
-  retired_gens_.clear();
+  retired_.clear();
   for (uint64_t s = sq_retired_; s <= seq; ++s) {
     SqEntry& x = sq_[s % sq_depth_];
     if (x.bounce >= 0) free_bounce_.push_back(static_cast<uint32_t>(x.bounce));
     if (s < seq && x.op != nullptr) {  // an unsignaled put / get: done before this WR
-      retired_ops_.push_back(x.op);
-      retired_gens_.push_back(x.op_gen);
+      retired_.emplace_back(x.op, x.op_gen);
     }
     x = SqEntry{};
   }
   sq_retired_ = seq + 1;
   if (e.keepalive) keepalive_in_flight_ = false;
   // RC completes in order: the earlier WRs succeeded even when this one failed.
-  for (size_t i = 0; i < retired_ops_.size(); ++i) {
-    if (retired_ops_[i]->gen == retired_gens_[i]) opDone(retired_ops_[i]);
+  for (const auto& [op, gen] : retired_) {
+    if (op->gen == gen) opDone(op);
   }
   if (wc.status != IBV_WC_SUCCESS) {
     if (failure_.isOk()) {
