@@ -9,7 +9,8 @@
 // Slabs of 2 MiB or more are whole huge pages (huge_pages.h), holding as many rows as fit:
 // a row on a 4 KiB page costs a lookup a TLB miss on top of its cache miss. (Before, a
 // slab held a power of two of rows, 3 MiB of 48-byte rows: its last MiB, a third of the
-// rows, sat on 4 KiB pages; pulls of uniform keys over 2^20 rows ran 15-25 % slower.)
+// rows, sat on 4 KiB pages; table lookups of uniform keys over 2^20 rows were 7-35 %
+// slower, alternated microbenchmark runs.)
 //
 // Contract:
 // - reserve()/release() are thread-safe (one internal mutex; callers batch ids per request).
