@@ -116,7 +116,6 @@ Status RequestPool::exhausted(OpKind op) const {
           "raise WEFT_TRANSPORT_MAX_REQUESTS if the working set is really this large");
 }
 
-
 bool RequestPool::handleTest(SlotHead* head, uint32_t gen) {
   engine_->progress();
   engine_->lock();
@@ -207,12 +206,11 @@ using detail::RequestPool;
 
 Request& Request::operator=(Request&& other) noexcept {
   if (this != &other) {
-    if (kind_ == kSlot) releaseSlow();
+    if (kind() == kSlot) releaseSlow();
     slot_ = other.slot_;
     aux_ = other.aux_;
-    op_ = other.op_;
-    kind_ = other.kind_;
-    other.kind_ = kEmpty;
+    bits_ = other.bits_;
+    other.setEmpty();
   }
   return *this;
 }
@@ -226,7 +224,7 @@ bool Request::testSlow() {
 }
 
 Status Request::waitSlow(Deadline deadline) {
-  if (kind_ == kEmpty) return status();
+  if (kind() == kEmpty) return status();
   return RequestPool::poolOf(slot_)->handleWait(slot_, aux_, deadline);
 }
 
@@ -237,24 +235,24 @@ namespace {
 }  // namespace
 
 Status Request::status() const {
-  if (kind_ == kSlot) [[likely]]
+  if (kind() == kSlot) [[likely]]
     return RequestPool::poolOf(slot_)->handleStatus(slot_, aux_);
-  if (kind_ == kCompleted) return Status::ok();
+  if (kind() == kCompleted) return Status::ok();
   return emptyHandleStatus();
 }
 
 size_t Request::bytes() const {
-  if (kind_ == kCompleted) return aux_;
-  return kind_ == kSlot ? RequestPool::poolOf(slot_)->handleBytes(slot_, aux_) : 0;
+  if (kind() == kCompleted) return aux_;
+  return kind() == kSlot ? RequestPool::poolOf(slot_)->handleBytes(slot_, aux_) : 0;
 }
 
 Tag Request::tag() const {
-  if (kind_ == kCompleted) return static_cast<Tag>(reinterpret_cast<uintptr_t>(slot_));
-  return kind_ == kSlot ? RequestPool::poolOf(slot_)->handleTag(slot_, aux_) : 0;
+  if (kind() == kCompleted) return static_cast<Tag>(reinterpret_cast<uintptr_t>(slot_));
+  return kind() == kSlot ? RequestPool::poolOf(slot_)->handleTag(slot_, aux_) : 0;
 }
 
 uint64_t Request::value() const {
-  return kind_ == kSlot ? RequestPool::poolOf(slot_)->handleValue(slot_, aux_) : 0;
+  return kind() == kSlot ? RequestPool::poolOf(slot_)->handleValue(slot_, aux_) : 0;
 }
 
 }  // namespace weft::transport
