@@ -2,17 +2,21 @@
 
 #include <cmath>
 
+#include "paramserver/util/clones.h"
+
 namespace weft::ps {
 namespace {
 
-void sgd(const OptimizerSpec& o, uint32_t dim, const float* __restrict g, float* __restrict w) {
+[[gnu::always_inline]] inline void sgd(const OptimizerSpec& o, uint32_t dim,
+                                       const float* __restrict g, float* __restrict w) {
   const float lr = o.learning_rate;
   const float l2 = o.l2;
   for (uint32_t j = 0; j < dim; ++j) w[j] -= lr * (g[j] + l2 * w[j]);
 }
 
-void adagrad(const OptimizerSpec& o, uint32_t dim, const float* __restrict g, float* __restrict w,
-             float* __restrict acc) {
+[[gnu::always_inline]] inline void adagrad(const OptimizerSpec& o, uint32_t dim,
+                                           const float* __restrict g, float* __restrict w,
+                                           float* __restrict acc) {
   const float lr = o.learning_rate;
   const float eps = o.epsilon;
   for (uint32_t j = 0; j < dim; ++j) {
@@ -21,8 +25,9 @@ void adagrad(const OptimizerSpec& o, uint32_t dim, const float* __restrict g, fl
   }
 }
 
-void adam(const OptimizerSpec& o, uint32_t dim, uint32_t step, const float* __restrict g,
-          float* __restrict w, float* __restrict m, float* __restrict v) {
+[[gnu::always_inline]] inline void adam(const OptimizerSpec& o, uint32_t dim, uint32_t step,
+                                        const float* __restrict g, float* __restrict w,
+                                        float* __restrict m, float* __restrict v) {
   const float b1 = o.beta1;
   const float b2 = o.beta2;
   const auto t = static_cast<double>(step);
@@ -37,8 +42,9 @@ void adam(const OptimizerSpec& o, uint32_t dim, uint32_t step, const float* __re
   }
 }
 
-void ftrl(const OptimizerSpec& o, uint32_t dim, const float* __restrict g, float* __restrict w,
-          float* __restrict z, float* __restrict n) {
+[[gnu::always_inline]] inline void ftrl(const OptimizerSpec& o, uint32_t dim,
+                                        const float* __restrict g, float* __restrict w,
+                                        float* __restrict z, float* __restrict n) {
   const float alpha = o.learning_rate;
   const float inv_alpha = 1.0f / alpha;
   for (uint32_t j = 0; j < dim; ++j) {
@@ -61,8 +67,11 @@ void initOptimizerState(const OptimizerSpec& spec, uint32_t dim, float* state) {
   for (uint32_t j = 0; j < n; ++j) state[j] = first;
 }
 
-void applyOptimizer(const OptimizerSpec& spec, uint32_t dim, uint32_t step, const float* grad,
-                    float* values, float* state) {
+// Cloned per ISA (util/clones.h), the optimizers inlined into each clone; this file is built
+// with -ffp-contract=off, so every clone
+// rounds like the baseline (no fused multiply-add).
+WEFT_PS_HOT_CLONES void applyOptimizer(const OptimizerSpec& spec, uint32_t dim, uint32_t step,
+                                       const float* grad, float* values, float* state) {
   switch (spec.kind) {
     case OptimizerKind::kSgd: sgd(spec, dim, grad, values); return;
     case OptimizerKind::kAdagrad: adagrad(spec, dim, grad, values, state); return;

@@ -4,25 +4,17 @@
 // vectorize: no branch, no float compare, just integer ops on the bits. A float is NaN or
 // +-Inf exactly when its exponent bits are all ones; with the sign cleared, adding one to
 // the exponent field then carries into bit 31, so OR-ing those sums over the buffer leaves
-// bit 31 set iff some element is non-finite.
+// bit 31 set iff some element is non-finite. Compiled for AVX-512, AVX2 and SSE2, picked
+// by the CPU (util/clones.h).
 //
 // Contract: pure function, any thread; `bytes` holds `count` little-endian f32 values.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 
 namespace weft::ps {
 
-inline bool anyNonFinite(const uint8_t* bytes, size_t count) {
-  uint32_t acc = 0;
-  for (size_t i = 0; i < count; ++i) {
-    uint32_t bits;
-    std::memcpy(&bits, bytes + 4 * i, 4);
-    acc |= (bits & 0x7fffffffu) + 0x00800000u;
-  }
-  return (acc & 0x80000000u) != 0;
-}
+bool anyNonFinite(const uint8_t* bytes, size_t count);
 
 }  // namespace weft::ps

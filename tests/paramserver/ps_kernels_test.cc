@@ -19,8 +19,10 @@ TEST(PsKernels, Crc32cMatchesPortableAcrossBlockSizesAndAlignments) {
   std::mt19937 rng(7);
   std::vector<uint8_t> data(20000);
   for (uint8_t& b : data) b = static_cast<uint8_t>(rng());
-  // Around the three-stream threshold (3 x 256 bytes), whole multiples and row sizes.
-  for (size_t n : {0, 1, 7, 8, 767, 768, 769, 1535, 1536, 2303, 4104, 4112, 16416, 19990}) {
+  // Around the three-stream threshold (3 x 256 bytes), the carry-less fold's (4 x 256 bytes,
+  // where the CPU has AVX-512 VPCLMULQDQ), whole multiples and row sizes.
+  for (size_t n : {0, 1, 7, 8, 767, 768, 769, 1023, 1024, 1025, 1279, 1280, 1535, 1536, 2303,
+                   4096, 4104, 4112, 16416, 19990}) {
     for (size_t offset : {0, 1, 3, 8}) {
       const uint8_t* p = data.data() + offset;
       EXPECT_EQ(crc32c(p, n), crc32cPortable(p, n)) << n << " bytes at offset " << offset;
