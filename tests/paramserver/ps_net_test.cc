@@ -107,6 +107,47 @@ void checkErrors(RankEnv& env, net::Client& c) {
   EXPECT_NE(st.message().find("4096"), std::string::npos) << st;
 }
 
+// A burst of 24 announced pushes of 1 MiB (rows of dim 1024, overlapping key ranges)
+// in flight at once: more than the 8 MiB of bodies a server posts receives for, so later
+// bodies wait for earlier ones (server.cc, kBodyBytesInFlight). Every key then holds the
+// exact sum of its pushes.
+void pushBurstOfLargeBodies(RankEnv& env, net::Client& c) {
+  constexpr uint32_t kWide = 1024;
+  constexpr uint64_t kPushes = 24, kRows = 256, kStep = 128;
+  must(c.createTable(exactTable(3, kWide), env.deadline), "createTable 3");
+  std::vector<std::vector<uint64_t>> keys(kPushes);
+  std::vector<std::vector<float>> grads(kPushes);
+  std::vector<net::Ticket> tickets;
+  for (uint64_t p = 0; p < kPushes; ++p) {
+    for (uint64_t i = 0; i < kRows; ++i) keys[p].push_back(p * kStep + i);
+    grads[p].resize(kRows * kWide);
+    for (size_t i = 0; i < grads[p].size(); ++i) {
+      grads[p][i] = -static_cast<float>((p + 1) * (i % kWide % 5 + 1));
+    }
+    tickets.push_back(must(c.push(3, keys[p], grads[p]), "large push"));
+  }
+  env.step("waiting for the large pushes");
+  for (net::Ticket t : tickets) must(c.wait(t, env.deadline), "wait large push");
+  const uint64_t last = (kPushes - 1) * kStep + kRows;
+  for (uint64_t begin = 0; begin < last; begin += 2048) {
+    std::vector<uint64_t> some;
+    for (uint64_t k = begin; k < std::min(last, begin + 2048); ++k) some.push_back(k);
+    std::vector<float> out(some.size() * kWide);
+    must(c.pullSync(3, some, out.data(), env.deadline), "pull large");
+    for (size_t i = 0; i < some.size(); ++i) {
+      const uint64_t k = some[i];
+      uint64_t pushes = 0;  // sum of (p + 1) over the pushes whose range holds k
+      for (uint64_t p = 0; p < kPushes; ++p) {
+        if (k >= p * kStep && k < p * kStep + kRows) pushes += p + 1;
+      }
+      for (uint32_t j = 0; j < kWide; j += 97) {
+        ASSERT_EQ(out[i * kWide + j], static_cast<float>(pushes * (j % 5 + 1)))
+            << "key " << k << " element " << j;
+      }
+    }
+  }
+}
+
 TEST(PsNet, TwoServersTwoWorkersExact) {
   RankOptions opts;
   opts.timeout_s = 90;
@@ -126,6 +167,7 @@ TEST(PsNet, TwoServersTwoWorkersExact) {
         checkPull(env, *c);
         if (worker == 0) checkErrors(env, *c);
         groupBarrier(env, "checked", 2);
+        if (worker == 0) pushBurstOfLargeBodies(env, *c);
         if (worker == 1) {
           // pushPull returns the updated rows, duplicates at every position.
           std::vector<uint64_t> keys = {7, 7, 8};
