@@ -1,6 +1,8 @@
 // The server's per-byte kernels against simple references: the interleaved CRC32C (three
-// streams combined, used for every row write) and the vectorized non-finite scan (every
-// pushed gradient, client and server side).
+// streams combined, used for every row write), the vectorized non-finite scan (every
+// pushed gradient, client and server side) and the optimizers (cloned per ISA: the clone
+// this CPU runs must round exactly like scalar float math; this file is built with
+// -ffp-contract=off so that the reference is that).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -9,6 +11,7 @@
 #include <random>
 #include <vector>
 
+#include "paramserver/server/optimizer.h"
 #include "paramserver/util/crc32c.h"
 #include "paramserver/util/finite.h"
 
@@ -74,6 +77,75 @@ TEST(PsKernels, AnyNonFiniteFindsEveryNanAndInfinity) {
     }
   }
   EXPECT_FALSE(anyNonFinite(nullptr, 0));
+}
+
+// Scalar float math in optimizer.cc's order (see optimizer.h for the rules).
+void referenceUpdate(const OptimizerSpec& o, uint32_t dim, uint32_t step, const float* g,
+                     float* w, float* s) {
+  for (uint32_t j = 0; j < dim; ++j) {
+    switch (o.kind) {
+      case OptimizerKind::kSgd: w[j] -= o.learning_rate * (g[j] + o.l2 * w[j]); break;
+      case OptimizerKind::kAdagrad:
+        s[j] += g[j] * g[j];
+        w[j] -= o.learning_rate * g[j] / (std::sqrt(s[j]) + o.epsilon);
+        break;
+      case OptimizerKind::kAdam: {
+        const auto t = static_cast<double>(step);
+        const auto c1 = static_cast<float>(1.0 / (1.0 - std::pow(static_cast<double>(o.beta1), t)));
+        const auto c2 = static_cast<float>(1.0 / (1.0 - std::pow(static_cast<double>(o.beta2), t)));
+        float* m = s;
+        float* v = s + dim;
+        m[j] = o.beta1 * m[j] + (1.0f - o.beta1) * g[j];
+        v[j] = o.beta2 * v[j] + (1.0f - o.beta2) * g[j] * g[j];
+        w[j] -= o.learning_rate * (m[j] * c1) / (std::sqrt(v[j] * c2) + o.epsilon);
+        break;
+      }
+      case OptimizerKind::kFtrl: {
+        float* z = s;
+        float* n = s + dim;
+        const float inv_alpha = 1.0f / o.learning_rate;
+        const float n_new = n[j] + g[j] * g[j];
+        const float sigma = (std::sqrt(n_new) - std::sqrt(n[j])) * inv_alpha;
+        z[j] += g[j] - sigma * w[j];
+        n[j] = n_new;
+        const float zj = z[j];
+        const float shrunk = zj > 0 ? zj - o.l1 : zj + o.l1;
+        const float denom = (o.ftrl_beta + std::sqrt(n_new)) * inv_alpha + o.l2;
+        w[j] = std::fabs(zj) <= o.l1 ? 0.0f : -shrunk / denom;
+        break;
+      }
+    }
+  }
+}
+
+TEST(PsKernels, OptimizersRoundLikeScalarFloatMath) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> gauss(0.0f, 1.0f);
+  for (const OptimizerKind kind : {OptimizerKind::kSgd, OptimizerKind::kAdagrad,
+                                   OptimizerKind::kAdam, OptimizerKind::kFtrl}) {
+    OptimizerSpec o;
+    o.kind = kind;
+    o.learning_rate = 0.05f;
+    o.l1 = 0.01f;
+    o.l2 = 0.001f;
+    for (const uint32_t dim : {1u, 7u, 16u, 33u, 64u, 1000u}) {
+      const size_t state = size_t{optimizerStateFloats(kind)} * dim;
+      std::vector<float> w(dim), s(state);
+      for (float& x : w) x = 0.1f * gauss(rng);
+      initOptimizerState(o, dim, s.data());
+      std::vector<float> rw = w, rs = s;
+      for (uint32_t step = 1; step <= 3; ++step) {
+        std::vector<float> g(dim);
+        for (float& x : g) x = gauss(rng);
+        applyOptimizer(o, dim, step, g.data(), w.data(), s.data());
+        referenceUpdate(o, dim, step, g.data(), rw.data(), rs.data());
+        ASSERT_EQ(std::memcmp(w.data(), rw.data(), 4 * w.size()), 0)
+            << optimizerName(kind) << " dim " << dim << " step " << step << ": values differ";
+        ASSERT_EQ(std::memcmp(s.data(), rs.data(), 4 * s.size()), 0)
+            << optimizerName(kind) << " dim " << dim << " step " << step << ": state differs";
+      }
+    }
+  }
 }
 
 }  // namespace
