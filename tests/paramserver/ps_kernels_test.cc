@@ -141,6 +141,7 @@ TEST(PsKernels, OptimizersRoundLikeScalarFloatMath) {
         referenceUpdate(o, dim, step, g.data(), rw.data(), rs.data());
         ASSERT_EQ(std::memcmp(w.data(), rw.data(), 4 * w.size()), 0)
             << optimizerName(kind) << " dim " << dim << " step " << step << ": values differ";
+        if (s.empty()) continue;  // SGD keeps no state (and memcmp takes no null pointer)
         ASSERT_EQ(std::memcmp(s.data(), rs.data(), 4 * s.size()), 0)
             << optimizerName(kind) << " dim " << dim << " step " << step << ": state differs";
       }
