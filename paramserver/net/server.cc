@@ -443,16 +443,12 @@ void ServerImpl::onMessage(Conn& c, std::span<const uint8_t> bytes) {
 // once or, past kBodyBytesInFlight, when earlier bodies are done.
 void ServerImpl::announce(Conn& c, const wire::Header& h) {
   counters_.large.fetch_add(1, std::memory_order_relaxed);
-  const size_t length = wire::kHeaderBytes + size_t{h.payload_bytes};
-  if (!waiting_bodies_.empty() ||
-      (body_bytes_posted_ > 0 && body_bytes_posted_ + length > kBodyBytesInFlight)) {
-    waiting_bodies_.push_back(WaitingBody{&c, h});
-    return;
-  }
-  postBody(c, h);
+  waiting_bodies_.push_back(WaitingBody{&c, h});
+  postWaitingBodies();
 }
 
-// Called outside any iteration over bodies_ (posting appends to it).
+// Posts waiting bodies, in order, while they fit kBodyBytesInFlight. Called outside any
+// iteration over bodies_ (posting appends to it).
 void ServerImpl::postWaitingBodies() {
   while (!waiting_bodies_.empty()) {
     const WaitingBody next = waiting_bodies_.front();
