@@ -67,9 +67,9 @@ void initOptimizerState(const OptimizerSpec& spec, uint32_t dim, float* state) {
   for (uint32_t j = 0; j < n; ++j) state[j] = first;
 }
 
-// Cloned per ISA (util/clones.h), the optimizers inlined into each clone; this file is built
-// with -ffp-contract=off, so every clone
-// rounds like the baseline (no fused multiply-add).
+// Cloned per ISA (util/clones.h), the optimizers inlined into each clone. This file is built
+// with -ffp-contract=off (no fused multiply-add) and -fno-math-errno, so every clone rounds
+// like scalar float math (PsKernels.OptimizersRoundLikeScalarFloatMath).
 WEFT_PS_HOT_CLONES void applyOptimizer(const OptimizerSpec& spec, uint32_t dim, uint32_t step,
                                        const float* grad, float* values, float* state) {
   switch (spec.kind) {
