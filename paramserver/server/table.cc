@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cmath>
 #include <cstring>
 
 #include "paramserver/server/initializer.h"
@@ -110,6 +111,23 @@ Status Table::validateGrads(KeySpan keys, FloatSpan grads) const {
                     i % spec_.dim, " of key ", keys[i / spec_.dim], " (position ", i / spec_.dim,
                     ") is ", grads[i], "; the request was rejected and no row changed")
       .withHint("check the model for exploding gradients or a division by zero");
+}
+
+// Finite gradients of one key can sum to an infinity (two of 3e38): reject that like an
+// infinite gradient, before any row changes.
+Status Table::validateSums(KeySpan keys, const Scratch& s) const {
+  const auto* bytes = reinterpret_cast<const uint8_t*>(s.summed.data());
+  if (!anyNonFinite(bytes, s.summed.size())) return Status::ok();
+  size_t i = 0;
+  while (std::isfinite(s.summed[i])) ++i;
+  const size_t u = i / spec_.dim;
+  return WEFT_ERROR(StatusCode::kInvalidArgument, "push to ", describe(), ": gradient element ",
+                    i % spec_.dim, " of key ", keys[s.first[u]], " summed over its ",
+                    std::count(s.unique_of.begin(), s.unique_of.end(), static_cast<uint32_t>(u)),
+                    " positions in the request is ", s.summed[i],
+                    "; the request was rejected and no row changed")
+      .withHint("duplicate keys in one push are summed: scale the gradients down or send "
+                "the key once");
 }
 
 void Table::dedupe(KeySpan keys, FloatSpan grads, Scratch& s) const {
@@ -269,6 +287,7 @@ Status Table::update(KeySpan keys, FloatSpan grads, float* out) {
   WEFT_RETURN_IF_ERROR(validateGrads(keys, grads));
   Scratch& s = scratch();
   dedupe(keys, grads, s);
+  if (s.has_dups) WEFT_RETURN_IF_ERROR(validateSums(keys, s));
   s.reserved.clear();
   const Status reserved = store_.reserve(s.first.size(), s.reserved);
   if (!reserved.isOk()) return reserved.withContext(strCat("push to ", describe()));

@@ -111,8 +111,9 @@ class Table {
   // Calls sink with the records of the selected rows, one batch per stripe, no lock held.
   void exportRows(const KeyFilter& select, const RecordSink& sink) const;
   Bytes exportRows(const KeyFilter& select) const;
-  // Inserts or overwrites rows from records; validates all of them first (size, finite
-  // values and state), so an error changes nothing.
+  // Inserts or overwrites rows from records; validates all of them first (whole records),
+  // so an error changes nothing. Non-finite values and state are kept as they come (a
+  // diverged row is restored as it was checkpointed).
   Status importRows(std::span<const uint8_t> records);
   // Removes the selected rows; returns how many.
   size_t eraseRows(const KeyFilter& select);
@@ -162,6 +163,7 @@ class Table {
   void freeRow(uint8_t* row) const;
   // Removes the rows for which remove(key, row) is true; returns how many.
   size_t removeIf(const std::function<bool(uint64_t, const uint8_t*)>& remove);
+  Status validateSums(KeySpan keys, const Scratch& s) const;
   Status validateRecords(std::span<const uint8_t> records) const;
   void importRecord(const uint8_t* record, std::vector<uint32_t>& reserved);
 

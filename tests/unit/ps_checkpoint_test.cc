@@ -2,6 +2,7 @@
 // corruption detection naming the file, crash-safe replacement, and the Checkpoint request.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
@@ -86,6 +87,37 @@ TEST(PsCheckpoint, RoundTripServesExactlyTheCheckpointedRows) {
     ASSERT_TRUE(b.push(KeySpan::of(keys), FloatSpan::of(g)).isOk());
     EXPECT_EQ(testing::pullRows(a, keys), testing::pullRows(b, keys));
   }
+}
+
+// Finite gradients can overflow a row (a diverging model); the checkpoint must restore
+// such rows as they were instead of refusing the shard.
+TEST(PsCheckpoint, DivergedRowsRoundTrip) {
+  TempDir dir;
+  Shard original;
+  TableSpec sgd = makeSpec(1, "sgd", 1, OptimizerKind::kSgd);
+  sgd.optimizer.learning_rate = 1.0f;
+  TableSpec adagrad = makeSpec(2, "adagrad", 1, OptimizerKind::kAdagrad);
+  ASSERT_TRUE(original.createTable(sgd).isOk());
+  ASSERT_TRUE(original.createTable(adagrad).isOk());
+  const std::vector<uint64_t> keys = {11, 12};
+  const std::vector<float> g = {3e38f, 1.0f};
+  for (const uint32_t id : {1u, 2u}) {
+    Table& t = *original.table(id);
+    ASSERT_TRUE(t.push(KeySpan::of(keys), FloatSpan::of(g)).isOk());
+    ASSERT_TRUE(t.push(KeySpan::of(keys), FloatSpan::of(g)).isOk());
+  }
+  // SGD: w = -3e38 then -inf. Adagrad: the accumulator overflows (g^2 > FLT_MAX).
+  const auto w = testing::pullRows(*original.table(1), keys);
+  ASSERT_TRUE(std::isinf(w[0]) && w[0] < 0) << w[0];
+  ASSERT_TRUE(std::isfinite(w[1]));
+  auto written = original.checkpoint(dir.path() + "/ck");
+  ASSERT_TRUE(written.isOk()) << written.status();
+  Shard restored;
+  auto read = restored.restore(dir.path() + "/ck");
+  ASSERT_TRUE(read.isOk()) << read.status();
+  EXPECT_EQ(read->rows, 4u);
+  EXPECT_EQ(contents(restored), contents(original));
+  EXPECT_EQ(testing::pullRows(*restored.table(1), keys), w);
 }
 
 TEST(PsCheckpoint, CorruptionIsReportedNamingTheFile) {

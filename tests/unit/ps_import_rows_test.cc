@@ -99,14 +99,38 @@ TEST(PsImportRows, MalformedImportsChangeNothing) {
   std::memcpy(truncated.data() + 32, &payload, 8);
   EXPECT_EQ(to.call(truncated).code(), StatusCode::kInvalidArgument);
 
-  // A NaN in the last record's values: validated before anything is imported.
-  Bytes nan = good;
-  const float bad = std::numeric_limits<float>::quiet_NaN();
+  // Records of another size than the spec's rows: refused before the table is created.
   const size_t rb = from.table(3)->recordBytes();
-  std::memcpy(nan.data() + nan.size() - rb + 16, &bad, 4);
-  const Status st = to.call(nan);
-  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << st;
-  EXPECT_EQ(to.table(3), nullptr) << "a refused import created the table";
+  {
+    const Bytes records = from.table(3)->exportRows([](uint64_t) { return true; });
+    Bytes padded;
+    for (size_t at = 0; at < records.size(); at += rb) {
+      padded.insert(padded.end(), records.begin() + at, records.begin() + at + rb);
+      padded.insert(padded.end(), 4, 0);
+    }
+    const auto n = static_cast<uint32_t>(records.size() / rb);
+    wire::ImportRowsRequest r{from.table(3)->spec(), n, static_cast<uint32_t>(rb + 4), padded};
+    const Status st = to.call(wire::encodeImportRows({2, 0, 3, 2}, r));
+    EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << st;
+    EXPECT_NE(st.message().find("the table's are"), std::string::npos) << st;
+    EXPECT_EQ(to.table(3), nullptr) << "a refused import created the table";
+  }
+
+  // A NaN in the last record's values is a diverged row, not a malformed one: it moves as
+  // it is (a checkpoint restore takes the same path).
+  {
+    Node diverged(2);
+    Bytes nan = good;
+    const float bad = std::numeric_limits<float>::quiet_NaN();
+    std::memcpy(nan.data() + nan.size() - rb + 16, &bad, 4);
+    uint64_t key;
+    std::memcpy(&key, nan.data() + nan.size() - rb, 8);
+    ASSERT_TRUE(diverged.call(nan).isOk());
+    std::vector<float> out(diverged.table(3)->dim());
+    const std::vector<uint64_t> k = {key};
+    diverged.table(3)->pull(KeySpan::of(std::span<const uint64_t>(k)), out.data());
+    EXPECT_TRUE(std::isnan(out[0])) << out[0];
+  }
 
   // A conflicting spec for an existing table.
   TableSpec other = adagrad();

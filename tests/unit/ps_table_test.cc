@@ -217,6 +217,23 @@ TEST(PsTable, NonFiniteGradientRejectsWholeRequestAndLeavesRowsUntouched) {
   }
 }
 
+TEST(PsTable, DuplicateGradientsSummingToInfinityRejectWholeRequest) {
+  auto table = makeTable(makeSpec(1, "t", 1, OptimizerKind::kSgd));
+  ASSERT_TRUE(pushRows(*table, {1, 5}, {1, 1}).isOk());
+  const Bytes before = table->exportRows(nullptr);
+  const float big = 3e38f;  // finite; twice it is not
+  const Status st = pushRows(*table, {1, 9, 5, 5}, {1, 1, big, big});
+  ASSERT_FALSE(st.isOk());
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("of key 5 summed over its 2 positions"), std::string::npos)
+      << st.message();
+  EXPECT_NE(st.message().find("no row changed"), std::string::npos);
+  EXPECT_EQ(table->exportRows(nullptr), before);  // keys 1 and 9 untouched / not created
+  EXPECT_EQ(table->rowCount(), 2u);
+  // The same gradients once each are finite: accepted.
+  EXPECT_TRUE(pushRows(*table, {5, 9}, {big, 1}).isOk());
+}
+
 TEST(PsTable, PullOfAbsentKeyReturnsInitializerAndCreatesNothing) {
   TableSpec spec = makeSpec(1, "t", 4);
   spec.init = {InitKind::kNormal, 5, 0.0f, 1.0f};
