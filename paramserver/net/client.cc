@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <numeric>
@@ -31,6 +32,7 @@ ClientImpl::~ClientImpl() {
     if (s.ep) (void)s.ep->close(Deadline::afterSeconds(1));
   }
   ops_.clear();
+  orphans_.clear();
 }
 
 Status ClientImpl::init(Deadline deadline) {
@@ -95,18 +97,37 @@ Status ClientImpl::hello(ServerConn& s, Deadline deadline) {
   return Status::ok();
 }
 
+// True when no request of op (re-sent rounds included) is pending.
+static bool settled(const Op& op) {
+  for (const SubRequest& sub : op.subs) {
+    if (!sub.send.done() || !sub.body_send.done() || !sub.recv.done()) return false;
+    if (sub.resend && !settled(sub.resend->round)) return false;
+  }
+  return true;
+}
+
 Status ClientImpl::reconnect(Deadline deadline) {
   for (ServerConn& s : servers_) {
     if (s.ep && s.ep->health().isOk()) continue;
-    // Requests still waiting on the dead endpoint have completed with its error; forget them.
-    std::erase_if(ops_, [&](const auto& entry) {
-      for (const SubRequest& sub : entry.second.subs) {
-        if (sub.pending.server == s.id) return true;
+    // Operations with a request to the dead server are dropped: that one completed with
+    // the endpoint's error, but others of the same operation may still be pending on live
+    // servers, writing into its buffers, so those stay in orphans_ until they complete.
+    for (auto it = ops_.begin(); it != ops_.end();) {
+      const bool touches = std::any_of(it->second.subs.begin(), it->second.subs.end(),
+                                       [&](const SubRequest& sub) {
+                                         return sub.pending.server == s.id;
+                                       });
+      if (touches) {
+        orphans_.push_back(std::move(it->second));
+        it = ops_.erase(it);
+      } else {
+        ++it;
       }
-      return false;
-    });
+    }
     WEFT_RETURN_IF_ERROR(connectServer(s, deadline));
   }
+  ctx_->progress();
+  std::erase_if(orphans_, [](const Op& op) { return settled(op); });
   return Status::ok();
 }
 
@@ -343,46 +364,74 @@ Status ClientImpl::refreshMap(Deadline deadline) {
   return Status::ok();
 }
 
-Status ClientImpl::resend(const Op& op, const SubRequest& sub, Deadline deadline) {
-  WEFT_ASSIGN_OR_RETURN(const wire::Message m, wire::decodeMessage(sub.message, {}));
-  WEFT_ASSIGN_OR_RETURN(const wire::KeyedRequest r, wire::decodeKeyed(m));
+Status ClientImpl::resend(const Op& op, SubRequest& sub, Deadline deadline) {
   const PendingRequest& p = sub.pending;
-  ResendBatch batch;
-  for (size_t i = 0; i < r.keys.size(); ++i) batch.keys.push_back(r.keys[i]);
-  for (size_t i = 0; i < r.values.size(); ++i) batch.grads.push_back(r.values[i]);
-  batch.at = p.positions;
-  if (p.whole_batch) {
-    batch.at.resize(batch.keys.size());
-    std::iota(batch.at.begin(), batch.at.end(), 0u);
-  }
-  for (uint32_t attempt = 0; !batch.keys.empty(); ++attempt) {
-    const uint32_t pause_ms = std::min(50u, 1u << std::min(attempt, 6u));
-    std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms));
-    if (deadline.expired()) {
-      return WEFT_ERROR(StatusCode::kTimeout, "ps client rank ", options_.rank, ": ",
-                        op.describe(), ": the shard map changed and the new owners of ",
-                        batch.keys.size(), " keys did not serve them before the deadline")
-          .withHint("is the joining server alive? (Membership::waitServed)");
+  if (!sub.resend) {
+    WEFT_ASSIGN_OR_RETURN(const wire::Message m, wire::decodeMessage(sub.message, {}));
+    WEFT_ASSIGN_OR_RETURN(const wire::KeyedRequest r, wire::decodeKeyed(m));
+    auto rs = std::make_unique<ResendState>();
+    for (size_t i = 0; i < r.keys.size(); ++i) rs->batch.keys.push_back(r.keys[i]);
+    for (size_t i = 0; i < r.values.size(); ++i) rs->batch.grads.push_back(r.values[i]);
+    rs->batch.at = p.positions;
+    if (p.whole_batch) {
+      rs->batch.at.resize(rs->batch.keys.size());
+      std::iota(rs->batch.at.begin(), rs->batch.at.end(), 0u);
     }
-    WEFT_RETURN_IF_ERROR(refreshMap(deadline));
-    Op again;
-    again.out = op.out;
-    again.name = op.name;
-    again.table_id = op.table_id;
-    std::vector<std::vector<uint32_t>> local;
-    WEFT_RETURN_IF_ERROR(postBatch(p, r.clock, batch, again, local, deadline));
-    ResendBatch next;
-    for (size_t i = 0; i < again.subs.size(); ++i) {
-      Status st = finishSub(again, again.subs[i], deadline);
-      if (st.code() == StatusCode::kUnavailable) {
-        for (const uint32_t k : local[i]) next.add(batch, k, p.dim);
-      } else if (!st.isOk()) {
-        return st;
+    rs->clock = r.clock;
+    rs->not_before = std::chrono::steady_clock::now() + std::chrono::milliseconds(1);
+    sub.resend = std::move(rs);
+  }
+  ResendState& rs = *sub.resend;
+  for (;;) {
+    if (rs.round.subs.empty()) {  // between rounds: nothing of this request is in flight
+      if (rs.batch.keys.empty()) return Status::ok();
+      auto until = rs.not_before;
+      if (!deadline.isNever()) until = std::min(until, deadline.when());
+      std::this_thread::sleep_until(until);
+      if (std::chrono::steady_clock::now() < rs.not_before || deadline.expired()) {
+        return WEFT_ERROR(StatusCode::kTimeout, "ps client rank ", options_.rank, ": ",
+                          op.describe(), ": the shard map changed and the new owners of ",
+                          rs.batch.keys.size(), " keys did not serve them before the deadline")
+            .withHint("is the joining server alive? (Membership::waitServed); waiting again "
+                      "resumes the re-send");
+      }
+      WEFT_RETURN_IF_ERROR(refreshMap(deadline));
+      rs.round = Op{};
+      rs.round.out = op.out;
+      rs.round.name = op.name;
+      rs.round.table_id = op.table_id;
+      rs.finished = 0;
+      rs.next = ResendBatch{};
+      rs.error = Status::ok();
+      ++rs.attempt;
+      const Status posted = postBatch(p, rs.clock, rs.batch, rs.round, rs.local, deadline);
+      if (!posted.isOk()) {
+        rs.round.subs.clear();  // postBatch waited out what it had posted
+        return posted;
       }
     }
-    batch = std::move(next);
+    // Every request of the round is waited for, also after an error: their buffers live
+    // in rs.round until then.
+    while (rs.finished < rs.round.subs.size()) {
+      SubRequest& again = rs.round.subs[rs.finished];
+      const Status st = finishSub(rs.round, again, deadline);
+      if (st.code() == StatusCode::kTimeout) return st;  // resumes at this request
+      if (st.code() == StatusCode::kUnavailable) {
+        for (const uint32_t k : rs.local[rs.finished]) rs.next.add(rs.batch, k, p.dim);
+      } else if (!st.isOk() && rs.error.isOk()) {
+        rs.error = st;
+      }
+      ++rs.finished;
+    }
+    rs.round.subs.clear();
+    const uint32_t pause_ms = std::min(50u, 1u << std::min(rs.attempt, 6u));
+    rs.not_before = std::chrono::steady_clock::now() + std::chrono::milliseconds(pause_ms);
+    if (!rs.error.isOk()) {
+      rs.batch = ResendBatch{};  // final: the caller sees the error, nothing is sent again
+      return rs.error;
+    }
+    rs.batch = std::move(rs.next);
   }
-  return Status::ok();
 }
 
 Status ClientImpl::postBatch(const PendingRequest& p, uint32_t clock, const ResendBatch& batch,
@@ -434,6 +483,14 @@ void ClientImpl::recycle(Op& op) {
   }
 }
 
+Status ClientImpl::finishOrResend(const Op& op, SubRequest& sub, Deadline deadline) {
+  if (!sub.resend) {
+    Status st = finishSub(op, sub, deadline);
+    if (st.code() != StatusCode::kUnavailable || op.name == nullptr) return st;
+  }
+  return resend(op, sub, deadline);
+}
+
 Status ClientImpl::wait(Ticket ticket, Deadline deadline) {
   auto it = ops_.find(ticket);
   if (it == ops_.end()) {
@@ -442,12 +499,13 @@ Status ClientImpl::wait(Ticket ticket, Deadline deadline) {
   }
   Status first;
   for (SubRequest& sub : it->second.subs) {
-    Status st = finishSub(it->second, sub, deadline);
-    if (st.code() == StatusCode::kUnavailable && it->second.name != nullptr) {
-      st = resend(it->second, sub, deadline);
+    if (!sub.finished) {
+      Status st = finishOrResend(it->second, sub, deadline);
+      if (st.code() == StatusCode::kTimeout) return st;  // the ticket stays valid
+      sub.finished = true;
+      sub.result = std::move(st);
     }
-    if (st.code() == StatusCode::kTimeout) return st;  // the ticket stays valid
-    if (first.isOk() && !st.isOk()) first = st;
+    if (first.isOk() && !sub.result.isOk()) first = sub.result;
   }
   recycle(it->second);
   ops_.erase(it);

@@ -100,7 +100,10 @@ class Client {
   virtual Result<Ticket> pushPull(uint32_t table_id, std::span<const uint64_t> keys,
                                   std::span<const float> grads, float* out) = 0;
   // Completes a ticket: OK, the first error of its servers, or kTimeout (ticket kept).
-  // A completed ticket is forgotten; waiting on it again is kInvalidArgument.
+  // Waiting again after kTimeout resumes where the last wait stopped: parts already
+  // answered keep their outcome and no key is sent twice (a re-send after a shard-map
+  // change included). A completed ticket is forgotten; waiting on it again is
+  // kInvalidArgument.
   virtual Status wait(Ticket ticket, Deadline deadline) = 0;
   // Drives progress once; true when wait() would not block.
   virtual bool test(Ticket ticket) = 0;
@@ -125,6 +128,8 @@ class Client {
   virtual OneSidedStats oneSidedStats() const = 0;
 
   // Reconnects to servers whose connection failed (re-reading their rank from the store).
+  // Outstanding tickets with a part on such a server are dropped (waiting on them is then
+  // kInvalidArgument); their buffers are kept until their parts on live servers complete.
   virtual Status reconnect(Deadline deadline) = 0;
   virtual const ShardMap& shardMap() const = 0;
   // "ps server 1 (rank 3)" for the server of a shard-map id.

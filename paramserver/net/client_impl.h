@@ -2,6 +2,7 @@
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <unordered_map>
 
 #include "paramserver/client/client_codec.h"
@@ -34,6 +35,8 @@ struct ResendBatch {
   }
 };
 
+struct ResendState;
+
 // One request to one server and its reply.
 struct SubRequest {
   PendingRequest pending;
@@ -41,6 +44,12 @@ struct SubRequest {
   std::array<uint8_t, wire::kHeaderBytes> announce{};
   Bytes reply;  // from the reply pool; may be longer than the reply
   transport::Request send, body_send, recv;
+  // Set once the request's outcome is final (a wait that timed out leaves it unset, and the
+  // next wait resumes from where that one stopped).
+  bool finished = false;
+  Status result;
+  // While a request refused by a moved shard is being re-sent (see ClientImpl::resend).
+  std::unique_ptr<ResendState> resend;
 };
 
 struct Op {
@@ -51,6 +60,23 @@ struct Op {
   uint32_t table_id = 0;
 
   std::string describe() const { return what.empty() ? strCat(name, " of table ", table_id) : what; }
+};
+
+// A refused request being re-sent in rounds, kept across waits that time out: keys a round
+// delivered are never sent again, and the round in flight (with its buffers) lives here
+// until each of its requests finished.
+struct ResendState {
+  ResendBatch batch;  // keys not yet served (those of the round in flight included)
+  ResendBatch next;   // keys refused again in the current round
+  uint32_t clock = 0;
+  uint32_t attempt = 0;
+  // The next round starts no earlier (growing pauses while the new owner starts serving);
+  // a wait that ends before it returns kTimeout and the next wait keeps the schedule.
+  std::chrono::steady_clock::time_point not_before{};
+  Op round;                                // empty between rounds
+  std::vector<std::vector<uint32_t>> local;  // round.subs[i]'s keys: indices into batch
+  size_t finished = 0;                     // round.subs finished so far
+  Status error;                            // the round's first error other than kUnavailable
 };
 
 class ClientImpl final : public Client {
@@ -105,7 +131,10 @@ class ClientImpl final : public Client {
   // A data request refused as routed with a stale shard map (kUnavailable: nothing was
   // applied): re-reads the map, connects to new servers and sends its keys again, with
   // growing pauses, until they are served or the deadline passes.
-  Status resend(const Op& op, const SubRequest& sub, Deadline deadline);
+  // Resumable: returns kTimeout with its state kept in sub.resend.
+  Status resend(const Op& op, SubRequest& sub, Deadline deadline);
+  // finishSub, then resend when the server refused the request as routed (data requests).
+  Status finishOrResend(const Op& op, SubRequest& sub, Deadline deadline);
   Status refreshMap(Deadline deadline);
   // Encodes `batch` with the current map and posts one request per owner into `again`;
   // local[i]: the batch indices of again.subs[i]'s keys.
@@ -145,6 +174,9 @@ class ClientImpl final : public Client {
   std::unordered_map<uint32_t, uint32_t> dims_;
   std::unordered_map<uint32_t, uint32_t> clocks_;
   std::unordered_map<Ticket, Op> ops_;
+  // Operations dropped by reconnect() while some of their requests (to live servers) were
+  // still pending: their buffers stay here until those complete (or the endpoints close).
+  std::vector<Op> orphans_;
   Ticket next_ticket_ = 1;
   std::map<SlabKey, transport::RemoteKey> slab_keys_;
   // Reusable reply buffers (a fresh multi-MiB vector per request costs a zero-fill and page

@@ -75,13 +75,26 @@ void joinAndServe(RankEnv& env) {
 }
 
 // Pushes -1 to every key of table 1 (one request per 500 keys); returns when all landed.
-void pushRound(RankEnv& env, net::Client& c, const std::vector<uint64_t>& keys) {
+// patient == false: each push is waited in 3 ms slices, waiting again on every kTimeout (a
+// wait that times out keeps its ticket; waiting again must neither lose nor repeat keys,
+// also while a request refused by a moved shard is being re-sent).
+void pushRound(RankEnv& env, net::Client& c, const std::vector<uint64_t>& keys,
+               bool patient = true) {
   const std::vector<float> minus_one(500 * kDim, -1.0f);
   for (size_t begin = 0; begin < keys.size(); begin += 500) {
     const size_t n = std::min<size_t>(500, keys.size() - begin);
-    must(c.pushSync(1, std::span(keys).subspan(begin, n), std::span(minus_one).first(n * kDim),
-                    env.deadline),
-         "push round");
+    const auto part = std::span(keys).subspan(begin, n);
+    const auto grads = std::span(minus_one).first(n * kDim);
+    if (patient) {
+      must(c.pushSync(1, part, grads, env.deadline), "push round");
+      continue;
+    }
+    const net::Ticket t = must(c.push(1, part, grads), "push");
+    Status st;
+    do {
+      st = c.wait(t, Deadline::after(std::chrono::milliseconds(3)));
+    } while (st.code() == StatusCode::kTimeout && !env.deadline.expired());
+    must(st, "push round (3 ms waits)");
   }
 }
 
@@ -113,7 +126,7 @@ void work(RankEnv& env) {
   size_t wrong_during = 0;
   std::vector<float> out(keys.size() * kDim, -1);
   do {
-    pushRound(env, *c, keys);
+    pushRound(env, *c, keys, /*patient=*/(rounds % 2) == 1);
     ++rounds;
     // Pulls during the move are re-routed too, and land at their positions.
     must(c->pullSync(1, keys, out.data(), env.deadline), "pull during the move");
