@@ -582,6 +582,35 @@ TEST(VerbsRanks, ZeroCopyEagerSendsUnderPressureKeepOrderAndBytes) {
       o);
 }
 
+// WEFT_IB_MTU set on one rank only: each side offers its capped MTU and both connect with
+// the smaller one (when only the capping side applied its cap, the other sent frames above
+// it: sends failed with retry-exceeded, puts with remote-invalid-request, gets hung).
+TEST(VerbsRanks, MtuCapOnOneRankAppliesToBothEnds) {
+  WEFT_REQUIRE_VERBS_DEVICE();
+  runRanks(
+      2,
+      [](RankEnv& env) {
+        if (env.rank == 0) ::setenv("WEFT_IB_MTU", "256", 1);
+        Mesh m = verbsMesh(env);
+        Endpoint& ep = m.to(1 - env.rank);
+        constexpr size_t kBytes = 96 * 1024;  // rendezvous (RDMA READ) in both directions
+        std::vector<unsigned char> out(kBytes), in(kBytes);
+        fillPattern(out.data(), kBytes, 40 + env.rank);
+        env.step("exchanging");
+        Request r = must(ep.recv(in.data(), kBytes, 5), "recv");
+        Request s = must(ep.send(out.data(), kBytes, 5), "send");
+        must(s.wait(env.deadline), "send");
+        must(r.wait(env.deadline), "recv");
+        EXPECT_EQ(checkPattern(in.data(), kBytes, 40 + (1 - env.rank)), kBytes);
+        uint64_t token = 0;
+        Request rt = must(ep.recv(&token, sizeof(token), 99), "recv token");
+        Request st = must(ep.send(&token, sizeof(token), 99), "send token");
+        must(st.wait(env.deadline), "send token");
+        must(rt.wait(env.deadline), "recv token");
+      },
+      verbsRanks(60));
+}
+
 // Drops CAP_IPC_LOCK from the effective set (root ignores RLIMIT_MEMLOCK otherwise).
 void dropIpcLock() {
   __user_cap_header_struct h{_LINUX_CAPABILITY_VERSION_3, 0};

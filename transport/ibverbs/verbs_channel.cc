@@ -20,16 +20,6 @@ uint8_t minMtu(uint8_t a, uint8_t b) {
   return a < b ? a : b;
 }
 
-uint8_t mtuEnum(int bytes) {
-  switch (bytes) {
-    case 256: return IBV_MTU_256;
-    case 512: return IBV_MTU_512;
-    case 1024: return IBV_MTU_1024;
-    case 2048: return IBV_MTU_2048;
-    default: return IBV_MTU_4096;
-  }
-}
-
 }  // namespace
 
 Result<std::unique_ptr<Channel>> Channel::create(VerbsState& state, int peer) {
@@ -140,7 +130,7 @@ QpRecord Channel::localRecord() const {
   r.gid = p.gid;
   r.gid_type = static_cast<uint8_t>(p.gid_type);
   r.link_layer = p.link_layer;
-  r.mtu = p.active_mtu;
+  r.mtu = offeredMtu(p.active_mtu, state_.config().mtu);
   r.rndv = static_cast<uint8_t>(state_.config().rndv);
   r.recv_buffers = recv_count_;
   r.eager_size = eager_size_;
@@ -230,8 +220,7 @@ Status Channel::connect(const QpRecord& peer, std::string_view what) {
              " ", gidTypeName(p.gid_type), "), remote QP ", hex(peer.qpn), " (gid ",
              gidText(peer.gid), " ", gidTypeName(peer.gid_type), ", lid ", peer.lid, ")");
   WEFT_RETURN_IF_ERROR(checkPeer(peer, what, ends));
-  mtu_ = minMtu(p.active_mtu, peer.mtu);
-  if (state_.config().mtu > 0) mtu_ = minMtu(mtu_, mtuEnum(state_.config().mtu));
+  mtu_ = minMtu(offeredMtu(p.active_mtu, state_.config().mtu), peer.mtu);
   remote_ = peer;
   WEFT_RETURN_IF_ERROR(toRtr(peer, what, ends));
   WEFT_RETURN_IF_ERROR(toRts(peer, what, ends));

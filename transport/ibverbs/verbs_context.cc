@@ -160,7 +160,7 @@ AddressRecord VerbsState::addressRecord() const {
   r.gid = port_.gid;
   r.gid_type = static_cast<uint8_t>(port_.gid_type);
   r.link_layer = port_.link_layer;
-  r.mtu = port_.active_mtu;
+  r.mtu = offeredMtu(port_.active_mtu, config_.mtu);
   r.rndv = static_cast<uint8_t>(config_.rndv);
   r.eager_size = config_.eager_size;
   return r;

@@ -37,6 +37,21 @@
 
 namespace weft::transport::verbs {
 
+// The path MTU (an ibv_mtu value) this rank offers its peers: the port's active MTU, capped
+// by WEFT_IB_MTU (cap_bytes > 0). Both ends connect with the smaller of the two offers, so
+// a cap set on one rank only still gives both ends of a QP the same path MTU.
+inline uint8_t offeredMtu(uint8_t active, int cap_bytes) {
+  uint8_t cap = IBV_MTU_4096;
+  if (cap_bytes > 0) {
+    cap = cap_bytes <= 256    ? IBV_MTU_256
+          : cap_bytes <= 512  ? IBV_MTU_512
+          : cap_bytes <= 1024 ? IBV_MTU_1024
+          : cap_bytes <= 2048 ? IBV_MTU_2048
+                              : IBV_MTU_4096;
+  }
+  return active < cap ? active : cap;
+}
+
 using detail::RequestSlot;
 
 // Caller tag bits (the header carries 64; the rest is reserved, as for UCX).
