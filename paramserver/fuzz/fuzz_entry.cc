@@ -234,7 +234,8 @@ std::vector<Bytes> seedCorpus() {
     const Bytes records = (*t)->exportRows(nullptr);
     const auto rb = static_cast<uint32_t>((*t)->recordBytes());
     add(wire::encodeImportRows({id++, 2, spec.id, 0},
-                               {spec, static_cast<uint32_t>(records.size() / rb), rb, records}));
+                               {spec, static_cast<uint32_t>(records.size() / rb), rb, records,
+                                (*t)->clocks().snapshot()}));
   }
   return out;
 }

@@ -524,14 +524,16 @@ bool ClientImpl::test(Ticket ticket) {
 
 Result<std::vector<Bytes>> ClientImpl::rpcAll(std::vector<SubRequest> subs,
                                               const std::string& what, Deadline deadline) {
+  if (!orphans_.empty()) std::erase_if(orphans_, [](const Op& op) { return settled(op); });
   Op o;
   o.what = what;
   o.subs = std::move(subs);
   for (size_t i = 0; i < o.subs.size(); ++i) {
     Status st = post(o.subs[i], 0);
     if (!st.isOk()) {
-      o.subs.resize(i);
+      o.subs.resize(o.subs[i].recv.valid() ? i + 1 : i);
       for (SubRequest& sub : o.subs) (void)finishSub(o, sub, deadline);
+      if (!settled(o)) orphans_.push_back(std::move(o));  // buffers outlive its requests
       return st.withContext(what);
     }
   }
@@ -545,8 +547,11 @@ Result<std::vector<Bytes>> ClientImpl::rpcAll(std::vector<SubRequest> subs,
       if (!v.isOk()) st = v.status().withContext(strCat(what, ": ", describeServer(sub.pending.server)));
     }
     if (first.isOk() && !st.isOk()) first = st;
-    replies.push_back(std::move(sub.reply));
   }
+  // A request that timed out may still write its reply: its buffers then stay in orphans_.
+  const bool done = settled(o);
+  for (SubRequest& sub : o.subs) replies.push_back(done ? std::move(sub.reply) : sub.reply);
+  if (!done) orphans_.push_back(std::move(o));
   if (!first.isOk()) return first;
   return replies;
 }
@@ -573,17 +578,31 @@ Status ClientImpl::createTable(const TableSpec& spec, Deadline deadline) {
 
 Status ClientImpl::clock(uint32_t table_id, Deadline deadline) {
   const uint32_t c = currentClock(table_id);
-  std::vector<SubRequest> subs(servers_.size());
-  for (size_t i = 0; i < servers_.size(); ++i) {
-    subs[i].pending = PendingRequest{codec_.nextRequestId(), Opcode::kClock, servers_[i].id,
-                                     table_id, 0, {}};
-    subs[i].message = wire::encodeClock(
-        {subs[i].pending.request_id, codec_.srcRank(), table_id, 0}, {options_.worker, c});
+  const std::string what =
+      strCat("clock ", c, " of table ", table_id, " by worker ", options_.worker);
+  // Sent with this client's map version to every server it knows; a server that serves
+  // another version refuses it (kUnavailable), and the report goes again, with the map
+  // re-read, to every server (reports are idempotent), so a server that joined hears it.
+  for (uint32_t attempt = 0;; ++attempt) {
+    std::vector<SubRequest> subs(servers_.size());
+    for (size_t i = 0; i < servers_.size(); ++i) {
+      subs[i].pending = PendingRequest{codec_.nextRequestId(), Opcode::kClock, servers_[i].id,
+                                       table_id, 0, {}};
+      subs[i].message = wire::encodeClock(
+          {subs[i].pending.request_id, codec_.srcRank(), table_id, map_->version()},
+          {options_.worker, c});
+    }
+    const Status st = rpcAll(std::move(subs), what, deadline).status();
+    if (st.isOk()) break;
+    if (st.code() != StatusCode::kUnavailable) return st;
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::min(50u, 1u << std::min(attempt, 6u))));
+    if (deadline.expired()) {
+      return WEFT_ERROR(StatusCode::kTimeout, "ps client rank ", options_.rank, ": ", what,
+                        ": the shard map changed and not every server took the report before "
+                        "the deadline (last: ", st.message(), ")");
+    }
+    WEFT_RETURN_IF_ERROR(refreshMap(deadline));
   }
-  WEFT_RETURN_IF_ERROR(rpcAll(std::move(subs), strCat("clock ", c, " of table ", table_id,
-                                                      " by worker ", options_.worker),
-                              deadline)
-                           .status());
   clocks_[table_id] = c + 1;
   return Status::ok();
 }

@@ -751,6 +751,7 @@ Status ServerImpl::handOver(uint32_t dest, const std::vector<RingRange>& ranges)
   for (const uint32_t id : shard_.tableIds()) {
     TableSpec spec;
     Bytes records;
+    std::vector<uint32_t> clocks;
     size_t rb = 0;
     {
       auto lock = shard_.readLock();
@@ -758,12 +759,14 @@ Status ServerImpl::handOver(uint32_t dest, const std::vector<RingRange>& ranges)
       spec = t->spec();
       rb = t->recordBytes();
       records = t->exportRows(moved);
+      clocks = t->clocks().snapshot();
     }
     const size_t n = records.size() / rb;
     for (size_t begin = 0; begin < n || begin == 0; begin += chunk) {
       const size_t count = std::min(chunk, n - begin);
       wire::ImportRowsRequest r{spec, static_cast<uint32_t>(count), static_cast<uint32_t>(rb),
-                                std::span<const uint8_t>(records).subspan(begin * rb, count * rb)};
+                                std::span<const uint8_t>(records).subspan(begin * rb, count * rb),
+                                clocks};
       const uint64_t rid = next_request_id_++;
       Bytes message = wire::encodeImportRows(
           {rid, options_.server_id, id, map_->version()}, r);

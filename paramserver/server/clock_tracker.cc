@@ -77,4 +77,15 @@ Status ClockTracker::restore(const std::vector<uint32_t>& clocks) {
   return Status::ok();
 }
 
+Status ClockTracker::raise(const std::vector<uint32_t>& clocks, uint32_t* min_clock) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (clocks.size() != clocks_.size()) {
+    return WEFT_ERROR(StatusCode::kInvalidArgument, "clock snapshot has ", clocks.size(),
+                      " entries, the table tracks ", clocks_.size());
+  }
+  for (size_t i = 0; i < clocks.size(); ++i) clocks_[i] = std::max(clocks_[i], clocks[i]);
+  if (min_clock != nullptr) *min_clock = minLocked();
+  return Status::ok();
+}
+
 }  // namespace weft::ps

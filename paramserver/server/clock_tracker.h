@@ -47,6 +47,9 @@ class ClockTracker {
   // Checkpoint support: every worker's clock (one entry, the table clock, without workers).
   std::vector<uint32_t> snapshot() const;
   Status restore(const std::vector<uint32_t>& clocks);
+  // Rows handed over by a shard-map change: every clock becomes max(own, snapshot's), so
+  // reports the previous owner received count here too. Sets *min_clock (may be null).
+  Status raise(const std::vector<uint32_t>& clocks, uint32_t* min_clock);
 
  private:
   uint32_t minLocked() const;

@@ -131,6 +131,7 @@ Result<Bytes> RequestHandler::onImportRows(const wire::Message& m) {
                         " bytes, the table's are ", (*scratch)->recordBytes());
     }
     Status st = (*scratch)->importRows(r.records);
+    if (st.isOk()) st = (*scratch)->clocks().raise(r.clocks, nullptr);
     if (!st.isOk()) return st.withContext(what);
   }
   WEFT_RETURN_IF_ERROR(shard_.createTable(r.spec));  // identical spec: OK
@@ -140,8 +141,12 @@ Result<Bytes> RequestHandler::onImportRows(const wire::Message& m) {
     return WEFT_ERROR(StatusCode::kInvalidArgument, what, ": records of ", r.record_bytes,
                       " bytes, the table's are ", t == nullptr ? 0 : t->recordBytes());
   }
-  Status st = t->importRows(r.records);
+  // The clocks first: a mismatch must leave the rows untouched too.
+  uint32_t min_clock = 0;
+  Status st = t->clocks().raise(r.clocks, &min_clock);
+  if (st.isOk()) st = t->importRows(r.records);
   if (!st.isOk()) return st.withContext(what);
+  t->advanceClock(min_clock);
   return wire::encodeEmptyReply(m.header, t->dim());
 }
 
@@ -235,6 +240,16 @@ Result<Bytes> RequestHandler::onClock(const wire::Message& m) {
   WEFT_ASSIGN_OR_RETURN(const wire::ClockRequest c, wire::decodeClock(m));
   auto lock = shard_.readLock();
   WEFT_ASSIGN_OR_RETURN(Table* const table, findTable(m.header));
+  // Sent with the client's map version: a client that does not know a server that joined
+  // re-reads the map and reports to it too (its clocks from before the hand-over came with
+  // the rows, ImportRows). Reports are idempotent, so a resend to the others is harmless.
+  if (m.header.map_version != 0 && m.header.map_version != shard_.mapVersion()) {
+    return WEFT_ERROR(StatusCode::kUnavailable, "Clock request ", m.header.request_id,
+                      " from rank ", m.header.src_rank, " for ", table->describe(),
+                      ": sent with shard map version ", m.header.map_version, ", server rank ",
+                      shard_.serverRank(), " serves version ", shard_.mapVersion())
+        .withHint("the shard map changed: fetch the new map and report to every server");
+  }
   uint32_t min_clock = 0;
   const Status st = table->clocks().finish(c.worker, c.clock, &min_clock);
   if (!st.isOk()) return st.withContext(strCat("Clock for ", table->describe()));

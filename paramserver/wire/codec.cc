@@ -319,11 +319,13 @@ Bytes encodeImportRows(const RequestMeta& meta, const ImportRowsRequest& request
   Bytes spec;
   appendTableSpec(request.spec, spec);
   Bytes out = begin(makeHeader(meta, Opcode::kImportRows, 0, request.row_count),
-                    spec.size() + kImportPrefixBytes + request.records.size());
+                    spec.size() + kImportPrefixBytes + 4 * request.clocks.size() +
+                        request.records.size());
   ByteWriter w(out);
   w.putBytes(spec.data(), spec.size());
   w.put(request.record_bytes);
-  w.put(uint32_t{0});
+  w.put(static_cast<uint32_t>(request.clocks.size()));
+  for (const uint32_t c : request.clocks) w.put(c);
   w.putBytes(request.records.data(), request.records.size());
   return finish(std::move(out));
 }
@@ -334,10 +336,16 @@ Result<ImportRowsRequest> decodeImportRows(const Message& m) {
   auto spec = readTableSpec(in, m.header.table_id);
   if (!spec.isOk()) return spec.status().withContext(strCat("ps wire: ", describe(m.header)));
   r.spec = std::move(spec).value();
-  uint32_t reserved = 0;
-  if (!in.get(r.record_bytes) || !in.get(reserved) || reserved != 0) {
-    return malformed(m.header, "ImportRows prefix truncated or its reserved bytes are not zero");
+  uint32_t clocks = 0;
+  if (!in.get(r.record_bytes) || !in.get(clocks)) {
+    return malformed(m.header, "ImportRows prefix truncated");
   }
+  if (clocks > kMaxImportClocks || in.remaining() < uint64_t{4} * clocks) {
+    return malformed(m.header, strCat("ImportRows announces ", clocks, " clocks (at most ",
+                                      kMaxImportClocks, ") in ", in.remaining(), " bytes"));
+  }
+  r.clocks.resize(clocks);
+  for (uint32_t& c : r.clocks) (void)in.get(c);  // the bytes are there (checked)
   r.row_count = m.header.key_count;
   if (r.record_bytes < kMinRecordBytes && r.row_count != 0) {
     return malformed(m.header, strCat("row records of ", r.record_bytes, " bytes (at least ",

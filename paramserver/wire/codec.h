@@ -96,9 +96,12 @@ struct ImportRowsRequest {
   uint32_t row_count = 0;
   uint32_t record_bytes = 0;
   std::span<const uint8_t> records;
+  std::vector<uint32_t> clocks;  // the sender's worker clocks of the table (ClockTracker)
 };
-// Bytes of the ImportRows prefix after the spec (record_bytes, reserved).
+// Bytes of the ImportRows prefix after the spec (record_bytes, clock_count).
 inline constexpr size_t kImportPrefixBytes = 8;
+// At most this many clocks in an ImportRows (a table's worker count is a u32 of its spec).
+inline constexpr uint32_t kMaxImportClocks = uint32_t{1} << 20;
 // The smallest record: key u64, last_clock u32, steps u32, one value.
 inline constexpr uint32_t kMinRecordBytes = 20;
 

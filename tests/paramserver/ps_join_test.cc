@@ -68,9 +68,9 @@ void joinAndServe(RankEnv& env) {
       keys.begin(), keys.end(), [&](uint64_t k) { return map.ownerOf(k) == kJoiner; }));
   EXPECT_GT(owned, 0u);
   const auto tables = server->tableStats();
-  ASSERT_EQ(tables.size(), 2u);
+  ASSERT_EQ(tables.size(), 3u);
   for (const auto& t : tables) EXPECT_EQ(t.stats.rows, owned) << "table " << t.name;
-  EXPECT_EQ(server->stats().rows_imported, 2 * owned);  // both tables' rows, once each
+  EXPECT_EQ(server->stats().rows_imported, 3 * owned);  // every table's rows, once each
   must(server->stop(Deadline::afterSeconds(10)), "Server::stop");
 }
 
@@ -103,6 +103,20 @@ void work(RankEnv& env) {
   const std::vector<uint64_t> keys = allKeys();
   must(c->createTable(exactTable(1, kDim), env.deadline), "createTable 1");
   must(c->createTable(adagradTable(), env.deadline), "createTable 2");
+  // A BSP table (this worker alone): pulls re-routed to the joiner must not wait for clocks
+  // the joiner never heard (they come with the rows; later reports reach it too).
+  TableSpec bsp = exactTable(3, 1);
+  bsp.consistency = {ConsistencyModel::kBsp, 0, 1};
+  must(c->createTable(bsp, env.deadline), "createTable 3 (BSP)");
+  must(c->pushSync(3, keys, std::vector<float>(keys.size(), 0.0f), env.deadline), "push bsp");
+  std::vector<float> bsp_out(keys.size());
+  // The pull comes before the round's report: a pull re-routed to the joiner then needs
+  // the clock reported to the old owner, which only the hand-over carries.
+  must(c->clock(3, env.deadline), "clock bsp");
+  auto bspRound = [&](const char* what) {
+    must(c->pullSync(3, keys, bsp_out.data(), Deadline::afterSeconds(20)), what);
+    must(c->clock(3, env.deadline), "clock bsp");
+  };
   auto reference = must(Table::create(adagradTable()), "reference table");
   std::vector<float> g1(keys.size() * kDim), g2(keys.size() * 2);
   for (size_t i = 0; i < keys.size(); ++i) {
@@ -130,6 +144,7 @@ void work(RankEnv& env) {
     ++rounds;
     // Pulls during the move are re-routed too, and land at their positions.
     must(c->pullSync(1, keys, out.data(), env.deadline), "pull during the move");
+    bspRound("BSP pull during the move");
     for (size_t i = 0; i < keys.size(); ++i) {
       for (uint32_t j = 0; j < kDim; ++j)
         wrong_during += out[i * kDim + j] != base(keys[i], j) + rounds;
@@ -137,6 +152,7 @@ void work(RankEnv& env) {
   } while (!members.waitServed(2, Deadline::after(std::chrono::milliseconds(1))).isOk() &&
            !env.deadline.expired());
   must(members.waitServed(2, env.deadline), "waitServed");
+  bspRound("BSP pull after the move");
   pushRound(env, *c, keys);  // after the move: lands once, on the new owners
   ++rounds;
   pushAdagrad();  // uses the moved optimizer state

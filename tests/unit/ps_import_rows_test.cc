@@ -65,7 +65,8 @@ std::vector<float> pullAll(Table& t) {
 Bytes importOf(Table& t, uint64_t request_id) {
   const Bytes records = t.exportRows([](uint64_t) { return true; });
   const auto rb = static_cast<uint32_t>(t.recordBytes());
-  wire::ImportRowsRequest r{t.spec(), static_cast<uint32_t>(records.size() / rb), rb, records};
+  wire::ImportRowsRequest r{t.spec(), static_cast<uint32_t>(records.size() / rb), rb, records,
+                          t.clocks().snapshot()};
   return wire::encodeImportRows({request_id, 0, t.spec().id, 2}, r);
 }
 
@@ -85,6 +86,38 @@ TEST(PsImportRows, RowsAndOptimizerStateMove) {
   pushOnes(*from.table(3), -1.0f);
   pushOnes(*to.table(3), -1.0f);
   EXPECT_EQ(pullAll(*to.table(3)), pullAll(*from.table(3)));
+}
+
+// The previous owner's worker clocks come with the rows (max with the receiver's own), so
+// a BSP / SSP pull re-routed to the new owner is not parked on clocks it never heard.
+TEST(PsImportRows, WorkerClocksComeWithTheRows) {
+  TableSpec bsp = adagrad();
+  bsp.consistency = {ConsistencyModel::kBsp, 0, 3};
+  Node from(0), to(1);
+  ASSERT_TRUE(from.shard.createTable(bsp).isOk());
+  pushOnes(*from.table(3), 0.5f);
+  for (const auto& [worker, clock] : {std::pair{0u, 4u}, {1u, 6u}, {2u, 5u}}) {
+    ASSERT_TRUE(from.table(3)->clocks().finish(worker, clock, nullptr).isOk());
+  }
+  ASSERT_TRUE(to.shard.createTable(bsp).isOk());
+  ASSERT_TRUE(to.table(3)->clocks().finish(2, 8, nullptr).isOk());  // reported here already
+  ASSERT_TRUE(to.call(importOf(*from.table(3), 1)).isOk());
+  EXPECT_EQ(to.table(3)->clocks().snapshot(), (std::vector<uint32_t>{5, 7, 9}));
+  EXPECT_TRUE(to.table(3)->clocks().canRead(5));
+  EXPECT_FALSE(to.table(3)->clocks().canRead(6));
+
+  // A clock snapshot of another worker count is refused and changes nothing.
+  pushOnes(*from.table(3), 1.0f);
+  const Bytes records = from.table(3)->exportRows([](uint64_t) { return true; });
+  const auto rb = static_cast<uint32_t>(from.table(3)->recordBytes());
+  const auto before = pullAll(*to.table(3));
+  wire::ImportRowsRequest bad{bsp, static_cast<uint32_t>(records.size() / rb), rb, records,
+                              {1, 2}};
+  const Status st = to.call(wire::encodeImportRows({2, 0, 3, 2}, bad));
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << st;
+  EXPECT_NE(st.message().find("clock snapshot has 2 entries"), std::string::npos) << st;
+  EXPECT_EQ(pullAll(*to.table(3)), before);
+  EXPECT_EQ(to.table(3)->clocks().snapshot(), (std::vector<uint32_t>{5, 7, 9}));
 }
 
 TEST(PsImportRows, MalformedImportsChangeNothing) {
@@ -109,7 +142,8 @@ TEST(PsImportRows, MalformedImportsChangeNothing) {
       padded.insert(padded.end(), 4, 0);
     }
     const auto n = static_cast<uint32_t>(records.size() / rb);
-    wire::ImportRowsRequest r{from.table(3)->spec(), n, static_cast<uint32_t>(rb + 4), padded};
+    wire::ImportRowsRequest r{from.table(3)->spec(), n, static_cast<uint32_t>(rb + 4), padded,
+                              from.table(3)->clocks().snapshot()};
     const Status st = to.call(wire::encodeImportRows({2, 0, 3, 2}, r));
     EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << st;
     EXPECT_NE(st.message().find("the table's are"), std::string::npos) << st;
