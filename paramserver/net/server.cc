@@ -56,6 +56,8 @@ struct BodyRecv {
   Bytes buffer;  // from the body pool; may be longer than the message
   size_t length = 0;
   Request request;
+  std::chrono::steady_clock::time_point posted{};
+  bool counted = true;  // counts against kBodyBytesInFlight (see kStalledBody)
 };
 
 // A large request whose body receive waits for room under kBodyBytesInFlight.
@@ -74,6 +76,11 @@ constexpr size_t kBodyPoolBuffers = 32;
 // 3.8-4.3 GB/s against 2.4-2.9 at window 16. The server handles one request at a time, so
 // more in flight than it takes to keep the next one coming buys nothing.
 constexpr size_t kBodyBytesInFlight = size_t{8} << 20;
+// A posted body that has not arrived after this long stops counting against
+// kBodyBytesInFlight: a client that does not drive its send (or announced a body it never
+// sends) then delays other clients' large requests by at most this much. Its receive stays
+// posted and is handled whenever the body comes.
+constexpr auto kStalledBody = std::chrono::milliseconds(500);
 // Sent replies kept for reuse (a values reply of a 1,000-key dim-16 pull is 64 KiB).
 constexpr size_t kReplyPoolBuffers = 32;
 // Busy loop rounds between clock reads (a vDSO call, dearer under virtualization).
@@ -175,6 +182,7 @@ class ServerImpl final : public Server {
   void handle(Conn& c, std::span<const uint8_t> bytes);
   void sendReply(Conn& c, Bytes reply, uint64_t request_id);
   bool serviceBodies();
+  bool releaseStalledBodies();
   bool reapSends();
   void recycleReply(Bytes reply) {
     if (reply_pool_.size() < kReplyPoolBuffers && reply.capacity() >= 4096) {
@@ -327,6 +335,7 @@ void ServerImpl::loop() {
         std::chrono::steady_clock::now() >= next_poll_) {
       did |= pollClients();
       did |= pollMap();
+      did |= releaseStalledBodies();
     }
     std::erase_if(conns_, [](const std::unique_ptr<Conn>& c) { return c->dead; });
     // Rendezvous transfers (request bodies, large replies) advance only while this loop
@@ -473,6 +482,7 @@ void ServerImpl::postBody(Conn& c, const wire::Header& h) {
   auto r = c.ep->recv(b.buffer.data(), b.length, tagBody(h.request_id));
   if (!r.isOk()) return dropConn(c, r.status());
   b.request = std::move(r).value();
+  b.posted = std::chrono::steady_clock::now();
   body_bytes_posted_ += b.length;
   if (!checked.isOk()) {
     b.conn = nullptr;  // discard on completion
@@ -509,11 +519,29 @@ bool ServerImpl::serviceBodies() {
     if (body_pool_.size() < kBodyPoolBuffers && !it->buffer.empty()) {
       body_pool_.push_back(std::move(it->buffer));
     }
-    body_bytes_posted_ -= it->length;
+    if (it->counted) body_bytes_posted_ -= it->length;
     it = bodies_.erase(it);
   }
   if (did) postWaitingBodies();
   return did;
+}
+
+bool ServerImpl::releaseStalledBodies() {
+  if (waiting_bodies_.empty()) return false;
+  const auto stalled = std::chrono::steady_clock::now() - kStalledBody;
+  bool released = false;
+  for (BodyRecv& b : bodies_) {
+    if (!b.counted || b.posted > stalled || b.request.done()) continue;
+    b.counted = false;
+    body_bytes_posted_ -= b.length;
+    released = true;
+    WEFT_LOG(kDebug, "ps") << who() << ": a request body of " << b.length
+                           << " bytes has not arrived for "
+                           << std::chrono::duration_cast<std::chrono::milliseconds>(kStalledBody).count()
+                           << " ms; later bodies are received meanwhile";
+  }
+  if (released) postWaitingBodies();
+  return released;
 }
 
 void ServerImpl::handle(Conn& c, std::span<const uint8_t> bytes) {

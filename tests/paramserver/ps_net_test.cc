@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <numeric>
 #include <random>
@@ -13,6 +14,9 @@
 #include <thread>
 
 #include "common/process.h"
+#include "paramserver/net/framing.h"
+#include "paramserver/net/membership.h"
+#include "paramserver/wire/codec.h"
 #include "tests/paramserver/ps_test_support.h"
 
 namespace weft::ps::testing {
@@ -255,6 +259,67 @@ TEST(PsNet, BspAndSspBoundsAcrossProcesses) {
           must(c->pushSync(2, {&key, 1}, minus_one, env.deadline), "push");
           must(c->clock(2, env.deadline), "clock");  // releases the SSP pull
         }
+        workerDone(env);
+      },
+      opts);
+}
+
+// A client that announces a large request and never sends its body (its header alone, 16
+// MiB announced) must not hold up other clients' large requests: its posted receive stops
+// counting against the server's body budget after a while (server.cc, kStalledBody).
+TEST(PsNet, AnnouncedBodyThatNeverComesDelaysOthersOnlyBriefly) {
+  RankOptions opts;
+  opts.timeout_s = 60;
+  runRanks(
+      3,
+      [](RankEnv& env) {
+        if (env.rank == 0) return serveUntil(env, 0, 1, 1);
+        if (env.rank == 2) {
+          env.step("announcing a body that never comes");
+          net::Membership members(env.store, "ps");
+          transport::ContextOptions co;
+          co.rank = env.rank;
+          auto ctx = must(transport::openContext("ucx", co), "openContext");
+          must(ctx->publishAddress(members.transportStore()), "publishAddress");
+          const int server = must(members.serverRank(0, env.deadline), "serverRank");
+          must(members.registerClient(env.rank), "registerClient");
+          auto ep = must(ctx->connect(members.transportStore(), server, env.deadline), "connect");
+          const uint64_t key = 5;
+          const float grad = 1.0f;
+          wire::KeyedRequest r;
+          r.op = wire::Opcode::kPush;
+          r.dim = 1;
+          r.keys = KeySpan::of(std::span<const uint64_t>(&key, 1));
+          r.values = FloatSpan::of(std::span<const float>(&grad, 1));
+          Bytes header = wire::encodeKeyed({77, static_cast<uint32_t>(env.rank), 1, 0}, r);
+          header.resize(wire::kHeaderBytes);
+          const uint64_t payload = uint64_t{16} << 20;
+          std::memcpy(header.data() + 32, &payload, 8);
+          transport::Request sent = must(ep->send(header.data(), header.size(), net::kTagRequest), "send");
+          must(sent.wait(env.deadline), "send");
+          must(env.store->set("announced", "1"), "store");
+          while (must(env.store->add("done", 0), "store add") < 1) {
+            ASSERT_FALSE(env.deadline.expired());
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+          }
+          return;
+        }
+        auto c = connectClient(env, 0);
+        constexpr uint32_t kWide = 1024;
+        must(c->createTable(exactTable(1, kWide), env.deadline), "createTable");
+        must(env.store->get("announced", env.deadline).status(), "waiting for the announce");
+        env.step("large pushes while a body is missing");
+        std::vector<uint64_t> keys(256);  // 1 MiB of values: announced requests
+        std::iota(keys.begin(), keys.end(), 100);
+        const std::vector<float> minus_one(keys.size() * kWide, -1.0f);
+        constexpr int kPushes = 6;
+        for (int i = 0; i < kPushes; ++i) {
+          must(c->pushSync(1, keys, minus_one, Deadline::afterSeconds(20)), "large push");
+        }
+        std::vector<float> out(keys.size() * kWide);
+        must(c->pullSync(1, keys, out.data(), env.deadline), "pull");
+        EXPECT_EQ(std::count(out.begin(), out.end(), float{kPushes}),
+                  static_cast<long>(out.size()));
         workerDone(env);
       },
       opts);
