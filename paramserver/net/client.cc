@@ -97,8 +97,7 @@ Status ClientImpl::hello(ServerConn& s, Deadline deadline) {
   return Status::ok();
 }
 
-// True when no request of op (re-sent rounds included) is pending.
-static bool settled(const Op& op) {
+bool settled(const Op& op) {
   for (const SubRequest& sub : op.subs) {
     if (!sub.send.done() || !sub.body_send.done() || !sub.recv.done()) return false;
     if (sub.resend && !settled(sub.resend->round)) return false;
@@ -124,6 +123,7 @@ Status ClientImpl::reconnect(Deadline deadline) {
         ++it;
       }
     }
+    forgetSlabKeys(s.id);  // a restarted server registered its slabs again
     WEFT_RETURN_IF_ERROR(connectServer(s, deadline));
   }
   ctx_->progress();

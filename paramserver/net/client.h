@@ -78,6 +78,8 @@ struct OneSidedStats {
   uint64_t gets = 0;            // transport gets posted
   uint64_t torn_retries = 0;    // copies rejected as torn and read again
   uint64_t locates = 0;         // Locate RPCs
+  uint64_t failed_windows = 0;  // get windows with a failed get (its rows went by RPC and the
+                                // server's cached slab keys were dropped: a restart)
 };
 
 class Client {

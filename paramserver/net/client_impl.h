@@ -79,6 +79,9 @@ struct ResendState {
   Status error;                            // the round's first error other than kUnavailable
 };
 
+// True when no request of op (re-sent rounds included) is pending.
+bool settled(const Op& op);
+
 class ClientImpl final : public Client {
  public:
   ClientImpl(const ClientOptions& o, std::shared_ptr<Store> store)
@@ -160,6 +163,7 @@ class ClientImpl final : public Client {
                 std::vector<RowLocation>& out, Deadline deadline);
   Result<const transport::RemoteKey*> slabKey(uint32_t server, uint32_t table, uint32_t slab,
                                               Deadline deadline);
+  void forgetSlabKeys(uint32_t server_id);
   Status readRows(uint32_t table_id, uint32_t dim, const ServerBatch& batch,
                   const std::vector<RowLocation>& where, float* out,
                   std::vector<uint32_t>& fallback, Deadline deadline);
@@ -179,6 +183,7 @@ class ClientImpl final : public Client {
   std::vector<Op> orphans_;
   Ticket next_ticket_ = 1;
   std::map<SlabKey, transport::RemoteKey> slab_keys_;
+  std::vector<uint8_t> get_copies_;  // row copies of one-sided reads (readRows)
   // Reusable reply buffers (a fresh multi-MiB vector per request costs a zero-fill and page
   // faults, more than the transfer).
   std::vector<Bytes> reply_pool_;

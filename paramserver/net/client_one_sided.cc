@@ -42,7 +42,11 @@ Status ClientImpl::locate(uint32_t table_id, uint32_t dim, const ServerBatch& ba
   o.what = strCat("locate in table ", table_id);
   o.subs = std::move(subs);
   WEFT_RETURN_IF_ERROR(post(o.subs[0], reply));
-  WEFT_RETURN_IF_ERROR(finishSub(o, o.subs[0], deadline));
+  const Status st = finishSub(o, o.subs[0], deadline);
+  if (!st.isOk()) {
+    if (!settled(o)) orphans_.push_back(std::move(o));  // its reply may still land
+    return st;
+  }
   SubRequest& done = o.subs[0];
   done.reply.resize(done.recv.bytes());
   WEFT_ASSIGN_OR_RETURN(const wire::ReplyView v, view(done, done.reply));
@@ -65,7 +69,9 @@ Status ClientImpl::readRows(uint32_t table_id, uint32_t dim, const ServerBatch& 
                             std::vector<uint32_t>& fallback, Deadline deadline) {
   ServerConn* s = server(batch.server);
   const size_t row_bytes = RowLayout::make(dim, 0).readableBytes();
-  std::vector<uint8_t> copies(kGetWindow * row_bytes);
+  // A member: a get still pending when this returns at its deadline writes into it later.
+  std::vector<uint8_t>& copies = get_copies_;
+  if (copies.size() < kGetWindow * row_bytes) copies.resize(kGetWindow * row_bytes);
   std::vector<transport::Request> gets(kGetWindow);
   std::vector<int> tries(batch.keys.size(), 0);
   std::vector<size_t> todo;
@@ -81,14 +87,26 @@ Status ClientImpl::readRows(uint32_t table_id, uint32_t dim, const ServerBatch& 
         const size_t i = todo[begin + j];
         WEFT_ASSIGN_OR_RETURN(const transport::RemoteKey* key,
                               slabKey(batch.server, table_id, where[i].slab_id, deadline));
-        WEFT_ASSIGN_OR_RETURN(gets[j], s->ep->get(copies.data() + j * row_bytes, row_bytes, *key,
-                                                  where[i].offset));
+        auto get = s->ep->get(copies.data() + j * row_bytes, row_bytes, *key, where[i].offset);
+        gets[j] = get.isOk() ? std::move(get).value() : transport::Request();
         ++one_sided_.gets;
       }
+      bool failed = false;
       for (size_t j = 0; j < n; ++j) {
         const size_t i = todo[begin + j];
-        Status st = gets[j].wait(deadline);
-        if (!st.isOk()) return st.withContext(strCat("one-sided read from ", describeServer(s->id)));
+        // Not posted: the key was refused at once (a stale key, or the endpoint failed).
+        Status st = gets[j].valid() ? gets[j].wait(deadline)
+                                    : Status(StatusCode::kInvalidArgument, "get not posted");
+        if (st.code() == StatusCode::kTimeout) {
+          return st.withContext(strCat("one-sided read from ", describeServer(s->id)));
+        }
+        if (!st.isOk()) {
+          // A key the server no longer honours (it restarted: its slabs were registered
+          // again) or a failed peer: the row goes by RPC, which reports a dead server.
+          failed = true;
+          fallback.push_back(static_cast<uint32_t>(i));
+          continue;
+        }
         float* dst = out + size_t{batch.positions[i]} * dim;
         const RowRead rr =
             readRowConsistent(copies.data() + j * row_bytes, row_bytes, dim, batch.keys[i], dst);
@@ -101,10 +119,18 @@ Status ClientImpl::readRows(uint32_t table_id, uint32_t dim, const ServerBatch& 
           fallback.push_back(static_cast<uint32_t>(i));  // evicted, moved or always busy
         }
       }
+      if (failed) {
+        ++one_sided_.failed_windows;
+        forgetSlabKeys(batch.server);
+      }
     }
     todo = std::move(again);
   }
   return Status::ok();
+}
+
+void ClientImpl::forgetSlabKeys(uint32_t server_id) {
+  std::erase_if(slab_keys_, [&](const auto& entry) { return entry.first.server == server_id; });
 }
 
 Status ClientImpl::pullOneSided(uint32_t table_id, std::span<const uint64_t> keys, float* out,
