@@ -595,7 +595,8 @@ Status ClientImpl::clock(uint32_t table_id, Deadline deadline) {
     const Status st = rpcAll(std::move(subs), what, deadline).status();
     if (st.isOk()) break;
     if (st.code() != StatusCode::kUnavailable) return st;
-    std::this_thread::sleep_for(std::chrono::milliseconds(std::min(50u, 1u << std::min(attempt, 6u))));
+    const uint32_t pause_ms = std::min(50u, 1u << std::min(attempt, 6u));
+    std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms));
     if (deadline.expired()) {
       return WEFT_ERROR(StatusCode::kTimeout, "ps client rank ", options_.rank, ": ", what,
                         ": the shard map changed and not every server took the report before "

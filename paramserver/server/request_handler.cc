@@ -221,8 +221,9 @@ Result<Bytes> RequestHandler::onKeyed(const wire::Message& m, std::optional<Cloc
   auto lock = shard_.readLock();
   WEFT_ASSIGN_OR_RETURN(Table* const table, findTable(m.header));
   WEFT_RETURN_IF_ERROR(checkKeyed(m.header, r, *table));
-  const bool pulls = r.op == Opcode::kPull || r.op == Opcode::kPushPull;
-  if (pulls && !table->clocks().canRead(r.clock)) {
+  // A Locate is the start of a one-sided read: held by the same bound as a pull.
+  const bool reads = r.op == Opcode::kPull || r.op == Opcode::kPushPull || r.op == Opcode::kLocate;
+  if (reads && !table->clocks().canRead(r.clock)) {
     const ReadWait wait = table->clocks().readWait(r.clock);
     blocked = ClockWait{m.header.table_id, wait.need_min_clock};
     std::string lagging;

@@ -205,10 +205,17 @@ void boundedPull(RankEnv& env, net::Client& c, uint32_t table, uint32_t clocks_a
                             << " was answered before worker 1 finished its clock 0";
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
+  // A one-sided pull is held by the same bound (its Locate waits like a pull).
+  float early = -100;
+  const Status held = c.pullOneSided(table, {&key, 1}, &early, Deadline::afterSeconds(0.3));
+  EXPECT_EQ(held.code(), StatusCode::kTimeout) << "one-sided pull read " << early;
   must(env.store->set(strCat("pulling/", table), "1"), "store");
   env.step("waiting for the pull");
   must(c.wait(t, env.deadline), "wait pull");
   EXPECT_EQ(value, 2.0f) << "the pull must see worker 1's clock-0 push";
+  float later = -100;
+  must(c.pullOneSided(table, {&key, 1}, &later, env.deadline), "one-sided pull");
+  EXPECT_EQ(later, 2.0f);
 }
 
 TEST(PsNet, BspAndSspBoundsAcrossProcesses) {
