@@ -175,6 +175,15 @@ Status VerbsState::init(const ContextOptions& options) {
     return WEFT_ERROR(StatusCode::kIoError, "openContext(verbs): ibv_query_device(", port_.device,
                       "): ", errnoString(rc));
   }
+  // rdma_rxe (soft-RoCE, vendor id 0xffffff) retries forever when retry_cnt is 7 (its
+  // completer never counts 7 down), so a dead peer would never be reported there.
+  const bool rxe = attr_.vendor_id == 0xffffff || port_.device.rfind("rxe", 0) == 0;
+  if (config_.retry_count == 7 && rxe) {
+    WEFT_LOG(kWarn, "verbs") << "WEFT_IB_RETRY_COUNT=7 means unlimited transport retries on "
+                             << port_.device << " (soft-RoCE): a dead peer would never be "
+                             << "reported; using 6";
+    config_.retry_count = 6;
+  }
   pd_ = track(ibv_alloc_pd(device_.get()), ObjectKind::kPd);
   if (!pd_) {
     return WEFT_ERROR(StatusCode::kNoResource, "openContext(verbs): ibv_alloc_pd on ",
