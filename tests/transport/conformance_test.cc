@@ -321,6 +321,55 @@ TEST_P(TransportConformance, PutGetAtOffsetsAndPutNotify) {
 // burst's gets must see its puts after a flush. Burst sizes below, at and above 16.
 // The verbs keepalive probe (which would also retire them, after a second) is pushed out
 // of the way, and each wait has 10 s: an operation left behind fails the test.
+// Puts into many regions of the peer, then again into the first ones: a backend that
+// caches unpacked remote keys (UCX keeps at most 64 per endpoint, least recently used out)
+// must unpack evicted ones again and write the right bytes.
+TEST_P(TransportConformance, PutsIntoManyRegionsAndBackAgain) {
+  const BackendConfig cfg = GetParam();
+  runRanks(
+      2,
+      [&](RankEnv& env) {
+        Mesh m = openMesh(env, cfg);
+        Endpoint& ep = m.to(1 - env.rank);
+        constexpr size_t kRegions = 150;
+        constexpr size_t kAgain = 20;
+        if (env.rank == 1) {
+          std::vector<std::vector<uint64_t>> mem(kRegions, std::vector<uint64_t>(8, 0));
+          std::vector<std::unique_ptr<MemoryRegion>> mrs;
+          for (size_t i = 0; i < kRegions; ++i) {
+            mrs.push_back(must(m.ctx->registerMemory(mem[i].data(), 64), "registerMemory"));
+            publishKey(env, *mrs.back(), strCat("r", i));
+          }
+          uint64_t done = 0;
+          Request r = must(ep.recv(&done, 8, 1), "recv done");
+          waitOk(r, env, "recv done");
+          for (size_t i = 0; i < kRegions; ++i) {
+            const uint64_t want = i < kAgain ? 1000 + i : i + 1;
+            EXPECT_EQ(mem[i][3], want) << "region " << i;
+          }
+          return;
+        }
+        uint64_t v = 0;
+        auto putTo = [&](const RemoteKey& key, uint64_t value) {
+          v = value;
+          Request r = must(ep.put(&v, 8, key, 24), "put");
+          waitOk(r, env, "put");
+        };
+        std::vector<RemoteKey> keys;
+        for (size_t i = 0; i < kRegions; ++i) keys.push_back(fetchKey(env, 1, strCat("r", i)));
+        env.step("putting into every region");
+        for (size_t i = 0; i < kRegions; ++i) putTo(keys[i], i + 1);
+        env.step("putting into the first regions again");
+        for (size_t i = 0; i < kAgain; ++i) putTo(keys[i], 1000 + i);
+        Request f = must(ep.flush(), "flush");
+        waitOk(f, env, "flush");
+        uint64_t done = 1;
+        Request s = must(ep.send(&done, 8, 1), "send done");
+        waitOk(s, env, "send done");
+      },
+      rankOptions());
+}
+
 TEST_P(TransportConformance, BurstsOfPutsAndGetsWaitedNewestFirst) {
   const BackendConfig cfg = GetParam();
   runRanks(

@@ -181,7 +181,13 @@ struct CachedRkey {
   uint64_t address;
   uint64_t length;
   ucp_rkey_h rkey;
+  uint64_t used;  // last use (UcxEndpoint::rkey_tick_), for least-recently-used eviction
 };
+
+// Unpacked remote keys one endpoint keeps, at most (beyond it the least recently used are
+// destroyed while no operation of the endpoint is pending): a peer that registers a new
+// region every iteration would otherwise grow the list, and UCX's memory behind it, forever.
+inline constexpr size_t kMaxCachedRkeys = 64;
 
 class UcxEndpoint final : public Endpoint {
  public:
@@ -275,6 +281,8 @@ class UcxEndpoint final : public Endpoint {
   detail::RequestList recvs_;   // worker-level receives matching this peer
   std::vector<CachedRkey> rkeys_;
   size_t last_rkey_ = 0;
+  uint64_t rkey_tick_ = 0;
+  void trimRkeys();
   uint32_t peer_pid_ = 0;  // nonzero: a same-host peer process that is watched
   uint64_t peer_start_ = 0;
 };

@@ -1,5 +1,6 @@
 // UcxEndpoint one-sided operations: put / get / putNotify / atomics, and the per-endpoint
 // cache of unpacked remote keys.
+#include <algorithm>
 #include <ios>
 #include <sstream>
 
@@ -77,9 +78,29 @@ Result<ucp_rkey_h> UcxEndpoint::unpackKey(OpKind op, const RemoteKey& key) {
                            " cannot be unpacked: ", ucs_status_string(st)));
     }
   }
-  rkeys_.push_back(CachedRkey{key.region_id, key.checksum, key.address, key.length, rkey});
-  last_rkey_ = rkeys_.size() - 1;
+  rkeys_.push_back(
+      CachedRkey{key.region_id, key.checksum, key.address, key.length, rkey, ++rkey_tick_});
+  trimRkeys();
+  last_rkey_ = rkeys_.size() - 1;  // trimRkeys keeps the newest entry last
   return rkey;
+}
+
+// Destroys the least recently used keys beyond kMaxCachedRkeys, but only while no operation
+// of this endpoint is pending (UCX may still use a pending operation's key).
+void UcxEndpoint::trimRkeys() {
+  if (rkeys_.size() <= kMaxCachedRkeys || posted_.size != 0) return;
+  const CachedRkey newest = rkeys_.back();
+  rkeys_.pop_back();
+  while (rkeys_.size() + 1 > kMaxCachedRkeys) {
+    auto oldest = std::min_element(rkeys_.begin(), rkeys_.end(),
+                                   [](const CachedRkey& a, const CachedRkey& b) {
+                                     return a.used < b.used;
+                                   });
+    if (oldest->rkey != nullptr) ucp_rkey_destroy(oldest->rkey);
+    *oldest = rkeys_.back();
+    rkeys_.pop_back();
+  }
+  rkeys_.push_back(newest);
 }
 
 Result<ucp_rkey_h> UcxEndpoint::remoteAccess(OpKind op, const RemoteKey& key, uint64_t offset,
@@ -92,12 +113,14 @@ Result<ucp_rkey_h> UcxEndpoint::remoteAccess(OpKind op, const RemoteKey& key, ui
   bool found = false;
   if (last_rkey_ < rkeys_.size() && same(rkeys_[last_rkey_])) [[likely]] {
     rkey = rkeys_[last_rkey_].rkey;
+    rkeys_[last_rkey_].used = ++rkey_tick_;
     found = true;
   } else {
     for (size_t i = 0; i < rkeys_.size(); ++i) {
       if (same(rkeys_[i])) {
         last_rkey_ = i;
         rkey = rkeys_[i].rkey;
+        rkeys_[i].used = ++rkey_tick_;
         found = true;
         break;
       }
