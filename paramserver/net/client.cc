@@ -90,6 +90,13 @@ Status ClientImpl::hello(ServerConn& s, Deadline deadline) {
   WEFT_ASSIGN_OR_RETURN(const wire::ReplyView v, wire::checkReply(*m, h.request_id, Opcode::kHello));
   WEFT_ASSIGN_OR_RETURN(const wire::HelloReply r, wire::decodeHelloReply(v));
   s.max_keys = r.max_keys;
+  if (r.eager_bytes != 0 && eager_bytes_ > r.eager_bytes) {
+    return WEFT_ERROR(StatusCode::kInvalidArgument, "ps client rank ", options_.rank, ": ",
+                      describeServer(s.id), " receives requests of at most ", r.eager_bytes,
+                      " bytes eagerly, this client sends up to ", eager_bytes_,
+                      " bytes that way (WEFT_PS_EAGER_BYTES differs)")
+        .withHint("set the same WEFT_PS_EAGER_BYTES on every server and worker");
+  }
   if (r.map_version != map_->version() && r.map_version != 0) {  // 0: a server still joining
     WEFT_LOG(kWarn, "ps") << describeServer(s.id) << " serves shard map version " << r.map_version
                           << ", this client routes with " << map_->version();

@@ -164,6 +164,11 @@ class ServerImpl final : public Server {
     auto limits = wire::WireLimits::fromConfig();  // malformed values: checked in init()
     h.limits = limits.isOk() ? *limits : wire::WireLimits{};
     h.checkpoint_root = o.checkpoint_root;
+    // As init() computes eager_bytes_ (a malformed WEFT_PS_EAGER_BYTES fails init()).
+    const auto eager = config::getInt("WEFT_PS_EAGER_BYTES");
+    const size_t bytes = o.eager_bytes ? o.eager_bytes
+                                       : static_cast<size_t>(eager.isOk() ? *eager : 0);
+    h.eager_bytes = static_cast<uint32_t>(std::max(bytes, kMaxErrorReplyBytes));
     return h;
   }
   std::string who() const {

@@ -101,6 +101,7 @@ Result<Bytes> RequestHandler::onHello(const wire::Message& m) {
   reply.map_version = shard_.mapVersion();
   reply.max_keys = options_.limits.max_keys;
   reply.max_payload_bytes = options_.limits.max_payload_bytes;
+  reply.eager_bytes = options_.eager_bytes;
   return wire::encodeHelloReply(m.header, reply);
 }
 

@@ -31,6 +31,8 @@ struct HandlerOptions {
   wire::WireLimits limits;
   // Checkpoint requests name a relative directory below this root ("" refuses them).
   std::string checkpoint_root;
+  // Told to clients in the Hello reply (the largest request received eagerly; 0: none).
+  uint32_t eager_bytes = 0;
 };
 
 struct ClockWait {

@@ -146,6 +146,8 @@ struct HelloReply {
   uint32_t map_version = 0;
   uint32_t max_keys = 0;
   uint64_t max_payload_bytes = 0;
+  // The largest request the server receives eagerly (WEFT_PS_EAGER_BYTES); 0: not told.
+  uint32_t eager_bytes = 0;
 };
 
 struct CheckpointReply {

@@ -42,7 +42,7 @@ Bytes encodeEmptyReply(const Header& request, uint32_t dim) {
 }
 
 Bytes encodeHelloReply(const Header& request, const HelloReply& hello) {
-  Bytes out = beginReply(request, 0, 0, 24);
+  Bytes out = beginReply(request, 0, 0, 32);
   ByteWriter w(out);
   w.put(hello.version);
   w.putZeros(2);
@@ -50,6 +50,8 @@ Bytes encodeHelloReply(const Header& request, const HelloReply& hello) {
   w.put(hello.map_version);
   w.put(hello.max_keys);
   w.put(hello.max_payload_bytes);
+  w.put(hello.eager_bytes);
+  w.putZeros(4);
   return finish(std::move(out));
 }
 
@@ -181,12 +183,16 @@ Result<ReplyView> checkReply(const Message& reply, uint64_t request_id, Opcode r
 
 Result<HelloReply> decodeHelloReply(const ReplyView& r) {
   const Header h = viewHeader(r);
-  WEFT_RETURN_IF_ERROR(checkBodySize(r, h, 24));
+  // 24 bytes from servers that do not tell their eager size, 32 with it.
+  if (r.body.size() != 24) WEFT_RETURN_IF_ERROR(checkBodySize(r, h, 32));
   ByteReader in(r.body);
   HelloReply hello;
   if (!in.get(hello.version) || !in.skipZeros(2) || !in.get(hello.server_rank) ||
       !in.get(hello.map_version) || !in.get(hello.max_keys) || !in.get(hello.max_payload_bytes)) {
     return badReply(h, "Hello reply truncated");
+  }
+  if (r.body.size() == 32 && (!in.get(hello.eager_bytes) || !in.skipZeros(4))) {
+    return badReply(h, "Hello reply: bad eager size field");
   }
   return hello;
 }

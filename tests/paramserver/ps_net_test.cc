@@ -332,6 +332,30 @@ TEST(PsNet, AnnouncedBodyThatNeverComesDelaysOthersOnlyBriefly) {
       opts);
 }
 
+// A client that would send larger eager requests than the server receives eagerly (a
+// different WEFT_PS_EAGER_BYTES) is refused at connect, naming the setting; before, such a
+// request was truncated at the server, which dropped the connection without a reply.
+TEST(PsNet, EagerSizeMismatchIsRefusedAtConnect) {
+  RankOptions opts;
+  opts.timeout_s = 60;
+  runRanks(
+      2,
+      [](RankEnv& env) {
+        if (env.rank == 0) return serveUntil(env, 0, 1, 1);
+        net::ClientOptions o;
+        o.rank = env.rank;
+        o.eager_bytes = size_t{1} << 20;  // the server's default is 256 KiB
+        auto bad = net::Client::connect(o, env.store, env.deadline);
+        ASSERT_FALSE(bad.isOk());
+        EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument) << bad.status();
+        EXPECT_NE(bad.status().message().find("WEFT_PS_EAGER_BYTES"), std::string::npos)
+            << bad.status();
+        EXPECT_NE(bad.status().message().find("262144"), std::string::npos) << bad.status();
+        workerDone(env);
+      },
+      opts);
+}
+
 // Server 1 dies while idle: the client waits until it is dead before pulling again. A
 // process killed in the middle of a send into a UCX shared-memory FIFO leaves that FIFO
 // stalled at its half-written element, and the receiver then hears from no peer at all.
