@@ -7,9 +7,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
+#include <ctime>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace weft::transport::testing {
@@ -366,6 +369,45 @@ TEST_P(TransportConformance, PutsIntoManyRegionsAndBackAgain) {
         uint64_t done = 1;
         Request s = must(ep.send(&done, 8, 1), "send done");
         waitOk(s, env, "send done");
+      },
+      rankOptions());
+}
+
+// A blocking wait sleeps on the backend's event fd after its short spin: a rank waiting
+// about a second for a message uses little CPU (a wait that only spun and yielded would use
+// its whole wait; 8 ranks on 2 cores depend on this).
+TEST_P(TransportConformance, BlockingWaitSleeps) {
+  const BackendConfig cfg = GetParam();
+  runRanks(
+      2,
+      [&](RankEnv& env) {
+        Mesh m = openMesh(env, cfg);
+        Endpoint& ep = m.to(1 - env.rank);
+        uint64_t word = 0;
+        if (env.rank == 0) {
+          must(env.store->get("waiting", env.deadline).status(), "waiting for the waiter");
+          std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+          word = 7;
+          Request s = must(ep.send(&word, 8, 3), "send");
+          waitOk(s, env, "send");
+          return;
+        }
+        Request r = must(ep.recv(&word, 8, 3), "recv");
+        auto cpu = [] {
+          timespec t{};
+          ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+          return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
+        };
+        must(env.store->set("waiting", "1"), "store");
+        const double cpu0 = cpu();
+        const auto wall0 = std::chrono::steady_clock::now();
+        waitOk(r, env, "recv");
+        const double wall =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
+        const double used = cpu() - cpu0;
+        EXPECT_EQ(word, 7u);
+        EXPECT_GT(wall, 0.5);
+        EXPECT_LT(used, 0.1 * wall) << "CPU " << used << " s during a wait of " << wall << " s";
       },
       rankOptions());
 }

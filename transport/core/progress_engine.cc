@@ -50,10 +50,24 @@ void ProgressEngine::napOnEventFd(Deadline deadline) {
     return;
   }
   struct pollfd pfd = {fd, POLLIN, 0};
+  const auto start = Deadline::Clock::now();
   const int rc = ::poll(&pfd, 1, timeout);
   if (rc < 0 && errno != EINTR) {
     WEFT_LOG(kWarn, "transport") << "poll on the progress event fd " << fd
                                  << " failed: " << errnoString(errno);
+  }
+  // A backend can leave its fd readable with nothing to progress (UCX 1.13's tcp transport
+  // with peer error handling: the armed fd polls ready ~10,000 times a second), which turns
+  // every sleep into a spin. After kQuickNapsBeforeSleep such naps in a row with no
+  // activity between them (callers reset the count when a poll finds work), sleep a fixed
+  // kSpuriousNapUs instead: a wait then costs little CPU, and a message arriving meanwhile
+  // waits at most that long.
+  if (rc > 0 && Deadline::Clock::now() - start < std::chrono::microseconds(20)) {
+    const uint32_t quick = quick_naps_.fetch_add(1, std::memory_order_relaxed) + 1;
+    if (quick > kQuickNapsBeforeSleep) {
+      const auto nap = std::chrono::microseconds(kSpuriousNapUs);
+      if (deadline.isNever() || deadline.remaining() > nap) std::this_thread::sleep_for(nap);
+    }
   }
 }
 
@@ -67,7 +81,10 @@ void ProgressEngine::waitForActivity(Deadline deadline) {
   }
   const auto spin_until = Deadline::Clock::now() + std::chrono::microseconds(options_.spin_us);
   for (uint32_t spins = 1;; ++spins) {
-    if (progress() > 0) return;
+    if (progress() > 0) {
+      noteActivity();
+      return;
+    }
     if (spins > kSpinsBeforeYield) std::this_thread::yield();
     const auto now = Deadline::Clock::now();
     if (!deadline.isNever() && now >= deadline.when()) return;
@@ -86,6 +103,7 @@ void ProgressEngine::threadMain() {
     lock();
     const unsigned n = source_->pollEvents();
     if (n > 0) {
+      noteActivity();
       notifyWaiters();
       unlock();
       continue;

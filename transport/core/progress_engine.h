@@ -57,6 +57,10 @@ class ProgressEngine {
   // pure spin would hold it for the whole spin phase (WEFT_TRANSPORT_SPIN_US). On an idle
   // core a yield returns at once, so the first message still arrives within a few polls.
   static constexpr uint32_t kSpinsBeforeYield = 64;
+  // Naps that return at once with nothing to do, in a row, before a nap sleeps
+  // kSpuriousNapUs instead (see napOnEventFd).
+  static constexpr uint32_t kQuickNapsBeforeSleep = 8;
+  static constexpr int64_t kSpuriousNapUs = 500;
 
   ProgressEngine(EventSource* source, const EngineOptions& options);
   ~ProgressEngine();
@@ -106,6 +110,12 @@ class ProgressEngine {
   bool waitWithThread(Pred& done, Deadline deadline);
   // Sleeps once on the (armed) event fd: at most kMaxNapMs, never past the deadline.
   void napOnEventFd(Deadline deadline);
+  // A poll found work: the event fd's readiness was real.
+  void noteActivity() {
+    if (quick_naps_.load(std::memory_order_relaxed) != 0) {
+      quick_naps_.store(0, std::memory_order_relaxed);
+    }
+  }
   void threadMain();
 
   EventSource* source_;
@@ -115,6 +125,7 @@ class ProgressEngine {
   std::condition_variable cv_;
   int waiters_ = 0;  // guarded by mutex_
   std::atomic<bool> sleeping_{false};
+  std::atomic<uint32_t> quick_naps_{0};  // see napOnEventFd
   std::atomic<bool> stop_{false};
   std::atomic<bool> running_{false};
   std::thread thread_;
@@ -139,8 +150,9 @@ bool ProgressEngine::waitDriving(Pred& done, Deadline deadline) {
     if (now < spin_until) continue;
     // Sleep phase: drain, re-check, arm, and sleep only if nothing is pending.
     lock();
-    while (source_->pollEvents() > 0) {
-    }
+    bool drained = false;
+    while (source_->pollEvents() > 0) drained = true;
+    if (drained) noteActivity();
     source_->onIdle();
     finished = done();
     const bool armed = !finished && source_->armEvents();
