@@ -413,7 +413,9 @@ Status ClientImpl::resend(const Op& op, SubRequest& sub, Deadline deadline) {
       ++rs.attempt;
       const Status posted = postBatch(p, rs.clock, rs.batch, rs.round, rs.local, deadline);
       if (!posted.isOk()) {
-        rs.round.subs.clear();  // postBatch waited out what it had posted
+        // postBatch waited out what it had posted; what is still pending keeps its buffers.
+        if (!settled(rs.round)) orphans_.push_back(std::move(rs.round));
+        rs.round = Op{};
         return posted;
       }
     }
@@ -430,7 +432,8 @@ Status ClientImpl::resend(const Op& op, SubRequest& sub, Deadline deadline) {
       }
       ++rs.finished;
     }
-    rs.round.subs.clear();
+    if (!settled(rs.round)) orphans_.push_back(std::move(rs.round));  // a send's completion
+    rs.round = Op{};
     const uint32_t pause_ms = std::min(50u, 1u << std::min(rs.attempt, 6u));
     rs.not_before = std::chrono::steady_clock::now() + std::chrono::milliseconds(pause_ms);
     if (!rs.error.isOk()) {

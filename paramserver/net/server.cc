@@ -541,8 +541,7 @@ bool ServerImpl::releaseStalledBodies() {
     body_bytes_posted_ -= b.length;
     released = true;
     WEFT_LOG(kDebug, "ps") << who() << ": a request body of " << b.length
-                           << " bytes has not arrived for "
-                           << std::chrono::duration_cast<std::chrono::milliseconds>(kStalledBody).count()
+                           << " bytes has not arrived for " << kStalledBody.count()
                            << " ms; later bodies are received meanwhile";
   }
   if (released) postWaitingBodies();

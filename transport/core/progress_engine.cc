@@ -37,6 +37,7 @@ unsigned ProgressEngine::progress() {
   lock();
   const unsigned n = source_->pollEvents();
   unlock();
+  if (n > 0) noteActivity();
   return n;
 }
 
@@ -81,10 +82,7 @@ void ProgressEngine::waitForActivity(Deadline deadline) {
   }
   const auto spin_until = Deadline::Clock::now() + std::chrono::microseconds(options_.spin_us);
   for (uint32_t spins = 1;; ++spins) {
-    if (progress() > 0) {
-      noteActivity();
-      return;
-    }
+    if (progress() > 0) return;
     if (spins > kSpinsBeforeYield) std::this_thread::yield();
     const auto now = Deadline::Clock::now();
     if (!deadline.isNever() && now >= deadline.when()) return;

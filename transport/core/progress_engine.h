@@ -138,7 +138,7 @@ bool ProgressEngine::waitDriving(Pred& done, Deadline deadline) {
     lock();
     bool finished = done();
     if (!finished) {
-      source_->pollEvents();
+      if (source_->pollEvents() > 0) noteActivity();
       finished = done();
     }
     unlock();
