@@ -164,12 +164,15 @@ class ServerImpl final : public Server {
     auto limits = wire::WireLimits::fromConfig();  // malformed values: checked in init()
     h.limits = limits.isOk() ? *limits : wire::WireLimits{};
     h.checkpoint_root = o.checkpoint_root;
-    // As init() computes eager_bytes_ (a malformed WEFT_PS_EAGER_BYTES fails init()).
+    h.eager_bytes = static_cast<uint32_t>(eagerBytes(o));
+    return h;
+  }
+  // The largest request received eagerly (a malformed WEFT_PS_EAGER_BYTES fails init()).
+  static size_t eagerBytes(const ServerOptions& o) {
     const auto eager = config::getInt("WEFT_PS_EAGER_BYTES");
     const size_t bytes = o.eager_bytes ? o.eager_bytes
                                        : static_cast<size_t>(eager.isOk() ? *eager : 0);
-    h.eager_bytes = static_cast<uint32_t>(std::max(bytes, kMaxErrorReplyBytes));
-    return h;
+    return std::max(bytes, kMaxErrorReplyBytes);
   }
   std::string who() const {
     return strCat("ps server ", options_.server_id, " (rank ", options_.rank, ")");
@@ -256,13 +259,12 @@ class ServerImpl final : public Server {
 
 Status ServerImpl::init(Deadline deadline) {
   WEFT_RETURN_IF_ERROR(wire::WireLimits::fromConfig().status());
-  WEFT_ASSIGN_OR_RETURN(const int64_t eager, config::getInt("WEFT_PS_EAGER_BYTES"));
+  WEFT_RETURN_IF_ERROR(config::getInt("WEFT_PS_EAGER_BYTES").status());
   WEFT_ASSIGN_OR_RETURN(const int64_t recvs, config::getInt("WEFT_PS_SERVER_RECVS"));
   WEFT_RETURN_IF_ERROR(config::getInt("WEFT_PS_SERVER_THREADS").status());
-  eager_bytes_ = options_.eager_bytes ? options_.eager_bytes : static_cast<size_t>(eager);
+  eager_bytes_ = eagerBytes(options_);  // the size the Hello reply tells clients
   recvs_per_client_ =
       options_.recvs_per_client ? options_.recvs_per_client : static_cast<size_t>(recvs);
-  eager_bytes_ = std::max(eager_bytes_, kMaxErrorReplyBytes);
   if (!options_.restore_dir.empty()) {
     auto restored = shard_.restore(options_.restore_dir);
     if (!restored.isOk()) return restored.status().withContext(strCat(who(), ": restore"));
