@@ -104,6 +104,12 @@ Status ClientImpl::hello(ServerConn& s, Deadline deadline) {
   return Status::ok();
 }
 
+// Pause before the next attempt of a request refused as routed with a stale shard map
+// (1, 2, 4 ... 50 ms, PROTOCOL.md §11).
+static std::chrono::milliseconds refusedRetryPause(uint32_t attempt) {
+  return std::chrono::milliseconds(std::min(50u, 1u << std::min(attempt, 6u)));
+}
+
 bool settled(const Op& op) {
   for (const SubRequest& sub : op.subs) {
     if (!sub.send.done() || !sub.body_send.done() || !sub.recv.done()) return false;
@@ -385,7 +391,7 @@ Status ClientImpl::resend(const Op& op, SubRequest& sub, Deadline deadline) {
       std::iota(rs->batch.at.begin(), rs->batch.at.end(), 0u);
     }
     rs->clock = r.clock;
-    rs->not_before = std::chrono::steady_clock::now() + std::chrono::milliseconds(1);
+    rs->not_before = std::chrono::steady_clock::now() + refusedRetryPause(0);
     sub.resend = std::move(rs);
   }
   ResendState& rs = *sub.resend;
@@ -434,8 +440,7 @@ Status ClientImpl::resend(const Op& op, SubRequest& sub, Deadline deadline) {
     }
     if (!settled(rs.round)) orphans_.push_back(std::move(rs.round));  // a send's completion
     rs.round = Op{};
-    const uint32_t pause_ms = std::min(50u, 1u << std::min(rs.attempt, 6u));
-    rs.not_before = std::chrono::steady_clock::now() + std::chrono::milliseconds(pause_ms);
+    rs.not_before = std::chrono::steady_clock::now() + refusedRetryPause(rs.attempt);
     if (!rs.error.isOk()) {
       rs.batch = ResendBatch{};  // final: the caller sees the error, nothing is sent again
       return rs.error;
@@ -605,8 +610,7 @@ Status ClientImpl::clock(uint32_t table_id, Deadline deadline) {
     const Status st = rpcAll(std::move(subs), what, deadline).status();
     if (st.isOk()) break;
     if (st.code() != StatusCode::kUnavailable) return st;
-    const uint32_t pause_ms = std::min(50u, 1u << std::min(attempt, 6u));
-    std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms));
+    std::this_thread::sleep_for(refusedRetryPause(attempt));
     if (deadline.expired()) {
       return WEFT_ERROR(StatusCode::kTimeout, "ps client rank ", options_.rank, ": ", what,
                         ": the shard map changed and not every server took the report before "
