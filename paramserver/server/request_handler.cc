@@ -160,6 +160,13 @@ Result<Table*> RequestHandler::findTable(const wire::Header& h) const {
       .withHint("create the table (CreateTable) on every server before using it");
 }
 
+Status RequestHandler::staleMapError(const wire::Header& h, const std::string& what) const {
+  return WEFT_ERROR(StatusCode::kUnavailable, what, ": routed with shard map version ",
+                    h.map_version, ", server rank ", shard_.serverRank(), " serves version ",
+                    shard_.mapVersion())
+      .withHint("the shard map changed: fetch the new map and resend");
+}
+
 Status RequestHandler::checkKeyed(const wire::Header& h, const wire::KeyedRequest& r,
                                   const Table& t) const {
   // Only error paths format it (every data request passes here).
@@ -168,10 +175,7 @@ Status RequestHandler::checkKeyed(const wire::Header& h, const wire::KeyedReques
                   h.src_rank, " to ", t.describe());
   };
   if (h.map_version != 0 && h.map_version != shard_.mapVersion()) {
-    return WEFT_ERROR(StatusCode::kUnavailable, what(), ": routed with shard map version ",
-                      h.map_version, ", server rank ", shard_.serverRank(), " serves version ",
-                      shard_.mapVersion())
-        .withHint("the shard map changed: fetch the new map and resend");
+    return staleMapError(h, what());
   }
   if (r.dim != t.dim()) {
     return WEFT_ERROR(StatusCode::kInvalidArgument, what(), ": dimension mismatch: the request ",
@@ -246,11 +250,8 @@ Result<Bytes> RequestHandler::onClock(const wire::Message& m) {
   // re-reads the map and reports to it too (its clocks from before the hand-over came with
   // the rows, ImportRows). Reports are idempotent, so a resend to the others is harmless.
   if (m.header.map_version != 0 && m.header.map_version != shard_.mapVersion()) {
-    return WEFT_ERROR(StatusCode::kUnavailable, "Clock request ", m.header.request_id,
-                      " from rank ", m.header.src_rank, " for ", table->describe(),
-                      ": sent with shard map version ", m.header.map_version, ", server rank ",
-                      shard_.serverRank(), " serves version ", shard_.mapVersion())
-        .withHint("the shard map changed: fetch the new map and report to every server");
+    return staleMapError(m.header, strCat("Clock request ", m.header.request_id, " from rank ",
+                                          m.header.src_rank, " for ", table->describe()));
   }
   uint32_t min_clock = 0;
   const Status st = table->clocks().finish(c.worker, c.clock, &min_clock);

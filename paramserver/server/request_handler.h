@@ -70,6 +70,9 @@ class RequestHandler {
   Result<Bytes> onImportRows(const wire::Message& m);
   Result<Table*> findTable(const wire::Header& h) const;
   Status checkKeyed(const wire::Header& h, const wire::KeyedRequest& r, const Table& t) const;
+  // The kUnavailable of a request (named by `what`) routed with another shard map version
+  // than this server serves; callers check h.map_version (0: not checked) first.
+  Status staleMapError(const wire::Header& h, const std::string& what) const;
   Result<Bytes> applyKeyed(const wire::Header& h, const wire::KeyedRequest& r, Table& t,
                            Bytes& spare);
 
