@@ -393,9 +393,11 @@ TEST_P(TransportConformance, BlockingWaitSleeps) {
           return;
         }
         Request r = must(ep.recv(&word, 8, 3), "recv");
+        // The waiting thread's own CPU time: the process total also counts UCX's async
+        // thread and, under sanitizers, their background threads, which are not this wait.
         auto cpu = [] {
           timespec t{};
-          ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+          ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
           return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
         };
         must(env.store->set("waiting", "1"), "store");
@@ -407,7 +409,11 @@ TEST_P(TransportConformance, BlockingWaitSleeps) {
         const double used = cpu() - cpu0;
         EXPECT_EQ(word, 7u);
         EXPECT_GT(wall, 0.5);
-        EXPECT_LT(used, 0.1 * wall) << "CPU " << used << " s during a wait of " << wall << " s";
+        // A wait that spins or yields uses most of its wall time; one that sleeps on the
+        // event fd uses a few percent (under 1 % measured uninstrumented). The bound leaves
+        // room for sanitizer builds and a loaded 2-core machine.
+        EXPECT_LT(used, 0.15 * wall)
+            << "CPU " << used << " s of the waiting thread during a wait of " << wall << " s";
       },
       rankOptions());
 }

@@ -36,6 +36,8 @@ namespace {
 
 using verbs::AddressRange;
 using verbs::GidCandidate;
+constexpr auto kRead = verbs::LocalAccess::kRead;
+constexpr auto kWrite = verbs::LocalAccess::kWrite;
 using weft::testing::containsText;
 using weft::testing::RankEnv;
 using weft::testing::RankOptions;
@@ -174,14 +176,20 @@ TEST(VerbsCompletion, FailedWorkCompletionNamesEverything) {
 
 class FakeRegistrar : public verbs::Registrar {
  public:
-  Result<verbs::Registration> registerRange(void* address, size_t length, MemoryType) override {
+  Result<verbs::Registration> registerRange(void* address, size_t length, MemoryType,
+                                            verbs::LocalAccess access) override {
     if (fail_next) {
       fail_next = false;
       return WEFT_ERROR(StatusCode::kNoResource, "fake memlock failure");
     }
+    const auto a = reinterpret_cast<uintptr_t>(address);
+    const bool read_only = a < read_only_end && a + length > read_only_start;
+    if (read_only && access == verbs::LocalAccess::kWrite) {
+      return WEFT_ERROR(StatusCode::kInvalidArgument, "fake: read-only memory");
+    }
     ++live;
     ranges[address] = length;
-    return verbs::Registration{address, static_cast<uint32_t>(++serial), 0};
+    return verbs::Registration{address, static_cast<uint32_t>(++serial), 0, !read_only};
   }
   void deregister(const verbs::Registration& r) override {
     --live;
@@ -190,6 +198,8 @@ class FakeRegistrar : public verbs::Registrar {
   int live = 0;
   int serial = 0;
   bool fail_next = false;
+  uintptr_t read_only_start = 0;  // [start, end): memory that registers for reading only
+  uintptr_t read_only_end = 0;
   std::map<void*, size_t> ranges;
 };
 
@@ -223,22 +233,22 @@ TEST(VerbsRegCache, HitsMissesAndLruEviction) {
   FakeRegistrar reg;
   FakeEvents ev;
   verbs::RegistrationCache cache(&reg, &ev, cacheOptions(3 * 8192, 100));
-  auto a = cache.acquire(at(0x10000), 8192, MemoryType::kHost);
+  auto a = cache.acquire(at(0x10000), 8192, MemoryType::kHost, kWrite);
   ASSERT_TRUE(a.isOk());
   cache.release(*a);
-  auto inside = cache.acquire(at(0x10010), 100, MemoryType::kHost);  // covered: a hit
+  auto inside = cache.acquire(at(0x10010), 100, MemoryType::kHost, kWrite);  // covered: a hit
   ASSERT_TRUE(inside.isOk());
   EXPECT_EQ(*inside, *a);
   cache.release(*inside);
-  auto cuda = cache.acquire(at(0x10000), 8192, MemoryType::kCuda);  // other type: a miss
+  auto cuda = cache.acquire(at(0x10000), 8192, MemoryType::kCuda, kWrite);  // other type: a miss
   ASSERT_TRUE(cuda.isOk());
   EXPECT_NE(*cuda, *a);
   cache.release(*cuda);
-  auto b = cache.acquire(at(0x20000), 8192, MemoryType::kHost);
+  auto b = cache.acquire(at(0x20000), 8192, MemoryType::kHost, kWrite);
   ASSERT_TRUE(b.isOk());
   cache.release(*b);
   // A fourth 8 KiB region exceeds the 24 KiB bound: the least recently used one goes.
-  auto c = cache.acquire(at(0x30000), 8192, MemoryType::kHost);
+  auto c = cache.acquire(at(0x30000), 8192, MemoryType::kHost, kWrite);
   ASSERT_TRUE(c.isOk());
   cache.release(*c);
   verbs::RegCacheStats s = cache.stats();
@@ -247,7 +257,7 @@ TEST(VerbsRegCache, HitsMissesAndLruEviction) {
   EXPECT_EQ(s.evictions, 1u);
   EXPECT_EQ(s.entries, 3u);
   EXPECT_EQ(reg.live, 3);
-  auto again = cache.acquire(at(0x10000), 8192, MemoryType::kHost);  // was evicted: a miss
+  auto again = cache.acquire(at(0x10000), 8192, MemoryType::kHost, kWrite);  // was evicted: a miss
   ASSERT_TRUE(again.isOk());
   cache.release(*again);
   EXPECT_EQ(cache.stats().misses, 5u);
@@ -257,13 +267,13 @@ TEST(VerbsRegCache, UnmapEventsDropEntriesAndInUseOnesLiveUntilReleased) {
   FakeRegistrar reg;
   FakeEvents ev;
   verbs::RegistrationCache cache(&reg, &ev, cacheOptions(1 << 30, 100));
-  auto a = cache.acquire(at(0x100000), 4 * 4096, MemoryType::kHost);
-  auto b = cache.acquire(at(0x200000), 4096, MemoryType::kHost);
+  auto a = cache.acquire(at(0x100000), 4 * 4096, MemoryType::kHost, kWrite);
+  auto b = cache.acquire(at(0x200000), 4096, MemoryType::kHost, kWrite);
   ASSERT_TRUE(a.isOk() && b.isOk());
   cache.release(*b);
   ev.events.push_back({0x101000, 0x102000});  // one page inside a (in use)
   ev.events.push_back({0x200000, 0x201000});  // all of b (idle)
-  auto a2 = cache.acquire(at(0x100000), 4096, MemoryType::kHost);  // drains: both dropped
+  auto a2 = cache.acquire(at(0x100000), 4096, MemoryType::kHost, kWrite);  // drains: both dropped
   ASSERT_TRUE(a2.isOk());
   EXPECT_NE(*a2, *a) << "a stale registration was handed out again";
   EXPECT_EQ(cache.stats().invalidations, 2u);
@@ -274,7 +284,7 @@ TEST(VerbsRegCache, UnmapEventsDropEntriesAndInUseOnesLiveUntilReleased) {
   // Falling behind the event ring: everything is dropped.
   ev.events.push_back({0x900000, 0x901000});
   ev.dropped = ev.events.size();
-  auto c = cache.acquire(at(0x500000), 4096, MemoryType::kHost);
+  auto c = cache.acquire(at(0x500000), 4096, MemoryType::kHost, kWrite);
   ASSERT_TRUE(c.isOk());
   cache.release(*c);
   EXPECT_EQ(cache.stats().entries, 1u);
@@ -287,7 +297,7 @@ TEST(VerbsRegCache, WithoutEventsNothingIsCached) {
   o.off_reason = "test";
   verbs::RegistrationCache cache(&reg, nullptr, o);
   for (int i = 0; i < 3; ++i) {
-    auto a = cache.acquire(at(0x10000), 4096, MemoryType::kHost);
+    auto a = cache.acquire(at(0x10000), 4096, MemoryType::kHost, kWrite);
     ASSERT_TRUE(a.isOk());
     EXPECT_EQ(reg.live, 1);
     cache.release(*a);
@@ -302,11 +312,11 @@ TEST(VerbsRegCache, RegistrationFailureEvictsIdleEntriesAndRetries) {
   FakeRegistrar reg;
   FakeEvents ev;
   verbs::RegistrationCache cache(&reg, &ev, cacheOptions(1 << 30, 100));
-  auto a = cache.acquire(at(0x10000), 4096, MemoryType::kHost);
+  auto a = cache.acquire(at(0x10000), 4096, MemoryType::kHost, kWrite);
   ASSERT_TRUE(a.isOk());
   cache.release(*a);
   reg.fail_next = true;
-  auto b = cache.acquire(at(0x80000), 4096, MemoryType::kHost);
+  auto b = cache.acquire(at(0x80000), 4096, MemoryType::kHost, kWrite);
   ASSERT_TRUE(b.isOk()) << b.status();
   EXPECT_EQ(cache.stats().evictions, 1u);
   cache.release(*b);
@@ -314,8 +324,39 @@ TEST(VerbsRegCache, RegistrationFailureEvictsIdleEntriesAndRetries) {
   FakeRegistrar lone;
   lone.fail_next = true;
   verbs::RegistrationCache empty(&lone, &ev, cacheOptions(1 << 30, 100));
-  auto c = empty.acquire(at(0x90000), 4096, MemoryType::kHost);
+  auto c = empty.acquire(at(0x90000), 4096, MemoryType::kHost, kWrite);
   EXPECT_EQ(c.status().code(), StatusCode::kNoResource);
+}
+
+// A buffer in read-only memory (sent from) gets a read-only registration; that entry serves
+// later reads of the range, never a receive or get into it (which must fail, not reuse it).
+TEST(VerbsRegCache, ReadOnlyEntriesServeOnlyReads) {
+  FakeRegistrar reg;
+  reg.read_only_start = 0x40000;
+  reg.read_only_end = 0x42000;
+  FakeEvents ev;
+  verbs::RegistrationCache cache(&reg, &ev, cacheOptions(1 << 30, 100));
+  auto r = cache.acquire(at(0x40000), 8192, MemoryType::kHost, kRead);
+  ASSERT_TRUE(r.isOk()) << r.status();
+  EXPECT_FALSE((*r)->reg.writable);
+  cache.release(*r);
+  auto again = cache.acquire(at(0x40100), 100, MemoryType::kHost, kRead);
+  ASSERT_TRUE(again.isOk());
+  EXPECT_EQ(*again, *r) << "a read of a covered range reuses the read-only entry";
+  cache.release(*again);
+  auto w = cache.acquire(at(0x40100), 100, MemoryType::kHost, kWrite);
+  EXPECT_EQ(w.status().code(), StatusCode::kInvalidArgument) << "a write reused a read-only entry";
+  EXPECT_EQ(cache.stats().hits, 1u);
+  EXPECT_EQ(cache.stats().misses, 2u);
+  auto rw = cache.acquire(at(0x50000), 4096, MemoryType::kHost, kWrite);  // writable memory
+  ASSERT_TRUE(rw.isOk());
+  EXPECT_TRUE((*rw)->reg.writable);
+  cache.release(*rw);
+  auto read = cache.acquire(at(0x50000), 4096, MemoryType::kHost, kRead);
+  ASSERT_TRUE(read.isOk());
+  EXPECT_EQ(*read, *rw) << "a writable entry serves reads too";
+  cache.release(*read);
+  EXPECT_EQ(reg.live, 2);
 }
 
 // The real userfaultfd monitor (no RDMA device needed).
@@ -609,6 +650,109 @@ TEST(VerbsRanks, MtuCapOnOneRankAppliesToBothEnds) {
         must(rt.wait(env.deadline), "recv token");
       },
       verbsRanks(60));
+}
+
+// Read-only memory (here a PROT_READ mapping; a const table in .rodata is the same) can be
+// sent (eager and rendezvous), put from and registered for remote reads; receiving or
+// getting into it, or a peer's put into it, fails with an error that says "read-only"
+// (ibv_reg_mr with write access fails with EFAULT there; that used to be reported as
+// "not mapped" and failed every send from such memory).
+void readOnlyMemory(const char* rndv) {
+  runRanks(
+      2,
+      [rndv](RankEnv& env) {
+        ::setenv("WEFT_IB_RNDV", rndv, 1);
+        Mesh m = verbsMesh(env);
+        Endpoint& ep = m.to(1 - env.rank);
+        constexpr size_t kBytes = 256 * 1024;  // rendezvous
+        auto* ro = static_cast<unsigned char*>(
+            ::mmap(nullptr, kBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+        ASSERT_NE(ro, MAP_FAILED);
+        fillPattern(ro, kBytes, 70 + env.rank);
+        ASSERT_EQ(::mprotect(ro, kBytes, PROT_READ), 0);
+        std::vector<unsigned char> in(kBytes);
+        auto fetch = [&](const char* name) {
+          return must(RemoteKey::deserialize(must(
+                          env.store->get(strCat("key/", 1 - env.rank, "/", name), env.deadline),
+                          "reading a key")),
+                      "RemoteKey::deserialize");
+        };
+        const size_t sizes[] = {64, 16 * 1024, kBytes};
+        env.step("sending from read-only memory");
+        for (size_t n : sizes) {
+          if (env.rank == 0) {
+            Request s = must(ep.send(ro, n, 1), "send from read-only memory");
+            must(s.wait(env.deadline), "send from read-only memory");
+          } else {
+            std::fill(in.begin(), in.end(), 0);
+            Request r = must(ep.recv(in.data(), n, 1), "recv");
+            must(r.wait(env.deadline), "recv");
+            EXPECT_EQ(checkPattern(in.data(), n, 70), n) << n << " bytes";
+          }
+        }
+        env.step("receiving into read-only memory");
+        if (env.rank == 1) {
+          Request r = must(ep.recv(ro, kBytes, 2), "recv into read-only memory");
+          Status st = r.wait(env.deadline);
+          EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << st;
+          EXPECT_TRUE(containsText(st.message(), "read-only")) << st;
+          EXPECT_EQ(checkPattern(ro, kBytes, 71), kBytes) << "the read-only buffer changed";
+        } else {
+          Request s = must(ep.send(in.data(), kBytes, 2), "send");
+          EXPECT_FALSE(s.wait(env.deadline).isOk()) << "the receiver could not take it";
+        }
+        EXPECT_TRUE(ep.health().isOk()) << ep.health();
+        env.step("putting from read-only memory, reading it remotely");
+        std::vector<unsigned char> target(kBytes);
+        auto target_mr = must(m.ctx->registerMemory(target.data(), kBytes), "register target");
+        auto ro_mr = must(m.ctx->registerMemory(ro, kBytes), "register read-only memory");
+        must(env.store->set(strCat("key/", env.rank, "/target"),
+                            target_mr->remoteKey().serialize()),
+             "publish");
+        must(env.store->set(strCat("key/", env.rank, "/ro"), ro_mr->remoteKey().serialize()),
+             "publish");
+        const RemoteKey peer_target = fetch("target");
+        const RemoteKey peer_ro = fetch("ro");
+        if (env.rank == 0) {
+          Request p = must(ep.put(ro, kBytes, peer_target, 0), "put from read-only memory");
+          must(p.wait(env.deadline), "put from read-only memory");
+          Request f = must(ep.flush(), "flush");
+          must(f.wait(env.deadline), "flush");
+        }
+        ASSERT_TRUE(env.barrier("put"));
+        if (env.rank == 1) {
+          EXPECT_EQ(checkPattern(target.data(), kBytes, 70), kBytes);
+          std::fill(in.begin(), in.end(), 0);
+          Request g = must(ep.get(in.data(), kBytes, peer_ro, 0), "get from read-only memory");
+          must(g.wait(env.deadline), "get from read-only memory");
+          EXPECT_EQ(checkPattern(in.data(), kBytes, 70), kBytes);
+          Request bad = must(ep.get(ro, 4096, peer_target, 0), "get into read-only memory");
+          Status st = bad.wait(env.deadline);
+          EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << st;
+          EXPECT_TRUE(containsText(st.message(), "read-only")) << st;
+          EXPECT_TRUE(ep.health().isOk()) << ep.health();
+          env.step("a remote put into a read-only region");
+          Request p = must(ep.put(in.data(), kBytes, peer_ro, 0), "put into read-only region");
+          st = p.wait(env.deadline);
+          EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << st;
+          EXPECT_TRUE(containsText(st.message(), "read-only")) << st;
+        }
+        ASSERT_TRUE(env.barrier("done"));
+        EXPECT_EQ(checkPattern(ro, kBytes, 70 + env.rank), kBytes);
+        ro_mr.reset();
+        ::munmap(ro, kBytes);
+      },
+      verbsRanks(60));
+}
+
+TEST(VerbsRanks, ReadOnlyMemoryIsSentAndReadButNeverWrittenRndvRead) {
+  WEFT_REQUIRE_VERBS_DEVICE();
+  readOnlyMemory("read");
+}
+
+TEST(VerbsRanks, ReadOnlyMemoryIsSentAndReadButNeverWrittenRndvWrite) {
+  WEFT_REQUIRE_VERBS_DEVICE();
+  readOnlyMemory("write");
 }
 
 // Drops CAP_IPC_LOCK from the effective set (root ignores RLIMIT_MEMLOCK otherwise).

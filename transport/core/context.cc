@@ -27,7 +27,7 @@ std::vector<std::string> availableBackends() {
 }
 
 Result<std::unique_ptr<Context>> openContext(std::string_view backend,
-                                             const ContextOptions& options) {
+                                             [[maybe_unused]] const ContextOptions& options) {
 #ifdef WEFT_HAVE_UCX
   if (backend == "ucx") return ucx::openUcxContext(options);
 #endif

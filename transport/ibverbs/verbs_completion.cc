@@ -22,7 +22,8 @@ WcInfo wcInfo(ibv_wc_status status) {
               "the peer had no receive buffer posted (receiver not ready)"};
     case IBV_WC_REM_ACCESS_ERR:
       return {"IBV_WC_REM_ACCESS_ERR", StatusCode::kInvalidArgument,
-              "the remote key or the bounds are wrong, or the peer deregistered the region"};
+              "the remote key or the bounds are wrong, the peer deregistered the region, or "
+              "the region is read-only (registered from read-only memory: reads only)"};
     case IBV_WC_REM_INV_REQ_ERR:
       return {"IBV_WC_REM_INV_REQ_ERR", StatusCode::kInvalidArgument,
               "the peer rejected the request (length above its limit, or an operation its QP "

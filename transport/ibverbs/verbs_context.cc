@@ -5,6 +5,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <random>
@@ -15,6 +16,7 @@
 #ifdef WEFT_HAVE_CUDA
 #include "gpu/gpudirect.h"
 #endif
+#include "transport/core/memory_map.h"
 #include "transport/ibverbs/verbs_internal.h"
 
 namespace weft::transport::verbs {
@@ -103,22 +105,46 @@ Status registrationError(int err, std::string_view what, const void* address, si
                          "LimitMEMLOCK for systemd services)"));
   }
   if (err == EFAULT) {
-    return WEFT_ERROR(StatusCode::kInvalidArgument, what, ": ", range,
-                      " is not mapped memory of this process (ibv_reg_mr: ", errnoString(err), ")")
-        .withHint("register memory the process allocated and still owns");
+    const auto begin = reinterpret_cast<uintptr_t>(address);
+    const detail::MappingCheck m =
+        detail::checkMapping(begin, begin + std::max<size_t>(length, 1));
+    if (m.unmapped_at != 0) {
+      return WEFT_ERROR(StatusCode::kInvalidArgument, what, ": ", range,
+                        " is not mapped memory of this process (nothing mapped at ",
+                        reinterpret_cast<void*>(m.unmapped_at), "; ibv_reg_mr: ",
+                        errnoString(err), ")")
+          .withHint("register memory the process allocated and still owns");
+    }
+    if (!m.read_only.empty()) {
+      return WEFT_ERROR(StatusCode::kInvalidArgument, what, ": ", range,
+                        " is read-only memory (mapping ", m.read_only, "), and this use needs "
+                        "the NIC to write it (ibv_reg_mr: ", errnoString(err), ")")
+          .withHint("receive and get into writable memory; read-only memory can be sent, put "
+                    "from, and registered for remote reads");
+    }
+    return WEFT_ERROR(StatusCode::kInvalidArgument, what, ": ibv_reg_mr of ", range,
+                      " failed: ", errnoString(err), " (the memory is mapped and writable)")
+        .withHint("memory that cannot be pinned (device or DAX mappings) cannot be registered");
   }
   return WEFT_ERROR(StatusCode::kIoError, what, ": ibv_reg_mr of ", range, ": ", errnoString(err));
 }
 
-Result<Registration> PdRegistrar::registerRange(void* address, size_t length, MemoryType type) {
+Result<Registration> PdRegistrar::registerRange(void* address, size_t length, MemoryType type,
+                                                LocalAccess access) {
   (void)type;
-  const int access = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_READ | IBV_ACCESS_REMOTE_WRITE;
-  ibv_mr* mr = ibv_reg_mr(pd_, address, length, access);
+  const int full = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_READ | IBV_ACCESS_REMOTE_WRITE;
+  ibv_mr* mr = ibv_reg_mr(pd_, address, length, full);
+  bool writable = true;
+  if (mr == nullptr && errno == EFAULT && access == LocalAccess::kRead) {
+    // Read-only pages cannot be pinned for writing; reading uses need no write access.
+    mr = ibv_reg_mr(pd_, address, length, IBV_ACCESS_REMOTE_READ);
+    writable = false;
+  }
   if (mr == nullptr) {
     return registrationError(errno, strCat("registering a buffer on ", device_), address, length);
   }
   liveCounter(ObjectKind::kMr).fetch_add(1);
-  return Registration{mr, mr->lkey, mr->rkey};
+  return Registration{mr, mr->lkey, mr->rkey, writable};
 }
 
 void PdRegistrar::deregister(const Registration& r) {

@@ -494,11 +494,11 @@ Result<Request> VerbsEndpoint::send(const void* buffer, size_t length, Tag tag) 
   if (eager) {
     op->stage = Stage::kEager;
     if (length >= zcopy_min_) {  // registration failed: copy instead (always correct)
-      auto reg = state_->cache().acquire(buffer, length, MemoryType::kHost);
+      auto reg = state_->cache().acquire(buffer, length, MemoryType::kHost, LocalAccess::kRead);
       if (reg.isOk()) op->reg = *reg;
     }
   } else {
-    auto reg = state_->cache().acquire(buffer, length, MemoryType::kHost);
+    auto reg = state_->cache().acquire(buffer, length, MemoryType::kHost, LocalAccess::kRead);
     if (!reg.isOk()) {
       completeOp(op, reg.status().withContext(strCat("send on ", name_)));
       return r;

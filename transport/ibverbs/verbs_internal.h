@@ -327,14 +327,16 @@ class OpPool {
 class PdRegistrar final : public Registrar {
  public:
   PdRegistrar(ibv_pd* pd, std::string device) : pd_(pd), device_(std::move(device)) {}
-  Result<Registration> registerRange(void* address, size_t length, MemoryType type) override;
+  Result<Registration> registerRange(void* address, size_t length, MemoryType type,
+                                     LocalAccess access) override;
   void deregister(const Registration& registration) override;
 
  private:
   ibv_pd* pd_;
   std::string device_;
 };
-// The error for a failed ibv_reg_mr (errno) with the memlock hint where it applies.
+// The error for a failed ibv_reg_mr (errno) with the memlock hint where it applies; for
+// EFAULT it reads /proc/self/maps to say whether the range is unmapped or read-only.
 Status registrationError(int err, std::string_view what, const void* address, size_t length);
 
 class VerbsState final : public detail::EventSource {

@@ -8,6 +8,7 @@
 
 #include "common/config.h"
 #include "common/logging.h"
+#include "transport/core/memory_map.h"
 #include "transport/ibverbs/verbs_internal.h"
 #ifdef WEFT_HAVE_CUDA
 #include "gpu/gpudirect.h"
@@ -19,31 +20,6 @@ namespace {
 
 std::string rangeText(const void* address, size_t length) {
   return strCat("[", address, "+", length, ")");
-}
-
-// mincore fails with ENOMEM on a hole: a clearer error than ibv_reg_mr's EFAULT.
-Status checkMapped(const void* address, size_t length) {
-  const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
-  uintptr_t begin = reinterpret_cast<uintptr_t>(address) & ~(page - 1);
-  const uintptr_t end = reinterpret_cast<uintptr_t>(address) + length;
-  if (end < reinterpret_cast<uintptr_t>(address)) {
-    return WEFT_ERROR(StatusCode::kInvalidArgument, "registerMemory: ", rangeText(address, length),
-                      " wraps around the address space");
-  }
-  constexpr size_t kPagesPerCall = 4096;
-  unsigned char vec[kPagesPerCall];
-  while (begin < end) {
-    const size_t pages = std::min<size_t>(kPagesPerCall, (end - begin + page - 1) / page);
-    if (::mincore(reinterpret_cast<void*>(begin), pages * page, vec) != 0 && errno == ENOMEM) {
-      return WEFT_ERROR(StatusCode::kInvalidArgument, "registerMemory: ",
-                        rangeText(address, length),
-                        " is not mapped memory of this process (no mapping at ",
-                        reinterpret_cast<void*>(begin), " or after it)")
-          .withHint("register memory the process allocated and still owns");
-    }
-    begin += pages * page;
-  }
-  return Status::ok();
 }
 
 // Logs the first GPUDirect failure of the process loudly; later ones only return a Status.
@@ -146,7 +122,7 @@ Result<std::unique_ptr<MemoryRegion>> VerbsMemoryRegion::create(StatePtr state, 
                       ": null address with length ", length);
   }
   if (length > 0 && type != MemoryType::kCuda) {
-    WEFT_RETURN_IF_ERROR(checkMapped(address, length));
+    WEFT_RETURN_IF_ERROR(detail::checkMapped(address, length));
   }
   std::unique_ptr<VerbsMemoryRegion> mr(new VerbsMemoryRegion(state, address, length, type));
   mr->registered_ = true;
@@ -163,6 +139,17 @@ Result<std::unique_ptr<MemoryRegion>> VerbsMemoryRegion::create(StatePtr state, 
       mr->mr_ = track(cuda.value(), ObjectKind::kMr);
     } else {
       mr->mr_ = track(ibv_reg_mr(state->pd(), address, length, access), ObjectKind::kMr);
+      if (!mr->mr_ && errno == EFAULT) {
+        // Read-only memory (a const table, a PROT_READ mapping of a file): peers may read it
+        // (get); their puts and atomics on it fail with a remote access error.
+        mr->mr_ = track(ibv_reg_mr(state->pd(), address, length, IBV_ACCESS_REMOTE_READ),
+                        ObjectKind::kMr);
+        if (mr->mr_) {
+          WEFT_LOG(kDebug, "verbs") << "registerMemory on " << state->name() << ": "
+                                    << rangeText(address, length)
+                                    << " is read-only: registered for remote reads only";
+        }
+      }
     }
     if (!mr->mr_) {
       mr->registered_ = false;

@@ -282,7 +282,8 @@ void VerbsEndpoint::startRndvRecv(VerbsOp* op, Tag tag, const RndvBody& rts) {
     completeOp(op, truncation(op, rts.length));
     return;
   }
-  auto reg = state_->cache().acquire(op->local, rts.length, MemoryType::kHost);
+  auto reg = state_->cache().acquire(op->local, rts.length, MemoryType::kHost,
+                                          LocalAccess::kWrite);
   if (!reg.isOk()) {
     FinBody fin{rts.sender_op, op->length, kFinFailed, 0};
     sendControl(MsgType::kFin, &fin, sizeof(fin));

@@ -42,7 +42,8 @@ void RegistrationCache::drainEvents() {
   seen_ = newest;
 }
 
-RegEntry* RegistrationCache::lookup(uintptr_t start, uintptr_t end, MemoryType type) {
+RegEntry* RegistrationCache::lookup(uintptr_t start, uintptr_t end, MemoryType type,
+                                    LocalAccess access) {
   // Entries that could cover [start, end) begin in [start - max_length_, start].
   auto it = by_start_.upper_bound(start);
   const uintptr_t lowest = start > max_length_ ? start - max_length_ : 0;
@@ -50,7 +51,9 @@ RegEntry* RegistrationCache::lookup(uintptr_t start, uintptr_t end, MemoryType t
     --it;
     if (it->first < lowest) break;
     RegEntry* e = it->second.get();
-    if (e->end >= end && e->type == type) return e;
+    if (e->end >= end && e->type == type && (e->reg.writable || access == LocalAccess::kRead)) {
+      return e;
+    }
   }
   return nullptr;
 }
@@ -72,14 +75,14 @@ void RegistrationCache::lruPushBack(RegEntry* e) {
 }
 
 Result<RegEntry*> RegistrationCache::acquire(const void* address, size_t length,
-                                             MemoryType type) {
+                                             MemoryType type, LocalAccess access) {
   const uintptr_t page = options_.page_size;
   const auto addr = reinterpret_cast<uintptr_t>(address);
   const uintptr_t start = addr & ~(page - 1);
   const uintptr_t end = (addr + length + page - 1) & ~(page - 1);
   if (events_ != nullptr) {
     drainEvents();
-    if (RegEntry* hit = lookup(start, end, type)) {
+    if (RegEntry* hit = lookup(start, end, type, access)) {
       ++hits_;
       touch(hit);
       ++hit->refs;
@@ -90,10 +93,11 @@ Result<RegEntry*> RegistrationCache::acquire(const void* address, size_t length,
   const bool watchable = events_ != nullptr && events_->watch(start, end).isOk();
   const size_t bytes = end - start;
   if (watchable) makeRoom(bytes);
-  auto reg = registrar_->registerRange(reinterpret_cast<void*>(start), bytes, type);
-  if (!reg.isOk() && lru_head_ != nullptr) {  // maybe the locked-memory limit: free what we can
+  auto reg = registrar_->registerRange(reinterpret_cast<void*>(start), bytes, type, access);
+  if (!reg.isOk() && reg.status().code() == StatusCode::kNoResource && lru_head_ != nullptr) {
+    // The locked-memory limit (or the device's MR table): free what we can and retry.
     makeRoom(SIZE_MAX);
-    reg = registrar_->registerRange(reinterpret_cast<void*>(start), bytes, type);
+    reg = registrar_->registerRange(reinterpret_cast<void*>(start), bytes, type, access);
   }
   if (!reg.isOk()) return reg.status();
   auto entry = std::make_unique<RegEntry>();

@@ -1,8 +1,9 @@
 // RegistrationCache: memory registrations of user buffers reused across operations
 // (internal to transport/; unit-tested with a fake Registrar and fake MemoryEvents).
 //
-// Keyed by (page-aligned start, page-aligned end, memory type): a lookup hits any live
-// entry of the same type that covers the buffer. Entries hold a reference count while
+// Keyed by (page-aligned start, page-aligned end, memory type, writable): a lookup hits any
+// live entry of the same type that covers the buffer and allows the access (a read-only
+// entry serves only reading operations). Entries hold a reference count while
 // operations use them; unreferenced entries sit in an LRU list and are evicted when the
 // cache would exceed its bound (bytes, from RLIMIT_MEMLOCK, and entries, from the device's
 // max_mr). A buffer that fits nowhere under the bound is still registered, uncached, and
@@ -32,17 +33,27 @@
 
 namespace weft::transport::verbs {
 
+// What an operation lets the NIC do with its local buffer: read it (send, put source,
+// rendezvous source a peer reads) or also write it (receive and get destinations).
+// Read-only memory (a const object in .rodata, a PROT_READ mapping) cannot be pinned for
+// writing (ibv_reg_mr fails with EFAULT), but registered with remote-read access only it
+// serves every reading use.
+enum class LocalAccess : uint8_t { kRead, kWrite };
+
 struct Registration {
   void* handle = nullptr;  // the Registrar's object (an ibv_mr)
   uint32_t lkey = 0;
   uint32_t rkey = 0;
+  bool writable = true;  // false: registered for reading only (read-only memory)
 };
 
-// Registers and deregisters ranges (ibv_reg_mr on a PD; a fake in tests).
+// Registers and deregisters ranges (ibv_reg_mr on a PD; a fake in tests). A kRead request
+// may come back read-only (writable false) when the memory cannot be registered for writing.
 class Registrar {
  public:
   virtual ~Registrar() = default;
-  virtual Result<Registration> registerRange(void* address, size_t length, MemoryType type) = 0;
+  virtual Result<Registration> registerRange(void* address, size_t length, MemoryType type,
+                                             LocalAccess access) = 0;
   virtual void deregister(const Registration& registration) = 0;
 };
 
@@ -75,7 +86,8 @@ class RegistrationCache {
 
   // A registration covering [address, address + length) (length > 0), referenced until
   // release(). Errors come from the Registrar (with its hint).
-  Result<RegEntry*> acquire(const void* address, size_t length, MemoryType type);
+  Result<RegEntry*> acquire(const void* address, size_t length, MemoryType type,
+                            LocalAccess access);
   void release(RegEntry* entry);
 
   // Drops cached entries overlapping [start, end) (also called for monitor events).
@@ -85,7 +97,7 @@ class RegistrationCache {
 
  private:
   void drainEvents();
-  RegEntry* lookup(uintptr_t start, uintptr_t end, MemoryType type);
+  RegEntry* lookup(uintptr_t start, uintptr_t end, MemoryType type, LocalAccess access);
   void touch(RegEntry* e);  // takes e out of the LRU list
   void lruPushBack(RegEntry* e);
   void makeRoom(size_t bytes);

@@ -64,7 +64,9 @@ Result<Request> VerbsEndpoint::postRma(OpType type, OpKind kind, ibv_wr_opcode o
   Result<Request> r = handleFor(op);
   const bool inline_put = opcode != IBV_WR_RDMA_READ && length <= inline_max_;
   if (length > 0 && !inline_put) {
-    auto reg = state_->cache().acquire(local, length, MemoryType::kHost);
+    auto reg = state_->cache().acquire(
+        local, length, MemoryType::kHost,
+        opcode == IBV_WR_RDMA_READ ? LocalAccess::kWrite : LocalAccess::kRead);
     if (!reg.isOk()) {
       completeOp(op, reg.status().withContext(strCat(opKindName(kind), " on ", name_)));
       return r;

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "common/logging.h"
+#include "transport/core/memory_map.h"
 #include "transport/ucx/ucx_internal.h"
 
 namespace weft::transport::ucx {
@@ -17,37 +18,6 @@ std::string rangeText(const void* address, size_t length) {
   std::ostringstream os;
   os << "[" << address << "+" << length << ")";
   return os.str();
-}
-
-// Checks that every page of [address, address + length) is mapped (mincore fails with
-// ENOMEM on a hole). UCX's shared-memory registration would accept any address.
-Status checkMapped(const void* address, size_t length) {
-  const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-  uintptr_t begin = reinterpret_cast<uintptr_t>(address) & ~(page - 1);
-  const uintptr_t end = reinterpret_cast<uintptr_t>(address) + length;
-  if (end < reinterpret_cast<uintptr_t>(address)) {
-    return WEFT_ERROR(StatusCode::kInvalidArgument, "registerMemory: ", rangeText(address, length),
-                      " wraps around the address space");
-  }
-  constexpr size_t kPagesPerCall = 4096;
-  unsigned char vec[kPagesPerCall];
-  while (begin < end) {
-    const size_t pages = std::min<size_t>(kPagesPerCall, (end - begin + page - 1) / page);
-    if (::mincore(reinterpret_cast<void*>(begin), pages * page, vec) != 0) {
-      const int err = errno;
-      if (err == ENOMEM) {
-        return WEFT_ERROR(StatusCode::kInvalidArgument,
-                          "registerMemory: ", rangeText(address, length),
-                          " is not mapped memory of this process (no mapping at ",
-                          reinterpret_cast<void*>(begin), " or after it)")
-            .withHint("register memory the process allocated and still owns");
-      }
-      return WEFT_ERROR(StatusCode::kIoError, "registerMemory: mincore on ",
-                        rangeText(address, length), ": ", errnoString(err));
-    }
-    begin += pages * page;
-  }
-  return Status::ok();
 }
 
 }  // namespace
@@ -67,7 +37,7 @@ Result<std::unique_ptr<MemoryRegion>> UcxMemoryRegion::create(StatePtr state, vo
             "through host memory");
   }
   if (type == MemoryType::kHost && length > 0) {
-    Status st = checkMapped(address, length);
+    Status st = detail::checkMapped(address, length);
     if (!st.isOk()) return st;
   }
   std::unique_ptr<UcxMemoryRegion> mr(new UcxMemoryRegion(state, address, length, type));
