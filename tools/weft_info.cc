@@ -48,7 +48,7 @@ constexpr const char* kUsage =
     "  --markdown   with --config: print a Markdown table\n"
     "  --whoami     bootstrap and print rank, world size, local rank, node\n"
     "  --devices    RDMA devices (ports, GIDs, MTU, capabilities, GPUDirect probe) and the\n"
-    "               verbs registration cache (bound, invalidation monitor, counters)\n"
+    "               verbs registration caches of running jobs (counters) and a new one's bound\n"
     "  --gpu        CUDA devices and the GPUDirect RDMA probe (dma-buf, peer memory)\n"
     "  --doctor     check locked memory, /dev/shm, ptrace scope, clock, store and each\n"
     "               transport end to end; exit 1 when a check fails\n"
@@ -185,8 +185,9 @@ int explain(const ExplainArgs& a) {
   return tuner->select(*kind, *bytes, shape, static_cast<size_t>(*chunk)).isOk() ? 0 : 2;
 }
 
-// --devices: what libibverbs sees, and the registration cache of a Context on the first
-// device (a job's own counters: its log at exit with WEFT_LOG=info).
+// --devices: what libibverbs sees, the registration-cache counters of every running job on
+// this host (published in /dev/shm by each verbs Context), and the bound and monitor a new
+// Context on the first device would get.
 int printDevices() {
 #ifndef WEFT_HAVE_VERBS
   std::puts(
@@ -207,7 +208,9 @@ int printDevices() {
     return 0;
   }
   std::fputs(verbs::formatDevices(*devices).c_str(), stdout);
+  std::fputs(verbs::formatRunningRegCacheStats(verbs::runningRegCacheStats()).c_str(), stdout);
   weft::transport::ContextOptions o;
+  o.backend_config = {{"WEFT_IB_CACHE_BOARD", "0"}};  // this probe is no running job
   auto ctx = weft::transport::openContext("verbs", o);
   if (!ctx.isOk()) {
     std::printf("registration cache: no verbs Context could be opened: %s\n",
@@ -219,10 +222,8 @@ int printDevices() {
     std::printf("registration cache: %s\n", stats.status().toString().c_str());
     return 1;
   }
-  std::printf(
-      "%s\n  (a fresh Context's; a job logs its own counters when its Context closes, "
-      "WEFT_LOG=info)\n",
-      verbs::formatRegCacheStats(*stats).c_str());
+  std::printf("a new Context here would get: bound %.1f MiB, invalidation monitor %s\n",
+              static_cast<double>(stats->bound_bytes) / (1 << 20), stats->monitor.c_str());
   return 0;
 #endif
 }

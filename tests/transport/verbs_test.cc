@@ -14,18 +14,22 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "tests/support/test_env.h"
 #include "tests/transport/conformance.h"
 #include "tests/transport/verbs_test_util.h"
+#include "transport/ibverbs/verbs_cache_board.h"
 #include "transport/ibverbs/verbs_info.h"
 #include "transport/ibverbs/verbs_internal.h"
 #include "transport/ibverbs/verbs_mem_monitor.h"
@@ -357,6 +361,65 @@ TEST(VerbsRegCache, ReadOnlyEntriesServeOnlyReads) {
   EXPECT_EQ(*read, *rw) << "a writable entry serves reads too";
   cache.release(*read);
   EXPECT_EQ(reg.live, 2);
+}
+
+// The published counters (weft-info --devices): a live board is listed with its values; the
+// board of a process that died without closing its Context is skipped and removed; a
+// closed board is gone. No RDMA device needed.
+TEST(VerbsCacheBoard, RunningProcessesAreListedAndDeadOnesRemoved) {
+  auto mine = [](int pid, int rank) -> const verbs::RunningCacheStats* {
+    static std::vector<verbs::RunningCacheStats> all;
+    all = verbs::runningRegCacheStats();
+    for (const auto& r : all) {
+      if (r.pid == pid && r.rank == rank) return &r;
+    }
+    return nullptr;
+  };
+  const std::string name = [&] {
+    verbs::CacheBoard board(true, 3, "dev9", "userfaultfd", 1 << 20);
+    if (board.name().empty()) return std::string();
+    board.data()->hits.store(5);
+    board.data()->misses.store(2);
+    const verbs::RunningCacheStats* r = mine(::getpid(), 3);
+    EXPECT_NE(r, nullptr) << "the board of this process is not listed";
+    if (r != nullptr) {
+      EXPECT_EQ(r->device, "dev9");
+      EXPECT_EQ(r->stats.hits, 5u);
+      EXPECT_EQ(r->stats.misses, 2u);
+      EXPECT_EQ(r->stats.bound_bytes, 1u << 20);
+      EXPECT_EQ(r->stats.monitor, "userfaultfd");
+      EXPECT_TRUE(containsText(verbs::formatRunningRegCacheStats({*r}), "5 hits, 2 misses"));
+    }
+    return board.name();
+  }();
+  if (name.empty()) GTEST_SKIP() << "no /dev/shm segment could be created here";
+  EXPECT_EQ(mine(::getpid(), 3), nullptr) << "a closed board is still listed";
+  EXPECT_FALSE(std::filesystem::exists("/dev/shm" + name)) << name;
+
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {  // dies with its board published (as a SIGKILLed job would)
+    new verbs::CacheBoard(true, 4, "dev9", "userfaultfd", 0);
+    ::_exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  auto boardsOf = [](pid_t pid) {
+    int n = 0;
+    const std::string prefix = strCat(verbs::CacheBoard::kPrefix, pid, ".");
+    for (const auto& e : std::filesystem::directory_iterator("/dev/shm")) {
+      n += e.path().filename().string().rfind(prefix, 0) == 0 ? 1 : 0;
+    }
+    return n;
+  };
+  ASSERT_EQ(boardsOf(child), 1) << "the child left no board behind";
+  EXPECT_EQ(mine(child, 4), nullptr) << "a dead process's board is listed";
+  EXPECT_EQ(boardsOf(child), 0) << "a dead process's board was not removed";
+
+  verbs::CacheBoard quiet(false, 5, "dev9", "userfaultfd", 0);  // WEFT_IB_CACHE_BOARD=0
+  EXPECT_TRUE(quiet.name().empty());
+  EXPECT_NE(quiet.data(), nullptr);
+  EXPECT_EQ(mine(::getpid(), 5), nullptr);
 }
 
 // The real userfaultfd monitor (no RDMA device needed).
@@ -753,6 +816,50 @@ TEST(VerbsRanks, ReadOnlyMemoryIsSentAndReadButNeverWrittenRndvRead) {
 TEST(VerbsRanks, ReadOnlyMemoryIsSentAndReadButNeverWrittenRndvWrite) {
   WEFT_REQUIRE_VERBS_DEVICE();
   readOnlyMemory("write");
+}
+
+// weft-info --devices shows a running job's registration-cache counters: the values this
+// Context reports are the ones published for it, and closing the Context withdraws them.
+TEST(VerbsRanks, RegistrationCacheCountersAreVisibleWhileTheJobRuns) {
+  WEFT_REQUIRE_VERBS_DEVICE();
+  runRanks(
+      2,
+      [](RankEnv& env) {
+        auto published = [&]() -> std::optional<verbs::RegCacheStats> {
+          for (const auto& r : verbs::runningRegCacheStats()) {
+            if (r.pid == ::getpid() && r.rank == env.rank) return r.stats;
+          }
+          return std::nullopt;
+        };
+        {
+          Mesh m = verbsMesh(env);
+          Endpoint& ep = m.to(1 - env.rank);
+          constexpr size_t kBytes = 256 * 1024;  // rendezvous: both ends use the cache
+          std::vector<unsigned char> out(kBytes, 1), in(kBytes);
+          for (int i = 0; i < 3; ++i) {
+            Request r = must(ep.recv(in.data(), kBytes, 4), "recv");
+            Request s = must(ep.send(out.data(), kBytes, 4), "send");
+            must(s.wait(env.deadline), "send");
+            must(r.wait(env.deadline), "recv");
+          }
+          const verbs::RegCacheStats own = must(verbs::registrationCacheStats(*m.ctx), "stats");
+          std::optional<verbs::RegCacheStats> seen = published();
+          ASSERT_TRUE(seen.has_value()) << "this rank's counters are not published";
+          EXPECT_EQ(seen->hits, own.hits);
+          EXPECT_EQ(seen->misses, own.misses);
+          EXPECT_EQ(seen->entries, own.entries);
+          EXPECT_EQ(seen->bytes, own.bytes);
+          EXPECT_EQ(seen->bound_bytes, own.bound_bytes);
+          EXPECT_EQ(seen->monitor, own.monitor);
+          EXPECT_GE(own.misses, 2u) << verbs::formatRegCacheStats(own);
+          if (own.monitor == "userfaultfd") {
+            EXPECT_GE(own.hits, 4u);
+          }
+          ASSERT_TRUE(env.barrier("checked"));
+        }
+        EXPECT_FALSE(published().has_value()) << "a closed Context's counters are still listed";
+      },
+      verbsRanks(60));
 }
 
 // Drops CAP_IPC_LOCK from the effective set (root ignores RLIMIT_MEMLOCK otherwise).

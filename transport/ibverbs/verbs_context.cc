@@ -163,6 +163,7 @@ VerbsState::~VerbsState() {
     WEFT_LOG(kInfo, "verbs") << name() << " closing; " << formatRegCacheStats(cache_->stats());
   }
   cache_.reset();
+  board_.reset();
   if (epoll_fd_ >= 0) ::close(epoll_fd_);
   if (wake_fd_ >= 0) ::close(wake_fd_);
 }
@@ -304,6 +305,11 @@ Status VerbsState::setUpCache() {
     o.off_reason = strCat("no userfaultfd memory monitor: ", MemoryMonitor::unavailableReason());
   }
   registrar_ = std::make_unique<PdRegistrar>(pd_.get(), port_.device);
+  board_ = std::make_unique<CacheBoard>(
+      config_.cache_board, rank_, port_.device,
+      o.off_reason.empty() ? std::string("userfaultfd") : strCat("off (", o.off_reason, ")"),
+      bound);
+  o.board = board_->data();
   cache_ = std::make_unique<RegistrationCache>(registrar_.get(), events, o);
   return Status::ok();
 }

@@ -159,6 +159,7 @@ Status readProtocolSettings(const Settings& s, VerbsConfig& c) {
   WEFT_ASSIGN_OR_RETURN(std::string cache, s.str("WEFT_IB_REG_CACHE"));
   WEFT_ASSIGN_OR_RETURN(int64_t cache_max, s.i64("WEFT_IB_REG_CACHE_MAX"));
   WEFT_ASSIGN_OR_RETURN(c.fork_init, s.flag("WEFT_IB_FORK_INIT"));
+  WEFT_ASSIGN_OR_RETURN(c.cache_board, s.flag("WEFT_IB_CACHE_BOARD"));
   c.sq_depth = static_cast<uint32_t>(sq);
   c.recv_buffers = static_cast<uint32_t>(rb);
   c.eager_size = static_cast<uint32_t>(eager);

@@ -75,6 +75,18 @@ struct RegCacheStats {
 Result<RegCacheStats> registrationCacheStats(const Context& context);
 std::string formatRegCacheStats(const RegCacheStats& stats);
 
+// The registration-cache counters every running process on this host publishes for its
+// verbs Contexts (WEFT_IB_CACHE_BOARD, on by default; see verbs_cache_board.h), sorted by
+// pid and rank; segments of processes that are gone are skipped (and removed when allowed).
+struct RunningCacheStats {
+  int pid = 0;
+  int rank = -1;
+  std::string device;
+  RegCacheStats stats;
+};
+std::vector<RunningCacheStats> runningRegCacheStats();
+std::string formatRunningRegCacheStats(const std::vector<RunningCacheStats>& running);
+
 // Live verbs objects of this process (every Context together), for leak checks.
 struct LiveObjects {
   long contexts = 0;

@@ -117,6 +117,7 @@ struct VerbsConfig {
   double keepalive_s = 1.0;
   bool reg_cache = true;
   uint64_t reg_cache_max = 0;  // 0 = from RLIMIT_MEMLOCK
+  bool cache_board = true;     // publish the cache counters (verbs_cache_board.h)
   bool fork_init = true;
 };
 // From the environment; ContextOptions::backend_config entries (NAME or WEFT_IB_NAME) win.
@@ -411,6 +412,7 @@ class VerbsState final : public detail::EventSource {
   ChannelPtr channel_;
   PdPtr pd_;
   std::unique_ptr<PdRegistrar> registrar_;
+  std::unique_ptr<CacheBoard> board_;  // before cache_: the cache writes into it
   std::unique_ptr<RegistrationCache> cache_;
   int epoll_fd_ = -1;
   int wake_fd_ = -1;

@@ -84,6 +84,7 @@ Result<RegEntry*> RegistrationCache::acquire(const void* address, size_t length,
     drainEvents();
     if (RegEntry* hit = lookup(start, end, type, access)) {
       ++hits_;
+      if (options_.board != nullptr) options_.board->hits.store(hits_, std::memory_order_relaxed);
       touch(hit);
       ++hit->refs;
       return hit;
@@ -99,7 +100,10 @@ Result<RegEntry*> RegistrationCache::acquire(const void* address, size_t length,
     makeRoom(SIZE_MAX);
     reg = registrar_->registerRange(reinterpret_cast<void*>(start), bytes, type, access);
   }
-  if (!reg.isOk()) return reg.status();
+  if (!reg.isOk()) {
+    publish();
+    return reg.status();
+  }
   auto entry = std::make_unique<RegEntry>();
   RegEntry* e = entry.get();
   e->start = start;
@@ -116,6 +120,7 @@ Result<RegEntry*> RegistrationCache::acquire(const void* address, size_t length,
   } else {
     detached_.push_back(std::move(entry));
   }
+  publish();
   return e;
 }
 
@@ -150,6 +155,18 @@ void RegistrationCache::invalidate(uintptr_t start, uintptr_t end) {
       drop(e, true);
     }
   }
+  publish();
+}
+
+void RegistrationCache::publish() {
+  CacheBoardData* b = options_.board;
+  if (b == nullptr) return;
+  b->hits.store(hits_, std::memory_order_relaxed);
+  b->misses.store(misses_, std::memory_order_relaxed);
+  b->evictions.store(evictions_, std::memory_order_relaxed);
+  b->invalidations.store(invalidations_, std::memory_order_relaxed);
+  b->entries.store(by_start_.size(), std::memory_order_relaxed);
+  b->bytes.store(bytes_, std::memory_order_relaxed);
 }
 
 void RegistrationCache::drop(RegEntry* e, bool invalidated) {

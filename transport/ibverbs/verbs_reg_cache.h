@@ -16,6 +16,9 @@
 // userfaultfd here, or WEFT_IB_REG_CACHE=off) nothing is cached: every acquire registers
 // and the last release deregisters, which is always correct, only slower.
 //
+// Counters: stats() here; also stored into a CacheBoard after every acquire, release and
+// invalidate, so that `weft-info --devices` shows them while the job runs.
+//
 // Threads: owned by one Context and used under its engine lock.
 #pragma once
 
@@ -28,6 +31,7 @@
 
 #include "common/result.h"
 #include "transport/api/types.h"
+#include "transport/ibverbs/verbs_cache_board.h"
 #include "transport/ibverbs/verbs_info.h"
 #include "transport/ibverbs/verbs_mem_monitor.h"
 
@@ -76,6 +80,7 @@ class RegistrationCache {
     size_t max_entries = 0;  // bound on cached entries
     size_t page_size = 4096;
     std::string off_reason;  // non-empty: caching is off (events == nullptr), and why
+    CacheBoardData* board = nullptr;  // where the counters are published too (may be null)
   };
 
   // events may be nullptr: then nothing is cached (see above).
@@ -97,6 +102,7 @@ class RegistrationCache {
 
  private:
   void drainEvents();
+  void publish();  // the counters to options_.board
   RegEntry* lookup(uintptr_t start, uintptr_t end, MemoryType type, LocalAccess access);
   void touch(RegEntry* e);  // takes e out of the LRU list
   void lruPushBack(RegEntry* e);

@@ -1,0 +1,137 @@
+// CacheBoard and runningRegCacheStats: see verbs_cache_board.h.
+#include "transport/ibverbs/verbs_cache_board.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <new>
+
+#include "common/logging.h"
+#include "common/status.h"
+#include "transport/ibverbs/verbs_info.h"
+
+namespace weft::transport::verbs {
+namespace {
+
+constexpr size_t kBoardBytes = 4096;
+static_assert(sizeof(CacheBoardData) <= kBoardBytes);
+
+void copyText(char* out, size_t size, const std::string& text) {
+  const size_t n = std::min(size - 1, text.size());
+  std::memcpy(out, text.data(), n);
+  out[n] = '\0';
+}
+
+// Alive or not ours to signal (EPERM): either way not known to be gone.
+bool processExists(int pid) {
+  return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM);
+}
+
+}  // namespace
+
+CacheBoard::CacheBoard(bool publish, int rank, const std::string& device,
+                       const std::string& monitor, uint64_t bound) {
+  auto fill = [&](CacheBoardData* d) {
+    d->version = CacheBoardData::kVersion;
+    d->pid = static_cast<int32_t>(::getpid());
+    d->rank = rank;
+    copyText(d->device, sizeof(d->device), device);
+    copyText(d->monitor, sizeof(d->monitor), monitor);
+    d->bound_bytes.store(bound, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_release);
+    d->magic = CacheBoardData::kMagic;  // last: readers ignore a board without it
+  };
+  fill(&local_);
+  if (!publish) return;
+  static std::atomic<int> serial{0};
+  const std::string name = strCat("/", kPrefix, ::getpid(), ".", serial.fetch_add(1));
+  const int fd = ::shm_open(name.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    WEFT_LOG(kDebug, "verbs") << "registration-cache counters stay private: shm_open " << name
+                              << ": " << errnoString(errno);
+    return;
+  }
+  void* p = MAP_FAILED;
+  if (::ftruncate(fd, kBoardBytes) == 0) {
+    p = ::mmap(nullptr, kBoardBytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  }
+  const int err = errno;
+  ::close(fd);
+  if (p == MAP_FAILED) {
+    ::shm_unlink(name.c_str());
+    WEFT_LOG(kDebug, "verbs") << "registration-cache counters stay private: " << name << ": "
+                              << errnoString(err);
+    return;
+  }
+  data_ = new (p) CacheBoardData();
+  fill(data_);
+  name_ = name;
+}
+
+CacheBoard::~CacheBoard() {
+  if (data_ == &local_) return;
+  ::munmap(data_, kBoardBytes);
+  ::shm_unlink(name_.c_str());
+}
+
+std::vector<RunningCacheStats> runningRegCacheStats() {
+  std::vector<RunningCacheStats> out;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/dev/shm", ec)) {
+    const std::string file = e.path().filename().string();
+    if (file.rfind(CacheBoard::kPrefix, 0) != 0) continue;
+    const std::string name = "/" + file;
+    const int fd = ::shm_open(name.c_str(), O_RDONLY | O_CLOEXEC, 0);
+    if (fd < 0) continue;
+    void* p = ::mmap(nullptr, kBoardBytes, PROT_READ, MAP_SHARED, fd, 0);
+    ::close(fd);
+    if (p == MAP_FAILED) continue;
+    const auto* d = static_cast<const CacheBoardData*>(p);
+    if (d->magic == CacheBoardData::kMagic && d->version == CacheBoardData::kVersion) {
+      std::atomic_thread_fence(std::memory_order_acquire);
+      if (processExists(d->pid)) {
+        RunningCacheStats r;
+        r.pid = d->pid;
+        r.rank = d->rank;
+        r.device.assign(d->device, strnlen(d->device, sizeof(d->device)));
+        r.stats.monitor.assign(d->monitor, strnlen(d->monitor, sizeof(d->monitor)));
+        r.stats.hits = d->hits.load(std::memory_order_relaxed);
+        r.stats.misses = d->misses.load(std::memory_order_relaxed);
+        r.stats.evictions = d->evictions.load(std::memory_order_relaxed);
+        r.stats.invalidations = d->invalidations.load(std::memory_order_relaxed);
+        r.stats.entries = d->entries.load(std::memory_order_relaxed);
+        r.stats.bytes = d->bytes.load(std::memory_order_relaxed);
+        r.stats.bound_bytes = d->bound_bytes.load(std::memory_order_relaxed);
+        out.push_back(std::move(r));
+      } else {
+        ::shm_unlink(name.c_str());  // its process was killed before closing its Context
+      }
+    }
+    ::munmap(p, kBoardBytes);
+  }
+  std::sort(out.begin(), out.end(), [](const RunningCacheStats& a, const RunningCacheStats& b) {
+    return a.pid != b.pid ? a.pid < b.pid : a.rank < b.rank;
+  });
+  return out;
+}
+
+std::string formatRunningRegCacheStats(const std::vector<RunningCacheStats>& running) {
+  if (running.empty()) {
+    return "registration caches of running jobs: none (no process on this host has a verbs "
+           "Context open; a job logs its final counters when its Context closes, WEFT_LOG=info)\n";
+  }
+  std::string s = "registration caches of running jobs on this host:\n";
+  for (const auto& r : running) {
+    s += strCat("  pid ", r.pid, " rank ", r.rank, " ", r.device, ": ",
+                formatRegCacheStats(r.stats), "\n");
+  }
+  return s;
+}
+
+}  // namespace weft::transport::verbs
