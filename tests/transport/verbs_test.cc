@@ -862,6 +862,78 @@ TEST(VerbsRanks, RegistrationCacheCountersAreVisibleWhileTheJobRuns) {
       verbsRanks(60));
 }
 
+// WEFT_IB_TIMEOUT / WEFT_IB_RETRY_COUNT / WEFT_IB_RNR_RETRY / WEFT_IB_MTU reach the QPs of
+// both ends (read back with ibv_query_qp).
+TEST(VerbsRanks, QpAttributesComeFromTheSettings) {
+  WEFT_REQUIRE_VERBS_DEVICE();
+  RankOptions o = verbsRanks(60);
+  o.env.push_back({"WEFT_IB_TIMEOUT", "9"});
+  o.env.push_back({"WEFT_IB_RETRY_COUNT", "3"});
+  o.env.push_back({"WEFT_IB_RNR_RETRY", "5"});
+  o.env.push_back({"WEFT_IB_MTU", "1024"});
+  runRanks(
+      2,
+      [](RankEnv& env) {
+        Mesh m = verbsMesh(env);
+        auto* ep = dynamic_cast<verbs::VerbsEndpoint*>(&m.to(1 - env.rank));
+        ASSERT_NE(ep, nullptr);
+        ibv_qp_attr a{};
+        ibv_qp_init_attr init{};
+        ASSERT_EQ(ibv_query_qp(ep->qp(), &a,
+                               IBV_QP_STATE | IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT |
+                                   IBV_QP_RNR_RETRY | IBV_QP_PATH_MTU,
+                               &init),
+                  0);
+        EXPECT_EQ(a.qp_state, IBV_QPS_RTS);
+        EXPECT_EQ(a.timeout, 9);
+        EXPECT_EQ(a.retry_cnt, 3);
+        EXPECT_EQ(a.rnr_retry, 5);
+        EXPECT_EQ(a.path_mtu, IBV_MTU_1024);
+        ASSERT_TRUE(env.barrier("checked"));
+      },
+      o);
+}
+
+// fork() after registration: the child exits without touching the Context, and the parent's
+// registered buffers (cached rendezvous buffers and a region) still move the parent's current
+// bytes (ibv_fork_init where the kernel needs it; kernels >= 5.13 copy pinned pages for the
+// child at fork, which ibv_is_fork_initialized reports as "unneeded").
+TEST(VerbsRanks, ForkAfterRegistrationKeepsTransfersRight) {
+  WEFT_REQUIRE_VERBS_DEVICE();
+  runRanks(
+      2,
+      [](RankEnv& env) {
+        Mesh m = verbsMesh(env);
+        Endpoint& ep = m.to(1 - env.rank);
+        constexpr size_t kBytes = 256 * 1024;  // rendezvous: the cache registers the buffer
+        std::vector<unsigned char> buf(kBytes), in(kBytes);
+        auto exchange = [&](uint64_t seed) {
+          fillPattern(buf.data(), kBytes, seed + env.rank);
+          Request r = must(ep.recv(in.data(), kBytes, 6), "recv");
+          Request s = must(ep.send(buf.data(), kBytes, 6), "send");
+          must(s.wait(env.deadline), "send");
+          must(r.wait(env.deadline), "recv");
+          EXPECT_EQ(checkPattern(in.data(), kBytes, seed + 1 - env.rank), kBytes) << seed;
+        };
+        exchange(80);
+        env.step("forking");
+        const pid_t child = ::fork();
+        ASSERT_GE(child, 0);
+        if (child == 0) {  // writes the shared pages (copy-on-write) and leaves
+          std::memset(buf.data(), 0xee, kBytes);
+          std::memset(in.data(), 0xee, kBytes);
+          ::_exit(0);
+        }
+        int status = 0;
+        ASSERT_EQ(::waitpid(child, &status, 0), child);
+        EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+        env.step("sending again after the fork");
+        for (uint64_t seed = 90; seed < 96; seed += 2) exchange(seed);
+        ASSERT_TRUE(env.barrier("done"));
+      },
+      verbsRanks(60));
+}
+
 // Drops CAP_IPC_LOCK from the effective set (root ignores RLIMIT_MEMLOCK otherwise).
 void dropIpcLock() {
   __user_cap_header_struct h{_LINUX_CAPABILITY_VERSION_3, 0};
@@ -912,49 +984,77 @@ TEST(VerbsRanks, MemlockLimitGivesAClearErrorAndTheEndpointStaysUsable) {
       verbsRanks(60));
 }
 
-// The reader of a rendezvous sees its peer die in the middle of the RDMA READ: a clear
-// error naming the peer within the deadline, and nothing leaks when everything is torn down.
-TEST(VerbsRanks, PeerDyingMidRendezvousFailsTheReaderAndLeaksNothing) {
-  WEFT_REQUIRE_VERBS_DEVICE();
+// One end of a 128 MiB rendezvous dies in the middle of it (rank `victim`: 0 sends, 1
+// receives; WEFT_IB_RNDV read: the receiver READs, write: the sender WRITEs): the survivor's
+// request fails with kPeerFailure naming the peer within the deadline (the RDMA operation
+// fails, or the keepalive probe finds the peer gone), and nothing leaks when everything is
+// torn down.
+void peerDyingMidRendezvous(const char* rndv, int victim) {
   RankOptions o = verbsRanks(120);
-  o.may_fail = {0};
+  o.may_fail = {victim};
+  o.env.push_back({"WEFT_IB_RNDV", rndv});
   runRanks(
       2,
-      [](RankEnv& env) {
+      [victim](RankEnv& env) {
         const size_t n = 128 * kMiB;
         std::vector<unsigned char> buf(n, 3);
         {
           Mesh m = verbsMesh(env);
           Endpoint& ep = m.to(1 - env.rank);
-          if (env.rank == 0) {
-            Request s = must(ep.send(buf.data(), n, 9), "send 128 MiB");
-            must(env.store->get("reading", env.deadline).status(), "waiting for the reader");
+          const uint64_t misses = must(verbs::registrationCacheStats(*m.ctx), "stats").misses;
+          Request r = env.rank == 0 ? must(ep.send(buf.data(), n, 9), "send 128 MiB")
+                                    : must(ep.recv(buf.data(), n, 9), "recv 128 MiB");
+          if (env.rank == 1) {  // the receiver: once its buffer is registered, it is moving
+            env.step("waiting for the rendezvous to start");
+            while (must(verbs::registrationCacheStats(*m.ctx), "stats").misses == misses) {
+              ASSERT_FALSE(env.deadline.expired());
+              m.ctx->waitForEvent(Deadline::after(std::chrono::milliseconds(5))).ignore();
+            }
+            must(env.store->set("moving", "1"), "store set");
+          }
+          if (env.rank == victim) {
+            must(env.store->get("moving", env.deadline).status(), "waiting for the transfer");
             env.step("killing myself in the middle of the transfer");
             ::kill(::getpid(), SIGKILL);
           }
-          const uint64_t misses = must(verbs::registrationCacheStats(*m.ctx), "stats").misses;
-          Request r = must(ep.recv(buf.data(), n, 9), "recv 128 MiB");
-          env.step("waiting for the rendezvous to start");
-          while (must(verbs::registrationCacheStats(*m.ctx), "stats").misses == misses) {
-            ASSERT_FALSE(env.deadline.expired());
-            m.ctx->waitForEvent(Deadline::after(std::chrono::milliseconds(5))).ignore();
-          }
-          must(env.store->set("reading", "1"), "store set");
           env.step("waiting for the failure");
           const Deadline d = Deadline::afterSeconds(30);
           Status st = r.wait(d);
           if (st.isOk()) {  // a fast device finished before the kill: nothing to check
-            std::cout << "note: the 128 MiB READ finished before rank 0 died\n";
+            std::cout << "note: the 128 MiB transfer finished before rank " << victim
+                      << " died\n";
           } else {
             EXPECT_EQ(st.code(), StatusCode::kPeerFailure) << st;
-            EXPECT_TRUE(containsText(st.message(), "rank 0"));
+            EXPECT_TRUE(containsText(st.message(), strCat("rank ", victim))) << st;
             EXPECT_FALSE(d.expired());
             EXPECT_EQ(ep.health().code(), StatusCode::kPeerFailure);
           }
+          m.eps[static_cast<size_t>(1 - env.rank)].reset();
+          EXPECT_EQ(verbs::liveObjects().qps, 0) << "the failed endpoint's QP outlived it";
         }
         expectNoLiveObjects("after the failed endpoint and its Context are gone");
       },
       o);
+}
+
+TEST(VerbsRanks, PeerDyingMidRendezvousFailsTheReaderAndLeaksNothing) {
+  WEFT_REQUIRE_VERBS_DEVICE();
+  peerDyingMidRendezvous("read", 0);
+}
+
+TEST(VerbsRanks, ReaderDyingMidRendezvousFailsTheSenderAndLeaksNothing) {
+  WEFT_REQUIRE_VERBS_DEVICE();
+  peerDyingMidRendezvous("read", 1);
+}
+
+TEST(VerbsRanks, PeerDyingMidWriteRendezvousFailsTheReceiverAndLeaksNothing) {
+  WEFT_REQUIRE_VERBS_DEVICE();
+  peerDyingMidRendezvous("write", 0);
+}
+
+TEST(VerbsRanks, ReceiverDyingMidWriteRendezvousFailsTheWriterAndLeaksNothing) {
+  WEFT_REQUIRE_VERBS_DEVICE();
+  peerDyingMidRendezvous("write", 1);
 }
 
 }  // namespace
