@@ -54,6 +54,28 @@ int closedPort() {
   return ntohs(a.sin_port);
 }
 
+// A TCP listener on 127.0.0.1 that never accepts: connections complete into its backlog
+// and then hear nothing.
+struct SilentListener {
+  SilentListener() {
+    fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(a);
+    if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), len) != 0 || ::listen(fd, 64) != 0 ||
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+      throw std::runtime_error("cannot open a silent listener");
+    }
+    address = strCat("127.0.0.1:", ntohs(a.sin_port));
+  }
+  ~SilentListener() { ::close(fd); }
+  SilentListener(const SilentListener&) = delete;
+  SilentListener& operator=(const SilentListener&) = delete;
+  int fd = -1;
+  std::string address;
+};
+
 TEST_P(TransportConformance, SendRecvSizesAndUnalignedBuffers) {
   const BackendConfig cfg = GetParam();
   runRanks(
@@ -724,6 +746,25 @@ TEST_P(TransportConformance, BadInputGivesClearErrorsAndTheContextStaysUsable) {
         EXPECT_TRUE(weft::testing::containsText(bad.status().message(), nowhere)) << bad.status();
         auto malformed = ctx.connectAddress("no-port-here", 7, d);
         EXPECT_EQ(malformed.status().code(), StatusCode::kInvalidArgument) << malformed.status();
+
+        if (ctx.capabilities().socket_connect) {
+          env.step("a silent peer (listening, never answering)");
+          // The kernel completes the TCP handshake into the backlog; nothing ever reads or
+          // answers, so only the caller's deadline can end the connect.
+          const SilentListener silent;
+          const auto t0 = std::chrono::steady_clock::now();
+          auto hung = ctx.connectAddress(silent.address, 7, Deadline::afterSeconds(1.5));
+          const double took =
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+          EXPECT_FALSE(hung.isOk());
+          EXPECT_EQ(hung.status().code(), StatusCode::kTimeout) << hung.status();
+          EXPECT_TRUE(weft::testing::containsText(hung.status().message(), silent.address))
+              << hung.status();
+          // The deadline plus the cleanup of the half-open endpoint; not the 2 s forced close
+          // of an endpoint destructor on top.
+          EXPECT_LT(took, 3.0) << "connect to a silent peer with a 1.5 s deadline took " << took
+                               << " s";
+        }
 
         env.step("the Context still works");
         uint64_t v = 11 + static_cast<uint64_t>(env.rank);
