@@ -9,9 +9,14 @@
 //           or Zipf(1)-distributed over them (duplicates allowed: pushes sum them)
 //   dense:  one value of 1 MiB and one of 4 MiB (rows of dim 1024: 256 / 1024 keys)
 // Each worker keeps --window requests in flight (16). Table: SGD on the servers.
+// Ops: push, pull, push_pull (RPCs, windowed) and pull_1s (pullOneSided: rows read straight
+// from the servers' registered memory, one blocking call at a time; not in the default set).
 // Printed per case: keys/s and GB/s of values (all workers together), and the CPU use of
 // each role (process CPU time, user + sys of all threads, / wall time while the case ran;
-// 100 % = one core). At the end: rows and bytes per row of each table on each server.
+// 100 % = one core), and the path worker 0's requests took (Client::pathStats /
+// oneSidedStats): "eager" (one message each), "rndv" (header, then the body by the
+// transport's rendezvous) or "1-sided" (the share of rows read one-sided), with the mean
+// request size. At the end: rows and bytes per row of each table on each server.
 // With --reps R every case runs R times, in R rounds over all cases (so a slow spell of a
 // shared host spreads over the cases), and the table shows medians, with the lowest and
 // highest keys/s of the R runs.
@@ -64,7 +69,15 @@ Options parse(int argc, char** argv) {
     else if (r.is("--keys")) o.keys = static_cast<size_t>(r.intValue(1, 1 << 20));
     else if (r.is("--reps")) o.reps = static_cast<size_t>(r.intValue(1, 1000));
     else if (r.is("--workloads")) o.workloads = split(r.value());
-    else if (r.is("--ops")) o.ops = split(r.value());
+    else if (r.is("--ops")) {
+      o.ops = split(r.value());
+      for (const std::string& op : o.ops) {
+        if (op != "push" && op != "pull" && op != "push_pull" && op != "pull_1s") {
+          throw pt::UsageError(
+              strCat("--ops: unknown op \"", op, "\" (push, pull, push_pull, pull_1s)"));
+        }
+      }
+    }
     else if (r.is("--dists")) o.dists = split(r.value());
     else r.unknown();
   }
@@ -160,6 +173,17 @@ uint64_t drive(ps::net::Client& c, const Case& k, const std::vector<uint64_t>& p
   size_t cursor = (worker * 7919 * k.keys) % (pool.size() - k.keys);
   uint64_t moved = 0;
   const double end = weft::monotonicSeconds() + seconds;
+  if (k.op == "pull_1s") {  // blocking: one call at a time
+    for (size_t i = 0; weft::monotonicSeconds() < end; ++i) {
+      std::span<const uint64_t> keys =
+          k.dense ? std::span<const uint64_t>(dense)
+                  : std::span<const uint64_t>(pool).subspan(cursor, k.keys);
+      cursor = cursor + k.keys * 2 < pool.size() ? cursor + k.keys : 0;
+      pt::must(c.pullOneSided(k.table, keys, out[i % window].data(), d), "pullOneSided");
+      moved += k.keys;
+    }
+    return moved;
+  }
   for (size_t i = 0;; ++i) {
     const size_t slot = i % window;
     if (tickets[slot] != 0) {
@@ -262,7 +286,29 @@ double median(std::vector<double> v) {
 struct Runs {
   std::vector<double> rate, worker_cpu;
   std::vector<std::vector<double>> server_cpu;  // [server][run]
+  std::string path;                             // worker 0's, first run
 };
+
+// "eager 8.0K", "rndv 4096.0K", "eager+rndv 12.1K", "1-sided 100%": the path of the requests
+// between two snapshots of a client's counters (see the header comment).
+std::string pathText(const ps::net::PathStats& a, const ps::net::PathStats& b,
+                     const ps::net::OneSidedStats& oa, const ps::net::OneSidedStats& ob) {
+  const uint64_t rows1 = ob.rows_one_sided - oa.rows_one_sided;
+  const uint64_t rows_rpc = ob.rows_rpc - oa.rows_rpc;
+  if (rows1 + rows_rpc > 0) {
+    return strCat("1-sided ", std::lround(100.0 * static_cast<double>(rows1) /
+                                          static_cast<double>(rows1 + rows_rpc)),
+                  "%");
+  }
+  const uint64_t eager = b.eager_requests - a.eager_requests;
+  const uint64_t rndv = b.announced_requests - a.announced_requests;
+  if (eager + rndv == 0) return "-";
+  const double bytes = static_cast<double>(b.eager_bytes - a.eager_bytes + b.announced_bytes -
+                                           a.announced_bytes);
+  char size[32];
+  std::snprintf(size, sizeof(size), "%.1fK", bytes / static_cast<double>(eager + rndv) / 1024);
+  return strCat(rndv == 0 ? "eager" : eager == 0 ? "rndv" : "eager+rndv", " ", size);
+}
 
 void printRow(const Case& k, const Runs& r, bool ranges) {
   std::string scpu;
@@ -270,9 +316,9 @@ void printRow(const Case& k, const Runs& r, bool ranges) {
     scpu += strCat(s ? "/" : "", static_cast<long long>(std::lround(median(r.server_cpu[s]))));
   }
   const double rate = median(r.rate);
-  std::printf("%-30s %-9s %12.2f %9.3f %13s %11lld", k.name.c_str(), k.op.c_str(), rate / 1e6,
-              rate * k.dim * 4 / 1e9, scpu.c_str(),
-              static_cast<long long>(std::lround(median(r.worker_cpu))));
+  std::printf("%-30s %-9s %12.2f %9.3f %13s %11lld  %-16s", k.name.c_str(), k.op.c_str(),
+              rate / 1e6, rate * k.dim * 4 / 1e9, scpu.c_str(),
+              static_cast<long long>(std::lround(median(r.worker_cpu))), r.path.c_str());
   if (ranges) {
     std::printf("  %6.2f-%.2f", *std::min_element(r.rate.begin(), r.rate.end()) / 1e6,
                 *std::max_element(r.rate.begin(), r.rate.end()) / 1e6);
@@ -294,8 +340,9 @@ void workerRole(const Options& o, const pt::JobRoles& roles, const std::vector<C
     std::printf("# weft-ps-bench: %d server(s) + %d worker(s), window %zu, %.1f s per case",
                 roles.servers, roles.workers(), o.window, o.duration);
     if (o.reps > 1) std::printf(", medians of %zu runs (rounds over the cases)", o.reps);
-    std::printf("\n%-30s %-9s %12s %9s %13s %11s%s\n", "workload", "op", "Mkeys/s", "GB/s",
-                "server CPU %", "worker CPU %", o.reps > 1 ? "  Mkeys/s range" : "");
+    std::printf("\n%-30s %-9s %12s %9s %13s %11s  %-16s%s\n", "workload", "op", "Mkeys/s",
+                "GB/s", "server CPU %", "worker CPU %", "path (request)",
+                o.reps > 1 ? "  Mkeys/s range" : "");
     std::fflush(stdout);
   }
   std::vector<Runs> runs(all.size() / o.reps);
@@ -305,6 +352,8 @@ void workerRole(const Options& o, const pt::JobRoles& roles, const std::vector<C
     Buffers buffers(k, o.window, w);
     roles.workerBarrier(strCat("case", i), d);
     if (roles.worker() == 0) pt::must(roles.store->set(strCat("bench/start/", i), "1"), "store");
+    const ps::net::PathStats p0 = c->pathStats();
+    const ps::net::OneSidedStats s0 = c->oneSidedStats();
     const double c0 = pt::processCpuSeconds(), t0 = weft::monotonicSeconds();
     const uint64_t moved = drive(*c, k, k.zipf ? zipf : uniform, buffers, o.duration, w);
     const double wall = weft::monotonicSeconds() - t0;
@@ -318,6 +367,7 @@ void workerRole(const Options& o, const pt::JobRoles& roles, const std::vector<C
     const auto rate = static_cast<double>(pt::must(roles.store->add(strCat("bench/keys/", i), 0), "store"));
     const auto wcpu = pt::must(roles.store->add(strCat("bench/wcpu/", i), 0), "store");
     Runs& r = runs[k.base];
+    if (r.path.empty()) r.path = pathText(p0, c->pathStats(), s0, c->oneSidedStats());
     r.rate.push_back(rate);
     r.worker_cpu.push_back(static_cast<double>(wcpu) / roles.workers());
     const std::vector<double> scpu = serverCpu(roles, i);

@@ -263,6 +263,8 @@ Status ClientImpl::post(SubRequest& sub, size_t reply_bytes) {
     auto send = s->ep->send(sub.message.data(), sub.message.size(), kTagRequest);
     if (!send.isOk()) return send.status().withContext(who());
     sub.send = std::move(send).value();
+    ++paths_.eager_requests;
+    paths_.eager_bytes += sub.message.size();
     return Status::ok();
   }
   std::memcpy(sub.announce.data(), sub.message.data(), wire::kHeaderBytes);
@@ -272,6 +274,8 @@ Status ClientImpl::post(SubRequest& sub, size_t reply_bytes) {
   auto body = s->ep->send(sub.message.data(), sub.message.size(), tagBody(id));
   if (!body.isOk()) return body.status().withContext(who());
   sub.body_send = std::move(body).value();
+  ++paths_.announced_requests;
+  paths_.announced_bytes += sub.message.size();
   return Status::ok();
 }
 
@@ -347,6 +351,8 @@ Status ClientImpl::finishSub(const Op& op, SubRequest& sub, Deadline deadline) {
     }
   }
   const std::span<const uint8_t> reply(sub.reply.data(), sub.recv.bytes());
+  ++paths_.replies;
+  paths_.reply_bytes += reply.size();
   if (sub.pending.op == Opcode::kPull || sub.pending.op == Opcode::kPush ||
       sub.pending.op == Opcode::kPushPull) {
     Status d = codec_.decodeReply(sub.pending, reply, op.out);

@@ -30,7 +30,8 @@
 // to WEFT_PS_EAGER_BYTES, larger requests announced then moved by the transport's
 // rendezvous). pullOneSided() reads rows straight from the servers' registered memory
 // (transport get), validated per row (row_layout.h), retrying torn copies, and falls back
-// to RPC for keys without a row or whose row moved; oneSidedStats() counts both paths.
+// to RPC for keys without a row or whose row moved; oneSidedStats() counts both paths,
+// pathStats() the RPCs' eager and announced (rendezvous) requests and their replies.
 // Copies on the RPC path: keys and gradients are copied once, at the call, from the
 // caller's buffers into a pooled request buffer that the transport sends from (a batch one
 // server owns whole is two memcpy calls, others are gathered per key); a reply lands in a
@@ -82,6 +83,19 @@ struct OneSidedStats {
                                 // server's cached slab keys were dropped: a restart)
 };
 
+// Which RPC path this client's requests took (every opcode; pullOneSided's Locate RPCs
+// too). Eager: the request was one message of at most WEFT_PS_EAGER_BYTES. Announced: its
+// header went first and the body followed by the transport's rendezvous (framing.h).
+// Replies: one message each; the transport picks eager or rendezvous by size.
+struct PathStats {
+  uint64_t eager_requests = 0;
+  uint64_t eager_bytes = 0;
+  uint64_t announced_requests = 0;
+  uint64_t announced_bytes = 0;
+  uint64_t replies = 0;  // replies decoded (error replies included)
+  uint64_t reply_bytes = 0;
+};
+
 class Client {
  public:
   static Result<std::unique_ptr<Client>> connect(const ClientOptions& options,
@@ -128,6 +142,7 @@ class Client {
   virtual Status pullOneSided(uint32_t table_id, std::span<const uint64_t> keys, float* out,
                               Deadline deadline) = 0;
   virtual OneSidedStats oneSidedStats() const = 0;
+  virtual PathStats pathStats() const = 0;
 
   // Reconnects to servers whose connection failed (re-reading their rank from the store).
   // Outstanding tickets with a part on such a server are dropped (waiting on them is then

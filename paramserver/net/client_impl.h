@@ -108,6 +108,7 @@ class ClientImpl final : public Client {
   Status pullOneSided(uint32_t table_id, std::span<const uint64_t> keys, float* out,
                       Deadline deadline) override;
   OneSidedStats oneSidedStats() const override { return one_sided_; }
+  PathStats pathStats() const override { return paths_; }
   Status reconnect(Deadline deadline) override;
   const ShardMap& shardMap() const override { return *map_; }
   std::string describeServer(uint32_t server_id) const override;
@@ -196,6 +197,7 @@ class ClientImpl final : public Client {
   void recycle(Op& op);
   void refillOutgoing();
   OneSidedStats one_sided_;
+  PathStats paths_;
 };
 
 }  // namespace weft::ps::net

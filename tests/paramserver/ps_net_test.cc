@@ -155,8 +155,8 @@ void pushBurstOfLargeBodies(RankEnv& env, net::Client& c) {
 TEST(PsNet, TwoServersTwoWorkersExact) {
   RankOptions opts;
   opts.timeout_s = 90;
-  // Requests above 16 KiB take the announced (rendezvous) path; small ones go eager.
-  opts.env = {{"WEFT_PS_EAGER_BYTES", "16384"}, {"WEFT_PS_MAX_KEYS", "4096"}};
+  // Requests above 8 KiB take the announced (rendezvous) path; small ones go eager.
+  opts.env = {{"WEFT_PS_EAGER_BYTES", "8192"}, {"WEFT_PS_MAX_KEYS", "4096"}};
   runRanks(
       4,
       [](RankEnv& env) {
@@ -165,8 +165,23 @@ TEST(PsNet, TwoServersTwoWorkersExact) {
         auto c = connectClient(env, worker);
         must(c->createTable(exactTable(1, kDim), env.deadline), "createTable");
         must(c->createTable(exactTable(2, kDim), env.deadline), "createTable 2");
-        // Worker 0 in batches of 100 keys (eager), worker 1 of 1000 (announced, > 16 KiB).
-        pushShuffled(env, *c, worker, worker == 0 ? 100 : 1000);
+        // Worker 0 in batches of 100 keys (eager), worker 1 of 1100 (about 550 keys of 24
+        // bytes per server: announced, > 8 KiB; 3300 keys are 3 whole batches).
+        const net::PathStats before = c->pathStats();
+        pushShuffled(env, *c, worker, worker == 0 ? 100 : 1100);
+        // The client reports the path its requests took.
+        const net::PathStats p = c->pathStats();
+        const uint64_t eager = p.eager_requests - before.eager_requests;
+        const uint64_t announced = p.announced_requests - before.announced_requests;
+        EXPECT_GT(worker == 0 ? eager : announced, 0u) << "worker " << worker;
+        EXPECT_EQ(worker == 0 ? announced : eager, 0u) << "worker " << worker;
+        if (worker == 0 && eager > 0) {
+          EXPECT_LE((p.eager_bytes - before.eager_bytes) / eager, 8192u);
+        }
+        if (worker == 1 && announced > 0) {
+          EXPECT_GT((p.announced_bytes - before.announced_bytes) / announced, 8192u);
+        }
+        EXPECT_EQ(p.replies - before.replies, eager + announced);
         groupBarrier(env, "pushed", 2);
         checkPull(env, *c);
         if (worker == 0) checkErrors(env, *c);
