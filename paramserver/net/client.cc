@@ -1,7 +1,10 @@
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <numeric>
+#include <random>
 #include <thread>
 
 #include "common/config.h"
@@ -628,17 +631,77 @@ Status ClientImpl::clock(uint32_t table_id, Deadline deadline) {
   return Status::ok();
 }
 
-Status ClientImpl::checkpoint(const std::string& path, bool restore, Deadline deadline) {
+// One Checkpoint request per server (to <path>/server-<id>); the replies' ids, in order.
+Result<std::vector<uint32_t>> ClientImpl::checkpointAll(const std::string& path,
+                                                        const wire::CheckpointRequest& base,
+                                                        const std::string& what,
+                                                        Deadline deadline) {
   std::vector<SubRequest> subs(servers_.size());
   for (size_t i = 0; i < servers_.size(); ++i) {
     subs[i].pending = PendingRequest{codec_.nextRequestId(), Opcode::kCheckpoint, servers_[i].id,
                                      0, 0, {}};
-    wire::CheckpointRequest r{restore, strCat(path, "/server-", servers_[i].id)};
-    subs[i].message = wire::encodeCheckpoint({subs[i].pending.request_id, codec_.srcRank(), 0, 0}, r);
+    wire::CheckpointRequest r = base;
+    r.path = strCat(path, "/server-", servers_[i].id);
+    subs[i].message =
+        wire::encodeCheckpoint({subs[i].pending.request_id, codec_.srcRank(), 0, 0}, r);
   }
-  return rpcAll(std::move(subs), strCat(restore ? "restore of checkpoint " : "checkpoint ", path),
-                deadline)
-      .status();
+  const std::vector<PendingRequest> pending = [&] {
+    std::vector<PendingRequest> p;
+    for (const SubRequest& sub : subs) p.push_back(sub.pending);
+    return p;
+  }();
+  WEFT_ASSIGN_OR_RETURN(std::vector<Bytes> replies, rpcAll(std::move(subs), what, deadline));
+  std::vector<uint32_t> ids;
+  for (size_t i = 0; i < replies.size(); ++i) {
+    WEFT_ASSIGN_OR_RETURN(const wire::Message m, wire::decodeMessage(replies[i], {}));
+    WEFT_ASSIGN_OR_RETURN(const wire::ReplyView v,
+                          wire::checkReply(m, pending[i].request_id, Opcode::kCheckpoint));
+    WEFT_ASSIGN_OR_RETURN(const wire::CheckpointReply c, wire::decodeCheckpointReply(v));
+    ids.push_back(c.checkpoint_id);
+  }
+  return ids;
+}
+
+// Writing: every server records the same random id of this call in its MANIFEST. Restoring
+// is two-phase: every server first reads and checks its checkpoint (Verify) and reports its
+// id; only when all succeed with one id does each restore, requiring that id. So a path
+// whose last write failed on some server (servers holding different calls' snapshots) is
+// refused before any server changes.
+Status ClientImpl::checkpoint(const std::string& path, bool restore, Deadline deadline) {
+  wire::CheckpointRequest r;
+  if (!restore) {
+    std::random_device rd;
+    do {
+      r.checkpoint_id = rd() ^ static_cast<uint32_t>(::getpid()) ^
+                        static_cast<uint32_t>(monotonicSeconds() * 1e6);
+    } while (r.checkpoint_id == 0);
+    Result<std::vector<uint32_t>> written =
+        checkpointAll(path, r, strCat("checkpoint ", path), deadline);
+    if (!written.isOk() && servers_.size() > 1) {
+      return written.status().withHint(
+          strCat("the checkpoint at '", path, "' may now hold this call's snapshot on some "
+                 "servers and an older one on others: restoring it is refused until a "
+                 "checkpoint to it completes on every server"));
+    }
+    return written.status();
+  }
+  r.restore = true;
+  r.verify = true;
+  WEFT_ASSIGN_OR_RETURN(
+      const std::vector<uint32_t> ids,
+      checkpointAll(path, r, strCat("restore of checkpoint ", path, " (checking)"), deadline));
+  for (size_t i = 1; i < ids.size(); ++i) {
+    if (ids[i] == ids[0]) continue;
+    return WEFT_ERROR(StatusCode::kIoError, "restore of checkpoint ", path, ": ",
+                      describeServer(servers_[0].id), " holds the snapshot of checkpoint call 0x",
+                      std::hex, ids[0], ", ", describeServer(servers_[i].id), " that of call 0x",
+                      ids[i], std::dec, "; nothing was restored")
+        .withHint("the last checkpoint to this path did not complete on every server: restore "
+                  "an older complete checkpoint, or write this one again");
+  }
+  r.verify = false;
+  r.checkpoint_id = ids.empty() ? 0 : ids[0];
+  return checkpointAll(path, r, strCat("restore of checkpoint ", path), deadline).status();
 }
 
 Result<std::unique_ptr<Client>> Client::connect(const ClientOptions& options,

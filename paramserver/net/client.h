@@ -135,7 +135,11 @@ class Client {
   virtual Status clock(uint32_t table_id, Deadline deadline) = 0;
   virtual uint32_t currentClock(uint32_t table_id) const = 0;
 
-  // Every server writes (restore: reads) <its checkpoint root>/<path>/server-<id>.
+  // Every server writes (restore: reads) <its checkpoint root>/<path>/server-<id>. A write
+  // records one random id of this call on every server; a restore first has every server
+  // check its checkpoint and report that id, and restores only when all agree, so a path
+  // whose last write failed on some server is refused before any server changes
+  // (PROTOCOL.md §4 Checkpoint).
   virtual Status checkpoint(const std::string& path, bool restore, Deadline deadline) = 0;
 
   // One-sided pull (see above). Blocking.

@@ -129,6 +129,9 @@ class ClientImpl final : public Client {
   Result<Ticket> startData(wire::Opcode op, uint32_t table_id, std::span<const uint64_t> keys,
                            std::span<const float> grads, float* out);
   // Posts one request (its reply receive first); reply_bytes: the reply's largest size.
+  Result<std::vector<uint32_t>> checkpointAll(const std::string& path,
+                                              const wire::CheckpointRequest& base,
+                                              const std::string& what, Deadline deadline);
   Status post(SubRequest& sub, size_t reply_bytes);
   Ticket enqueue(Op op);
   Status finishSub(const Op& op, SubRequest& sub, Deadline deadline);

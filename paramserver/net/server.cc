@@ -554,7 +554,7 @@ void ServerImpl::handle(Conn& c, std::span<const uint8_t> bytes) {
   counters_.requests.fetch_add(1, std::memory_order_relaxed);
   const wire::Header h = wire::peekHeader(bytes);
   const bool restore = h.opcode == static_cast<uint8_t>(wire::Opcode::kCheckpoint) &&
-                       (h.flags & wire::kFlagRestore) != 0;
+                       (h.flags & wire::kFlagRestore) != 0 && (h.flags & wire::kFlagVerify) == 0;
   if (restore) unhookTables();  // the tables (and their memory) are about to be replaced
   Bytes spare;  // only values replies use it (others would drop it)
   const bool values = h.opcode == static_cast<uint8_t>(wire::Opcode::kPull) ||

@@ -86,6 +86,7 @@ std::string manifestText(const CheckpointMeta& meta, const std::vector<TableEntr
   os << kManifestTitle << ' ' << kManifestFormat << '\n'
      << "server_rank " << meta.server_rank << '\n'
      << "map_version " << meta.map_version << '\n'
+     << "checkpoint_id " << hex32(meta.checkpoint_id) << '\n'
      << "tables " << entries.size() << '\n';
   for (const TableEntry& e : entries) {
     os << "table " << e.id << ' ' << e.file << ' ' << e.bytes << ' ' << e.rows << ' '
@@ -135,6 +136,7 @@ Result<CheckpointSummary> writeCheckpoint(const std::string& dir,
   if (!st.isOk()) return st.withContext(strCat("checkpoint to '", dir, "'"));
   removeOtherGenerations(dir, entries);
   summary.tables = static_cast<uint32_t>(entries.size());
+  summary.checkpoint_id = meta.checkpoint_id;
   WEFT_LOG(kInfo, "ps") << "checkpoint to '" << dir << "': " << summary.tables << " tables, "
                         << summary.rows << " rows, " << summary.bytes << " bytes";
   return summary;

@@ -33,12 +33,16 @@ namespace weft::ps {
 struct CheckpointMeta {
   uint32_t server_rank = 0;
   uint32_t map_version = 0;
+  // Chosen by the client per checkpoint call, the same on every server: a restore checks
+  // that all servers hold the same call's snapshot (0: none recorded, format 1).
+  uint32_t checkpoint_id = 0;
 };
 
 struct CheckpointSummary {
   uint32_t tables = 0;
   uint64_t rows = 0;
   uint64_t bytes = 0;
+  uint32_t checkpoint_id = 0;
 };
 
 Result<CheckpointSummary> writeCheckpoint(const std::string& dir,

@@ -69,13 +69,25 @@ Result<Manifest> parseManifest(const std::string& dir, const std::string& body) 
   if (!(in >> title >> format) || title != kManifestTitle) {
     return corrupt(where, "does not start with 'weft-ps-checkpoint <format>'");
   }
-  if (format != kManifestFormat) {
+  if (format != 1 && format != kManifestFormat) {
     return WEFT_ERROR(StatusCode::kNotSupported, "checkpoint ", where, ": format ", format,
-                      " (this build reads format ", kManifestFormat, ")");
+                      " (this build reads formats 1..", kManifestFormat, ")");
   }
-  if (!(in >> key[0] >> m.meta.server_rank >> key[1] >> m.meta.map_version >> key[2] >> count) ||
-      key[0] != "server_rank" || key[1] != "map_version" || key[2] != "tables") {
-    return corrupt(where, "malformed server_rank / map_version / tables lines");
+  if (!(in >> key[0] >> m.meta.server_rank >> key[1] >> m.meta.map_version) ||
+      key[0] != "server_rank" || key[1] != "map_version") {
+    return corrupt(where, "malformed server_rank / map_version lines");
+  }
+  if (format >= 2) {
+    std::string id_key, id_hex;
+    char* end = nullptr;
+    if (!(in >> id_key >> id_hex) || id_key != "checkpoint_id") {
+      return corrupt(where, "malformed checkpoint_id line");
+    }
+    m.meta.checkpoint_id = static_cast<uint32_t>(std::strtoul(id_hex.c_str(), &end, 16));
+    if (end != id_hex.c_str() + id_hex.size()) return corrupt(where, "malformed checkpoint_id");
+  }
+  if (!(in >> key[2] >> count) || key[2] != "tables") {
+    return corrupt(where, "malformed tables line");
   }
   std::string line;
   std::getline(in, line);  // end of the "tables" line
@@ -185,6 +197,7 @@ Result<LoadedCheckpoint> readCheckpoint(const std::string& dir, const TableOptio
     out.tables.push_back(std::move(table));
   }
   out.summary.tables = static_cast<uint32_t>(out.tables.size());
+  out.summary.checkpoint_id = manifest.meta.checkpoint_id;
   return out;
 }
 

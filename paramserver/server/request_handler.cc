@@ -269,9 +269,11 @@ Result<Bytes> RequestHandler::onCheckpoint(const wire::Message& m) {
   }
   WEFT_RETURN_IF_ERROR(checkRelativePath(c.path));
   const std::string dir = options_.checkpoint_root + "/" + c.path;
-  auto summary = c.restore ? shard_.restore(dir) : shard_.checkpoint(dir);
+  auto summary = c.restore ? shard_.restore(dir, c.checkpoint_id, c.verify)
+                           : shard_.checkpoint(dir, c.checkpoint_id);
   if (!summary.isOk()) return summary.status();
-  return wire::encodeCheckpointReply(m.header, {summary->tables, summary->rows});
+  return wire::encodeCheckpointReply(m.header,
+                                     {summary->tables, summary->rows, summary->checkpoint_id});
 }
 
 }  // namespace weft::ps

@@ -58,16 +58,25 @@ std::vector<uint32_t> Shard::tableIdsLocked() const {
   return ids;
 }
 
-Result<CheckpointSummary> Shard::checkpoint(const std::string& dir) const {
+Result<CheckpointSummary> Shard::checkpoint(const std::string& dir,
+                                            uint32_t checkpoint_id) const {
   std::unique_lock<std::shared_mutex> lock(mu_);
   std::vector<const Table*> tables;
   for (const auto& entry : tables_) tables.push_back(entry.second.get());
-  CheckpointMeta meta{options_.server_rank, mapVersion()};
+  CheckpointMeta meta{options_.server_rank, mapVersion(), checkpoint_id};
   return writeCheckpoint(dir, tables, meta);
 }
 
-Result<CheckpointSummary> Shard::restore(const std::string& dir) {
+Result<CheckpointSummary> Shard::restore(const std::string& dir, uint32_t expect_id,
+                                         bool verify_only) {
   WEFT_ASSIGN_OR_RETURN(LoadedCheckpoint loaded, readCheckpoint(dir, options_.table));
+  if (expect_id != 0 && loaded.meta.checkpoint_id != expect_id) {
+    return WEFT_ERROR(StatusCode::kIoError, "checkpoint '", dir, "' holds checkpoint id 0x",
+                      std::hex, loaded.meta.checkpoint_id, ", not the expected 0x", expect_id,
+                      std::dec, "; nothing was restored")
+        .withHint("another checkpoint call replaced it meanwhile, or the last one did not "
+                  "complete on every server");
+  }
   std::map<uint32_t, std::unique_ptr<Table>> tables;
   for (auto& table : loaded.tables) {
     const uint32_t id = table->spec().id;
@@ -76,6 +85,7 @@ Result<CheckpointSummary> Shard::restore(const std::string& dir) {
                         " appears twice in the manifest");
     }
   }
+  if (verify_only) return loaded.summary;
   std::unique_lock<std::shared_mutex> lock(mu_);
   tables_.swap(tables);
   setMapVersion(loaded.meta.map_version);

@@ -56,10 +56,15 @@ class Shard {
   uint32_t mapVersion() const { return map_version_.load(std::memory_order_acquire); }
   void setMapVersion(uint32_t version) { map_version_.store(version, std::memory_order_release); }
 
-  // Writes every table to `dir` (see checkpoint.h) as one consistent snapshot.
-  Result<CheckpointSummary> checkpoint(const std::string& dir) const;
+  // Writes every table to `dir` (see checkpoint.h) as one consistent snapshot, recording
+  // checkpoint_id (the client's id of this checkpoint call; 0: none).
+  Result<CheckpointSummary> checkpoint(const std::string& dir, uint32_t checkpoint_id = 0) const;
   // Replaces every table (and the map version) with the checkpoint's; all or nothing.
-  Result<CheckpointSummary> restore(const std::string& dir);
+  // expect_id != 0: the checkpoint must carry that id, else kIoError and nothing changes
+  // (the servers of a job hold snapshots of different checkpoint calls). verify_only: read
+  // and check everything, change nothing (the first phase of a coordinated restore).
+  Result<CheckpointSummary> restore(const std::string& dir, uint32_t expect_id = 0,
+                                    bool verify_only = false);
 
  private:
   const std::unique_ptr<ForkJoinPool> pool_;  // before options_ and tables_, which use it

@@ -79,7 +79,7 @@ using internal::malformed;
 
 // Flag bits each opcode accepts (index: opcode).
 constexpr uint8_t kAllowedFlags[kMaxOpcode + 1] = {
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, kFlagRestore, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, kFlagRestore | kFlagVerify, 0, 0,
 };
 
 bool carriesKeys(Opcode op) {
@@ -284,11 +284,13 @@ Result<uint64_t> decodeHeartbeat(const Message& m) {
 }
 
 Bytes encodeCheckpoint(const RequestMeta& meta, const CheckpointRequest& request) {
-  const uint8_t flags = request.restore ? kFlagRestore : 0;
+  const uint8_t flags =
+      (request.restore ? kFlagRestore : 0) | (request.restore && request.verify ? kFlagVerify : 0);
   Bytes out = begin(makeHeader(meta, Opcode::kCheckpoint, flags, 0), 8 + request.path.size());
   ByteWriter w(out);
   w.put(static_cast<uint16_t>(request.path.size()));
-  w.putZeros(6);
+  w.putZeros(2);
+  w.put(request.checkpoint_id);
   w.putBytes(request.path.data(), request.path.size());
   return finish(std::move(out));
 }
@@ -298,7 +300,11 @@ Result<CheckpointRequest> decodeCheckpoint(const Message& m, const WireLimits& l
   uint16_t length = 0;
   CheckpointRequest r;
   r.restore = (m.header.flags & kFlagRestore) != 0;
-  if (!in.get(length) || !in.skipZeros(6)) {
+  r.verify = (m.header.flags & kFlagVerify) != 0;
+  if (r.verify && !r.restore) {
+    return malformed(m.header, "Checkpoint flag Verify without Restore");
+  }
+  if (!in.get(length) || !in.skipZeros(2) || !in.get(r.checkpoint_id)) {
     return malformed(m.header, "Checkpoint prefix truncated or its reserved bytes are not zero");
   }
   if (length == 0 || length > limits.max_path_chars) {

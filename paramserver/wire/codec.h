@@ -86,6 +86,10 @@ struct ClockRequest {
 struct CheckpointRequest {
   bool restore = false;
   std::string path;  // relative to the server's checkpoint root
+  // Write: the id to record in the MANIFEST (the client picks one per checkpoint call, the
+  // same for every server). Restore: the id the checkpoint must carry (0: any).
+  uint32_t checkpoint_id = 0;
+  bool verify = false;  // with restore: read and check everything, change nothing
 };
 
 // Rows a server hands over after a shard-map change: the table's spec (the receiver creates
@@ -153,6 +157,7 @@ struct HelloReply {
 struct CheckpointReply {
   uint32_t tables = 0;
   uint64_t rows = 0;
+  uint32_t checkpoint_id = 0;  // the id in the MANIFEST written or read (0: none recorded)
 };
 
 struct ErrorReply {

@@ -73,7 +73,7 @@ Bytes encodeCheckpointReply(const Header& request, const CheckpointReply& reply)
   Bytes out = beginReply(request, 0, 0, 16);
   ByteWriter w(out);
   w.put(reply.tables);
-  w.putZeros(4);
+  w.put(reply.checkpoint_id);
   w.put(reply.rows);
   return finish(std::move(out));
 }
@@ -225,6 +225,7 @@ Result<CheckpointReply> decodeCheckpointReply(const ReplyView& r) {
   WEFT_RETURN_IF_ERROR(checkBodySize(r, viewHeader(r), 16));
   CheckpointReply c;
   std::memcpy(&c.tables, r.body.data(), 4);
+  std::memcpy(&c.checkpoint_id, r.body.data() + 4, 4);
   std::memcpy(&c.rows, r.body.data() + 8, 8);
   return c;
 }

@@ -48,6 +48,7 @@ inline constexpr uint8_t kMaxOpcode = 12;
 
 // Flags. Each opcode accepts only the bits listed here; anything else is malformed.
 inline constexpr uint8_t kFlagRestore = 0x01;  // kCheckpoint: restore instead of write
+inline constexpr uint8_t kFlagVerify = 0x02;   // kCheckpoint with kFlagRestore: only check
 
 struct Header {
   uint32_t magic;

@@ -6,6 +6,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <numeric>
 
 #include "common/process.h"
@@ -102,28 +103,89 @@ void worker(RankEnv& env) {
   must(env.store->set("verified", "1"), "store");
 }
 
-TEST(PsRestart, CheckpointKillRestoreServesCheckpointedRows) {
-  // The rank processes run this body too (then only their rank): only the parent makes the
-  // directory, and removes it below.
+// Runs `ranks` ranks with a fresh checkpoint root directory, removed afterwards. The rank
+// processes run the test body too (then only their rank): only the parent makes the
+// directory; the ranks find it in PS_RESTART_TEST_ROOT.
+void runWithRoot(const char* name, int ranks,
+                 const std::function<void(RankEnv&, const std::string&)>& body) {
   const std::string root =
-      (std::filesystem::temp_directory_path() / strCat("weft-ps-restart-", ::getpid())).string();
+      (std::filesystem::temp_directory_path() / strCat(name, "-", ::getpid())).string();
   if (!weft::testing::isRankProcess()) std::filesystem::create_directories(root);
   RankOptions opts;
   opts.timeout_s = 90;
   opts.env = {{"PS_RESTART_TEST_ROOT", root}};
   runRanks(
-      2,
-      [](RankEnv& env) {
+      ranks,
+      [&body](RankEnv& env) {
         const char* r = std::getenv("PS_RESTART_TEST_ROOT");
         ASSERT_NE(r, nullptr);
-        if (env.rank == 0) {
-          supervisor(env, r);
-        } else {
-          worker(env);
-        }
+        body(env, r);
       },
       opts);
   std::filesystem::remove_all(root);
+}
+
+TEST(PsRestart, CheckpointKillRestoreServesCheckpointedRows) {
+  runWithRoot("weft-ps-restart", 2, [](RankEnv& env, const std::string& root) {
+    if (env.rank == 0) {
+      supervisor(env, root);
+    } else {
+      worker(env);
+    }
+  });
+}
+
+// Two servers, one checkpoint path. A write that fails on server 1 only (a directory where
+// its MANIFEST.tmp must go) leaves server 0 with the new snapshot and server 1 with the old
+// one: the restore must refuse that path before any server changes (the rows stay as they
+// are), naming both servers; after a complete write the same path restores normally.
+void mixedCheckpointWorker(RankEnv& env, const std::string& root) {
+  auto c = connectClient(env, 0);
+  must(c->createTable(exactTable(1, 2), env.deadline), "createTable");
+  std::vector<uint64_t> keys(200);
+  std::iota(keys.begin(), keys.end(), 0);
+  const std::vector<float> one(keys.size() * 2, -1.0f);
+  std::vector<float> rows(one.size());
+  auto pushAndPull = [&] {
+    must(c->pushSync(1, keys, one, env.deadline), "push");
+    must(c->pullSync(1, keys, rows.data(), env.deadline), "pull");
+    return rows;
+  };
+  pushAndPull();
+  must(c->checkpoint("job", false, env.deadline), "first checkpoint");
+  const std::vector<float> second = pushAndPull();  // every row is 2 now
+  const std::string obstacle = root + "/job/server-1/MANIFEST.tmp";
+  std::filesystem::create_directories(obstacle);
+  const Status half = c->checkpoint("job", false, env.deadline);
+  EXPECT_FALSE(half.isOk());
+  EXPECT_NE(half.message().find("ps server 1"), std::string::npos) << half;
+  EXPECT_NE(half.message().find("restoring it is refused"), std::string::npos) << half;
+  env.step("restoring the mixed checkpoint");
+  const Status mixed = c->checkpoint("job", true, env.deadline);
+  EXPECT_EQ(mixed.code(), StatusCode::kIoError) << mixed;
+  EXPECT_NE(mixed.message().find("ps server 0"), std::string::npos) << mixed;
+  EXPECT_NE(mixed.message().find("ps server 1"), std::string::npos) << mixed;
+  EXPECT_NE(mixed.message().find("nothing was restored"), std::string::npos) << mixed;
+  must(c->pullSync(1, keys, rows.data(), env.deadline), "pull after the refused restore");
+  EXPECT_EQ(rows, second) << "a refused restore changed rows";
+  env.step("writing the checkpoint again");
+  std::filesystem::remove_all(obstacle);
+  must(c->checkpoint("job", false, env.deadline), "complete checkpoint");
+  pushAndPull();
+  must(c->checkpoint("job", true, env.deadline), "restore");
+  must(c->pullSync(1, keys, rows.data(), env.deadline), "pull after the restore");
+  EXPECT_EQ(rows, second);
+  workerDone(env);
+}
+
+TEST(PsRestart, MixedCheckpointAcrossServersIsRefusedBeforeAnyServerChanges) {
+  runWithRoot("weft-ps-mixed", 3, [](RankEnv& env, const std::string& root) {
+    if (env.rank < 2) {
+      serveUntil(env, static_cast<uint32_t>(env.rank), 2, 1, "ps", root);
+    } else {
+      mixedCheckpointWorker(env, root);
+    }
+  });
 }
 
 }  // namespace

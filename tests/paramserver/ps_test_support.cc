@@ -18,13 +18,14 @@ void groupBarrier(weft::testing::RankEnv& env, const std::string& name, int coun
 }
 
 void serveUntil(weft::testing::RankEnv& env, uint32_t server_id, uint32_t num_servers,
-                int workers, const std::string& ns) {
+                int workers, const std::string& ns, const std::string& checkpoint_root) {
   env.step("starting the server");
   net::ServerOptions o;
   o.server_id = server_id;
   o.num_servers = num_servers;
   o.rank = env.rank;
   o.ns = ns;
+  o.checkpoint_root = checkpoint_root;
   auto server = must(net::Server::start(o, env.store, env.deadline), "Server::start");
   env.step("serving");
   while (must(env.store->add("done", 0), "store add") < workers) {

@@ -27,7 +27,8 @@ inline void must(const Status& s, const char* what) {
 // Runs server `server_id` of `num_servers` in this rank (transport rank = env.rank) until
 // the store counter "done" reaches `workers` (each worker calls workerDone at its end).
 void serveUntil(weft::testing::RankEnv& env, uint32_t server_id, uint32_t num_servers,
-                int workers, const std::string& ns = "ps");
+                int workers, const std::string& ns = "ps",
+                const std::string& checkpoint_root = "");
 void workerDone(weft::testing::RankEnv& env);
 // A barrier among `count` ranks (env.barrier waits for every rank, servers included).
 void groupBarrier(weft::testing::RankEnv& env, const std::string& name, int count);

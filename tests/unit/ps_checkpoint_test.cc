@@ -15,6 +15,7 @@
 
 #include "common/deadline.h"
 #include "paramserver/server/request_handler.h"
+#include "paramserver/util/crc32c.h"
 #include "paramserver/util/hash.h"
 #include "ps_test_util.h"
 
@@ -283,6 +284,49 @@ TEST(PsCheckpoint, KilledMidWriteRestoresTheOldOrTheNewSnapshot) {
   Shard last;
   ASSERT_TRUE(last.restore(ck).isOk());
   EXPECT_EQ(contents(last), contents(shard));
+}
+
+// The checkpoint id (the client's id of one checkpoint call) is recorded; a restore that
+// expects another id changes nothing; verify_only checks without restoring; a format-1
+// MANIFEST (no id line) still restores, with id 0.
+TEST(PsCheckpoint, CheckpointIdIsRecordedAndRestoreChecksIt) {
+  TempDir dir;
+  const std::string ck = dir.path() + "/ck";
+  Shard shard;
+  fillShard(shard);
+  auto w = shard.checkpoint(ck, 0xabc123);
+  ASSERT_TRUE(w.isOk()) << w.status();
+  EXPECT_EQ(w->checkpoint_id, 0xabc123u);
+  Shard other;
+  auto verify = other.restore(ck, 0, true);
+  ASSERT_TRUE(verify.isOk()) << verify.status();
+  EXPECT_EQ(verify->checkpoint_id, 0xabc123u);
+  EXPECT_TRUE(other.tableIds().empty()) << "verify_only restored tables";
+  auto wrong = other.restore(ck, 0xdef, false);
+  EXPECT_EQ(wrong.status().code(), StatusCode::kIoError) << wrong.status();
+  EXPECT_NE(wrong.status().message().find("0xabc123"), std::string::npos) << wrong.status();
+  EXPECT_TRUE(other.tableIds().empty()) << "a refused restore changed the tables";
+  ASSERT_TRUE(other.restore(ck, 0xabc123, false).isOk());
+  EXPECT_EQ(contents(other), contents(shard));
+
+  // Format 1: no checkpoint_id line (written by an older build).
+  std::ifstream in(ck + "/MANIFEST");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  in.close();
+  const size_t id_line = text.find("checkpoint_id ");
+  ASSERT_NE(id_line, std::string::npos);
+  text.erase(id_line, text.find('\n', id_line) + 1 - id_line);
+  text.replace(text.find("weft-ps-checkpoint 2"), 20, "weft-ps-checkpoint 1");
+  text.erase(text.find("crc32c "));
+  char crc[16];
+  std::snprintf(crc, sizeof(crc), "%08x", static_cast<unsigned>(crc32c(text.data(), text.size())));
+  text += std::string("crc32c ") + crc + "\n";
+  std::ofstream(ck + "/MANIFEST", std::ios::trunc) << text;
+  Shard old;
+  auto r1 = old.restore(ck, 0, false);
+  ASSERT_TRUE(r1.isOk()) << r1.status() << "\n" << text;
+  EXPECT_EQ(r1->checkpoint_id, 0u);
+  EXPECT_EQ(contents(old), contents(shard));
 }
 
 TEST(PsCheckpoint, CheckpointRequestThroughHandler) {

@@ -96,6 +96,14 @@ TEST(PsCodec, OtherRequestsRoundTrip) {
   ASSERT_TRUE(c.isOk());
   EXPECT_TRUE(c->restore);
   EXPECT_EQ(c->path, "run1/step9");
+  EXPECT_EQ(c->checkpoint_id, 0u);
+  CheckpointRequest verify{true, "run1/step9", 0xfeedbeef, true};
+  const Message v = decodeOk(encodeCheckpoint(kMeta, verify));
+  EXPECT_EQ(v.header.flags, kFlagRestore | kFlagVerify);
+  auto vc = decodeCheckpoint(v, {});
+  ASSERT_TRUE(vc.isOk());
+  EXPECT_TRUE(vc->verify);
+  EXPECT_EQ(vc->checkpoint_id, 0xfeedbeefu);
 }
 
 TEST(PsCodec, RepliesRoundTrip) {
@@ -230,6 +238,9 @@ TEST(PsCodec, BadMagicVersionOpcodeFlagsAndReservedBytes) {
 
   Bytes ck = encodeCheckpoint(kMeta, {false, "dir"});
   ck[kHeaderBytes + 3] = 1;  // reserved byte
+  EXPECT_FALSE(decodeCheckpoint(decodeOk(ck), {}).isOk());
+  ck = encodeCheckpoint(kMeta, {false, "dir"});
+  ck[7] = kFlagVerify;  // Verify needs Restore
   EXPECT_FALSE(decodeCheckpoint(decodeOk(ck), {}).isOk());
 }
 
