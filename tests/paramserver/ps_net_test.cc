@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <iostream>
 #include <limits>
 #include <numeric>
 #include <random>
@@ -377,6 +378,75 @@ TEST(PsNet, EagerSizeMismatchIsRefusedAtConnect) {
 // That is the likely cause of one CI failure: the client waited for server 0's reply while
 // server 0 sat idle, after a pull reached server 1 just before its SIGKILL (see
 // transport/README.md, UCX findings).
+// Server 1 dies (SIGKILL) while a worker has a window of 16 large pushes in flight, their
+// bodies moving by rendezvous. Every ticket completes within its deadline: OK, or
+// kPeerFailure naming server 1; none hangs or times out. Server 0 applied each push's part
+// exactly once (its rows are exact), and serves on.
+TEST(PsNet, ServerKilledWithAWindowInFlightFailsEveryTicketAndLosesNothingElsewhere) {
+  RankOptions opts;
+  opts.timeout_s = 90;
+  opts.may_fail = {1};
+  runRanks(
+      3,
+      [](RankEnv& env) {
+        constexpr uint32_t kWide = 256;  // 1 KiB rows
+        constexpr size_t kRows = 1024;   // about 512 KiB per server and push: announced
+        constexpr int kWindow = 16;
+        if (env.rank == 1) {
+          net::ServerOptions o;
+          o.server_id = 1;
+          o.num_servers = 2;
+          o.rank = 1;
+          auto server = must(net::Server::start(o, env.store, env.deadline), "Server::start");
+          must(env.store->get("window", env.deadline).status(), "waiting for the window");
+          env.step("dying once a few large requests arrived");
+          while (server->stats().large_requests < 3) {
+            ASSERT_FALSE(env.deadline.expired());
+            std::this_thread::sleep_for(std::chrono::microseconds(200));
+          }
+          ::kill(::getpid(), SIGKILL);
+        }
+        if (env.rank == 0) return serveUntil(env, 0, 2, 1);
+        auto c = connectClient(env, 0);
+        must(c->createTable(exactTable(1, kWide), env.deadline), "createTable");
+        std::vector<uint64_t> keys(kRows);
+        std::iota(keys.begin(), keys.end(), 0);
+        const std::vector<float> g(kRows * kWide, -1.0f);
+        std::vector<net::Ticket> tickets;
+        must(env.store->set("window", "1"), "store");
+        for (int i = 0; i < kWindow; ++i) tickets.push_back(must(c->push(1, keys, g), "push"));
+        env.step("waiting for the window");
+        int ok = 0, failed = 0;
+        for (net::Ticket t : tickets) {
+          const Deadline d = Deadline::afterSeconds(20);
+          const Status st = c->wait(t, d);
+          EXPECT_FALSE(d.expired()) << "a ticket used its whole deadline: " << st;
+          if (st.isOk()) {
+            ++ok;
+            continue;
+          }
+          ++failed;
+          EXPECT_EQ(st.code(), StatusCode::kPeerFailure) << st;
+          EXPECT_NE(st.message().find("ps server 1 (rank 1)"), std::string::npos) << st;
+        }
+        EXPECT_GT(failed, 0) << "server 1 died after the whole window completed";
+        std::cout << ok << " pushes completed, " << failed << " failed on the dead server\n";
+        env.step("checking server 0's rows");
+        std::vector<uint64_t> mine;
+        for (uint64_t k : keys) {
+          if (c->shardMap().ownerOf(k) == 0) mine.push_back(k);
+        }
+        ASSERT_FALSE(mine.empty());
+        std::vector<float> out(mine.size() * kWide);
+        must(c->pullSync(1, mine, out.data(), env.deadline), "pull from the live server");
+        for (size_t i = 0; i < out.size(); ++i) {
+          ASSERT_EQ(out[i], static_cast<float>(kWindow)) << "row " << mine[i / kWide];
+        }
+        workerDone(env);
+      },
+      opts);
+}
+
 TEST(PsNet, KilledServerIsReportedByName) {
   RankOptions opts;
   opts.timeout_s = 60;
