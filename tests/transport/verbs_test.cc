@@ -415,6 +415,17 @@ TEST(VerbsCacheBoard, RunningProcessesAreListedAndDeadOnesRemoved) {
   ASSERT_EQ(boardsOf(child), 1) << "the child left no board behind";
   EXPECT_EQ(mine(child, 4), nullptr) << "a dead process's board is listed";
   EXPECT_EQ(boardsOf(child), 0) << "a dead process's board was not removed";
+  {
+    // Written from another pid namespace (a container sharing /dev/shm): its pid means
+    // nothing here, so it is listed and never removed, even when that pid is unused here.
+    verbs::CacheBoard foreign(true, 6, "dev9", "userfaultfd", 0);
+    foreign.data()->pid_ns ^= 1;
+    foreign.data()->pid = child;
+    const verbs::RunningCacheStats* r = mine(child, 6);
+    ASSERT_NE(r, nullptr) << "a board of another pid namespace was dropped";
+    EXPECT_TRUE(r->other_pid_namespace);
+    EXPECT_TRUE(std::filesystem::exists("/dev/shm" + foreign.name()));
+  }
 
   verbs::CacheBoard quiet(false, 5, "dev9", "userfaultfd", 0);  // WEFT_IB_CACHE_BOARD=0
   EXPECT_TRUE(quiet.name().empty());

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -33,6 +34,12 @@ bool processExists(int pid) {
   return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM);
 }
 
+// This process's pid namespace (0 when /proc does not say).
+uint64_t pidNamespace() {
+  struct stat st {};
+  return ::stat("/proc/self/ns/pid", &st) == 0 ? static_cast<uint64_t>(st.st_ino) : 0;
+}
+
 }  // namespace
 
 CacheBoard::CacheBoard(bool publish, int rank, const std::string& device,
@@ -40,6 +47,7 @@ CacheBoard::CacheBoard(bool publish, int rank, const std::string& device,
   auto fill = [&](CacheBoardData* d) {
     d->version = CacheBoardData::kVersion;
     d->pid = static_cast<int32_t>(::getpid());
+    d->pid_ns = pidNamespace();
     d->rank = rank;
     copyText(d->device, sizeof(d->device), device);
     copyText(d->monitor, sizeof(d->monitor), monitor);
@@ -82,6 +90,7 @@ CacheBoard::~CacheBoard() {
 
 std::vector<RunningCacheStats> runningRegCacheStats() {
   std::vector<RunningCacheStats> out;
+  const uint64_t my_ns = pidNamespace();
   std::error_code ec;
   for (const auto& e : std::filesystem::directory_iterator("/dev/shm", ec)) {
     const std::string file = e.path().filename().string();
@@ -95,10 +104,12 @@ std::vector<RunningCacheStats> runningRegCacheStats() {
     const auto* d = static_cast<const CacheBoardData*>(p);
     if (d->magic == CacheBoardData::kMagic && d->version == CacheBoardData::kVersion) {
       std::atomic_thread_fence(std::memory_order_acquire);
-      if (processExists(d->pid)) {
+      const bool foreign = d->pid_ns != my_ns;  // its pid means nothing here
+      if (foreign || processExists(d->pid)) {
         RunningCacheStats r;
         r.pid = d->pid;
         r.rank = d->rank;
+        r.other_pid_namespace = foreign;
         r.device.assign(d->device, strnlen(d->device, sizeof(d->device)));
         r.stats.monitor.assign(d->monitor, strnlen(d->monitor, sizeof(d->monitor)));
         r.stats.hits = d->hits.load(std::memory_order_relaxed);
@@ -128,8 +139,8 @@ std::string formatRunningRegCacheStats(const std::vector<RunningCacheStats>& run
   }
   std::string s = "registration caches of running jobs on this host:\n";
   for (const auto& r : running) {
-    s += strCat("  pid ", r.pid, " rank ", r.rank, " ", r.device, ": ",
-                formatRegCacheStats(r.stats), "\n");
+    s += strCat("  pid ", r.pid, r.other_pid_namespace ? " (another pid namespace)" : "",
+                " rank ", r.rank, " ", r.device, ": ", formatRegCacheStats(r.stats), "\n");
   }
   return s;
 }

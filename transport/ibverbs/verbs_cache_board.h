@@ -7,7 +7,8 @@
 // The cache stores its counters there after every acquire / release / invalidate (plain
 // stores to memory it owns: no system call, no allocation), and the Context unlinks the
 // segment when it closes. A process killed before that leaves its segment behind; readers
-// skip (and, when they may, remove) segments whose process is gone.
+// skip (and, when they may, remove) segments whose process is gone. A segment written from
+// another pid namespace (containers sharing /dev/shm) is listed but never judged dead.
 //
 // When the segment cannot be created (no /dev/shm, full) or WEFT_IB_CACHE_BOARD=0 the counters
 // live in process memory only and a debug line says why; nothing else changes.
@@ -26,6 +27,7 @@ struct CacheBoardData {
   uint64_t magic = 0;
   uint32_t version = 0;
   int32_t pid = 0;
+  uint64_t pid_ns = 0;  // inode of the writer's /proc/self/ns/pid (pids compare only within)
   int32_t rank = -1;
   char device[36] = {};
   char monitor[120] = {};  // "userfaultfd" or "off (why)"

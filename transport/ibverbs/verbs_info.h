@@ -77,9 +77,11 @@ std::string formatRegCacheStats(const RegCacheStats& stats);
 
 // The registration-cache counters every running process on this host publishes for its
 // verbs Contexts (WEFT_IB_CACHE_BOARD, on by default; see verbs_cache_board.h), sorted by
-// pid and rank; segments of processes that are gone are skipped (and removed when allowed).
+// pid and rank; segments of processes that are gone are skipped (and removed when allowed);
+// segments from another pid namespace are listed, never judged gone.
 struct RunningCacheStats {
   int pid = 0;
+  bool other_pid_namespace = false;  // written from another pid namespace (a container)
   int rank = -1;
   std::string device;
   RegCacheStats stats;
