@@ -673,7 +673,7 @@ Status ClientImpl::checkpoint(const std::string& path, bool restore, Deadline de
     std::random_device rd;
     do {
       r.checkpoint_id = rd() ^ static_cast<uint32_t>(::getpid()) ^
-                        static_cast<uint32_t>(monotonicSeconds() * 1e6);
+                        static_cast<uint32_t>(static_cast<uint64_t>(monotonicSeconds() * 1e6));
     } while (r.checkpoint_id == 0);
     Result<std::vector<uint32_t>> written =
         checkpointAll(path, r, strCat("checkpoint ", path), deadline);

@@ -372,20 +372,16 @@ TEST(PsNet, EagerSizeMismatchIsRefusedAtConnect) {
       opts);
 }
 
-// Server 1 dies while idle: the client waits until it is dead before pulling again. A
-// process killed in the middle of a send into a UCX shared-memory FIFO leaves that FIFO
-// stalled at its half-written element, and the receiver then hears from no peer at all.
-// That is the likely cause of one CI failure: the client waited for server 0's reply while
-// server 0 sat idle, after a pull reached server 1 just before its SIGKILL (see
-// transport/README.md, UCX findings).
 // Server 1 dies (SIGKILL) while a worker has a window of 16 large pushes in flight, their
 // bodies moving by rendezvous. Every ticket completes within its deadline: OK, or
 // kPeerFailure naming server 1; none hangs or times out. Server 0 applied each push's part
-// exactly once (its rows are exact), and serves on.
+// exactly once (its rows are exact), and serves on. Over UCX tcp: killed while it sends a
+// reply, server 1 could leave the worker's shared-memory FIFO stalled (see the next test).
 TEST(PsNet, ServerKilledWithAWindowInFlightFailsEveryTicketAndLosesNothingElsewhere) {
   RankOptions opts;
   opts.timeout_s = 90;
   opts.may_fail = {1};
+  opts.env = {{"UCX_TLS", "tcp"}};
   runRanks(
       3,
       [](RankEnv& env) {
@@ -447,6 +443,12 @@ TEST(PsNet, ServerKilledWithAWindowInFlightFailsEveryTicketAndLosesNothingElsewh
       opts);
 }
 
+// Server 1 dies while idle: the client waits until it is dead before pulling again. A
+// process killed in the middle of a send into a UCX shared-memory FIFO leaves that FIFO
+// stalled at its half-written element, and the receiver then hears from no peer at all.
+// That is the likely cause of one CI failure: the client waited for server 0's reply while
+// server 0 sat idle, after a pull reached server 1 just before its SIGKILL (see
+// transport/README.md, UCX findings).
 TEST(PsNet, KilledServerIsReportedByName) {
   RankOptions opts;
   opts.timeout_s = 60;

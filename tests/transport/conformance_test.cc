@@ -415,20 +415,23 @@ TEST_P(TransportConformance, BlockingWaitSleeps) {
           return;
         }
         Request r = must(ep.recv(&word, 8, 3), "recv");
-        // The waiting thread's own CPU time: the process total also counts UCX's async
-        // thread and, under sanitizers, their background threads, which are not this wait.
-        auto cpu = [] {
+        // The waiting thread's own CPU time, bounded tightly; the process's, which also
+        // counts UCX's async thread and, under sanitizers, their background threads, bounded
+        // loosely (a helper thread that spins would still use most of the wait).
+        auto cpu = [](clockid_t clock) {
           timespec t{};
-          ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+          ::clock_gettime(clock, &t);
           return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
         };
         must(env.store->set("waiting", "1"), "store");
-        const double cpu0 = cpu();
+        const double cpu0 = cpu(CLOCK_THREAD_CPUTIME_ID);
+        const double process0 = cpu(CLOCK_PROCESS_CPUTIME_ID);
         const auto wall0 = std::chrono::steady_clock::now();
         waitOk(r, env, "recv");
         const double wall =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
-        const double used = cpu() - cpu0;
+        const double used = cpu(CLOCK_THREAD_CPUTIME_ID) - cpu0;
+        const double process = cpu(CLOCK_PROCESS_CPUTIME_ID) - process0;
         EXPECT_EQ(word, 7u);
         EXPECT_GT(wall, 0.5);
         // A wait that spins or yields uses most of its wall time; one that sleeps on the
@@ -436,6 +439,8 @@ TEST_P(TransportConformance, BlockingWaitSleeps) {
         // room for sanitizer builds and a loaded 2-core machine.
         EXPECT_LT(used, 0.15 * wall)
             << "CPU " << used << " s of the waiting thread during a wait of " << wall << " s";
+        EXPECT_LT(process, 0.5 * wall)
+            << "CPU " << process << " s of the process during a wait of " << wall << " s";
       },
       rankOptions());
 }

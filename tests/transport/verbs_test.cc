@@ -332,9 +332,10 @@ TEST(VerbsRegCache, RegistrationFailureEvictsIdleEntriesAndRetries) {
   EXPECT_EQ(c.status().code(), StatusCode::kNoResource);
 }
 
-// A buffer in read-only memory (sent from) gets a read-only registration; that entry serves
-// later reads of the range, never a receive or get into it (which must fail, not reuse it).
-TEST(VerbsRegCache, ReadOnlyEntriesServeOnlyReads) {
+// A buffer in read-only memory (sent from) gets a read-only registration, used once and never
+// cached (the monitor does not see mprotect); a writing use of it fails; writable entries
+// are cached and serve reads too.
+TEST(VerbsRegCache, ReadOnlyRegistrationsServeOnlyReadsAndAreNotCached) {
   FakeRegistrar reg;
   reg.read_only_start = 0x40000;
   reg.read_only_end = 0x42000;
@@ -344,14 +345,10 @@ TEST(VerbsRegCache, ReadOnlyEntriesServeOnlyReads) {
   ASSERT_TRUE(r.isOk()) << r.status();
   EXPECT_FALSE((*r)->reg.writable);
   cache.release(*r);
-  auto again = cache.acquire(at(0x40100), 100, MemoryType::kHost, kRead);
-  ASSERT_TRUE(again.isOk());
-  EXPECT_EQ(*again, *r) << "a read of a covered range reuses the read-only entry";
-  cache.release(*again);
+  EXPECT_EQ(reg.live, 0) << "a read-only registration outlived its operation";
+  EXPECT_EQ(cache.stats().entries, 0u);
   auto w = cache.acquire(at(0x40100), 100, MemoryType::kHost, kWrite);
-  EXPECT_EQ(w.status().code(), StatusCode::kInvalidArgument) << "a write reused a read-only entry";
-  EXPECT_EQ(cache.stats().hits, 1u);
-  EXPECT_EQ(cache.stats().misses, 2u);
+  EXPECT_EQ(w.status().code(), StatusCode::kInvalidArgument);
   auto rw = cache.acquire(at(0x50000), 4096, MemoryType::kHost, kWrite);  // writable memory
   ASSERT_TRUE(rw.isOk());
   EXPECT_TRUE((*rw)->reg.writable);
@@ -360,7 +357,9 @@ TEST(VerbsRegCache, ReadOnlyEntriesServeOnlyReads) {
   ASSERT_TRUE(read.isOk());
   EXPECT_EQ(*read, *rw) << "a writable entry serves reads too";
   cache.release(*read);
-  EXPECT_EQ(reg.live, 2);
+  EXPECT_EQ(cache.stats().hits, 1u);
+  EXPECT_EQ(cache.stats().misses, 3u);
+  EXPECT_EQ(reg.live, 1);
 }
 
 // The published counters (weft-info --devices): a live board is listed with its values; the
@@ -931,8 +930,12 @@ TEST(VerbsRanks, ForkAfterRegistrationKeepsTransfersRight) {
         const pid_t child = ::fork();
         ASSERT_GE(child, 0);
         if (child == 0) {  // writes the shared pages (copy-on-write) and leaves
-          std::memset(buf.data(), 0xee, kBytes);
-          std::memset(in.data(), 0xee, kBytes);
+          // With ibv_fork_init in force (kernels before 5.13) registered pages are
+          // MADV_DONTFORK: not mapped in the child at all.
+          if (ibv_is_fork_initialized() != IBV_FORK_ENABLED) {
+            std::memset(buf.data(), 0xee, kBytes);
+            std::memset(in.data(), 0xee, kBytes);
+          }
           ::_exit(0);
         }
         int status = 0;

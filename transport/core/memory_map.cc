@@ -52,6 +52,8 @@ Status checkMapped(const void* address, size_t length) {
 MappingCheck checkMapping(uintptr_t begin, uintptr_t end) {
   MappingCheck out;
   std::ifstream maps("/proc/self/maps");
+  if (!maps.is_open()) return out;
+  out.known = true;
   std::string line;
   uintptr_t covered = begin;  // [begin, covered) is mapped; the lines come sorted by address
   while (covered < end && std::getline(maps, line)) {
@@ -61,17 +63,21 @@ MappingCheck checkMapping(uintptr_t begin, uintptr_t end) {
     if (std::sscanf(line.c_str(), "%" SCNxPTR "-%" SCNxPTR " %7s", &lo, &hi, perms) != 3) continue;
     if (hi <= covered) continue;
     if (lo > covered) break;  // a hole at `covered`
-    if (perms[1] != 'w' && out.read_only.empty()) {
+    std::string& slot = perms[0] != 'r' ? out.inaccessible : out.read_only;
+    if ((perms[0] != 'r' || perms[1] != 'w') && slot.empty()) {
       // "lo-hi perms offset dev inode [path]": keep the range, the permissions and the path.
       std::istringstream fields(line);
       std::string range, mode, offset, dev, inode, path;
       fields >> range >> mode >> offset >> dev >> inode;
       std::getline(fields >> std::ws, path);
-      out.read_only = strCat(range, " ", mode, path.empty() ? "" : " ", path);
+      slot = strCat(range, " ", mode, path.empty() ? "" : " ", path);
     }
     covered = hi;
   }
-  if (covered < end && maps.is_open()) out.unmapped_at = covered;
+  if (covered < end) {
+    out.hole = true;
+    out.hole_at = covered;
+  }
   return out;
 }
 

@@ -16,9 +16,12 @@ namespace weft::transport::detail {
 Status checkMapped(const void* address, size_t length);
 
 struct MappingCheck {
-  uintptr_t unmapped_at = 0;  // first address of [begin, end) that nothing maps; 0: all mapped
-  std::string read_only;      // the first mapping overlapping the range without write
-                              // permission, as "start-end perms path"; empty: none
+  bool known = false;         // /proc/self/maps could be read
+  bool hole = false;          // some address of [begin, end) is not mapped ...
+  uintptr_t hole_at = 0;      // ... the first one
+  std::string inaccessible;   // the first mapping in the range without read permission
+  std::string read_only;      // the first readable mapping in the range without write permission
+                              // (both as "start-end perms path"; empty: none)
 };
 
 // Reads /proc/self/maps (error paths only). A failed read reports nothing found.

@@ -57,7 +57,7 @@ class ProgressEngine {
   // pure spin would hold it for the whole spin phase (WEFT_TRANSPORT_SPIN_US). On an idle
   // core a yield returns at once, so the first message still arrives within a few polls.
   static constexpr uint32_t kSpinsBeforeYield = 64;
-  // Naps that return at once with nothing to do, in a row, before a nap sleeps
+  // Naps that end with the event fd ready but nothing to do, in a row, before a nap sleeps
   // kSpuriousNapUs instead (see napOnEventFd).
   static constexpr uint32_t kQuickNapsBeforeSleep = 8;
   static constexpr int64_t kSpuriousNapUs = 500;

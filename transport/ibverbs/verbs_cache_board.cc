@@ -40,6 +40,10 @@ uint64_t pidNamespace() {
   return ::stat("/proc/self/ns/pid", &st) == 0 ? static_cast<uint64_t>(st.st_ino) : 0;
 }
 
+// Unlinks the boards of dead processes of this pid namespace (killed jobs leave theirs):
+// runningRegCacheStats does it as a side effect.
+void removeDeadBoards() { (void)runningRegCacheStats(); }
+
 }  // namespace
 
 CacheBoard::CacheBoard(bool publish, int rank, const std::string& device,
@@ -57,19 +61,29 @@ CacheBoard::CacheBoard(bool publish, int rank, const std::string& device,
   };
   fill(&local_);
   if (!publish) return;
+  removeDeadBoards();
   static std::atomic<int> serial{0};
   const std::string name = strCat("/", kPrefix, ::getpid(), ".", serial.fetch_add(1));
-  const int fd = ::shm_open(name.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0644);
+  int fd = ::shm_open(name.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0644);
+  if (fd < 0 && errno == EEXIST) {
+    // Left by an earlier process with this pid (this process never made this name).
+    ::shm_unlink(name.c_str());
+    fd = ::shm_open(name.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0644);
+  }
   if (fd < 0) {
+    const int err = errno;
     WEFT_LOG(kDebug, "verbs") << "registration-cache counters stay private: shm_open " << name
-                              << ": " << errnoString(errno);
+                              << ": " << errnoString(err);
     return;
   }
   void* p = MAP_FAILED;
-  if (::ftruncate(fd, kBoardBytes) == 0) {
+  // posix_fallocate, not ftruncate: a sparse tmpfs file on a full /dev/shm would deliver
+  // SIGBUS at the first store instead of failing here.
+  int err = ::posix_fallocate(fd, 0, kBoardBytes);
+  if (err == 0) {
     p = ::mmap(nullptr, kBoardBytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) err = errno;
   }
-  const int err = errno;
   ::close(fd);
   if (p == MAP_FAILED) {
     ::shm_unlink(name.c_str());
@@ -98,6 +112,11 @@ std::vector<RunningCacheStats> runningRegCacheStats() {
     const std::string name = "/" + file;
     const int fd = ::shm_open(name.c_str(), O_RDONLY | O_CLOEXEC, 0);
     if (fd < 0) continue;
+    struct stat st {};
+    if (::fstat(fd, &st) != 0 || st.st_size < static_cast<off_t>(kBoardBytes)) {
+      ::close(fd);  // being created, or its writer died before sizing it: reading would SIGBUS
+      continue;
+    }
     void* p = ::mmap(nullptr, kBoardBytes, PROT_READ, MAP_SHARED, fd, 0);
     ::close(fd);
     if (p == MAP_FAILED) continue;

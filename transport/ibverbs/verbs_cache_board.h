@@ -4,10 +4,10 @@
 // Each Context creates a 4 KiB POSIX shared-memory segment "weft-verbs-cache.<pid>.<n>"
 // (/dev/shm, mode 0644: other users' `weft-info --devices` may read it) holding a header
 // (magic, version, pid, rank, device, monitor) and the counters as relaxed 64-bit atomics.
-// The cache stores its counters there after every acquire / release / invalidate (plain
-// stores to memory it owns: no system call, no allocation), and the Context unlinks the
-// segment when it closes. A process killed before that leaves its segment behind; readers
-// skip (and, when they may, remove) segments whose process is gone. A segment written from
+// The cache stores its counters there after every acquire and invalidate (plain stores to
+// memory it owns: no system call, no allocation), and the Context unlinks the segment when
+// it closes. A process killed before that leaves its segment behind; readers (and every
+// new board) skip and, when they may, remove segments whose process is gone. A segment written from
 // another pid namespace (containers sharing /dev/shm) is listed but never judged dead.
 //
 // When the segment cannot be created (no /dev/shm, full) or WEFT_IB_CACHE_BOARD=0 the counters

@@ -93,7 +93,8 @@ VerbsOp* OpPool::find(uint64_t wire_id) {
 
 // ---- registration -------------------------------------------------------------------------
 
-Status registrationError(int err, std::string_view what, const void* address, size_t length) {
+Status registrationError(int err, std::string_view what, const void* address, size_t length,
+                         bool writing) {
   const std::string range = strCat("[", address, "+", length, ")");
   if (err == ENOMEM || err == EAGAIN || err == EPERM) {
     rlimit lim{};
@@ -104,29 +105,39 @@ Status registrationError(int err, std::string_view what, const void* address, si
                          ": raise `ulimit -l` (memlock in /etc/security/limits.conf, "
                          "LimitMEMLOCK for systemd services)"));
   }
-  if (err == EFAULT) {
-    const auto begin = reinterpret_cast<uintptr_t>(address);
-    const detail::MappingCheck m =
-        detail::checkMapping(begin, begin + std::max<size_t>(length, 1));
-    if (m.unmapped_at != 0) {
-      return WEFT_ERROR(StatusCode::kInvalidArgument, what, ": ", range,
-                        " is not mapped memory of this process (nothing mapped at ",
-                        reinterpret_cast<void*>(m.unmapped_at), "; ibv_reg_mr: ",
-                        errnoString(err), ")")
-          .withHint("register memory the process allocated and still owns");
-    }
-    if (!m.read_only.empty()) {
-      return WEFT_ERROR(StatusCode::kInvalidArgument, what, ": ", range,
-                        " is read-only memory (mapping ", m.read_only, "), and this use needs "
-                        "the NIC to write it (ibv_reg_mr: ", errnoString(err), ")")
-          .withHint("receive and get into writable memory; read-only memory can be sent, put "
-                    "from, and registered for remote reads");
-    }
-    return WEFT_ERROR(StatusCode::kInvalidArgument, what, ": ibv_reg_mr of ", range,
-                      " failed: ", errnoString(err), " (the memory is mapped and writable)")
-        .withHint("memory that cannot be pinned (device or DAX mappings) cannot be registered");
+  if (err != EFAULT) {
+    return WEFT_ERROR(StatusCode::kIoError, what, ": ibv_reg_mr of ", range, ": ",
+                      errnoString(err));
   }
-  return WEFT_ERROR(StatusCode::kIoError, what, ": ibv_reg_mr of ", range, ": ", errnoString(err));
+  const auto begin = reinterpret_cast<uintptr_t>(address);
+  const detail::MappingCheck m = detail::checkMapping(begin, begin + std::max<size_t>(length, 1));
+  const std::string bad = strCat("ibv_reg_mr: ", errnoString(err));
+  if (!m.known) {
+    return WEFT_ERROR(StatusCode::kInvalidArgument, what, ": ", range, " cannot be registered (",
+                      bad, "; /proc/self/maps could not be read to say why)");
+  }
+  if (m.hole) {
+    return WEFT_ERROR(StatusCode::kInvalidArgument, what, ": ", range,
+                      " is not mapped memory of this process (nothing mapped at ",
+                      reinterpret_cast<void*>(m.hole_at), "; ", bad, ")")
+        .withHint("register memory the process allocated and still owns");
+  }
+  if (!m.inaccessible.empty()) {
+    return WEFT_ERROR(StatusCode::kInvalidArgument, what, ": ", range,
+                      " includes inaccessible memory (mapping ", m.inaccessible, "; ", bad, ")")
+        .withHint("PROT_NONE pages (guard pages, reserved ranges) cannot be registered");
+  }
+  if (!m.read_only.empty() && writing) {
+    return WEFT_ERROR(StatusCode::kInvalidArgument, what, ": ", range,
+                      " is read-only memory (mapping ", m.read_only, "), and this use needs "
+                      "the NIC to write it (", bad, ")")
+        .withHint("receive and get into writable memory; read-only memory can be sent, put "
+                  "from, and registered for remote reads");
+  }
+  return WEFT_ERROR(StatusCode::kInvalidArgument, what, ": ibv_reg_mr of ", range, " failed: ",
+                    errnoString(err), m.read_only.empty() ? " (the memory is mapped and writable)"
+                                                          : " (read-only memory, even for reading)")
+      .withHint("memory that cannot be pinned (device or DAX mappings) cannot be registered");
 }
 
 Result<Registration> PdRegistrar::registerRange(void* address, size_t length, MemoryType type,
@@ -141,7 +152,8 @@ Result<Registration> PdRegistrar::registerRange(void* address, size_t length, Me
     writable = false;
   }
   if (mr == nullptr) {
-    return registrationError(errno, strCat("registering a buffer on ", device_), address, length);
+    return registrationError(errno, strCat("registering a buffer on ", device_), address, length,
+                             access == LocalAccess::kWrite);
   }
   liveCounter(ObjectKind::kMr).fetch_add(1);
   return Registration{mr, mr->lkey, mr->rkey, writable};

@@ -338,7 +338,9 @@ class PdRegistrar final : public Registrar {
 };
 // The error for a failed ibv_reg_mr (errno) with the memlock hint where it applies; for
 // EFAULT it reads /proc/self/maps to say whether the range is unmapped or read-only.
-Status registrationError(int err, std::string_view what, const void* address, size_t length);
+// writing: the use needed write access (a reading use already retried read-only).
+Status registrationError(int err, std::string_view what, const void* address, size_t length,
+                         bool writing = true);
 
 class VerbsState final : public detail::EventSource {
  public:

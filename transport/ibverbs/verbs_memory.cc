@@ -153,7 +153,9 @@ Result<std::unique_ptr<MemoryRegion>> VerbsMemoryRegion::create(StatePtr state, 
     }
     if (!mr->mr_) {
       mr->registered_ = false;
-      return registrationError(errno, strCat("registerMemory on ", state->name()), address, length);
+      // Write access was tried, then (EFAULT) read-only access: neither worked.
+      return registrationError(errno, strCat("registerMemory on ", state->name()), address,
+                               length, false);
     }
     const uint32_t rkey = mr->mr_->rkey;
     for (int i = 0; i < 4; ++i) mr->key_.packed.push_back(static_cast<char>((rkey >> (8 * i)) & 0xff));

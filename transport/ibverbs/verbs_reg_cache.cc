@@ -112,7 +112,7 @@ Result<RegEntry*> RegistrationCache::acquire(const void* address, size_t length,
   e->reg = *reg;
   e->refs = 1;
   const bool fits = bytes_ + bytes <= options_.max_bytes && by_start_.size() < options_.max_entries;
-  if (watchable && fits) {
+  if (watchable && fits && e->reg.writable) {
     e->cached = true;
     bytes_ += bytes;
     max_length_ = std::max<size_t>(max_length_, bytes);

@@ -16,8 +16,12 @@
 // userfaultfd here, or WEFT_IB_REG_CACHE=off) nothing is cached: every acquire registers
 // and the last release deregisters, which is always correct, only slower.
 //
-// Counters: stats() here; also stored into a CacheBoard after every acquire, release and
+// Counters: stats() here; also stored into a CacheBoard after every acquire and
 // invalidate, so that `weft-info --devices` shows them while the job runs.
+//
+// Read-only registrations (read-only memory) are never cached: the monitor does not see
+// mprotect, and a read-only pin of a private file page would keep the old page after the
+// process made it writable and wrote it. They are registered per operation.
 //
 // Threads: owned by one Context and used under its engine lock.
 #pragma once
