@@ -140,17 +140,24 @@ Status registrationError(int err, std::string_view what, const void* address, si
       .withHint("memory that cannot be pinned (device or DAX mappings) cannot be registered");
 }
 
+ibv_mr* registerWithReadOnlyFallback(ibv_pd* pd, void* address, size_t length, int access,
+                                     bool read_only_ok, bool* writable) {
+  *writable = true;
+  ibv_mr* mr = ibv_reg_mr(pd, address, length, access);
+  if (mr == nullptr && errno == EFAULT && read_only_ok) {
+    mr = ibv_reg_mr(pd, address, length, IBV_ACCESS_REMOTE_READ);
+    *writable = false;
+  }
+  return mr;
+}
+
 Result<Registration> PdRegistrar::registerRange(void* address, size_t length, MemoryType type,
                                                 LocalAccess access) {
   (void)type;
   const int full = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_READ | IBV_ACCESS_REMOTE_WRITE;
-  ibv_mr* mr = ibv_reg_mr(pd_, address, length, full);
   bool writable = true;
-  if (mr == nullptr && errno == EFAULT && access == LocalAccess::kRead) {
-    // Read-only pages cannot be pinned for writing; reading uses need no write access.
-    mr = ibv_reg_mr(pd_, address, length, IBV_ACCESS_REMOTE_READ);
-    writable = false;
-  }
+  ibv_mr* mr = registerWithReadOnlyFallback(pd_, address, length, full,
+                                            access == LocalAccess::kRead, &writable);
   if (mr == nullptr) {
     return registrationError(errno, strCat("registering a buffer on ", device_), address, length,
                              access == LocalAccess::kWrite);

@@ -338,6 +338,11 @@ class PdRegistrar final : public Registrar {
 };
 // The error for a failed ibv_reg_mr (errno) with the memlock hint where it applies; for
 // EFAULT it reads /proc/self/maps to say whether the range is unmapped or read-only.
+// ibv_reg_mr with `access`; when that fails with EFAULT (read-only pages cannot be pinned
+// for writing) and read_only_ok, again with IBV_ACCESS_REMOTE_READ only. *writable says
+// which one worked. nullptr with errno set when neither did.
+ibv_mr* registerWithReadOnlyFallback(ibv_pd* pd, void* address, size_t length, int access,
+                                     bool read_only_ok, bool* writable);
 // writing: the use needed write access (a reading use already retried read-only).
 Status registrationError(int err, std::string_view what, const void* address, size_t length,
                          bool writing = true);

@@ -138,17 +138,16 @@ Result<std::unique_ptr<MemoryRegion>> VerbsMemoryRegion::create(StatePtr state, 
       }
       mr->mr_ = track(cuda.value(), ObjectKind::kMr);
     } else {
-      mr->mr_ = track(ibv_reg_mr(state->pd(), address, length, access), ObjectKind::kMr);
-      if (!mr->mr_ && errno == EFAULT) {
-        // Read-only memory (a const table, a PROT_READ mapping of a file): peers may read it
-        // (get); their puts and atomics on it fail with a remote access error.
-        mr->mr_ = track(ibv_reg_mr(state->pd(), address, length, IBV_ACCESS_REMOTE_READ),
-                        ObjectKind::kMr);
-        if (mr->mr_) {
-          WEFT_LOG(kDebug, "verbs") << "registerMemory on " << state->name() << ": "
-                                    << rangeText(address, length)
-                                    << " is read-only: registered for remote reads only";
-        }
+      // Read-only memory (a const table, a PROT_READ mapping of a file) registers for remote
+      // reads only: peers may get from it; their puts and atomics fail with an access error.
+      bool writable = true;
+      mr->mr_ = track(registerWithReadOnlyFallback(state->pd(), address, length, access, true,
+                                                   &writable),
+                      ObjectKind::kMr);
+      if (mr->mr_ && !writable) {
+        WEFT_LOG(kDebug, "verbs") << "registerMemory on " << state->name() << ": "
+                                  << rangeText(address, length)
+                                  << " is read-only: registered for remote reads only";
       }
     }
     if (!mr->mr_) {
