@@ -637,25 +637,22 @@ Result<std::vector<uint32_t>> ClientImpl::checkpointAll(const std::string& path,
                                                         const std::string& what,
                                                         Deadline deadline) {
   std::vector<SubRequest> subs(servers_.size());
+  std::vector<uint64_t> request_ids;  // subs move into rpcAll; replies are checked against these
   for (size_t i = 0; i < servers_.size(); ++i) {
     subs[i].pending = PendingRequest{codec_.nextRequestId(), Opcode::kCheckpoint, servers_[i].id,
                                      0, 0, {}};
+    request_ids.push_back(subs[i].pending.request_id);
     wire::CheckpointRequest r = base;
     r.path = strCat(path, "/server-", servers_[i].id);
     subs[i].message =
         wire::encodeCheckpoint({subs[i].pending.request_id, codec_.srcRank(), 0, 0}, r);
   }
-  const std::vector<PendingRequest> pending = [&] {
-    std::vector<PendingRequest> p;
-    for (const SubRequest& sub : subs) p.push_back(sub.pending);
-    return p;
-  }();
   WEFT_ASSIGN_OR_RETURN(std::vector<Bytes> replies, rpcAll(std::move(subs), what, deadline));
   std::vector<uint32_t> ids;
   for (size_t i = 0; i < replies.size(); ++i) {
     WEFT_ASSIGN_OR_RETURN(const wire::Message m, wire::decodeMessage(replies[i], {}));
     WEFT_ASSIGN_OR_RETURN(const wire::ReplyView v,
-                          wire::checkReply(m, pending[i].request_id, Opcode::kCheckpoint));
+                          wire::checkReply(m, request_ids[i], Opcode::kCheckpoint));
     WEFT_ASSIGN_OR_RETURN(const wire::CheckpointReply c, wire::decodeCheckpointReply(v));
     ids.push_back(c.checkpoint_id);
   }
