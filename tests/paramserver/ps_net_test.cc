@@ -389,11 +389,7 @@ TEST(PsNet, ServerKilledWithAWindowInFlightFailsEveryTicketAndLosesNothingElsewh
         constexpr size_t kRows = 1024;   // about 512 KiB per server and push: announced
         constexpr int kWindow = 16;
         if (env.rank == 1) {
-          net::ServerOptions o;
-          o.server_id = 1;
-          o.num_servers = 2;
-          o.rank = 1;
-          auto server = must(net::Server::start(o, env.store, env.deadline), "Server::start");
+          auto server = startServer(env, 1, 2);
           must(env.store->get("window", env.deadline).status(), "waiting for the window");
           env.step("dying once a few large requests arrived");
           while (server->stats().large_requests < 3) {
@@ -458,11 +454,7 @@ TEST(PsNet, KilledServerIsReportedByName) {
       [](RankEnv& env) {
         if (env.rank == 1) {
           env.step("serving until killed");
-          net::ServerOptions o;
-          o.server_id = 1;
-          o.num_servers = 2;
-          o.rank = 1;
-          auto server = must(net::Server::start(o, env.store, env.deadline), "Server::start");
+          auto server = startServer(env, 1, 2);
           const auto pid = static_cast<uint32_t>(::getpid());
           const std::optional<ProcStat> self = readProcStat(pid);
           must(env.store->set("pid1", strCat(pid, " ", self ? self->start_time : 0)), "store");

@@ -17,8 +17,9 @@ void groupBarrier(weft::testing::RankEnv& env, const std::string& name, int coun
   }
 }
 
-void serveUntil(weft::testing::RankEnv& env, uint32_t server_id, uint32_t num_servers,
-                int workers, const std::string& ns, const std::string& checkpoint_root) {
+std::unique_ptr<net::Server> startServer(weft::testing::RankEnv& env, uint32_t server_id,
+                                         uint32_t num_servers, const std::string& ns,
+                                         const std::string& checkpoint_root) {
   env.step("starting the server");
   net::ServerOptions o;
   o.server_id = server_id;
@@ -26,7 +27,12 @@ void serveUntil(weft::testing::RankEnv& env, uint32_t server_id, uint32_t num_se
   o.rank = env.rank;
   o.ns = ns;
   o.checkpoint_root = checkpoint_root;
-  auto server = must(net::Server::start(o, env.store, env.deadline), "Server::start");
+  return must(net::Server::start(o, env.store, env.deadline), "Server::start");
+}
+
+void serveUntil(weft::testing::RankEnv& env, uint32_t server_id, uint32_t num_servers,
+                int workers, const std::string& ns, const std::string& checkpoint_root) {
+  auto server = startServer(env, server_id, num_servers, ns, checkpoint_root);
   env.step("serving");
   while (must(env.store->add("done", 0), "store add") < workers) {
     ASSERT_TRUE(server->health().isOk()) << server->health();

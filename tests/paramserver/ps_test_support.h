@@ -24,6 +24,10 @@ inline void must(const Status& s, const char* what) {
   if (!s.isOk()) throw std::runtime_error(std::string(what) + ": " + s.toString());
 }
 
+// Starts server `server_id` of `num_servers` in this rank (transport rank = env.rank).
+std::unique_ptr<net::Server> startServer(weft::testing::RankEnv& env, uint32_t server_id,
+                                         uint32_t num_servers, const std::string& ns = "ps",
+                                         const std::string& checkpoint_root = "");
 // Runs server `server_id` of `num_servers` in this rank (transport rank = env.rank) until
 // the store counter "done" reaches `workers` (each worker calls workerDone at its end).
 void serveUntil(weft::testing::RankEnv& env, uint32_t server_id, uint32_t num_servers,

@@ -47,6 +47,14 @@ void fillShard(Shard& shard) {
   shard.setMapVersion(7);
 }
 
+// The names of the files in `dir`, sorted.
+std::vector<std::string> sortedFileNames(const std::string& dir) {
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(dir)) names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
 std::map<uint32_t, Bytes> contents(Shard& shard) {
   std::map<uint32_t, Bytes> out;
   auto lock = shard.readLock();
@@ -210,9 +218,7 @@ TEST(PsCheckpoint, RewriteReplacesGenerationAtomically) {
     ASSERT_TRUE(shard.table(1)->push(KeySpan::of(keys), FloatSpan::of(g)).isOk());
   }
   ASSERT_TRUE(shard.checkpoint(ck).isOk());
-  std::vector<std::string> names;
-  for (const auto& e : fs::directory_iterator(ck)) names.push_back(e.path().filename().string());
-  std::sort(names.begin(), names.end());
+  const std::vector<std::string> names = sortedFileNames(ck);
   EXPECT_EQ(names, (std::vector<std::string>{"MANIFEST", "table-1-g2.rows", "table-2-g2.rows",
                                              "table-3-g2.rows", "table-4-g2.rows"}));
   Shard restored;
@@ -276,9 +282,7 @@ TEST(PsCheckpoint, KilledMidWriteRestoresTheOldOrTheNewSnapshot) {
             << " writers killed; restores found the old snapshot " << found_old
             << " times, the new one " << found_new << " times\n";
   ASSERT_TRUE(shard.checkpoint(ck).isOk());
-  std::vector<std::string> names;
-  for (const auto& e : fs::directory_iterator(ck)) names.push_back(e.path().filename().string());
-  std::sort(names.begin(), names.end());
+  const std::vector<std::string> names = sortedFileNames(ck);
   ASSERT_EQ(names.size(), 2u) << "debris after a crash stays: " << names.back();
   EXPECT_EQ(names[0], "MANIFEST");
   Shard last;
