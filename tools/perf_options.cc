@@ -156,6 +156,14 @@ struct SweepArgs {
 // One option with its value; returns false (through `used`) for an unknown option.
 Status applyOption(std::string_view opt, std::string_view val, Options& o, SweepArgs& sw) {
   if (opt == "-t" || opt == "--test") return parseTests(val, o);
+  if (opt == "--send-buffer") {
+    if (val != "written" && val != "untouched") {
+      return WEFT_ERROR(StatusCode::kInvalidArgument, "option --send-buffer takes written or "
+                        "untouched, not \"", val, "\"");
+    }
+    o.untouched_send = val == "untouched";
+    return Status::ok();
+  }
   if (opt == "-s" || opt == "--sizes") return parseSizeList(val, o);
   if (opt == "-b" || opt == "--min-bytes") {
     sw.given = true;
@@ -202,7 +210,7 @@ bool takesValue(std::string_view opt) {
   static constexpr std::string_view kWithValue[] = {
       "-t", "--test",   "-s", "--sizes",  "-b",     "--min-bytes", "-e",    "--max-bytes",
       "-f", "--factor", "-n", "--iters",  "-w",     "--warmup",    "-W",    "--window",
-      "--cpus", "--backend", "--set", "--timeout"};
+      "--cpus", "--backend", "--set", "--timeout", "--send-buffer"};
   return std::find(std::begin(kWithValue), std::end(kWithValue), opt) != std::end(kWithValue);
 }
 
@@ -213,6 +221,10 @@ Status finish(Options& o, const SweepArgs& sw) {
                         "options -s/--sizes and -b/-e/-f both give the sizes: use one of them");
     }
     WEFT_ASSIGN_OR_RETURN(o.sizes, sweep(sw.min, sw.max_given ? sw.max : sw.min, sw.factor));
+  }
+  if (o.untouched_send && o.validate) {
+    return WEFT_ERROR(StatusCode::kInvalidArgument, "--validate writes a pattern into the send "
+                      "buffer, so it cannot be combined with --send-buffer untouched");
   }
   if (o.sizes.empty()) o.sizes.push_back(8);
   if (o.tests.empty()) o.tests.push_back(findTest("send_lat"));
@@ -335,6 +347,10 @@ std::string usage() {
       "  --backend NAME       transport backend (default ucx)\n"
       "  --set NAME=VALUE     backend setting, repeatable (UCX: TLS=posix wins over UCX_TLS)\n"
       "  --validate           check the received data after each size (not timed)\n"
+      "  --send-buffer KIND   written (default): the send buffer is zero-filled real pages;\n"
+      "                       untouched: never written, so the kernel maps its shared zero\n"
+      "                       page there and every copy out of it reads one cache-hot page,\n"
+      "                       as ucx_perftest's tag tests do (they never write their buffer)\n"
       "  --markers            call getppid() just before and after each timed phase, so that\n"
       "                       `strace -f` shows which system calls the timed loops make\n"
       "  --json               print one JSON document instead of the table\n"

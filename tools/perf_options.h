@@ -43,6 +43,10 @@ struct Options {
   int64_t window = 32;                 // operations in flight in bw / bibw tests
   bool json = false;                   // one JSON document instead of the table
   bool validate = false;               // check the data after each size (not timed)
+  // Leave the send buffers as mmap returned them, never written: reads of such pages are
+  // served from the kernel's shared zero page, which is what ucx_perftest's tag tests send
+  // (they never write their send buffer). Off: the buffers are zero-filled real pages.
+  bool untouched_send = false;
   bool markers = false;                // getppid() right before / after each timed phase
   std::vector<int> cpus;               // rank r binds to cpus[r % size] (empty: no binding)
   std::string backend = "ucx";

@@ -41,13 +41,14 @@ char patternByte(int rank, size_t n, size_t j) {
 // loop.
 class PerfRunner::Mapping {
  public:
-  explicit Mapping(size_t size) : size_(size) {
+  // `write`: zero-fill it now, so that every page is a real page of this process.
+  Mapping(size_t size, bool write) : size_(size) {
     void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) {
       throw PerfError(strCat("mmap of ", size, " bytes failed: ", errnoString(errno)));
     }
     data_ = static_cast<char*>(p);
-    std::memset(data_, 0, size);
+    if (write) std::memset(data_, 0, size);
   }
   ~Mapping() { ::munmap(data_, size_); }
   Mapping(const Mapping&) = delete;
@@ -97,8 +98,8 @@ void PerfRunner::allocate(Store& store) {
   size_t largest = 64;
   for (size_t n : options_.sizes) largest = std::max(largest, n);
   buffer_size_ = (largest + 4095) / 4096 * 4096;
-  send_map_ = std::make_unique<Mapping>(buffer_size_);
-  recv_map_ = std::make_unique<Mapping>(buffer_size_);
+  send_map_ = std::make_unique<Mapping>(buffer_size_, !options_.untouched_send);
+  recv_map_ = std::make_unique<Mapping>(buffer_size_, true);
   send_buf_ = send_map_->data();
   recv_buf_ = recv_map_->data();
   auto smr = ctx_->registerMemory(send_buf_, buffer_size_);

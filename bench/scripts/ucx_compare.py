@@ -23,6 +23,17 @@ not of the transport layer, and user memory cannot get it. --ucx-alloc mmap (the
 runs ucx_perftest with UCX_ALLOC_PRIO=mmap, i.e. on the same kind of memory as weft-perf;
 --ucx-alloc ucx keeps UCX's own allocator.
 
+Send buffers (--send-buffer): ucx_perftest's tag tests never write their send buffer, and a
+private anonymous page that was never written is backed by the kernel's shared zero page, so
+every copy out of it (CMA, TCP) reads the same cache-hot 4 KiB: over sysv,cma a 1 MiB tag_bw
+measured 15-16 GB/s from untouched pages and 9-13 GB/s from written ones, for either tool.
+  written    (default) both tools send real pages: weft-perf zero-fills its buffers, and
+             ucx_perftest runs with LD_PRELOAD=build/lib/libweft_perftest_write_buffers.so,
+             which writes every buffer ucp_mem_map(ALLOCATE) returns (the script checks that
+             it announced itself)
+  untouched  both send the zero page: weft-perf --send-buffer untouched, plain ucx_perftest
+             (the figures ../shared/anchors report)
+
 Configurations (--config, comma-separated):
   default  weft-perf as shipped (UCX peer error handling on) vs plain ucx_perftest
   noeh     weft-perf with WEFT_UCX_ERROR_HANDLING=0 vs plain ucx_perftest (like for like)
@@ -36,8 +47,8 @@ Configurations (--config, comma-separated):
            shows it), which costs ucx_perftest -e the same as weft-perf there.
 
 Usage: bench/scripts/ucx_compare.py [--build build] [--reps 3] [--quick] [--json out.json]
-Needs a build with weft-perf and weft-run (cmake --build build --target weft-perf weft-run)
-and ucx_perftest (Debian package ucx-utils).
+Needs a build with weft-perf, weft-run and the preload shim (cmake --build build --target
+weft-perf weft-run weft_perftest_write_buffers) and ucx_perftest (Debian package ucx-utils).
 """
 
 import argparse
@@ -74,6 +85,10 @@ CONFIGS = {
     "noeh": ({"WEFT_UCX_ERROR_HANDLING": "0"}, {}, []),
     "eh": ({}, {"UCX_MM_ERROR_HANDLING": "y", "UCX_KEEPALIVE_INTERVAL": "1s"}, ["-e"]),
 }
+
+
+SHIM = "libweft_perftest_write_buffers.so"
+SHIM_MARK = "weft-perftest-write-buffers: wrote"
 
 
 class CompareError(Exception):
@@ -147,7 +162,7 @@ def run_weft(args, test, size, n, w, env):
     cmd = [os.path.join(b, "weft-run"), "-n", "2", "--no-prefix", "--timeout", str(args.timeout),
            "--", "/bin/sh", "-c", pin,
            os.path.join(b, "weft-perf"), "-t", test, "-s", str(size), "-n", str(n), "-w", str(w),
-           "-W", str(args.window), "--json"]
+           "-W", str(args.window), "--send-buffer", args.send_buffer, "--json"]
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=args.timeout + 30)
     if p.returncode != 0:
         raise CompareError("weft-perf %s %d B failed (rc %d): %s" %
@@ -188,6 +203,10 @@ def run_ucx(args, test, size, n, w, env, flags):
     if p.returncode != 0 or not lines:
         raise CompareError("ucx_perftest %s %d B failed (rc %d): %s" %
                            (test, size, p.returncode, (p.stderr or p.stdout).strip()[-600:]))
+    if "LD_PRELOAD" in env and SHIM_MARK not in p.stderr:
+        raise CompareError("ucx_perftest ran without writing its buffers: %s was preloaded but "
+                           "did not announce itself (stderr: %s)" %
+                           (env["LD_PRELOAD"], p.stderr.strip()[-300:]))
     # iterations, p50_lat, avg_lat, overall_lat, avg_bw, overall_bw, avg_mr, overall_mr
     f = lines[-1].split(",")
     return {"lat": float(f[3]), "p50": float(f[1]), "bw": float(f[5]) * 1048576 / 1e9}
@@ -212,6 +231,8 @@ def measure(args, config, tls, key, size, rep, records):
     ucx_env = dict(base, **ucx_env_extra)
     if args.ucx_alloc == "mmap":
         ucx_env["UCX_ALLOC_PRIO"] = "mmap"
+    if args.send_buffer == "written":
+        ucx_env["LD_PRELOAD"] = args.shim
     order = ["weft", "ucx"] if rep % 2 == 0 else ["ucx", "weft"]
     busy = wait_quiet(args.quiet_wait, args.quiet_pct) if args.quiet_wait > 0 else None
     for tool in order:
@@ -220,6 +241,7 @@ def measure(args, config, tls, key, size, rep, records):
         else:
             r = run_ucx(args, ucx_test, size, n, w, ucx_env, ucx_flags)
         rec = dict(r, tool=tool, config=config, tls=tls, test=key, kind=kind, size=size,
+                   send_buffer=args.send_buffer,
                    iters=n, warmup=w, rep=rep, busy_before=busy)
         records.append(rec)
         if args.verbose:
@@ -272,6 +294,9 @@ def print_table(rows, args):
     print("weft-perf vs ucx_perftest: medians of %d repetitions, ratio = weft/ucx; "
           "ucx_perftest buffers: %s" % (args.reps, "UCX_ALLOC_PRIO=mmap (like weft-perf)"
                                         if args.ucx_alloc == "mmap" else "UCX's allocator"))
+    print("send buffers: %s" % ("written by both tools (real pages; ucx_perftest through %s)"
+                                % SHIM if args.send_buffer == "written" else
+                                "never written by either tool (the kernel's zero page)"))
     stat = "median iteration" if args.lat_stat == "p50" else "mean"
     print("latency: one-way us (%s), target ratio <= %.2f; bandwidth: GB/s (1e9 B), target "
           "ratio >= %.2f" % (stat, args.lat_target, args.bw_target))
@@ -306,6 +331,9 @@ def parse_args():
     ap.add_argument("--ucx-alloc", choices=("mmap", "ucx"), default="mmap",
                     help="ucx_perftest buffers: mmap (like weft-perf's, default) or ucx "
                          "(UCX's shared-memory allocator)")
+    ap.add_argument("--send-buffer", choices=("written", "untouched"), default="written",
+                    help="written (default): both tools send real pages; untouched: both send "
+                         "never-written pages (the zero page), as plain ucx_perftest does")
     ap.add_argument("--scale", type=float, default=1.0, help="multiply iteration counts")
     ap.add_argument("--quick", action="store_true", help="--scale 0.2 --reps 2")
     ap.add_argument("--window", type=int, default=32, help="bandwidth window (-W / -O, 32)")
@@ -349,6 +377,10 @@ def parse_args():
         if not os.access(os.path.join(args.bin, tool), os.X_OK):
             ap.error("%s/%s not found: build it first (cmake --build %s --target weft-perf "
                      "weft-run)" % (args.bin, tool, args.build))
+    args.shim = os.path.abspath(os.path.join(args.build, "lib", SHIM))
+    if args.send_buffer == "written" and not os.access(args.shim, os.R_OK):
+        ap.error("%s not found: build it (cmake --build %s --target weft_perftest_write_buffers) "
+                 "or pass --send-buffer untouched" % (args.shim, args.build))
     for tool in ("ucx_perftest", "taskset"):
         if shutil.which(tool) is None:
             ap.error("%s not found (Debian packages ucx-utils, util-linux)" % tool)
