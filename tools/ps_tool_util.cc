@@ -130,6 +130,7 @@ JobRoles::ServeResult JobRoles::serve(Deadline deadline) const {
   o.num_servers = static_cast<uint32_t>(servers);
   o.rank = rank;
   o.ns = ns;
+  o.checkpoint_root = checkpoint_root;
   auto server = must(net::Server::start(o, store, deadline), "starting the parameter server");
   const double cpu0 = processCpuSeconds();
   const double wall0 = monotonicSeconds();

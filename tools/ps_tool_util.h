@@ -70,6 +70,7 @@ struct JobRoles {
   int world = 1;
   int servers = 1;
   std::string ns = "ps";
+  std::string checkpoint_root;  // servers: ServerOptions::checkpoint_root ("" = none)
   std::shared_ptr<Store> store;
 
   bool isServer() const { return rank < servers; }

@@ -15,9 +15,14 @@
 // in this process, the same batches in the same order) and prints both AUCs, failing when
 // they differ by more than 0.01.
 //
+// --checkpoint DIR: the servers keep checkpoints under DIR; after each epoch the workers
+// write one job checkpoint (Client::checkpointJob, a consistent cut of both servers) named
+// epoch-<e>, and after the last epoch they restore epoch-1 and worker 0 tests again: the
+// figures must be those printed after epoch 1, to the last digit (else exit 1).
+//
 // Options: --servers N (2)  --train N (100000)  --test N (20000)  --features N (40)
 //          --epochs N (3)  --batch N (1000)  --lr X (0.05)  --seed N (1)  --no-compare
-//          --local
+//          --local  --checkpoint DIR
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -48,6 +53,7 @@ struct Options {
   float lr = 0.05f;
   uint64_t seed = 1;
   bool compare = true, local = false;
+  std::string checkpoint;  // the servers' checkpoint root; "" = no checkpoints
 };
 
 Options parse(int argc, char** argv) {
@@ -64,6 +70,7 @@ Options parse(int argc, char** argv) {
     else if (r.is("--seed")) o.seed = static_cast<uint64_t>(r.intValue(0, INT64_MAX));
     else if (r.is("--no-compare")) o.compare = false;
     else if (r.is("--local")) o.local = true;
+    else if (r.is("--checkpoint")) o.checkpoint = r.value();
     else r.unknown();
   }
   return o;
@@ -271,7 +278,8 @@ int runWorker(const Options& o, const pt::JobRoles& roles, const Dataset& train,
   auto client = roles.connectWorker(deadline);
   pt::must(client->createTable(modelSpec(o.lr), deadline), "createTable");
   RemoteModel m(client.get(), deadline);
-  Metrics last;
+  Metrics last, first;
+  const uint32_t workers = static_cast<uint32_t>(roles.workers());
   for (size_t e = 1; e <= o.epochs; ++e) {
     const double t0 = weft::monotonicSeconds();
     trainEpoch(m, train, o.batch, static_cast<size_t>(roles.worker()),
@@ -284,9 +292,31 @@ int runWorker(const Options& o, const pt::JobRoles& roles, const Dataset& train,
                   weft::monotonicSeconds() - t0);
       std::fflush(stdout);
     }
+    if (e == 1) first = last;
     roles.workerBarrier(strCat("tested", e), deadline);
+    if (!o.checkpoint.empty()) {
+      const double c0 = weft::monotonicSeconds();
+      pt::must(client->checkpointJob(strCat("epoch-", e), false, workers, deadline),
+               "job checkpoint");
+      if (roles.worker() == 0) {
+        std::printf("checkpoint %s/epoch-%zu written by the %d servers as one cut (%.2f s)\n",
+                    o.checkpoint.c_str(), e, roles.servers, weft::monotonicSeconds() - c0);
+      }
+    }
+  }
+  bool restored_ok = true;
+  if (!o.checkpoint.empty()) {
+    pt::must(client->checkpointJob("epoch-1", true, workers, deadline), "job restore");
+    if (roles.worker() == 0) {
+      const Metrics again = test(m, testset);
+      restored_ok = again.logloss == first.logloss && again.auc == first.auc;
+      std::printf("restored epoch-1: test logloss %.4f AUC %.4f, %s\n", again.logloss,
+                  again.auc, restored_ok ? "the same as after epoch 1" : "NOT the epoch-1 figures");
+    }
+    roles.workerBarrier("restored", deadline);
   }
   roles.finishWorker();
+  if (!restored_ok) return 1;
   if (roles.worker() != 0 || !o.compare) return 0;
   const Metrics local = trainLocal(o, train, testset);
   const double diff = std::fabs(local.auc - last.auc);
@@ -298,7 +328,8 @@ int runWorker(const Options& o, const pt::JobRoles& roles, const Dataset& train,
 int run(const Options& o) {
   const double t0 = weft::monotonicSeconds();
   if (!o.local) {
-    const pt::JobRoles roles = pt::jobRoles(o.servers, "ctr");
+    pt::JobRoles roles = pt::jobRoles(o.servers, "ctr");
+    roles.checkpoint_root = o.checkpoint;
     if (roles.isServer()) {
       const auto r = roles.serve(pt::defaultDeadline());
       std::printf("server %d: %llu requests, CPU %.2f s over %.2f s\n", roles.rank,

@@ -141,6 +141,18 @@ class Client {
   // whose last write failed on some server is refused before any server changes
   // (PROTOCOL.md §4 Checkpoint).
   virtual Status checkpoint(const std::string& path, bool restore, Deadline deadline) = 0;
+  // The same as one collective of all `num_workers` workers: a consistent cut of the whole
+  // job. Every worker (ClientOptions::worker 0..num_workers-1) calls it with the same path
+  // and flag once its own requests completed (outstanding() == 0); the k-th call of each
+  // worker is one checkpoint. The workers meet through the Store; worker 0 then checkpoints
+  // (or restores) every server and publishes the outcome, which every worker returns. As a
+  // push is answered only once every server applied it and no worker sends while it is in
+  // here, the snapshot holds exactly the pushes answered before the calls, on every server.
+  // A worker with requests in flight, or workers that disagree on the path, make every
+  // worker fail with kInvalidArgument naming them; a worker that never comes, kTimeout
+  // naming it (PROTOCOL.md §10 jobckpt keys).
+  virtual Status checkpointJob(const std::string& path, bool restore, uint32_t num_workers,
+                               Deadline deadline) = 0;
 
   // One-sided pull (see above). Blocking.
   virtual Status pullOneSided(uint32_t table_id, std::span<const uint64_t> keys, float* out,

@@ -105,6 +105,8 @@ class ClientImpl final : public Client {
     return it == clocks_.end() ? 0 : it->second;
   }
   Status checkpoint(const std::string& path, bool restore, Deadline deadline) override;
+  Status checkpointJob(const std::string& path, bool restore, uint32_t num_workers,
+                       Deadline deadline) override;
   Status pullOneSided(uint32_t table_id, std::span<const uint64_t> keys, float* out,
                       Deadline deadline) override;
   OneSidedStats oneSidedStats() const override { return one_sided_; }
@@ -174,6 +176,7 @@ class ClientImpl final : public Client {
 
   const ClientOptions options_;
   Membership members_;
+  uint64_t job_checkpoints_ = 0;  // checkpointJob calls so far (the collective's sequence)
   ClientCodec codec_;
   size_t eager_bytes_ = 0;
   std::unique_ptr<transport::Context> ctx_;

@@ -188,5 +188,88 @@ TEST(PsRestart, MixedCheckpointAcrossServersIsRefusedBeforeAnyServerChanges) {
   });
 }
 
+// checkpointJob (a collective of the workers): three workers push to two servers, each a
+// different number of times and with pushes in flight until just before its call, so that
+// some workers are already waiting in the call while others still push. The snapshot must
+// hold every push answered before the calls and nothing after, on both servers: after
+// more pushes, a job restore brings every row back to minus the pushes before the cut.
+// Then the errors, which every worker must see alike: a worker with a push in flight,
+// workers that disagree on the path, and a worker that never comes (kTimeout naming it).
+constexpr uint32_t kJobWorkers = 3;
+
+void jobCheckpointWorker(RankEnv& env, const std::string& root, uint32_t w) {
+  auto c = connectClient(env, w);
+  must(c->createTable(exactTable(1, 4), env.deadline), "createTable");
+  std::vector<uint64_t> keys(200);
+  std::iota(keys.begin(), keys.end(), 0);
+  const std::vector<float> one(keys.size() * 4, 1.0f);
+  auto pushTimes = [&](int n) {
+    std::vector<net::Ticket> inflight;
+    for (int i = 0; i < n; ++i) {
+      inflight.push_back(must(c->push(1, keys, one), "push"));
+      if (inflight.size() == 4) {
+        must(c->wait(inflight.front(), env.deadline), "push");
+        inflight.erase(inflight.begin());
+      }
+    }
+    for (net::Ticket t : inflight) must(c->wait(t, env.deadline), "push");
+  };
+  const int before = 5 + 9 * static_cast<int>(w);  // 5, 14, 23: the workers arrive apart
+  pushTimes(before);
+  env.step("job checkpoint");
+  must(c->checkpointJob("cut", false, kJobWorkers, env.deadline), "checkpointJob");
+  pushTimes(3);  // not in the snapshot
+  groupBarrier(env, "pushed-after", kJobWorkers);
+  env.step("job restore");
+  must(c->checkpointJob("cut", true, kJobWorkers, env.deadline), "checkpointJob restore");
+  std::vector<float> rows(one.size());
+  must(c->pullSync(1, keys, rows.data(), env.deadline), "pull after the restore");
+  const float expected = -static_cast<float>(5 + 14 + 23);
+  size_t wrong = 0;
+  for (float v : rows) wrong += v != expected;
+  EXPECT_EQ(wrong, 0u) << "rows not at the cut (" << expected << "): e.g. " << rows[0] << ", "
+                       << rows[rows.size() - 1];
+
+  env.step("a worker with a push in flight");
+  net::Ticket pending = 0;
+  if (w == 1) pending = must(c->push(1, keys, one), "push");
+  const Status busy = c->checkpointJob("bad", false, kJobWorkers, env.deadline);
+  EXPECT_EQ(busy.code(), StatusCode::kInvalidArgument) << busy;
+  EXPECT_NE(busy.message().find("worker 1: it has 1 request(s) of its own in flight"),
+            std::string::npos) << busy;
+  if (w == 1) must(c->wait(pending, env.deadline), "push");
+
+  env.step("workers that disagree on the path");
+  const Status differ = c->checkpointJob(w == 2 ? "other" : "bad", false, kJobWorkers,
+                                         env.deadline);
+  EXPECT_EQ(differ.code(), StatusCode::kInvalidArgument) << differ;
+  EXPECT_NE(differ.message().find("worker 2 asked for a checkpoint of 'other', worker 0 for a "
+                                  "checkpoint of 'bad'"), std::string::npos) << differ;
+  EXPECT_NE(differ.message().find("nothing was written"), std::string::npos) << differ;
+
+  env.step("a worker that never comes");
+  if (w != 2) {
+    const double t0 = monotonicSeconds();
+    const Status late = c->checkpointJob("bad", false, kJobWorkers, Deadline::afterSeconds(2));
+    EXPECT_EQ(late.code(), StatusCode::kTimeout) << late;
+    EXPECT_NE(late.message().find("worker(s) 2 did not call checkpointJob in time"),
+              std::string::npos) << late;
+    EXPECT_LT(monotonicSeconds() - t0, 3.0);
+  }
+  EXPECT_FALSE(std::filesystem::exists(root + "/bad")) << "a refused job checkpoint wrote";
+  EXPECT_FALSE(std::filesystem::exists(root + "/other")) << "a refused job checkpoint wrote";
+  workerDone(env);
+}
+
+TEST(PsRestart, JobCheckpointIsOneCutAcrossServersWithPushesInFlight) {
+  runWithRoot("weft-ps-jobcut", 2 + kJobWorkers, [](RankEnv& env, const std::string& root) {
+    if (env.rank < 2) {
+      serveUntil(env, static_cast<uint32_t>(env.rank), 2, kJobWorkers, "ps", root);
+    } else {
+      jobCheckpointWorker(env, root, static_cast<uint32_t>(env.rank - 2));
+    }
+  });
+}
+
 }  // namespace
 }  // namespace weft::ps::testing
