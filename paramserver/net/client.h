@@ -143,14 +143,18 @@ class Client {
   virtual Status checkpoint(const std::string& path, bool restore, Deadline deadline) = 0;
   // The same as one collective of all `num_workers` workers: a consistent cut of the whole
   // job. Every worker (ClientOptions::worker 0..num_workers-1) calls it with the same path
-  // and flag once its own requests completed (outstanding() == 0); the k-th call of each
-  // worker is one checkpoint. The workers meet through the Store; worker 0 then checkpoints
-  // (or restores) every server and publishes the outcome, which every worker returns. As a
-  // push is answered only once every server applied it and no worker sends while it is in
-  // here, the snapshot holds exactly the pushes answered before the calls, on every server.
-  // A worker with requests in flight, or workers that disagree on the path, make every
-  // worker fail with kInvalidArgument naming them; a worker that never comes, kTimeout
-  // naming it (PROTOCOL.md §10 jobckpt keys).
+  // and flag once every request it made was answered (tickets need not have been waited
+  // for); the k-th call of each worker is one checkpoint. The workers meet through the
+  // Store; worker 0 then waits until the shard map is fully served (no rows being handed to
+  // a joining server), checkpoints (or restores) every server and publishes the outcome,
+  // which every worker returns. As a push is answered only once every server applied it and
+  // no worker sends while in here, the snapshot holds the rows after exactly the pushes
+  // answered before the calls, on every server (admission counts of not-yet-admitted keys
+  // are not part of any checkpoint). A worker with unanswered requests, or workers that
+  // disagree on the path, make every worker fail with kInvalidArgument naming them; a
+  // worker that never comes, kTimeout naming it. A worker whose deadline passes first
+  // claims the call, so worker 0 then writes nothing. The table clocks this client had at
+  // a job checkpoint it wrote come back with its restore. PROTOCOL.md §8 and §10.
   virtual Status checkpointJob(const std::string& path, bool restore, uint32_t num_workers,
                                Deadline deadline) = 0;
 

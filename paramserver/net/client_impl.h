@@ -145,6 +145,10 @@ class ClientImpl final : public Client {
   // finishSub, then resend when the server refused the request as routed (data requests).
   Status finishOrResend(const Op& op, SubRequest& sub, Deadline deadline);
   Status refreshMap(Deadline deadline);
+  // checkpointJob's parts (client_job_checkpoint.cc).
+  size_t unansweredRequests();
+  Status checkpointCut(const std::string& path, bool restore, Deadline deadline);
+  Status keepClocks(Status outcome, const std::string& path, bool restore);
   // Encodes `batch` with the current map and posts one request per owner into `again`;
   // local[i]: the batch indices of again.subs[i]'s keys.
   Status postBatch(const PendingRequest& p, uint32_t clock, const ResendBatch& batch, Op& again,
@@ -177,6 +181,8 @@ class ClientImpl final : public Client {
   const ClientOptions options_;
   Membership members_;
   uint64_t job_checkpoints_ = 0;  // checkpointJob calls so far (the collective's sequence)
+  // Table clocks at each job checkpoint this client wrote, by path (client_job_checkpoint.cc).
+  std::unordered_map<std::string, std::unordered_map<uint32_t, uint32_t>> job_clocks_;
   ClientCodec codec_;
   size_t eager_bytes_ = 0;
   std::unique_ptr<transport::Context> ctx_;

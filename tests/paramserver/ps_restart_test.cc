@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <functional>
 #include <numeric>
+#include <thread>
 
 #include "common/process.h"
 #include "tests/paramserver/ps_test_support.h"
@@ -200,6 +201,9 @@ constexpr uint32_t kJobWorkers = 3;
 void jobCheckpointWorker(RankEnv& env, const std::string& root, uint32_t w) {
   auto c = connectClient(env, w);
   must(c->createTable(exactTable(1, 4), env.deadline), "createTable");
+  TableSpec bsp = exactTable(2, 4);
+  bsp.consistency = {ConsistencyModel::kBsp, 0, kJobWorkers};
+  must(c->createTable(bsp, env.deadline), "createTable bsp");
   std::vector<uint64_t> keys(200);
   std::iota(keys.begin(), keys.end(), 0);
   const std::vector<float> one(keys.size() * 4, 1.0f);
@@ -231,13 +235,21 @@ void jobCheckpointWorker(RankEnv& env, const std::string& root, uint32_t w) {
                        << rows[rows.size() - 1];
 
   env.step("a worker with a push in flight");
+  // Worker 1's request stays unanswered while the others call: a BSP pull of a clock only
+  // it reached (the servers park it). Once they refused, the others reach that clock too.
   net::Ticket pending = 0;
-  if (w == 1) pending = must(c->push(1, keys, one), "push");
+  std::vector<float> parked(keys.size() * 4);
+  if (w == 1) {
+    must(c->clock(2, env.deadline), "clock");  // at clock 1 alone: its BSP pull parks
+    pending = must(c->pull(2, keys, parked.data()), "pull");
+  }
   const Status busy = c->checkpointJob("bad", false, kJobWorkers, env.deadline);
   EXPECT_EQ(busy.code(), StatusCode::kInvalidArgument) << busy;
-  EXPECT_NE(busy.message().find("worker 1: it has 1 request(s) of its own in flight"),
+  EXPECT_NE(busy.message().find("worker 1: it has 1 request(s) of its own not answered"),
             std::string::npos) << busy;
-  if (w == 1) must(c->wait(pending, env.deadline), "push");
+  groupBarrier(env, "refused-busy", kJobWorkers);
+  if (w != 1) must(c->clock(2, env.deadline), "clock");  // releases the parked pull
+  if (w == 1) must(c->wait(pending, env.deadline), "parked pull");
 
   env.step("workers that disagree on the path");
   const Status differ = c->checkpointJob(w == 2 ? "other" : "bad", false, kJobWorkers,
@@ -247,14 +259,29 @@ void jobCheckpointWorker(RankEnv& env, const std::string& root, uint32_t w) {
                                   "checkpoint of 'bad'"), std::string::npos) << differ;
   EXPECT_NE(differ.message().find("nothing was written"), std::string::npos) << differ;
 
+  env.step("a worker that gives up before worker 0 begins");
+  groupBarrier(env, "before-abandon", kJobWorkers);
+  if (w == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  const Status gaveUp = c->checkpointJob(
+      "bad", false, kJobWorkers, w == 1 ? Deadline::afterSeconds(0.5) : env.deadline);
+  EXPECT_EQ(gaveUp.code(), StatusCode::kTimeout) << gaveUp;
+  if (w == 1) {
+    EXPECT_NE(gaveUp.message().find("worker(s) 0 did not call checkpointJob in time"),
+              std::string::npos) << gaveUp;
+  } else {
+    EXPECT_NE(gaveUp.message().find("abandoned by worker 1"), std::string::npos) << gaveUp;
+  }
+  EXPECT_NE(gaveUp.message().find("nothing was written"), std::string::npos) << gaveUp;
+
   env.step("a worker that never comes");
+  groupBarrier(env, "before-missing", kJobWorkers);
   if (w != 2) {
     const double t0 = monotonicSeconds();
-    const Status late = c->checkpointJob("bad", false, kJobWorkers, Deadline::afterSeconds(2));
+    const Status late = c->checkpointJob("bad", false, kJobWorkers, Deadline::afterSeconds(5));
     EXPECT_EQ(late.code(), StatusCode::kTimeout) << late;
     EXPECT_NE(late.message().find("worker(s) 2 did not call checkpointJob in time"),
               std::string::npos) << late;
-    EXPECT_LT(monotonicSeconds() - t0, 3.0);
+    EXPECT_LT(monotonicSeconds() - t0, 20.0);
   }
   EXPECT_FALSE(std::filesystem::exists(root + "/bad")) << "a refused job checkpoint wrote";
   EXPECT_FALSE(std::filesystem::exists(root + "/other")) << "a refused job checkpoint wrote";
