@@ -25,6 +25,7 @@
 #include "collectives/api/collectives.h"
 #include "collectives/api/communicator.h"
 #include "common/bootstrap.h"
+#include "common/config.h"
 #include "transport/api/context.h"
 
 namespace {
@@ -203,10 +204,23 @@ int main(int argc, char** argv) {
     std::fputs(benchUsage().c_str(), stdout);
     return 0;
   }
+  // One deadline for every step: the collectives read WEFT_TIMEOUT, bootstrap this value.
+  if (options->timeout_given) {
+    weft::config::setOverride("WEFT_TIMEOUT", weft::strCat(options->timeout_s));
+  } else {
+    options->timeout_s = weft::config::getDouble("WEFT_TIMEOUT").valueOr(options->timeout_s);
+  }
   auto world = weft::bootstrap(weft::Deadline::afterSeconds(options->timeout_s));
   if (!world.isOk()) {
     std::fprintf(stderr, "weft-bench: bootstrap: %s\n", world.status().toString().c_str());
     return 1;
+  }
+  const weft::Status same =
+      weft::checkSameArguments(*world->store, world->info.rank, world->info.size, "weft-bench",
+                               argc, argv, weft::Deadline::afterSeconds(options->timeout_s));
+  if (!same.isOk()) {
+    std::fprintf(stderr, "%s\n", same.message().c_str());
+    return 2;
   }
   try {
     return runAll(*options, *world);

@@ -128,7 +128,10 @@ struct Parser {
     if (opt == "--chunk") return assign(o.chunk_bytes, parseBytes(opt, v));
     if (opt == "--label") return set(o.label, v);
     if (opt == "--backend") return set(o.backend, v);
-    if (opt == "--timeout") return assign(o.timeout_s, parseSeconds(opt, v, 1));
+    if (opt == "--timeout") {
+      o.timeout_given = true;
+      return assign(o.timeout_s, parseSeconds(opt, v, 1));
+    }
     return WEFT_ERROR(StatusCode::kInvalidArgument, "unknown option ", opt);
   }
 
@@ -244,7 +247,8 @@ Checking and output:
   --json               one JSON document instead of the table
   --label L            first CSV column / JSON label (default weft)
   --backend B          transport backend (default ucx)
-  --timeout S          deadline of every step (default 300)
+  --timeout S          deadline of every step, collectives included (default:
+                       WEFT_TIMEOUT, 300)
   -h, --help           this text
 
 At the end each rank's peak resident set size (getrusage) is printed. Exit status: 0, 1 when

@@ -36,6 +36,7 @@ struct BenchOptions {
   std::string label = "weft";  // first column of the CSV records
   std::string backend = "ucx";
   double timeout_s = 300;
+  bool timeout_given = false;  // --timeout (else WEFT_TIMEOUT decides)
   bool help = false;
 };
 

@@ -44,8 +44,9 @@ Result<int> weftInt(const EnvSource& env, const char* name) {
   const config::ParamSpec* spec = config::findParam(name);
   const char* v = env.get(name);
   if (!v || !*v) return static_cast<int>(std::strtol(spec->default_value, nullptr, 10));
-  WEFT_RETURN_IF_ERROR(config::validate(*spec, v).withContext("bootstrap"));
-  return static_cast<int>(std::strtol(v, nullptr, 0));
+  Result<int64_t> n = config::parseIntValue(*spec, v);
+  if (!n.isOk()) return n.status().withContext("bootstrap");
+  return static_cast<int>(*n);
 }
 
 std::string hostName() {
@@ -276,6 +277,39 @@ Result<World> bootstrap(Deadline deadline) {
   WEFT_RETURN_IF_ERROR(config::checkEnvironment());
   WEFT_ASSIGN_OR_RETURN(BootInfo info, detectBootInfo());
   return bootstrap(info, deadline);
+}
+
+Status checkSameArguments(Store& store, int rank, int size, std::string_view tool, int argc,
+                          const char* const* argv, Deadline deadline) {
+  std::string mine;
+  for (int i = 1; i < argc; ++i) mine += strCat(i > 1 ? " " : "", argv[i]);
+  const std::string base = strCat("args/", tool, "/");
+  WEFT_RETURN_IF_ERROR(store.set(strCat(base, rank), mine));
+  std::string verdict = "ok";
+  if (rank != 0) {
+    WEFT_ASSIGN_OR_RETURN(const std::string first, store.get(strCat(base, 0), deadline));
+    if (first != mine) {
+      verdict = strCat("rank ", rank, " was started with '", mine, "', rank 0 with '", first, "'");
+    }
+  }
+  WEFT_RETURN_IF_ERROR(store.set(strCat(base, "verdict/", rank), verdict));
+  if (rank == 0) {
+    std::string all = "ok";
+    int differ = 0;
+    for (int r = 1; r < size; ++r) {
+      Result<std::string> v = store.get(strCat(base, "verdict/", r), deadline);
+      if (!v.isOk()) return v.status();
+      if (*v == "ok") continue;
+      if (differ++ == 0) all = std::move(v).value();
+    }
+    if (differ > 1) all += strCat(" (and ", differ - 1, " more rank(s) differ)");
+    WEFT_RETURN_IF_ERROR(store.set(strCat(base, "verdict"), all));
+  }
+  WEFT_ASSIGN_OR_RETURN(const std::string all, store.get(strCat(base, "verdict"), deadline));
+  if (all == "ok") return Status::ok();
+  return WEFT_ERROR(StatusCode::kInvalidArgument, tool, ": the ranks were started with different "
+                    "options: ", all)
+      .withHint("give every rank the same command line");
 }
 
 }  // namespace weft

@@ -71,4 +71,12 @@ Result<World> bootstrap(const BootInfo& info, Deadline deadline);
 Status deriveTopology(Store& store, BootInfo& info, std::vector<int>& node_of_rank,
                       Deadline deadline);
 
+// Every rank of a tool must be started with the same options (a benchmark whose ranks
+// disagree on sizes or operations would otherwise hang or report wrong figures). Each rank
+// publishes its arguments (argv[1..]) under "args/<tool>/<rank>"; ranks compare theirs with
+// rank 0's, rank 0 gathers the verdicts, and every rank returns the same result:
+// kInvalidArgument naming the first rank that differs and both command lines. Collective.
+Status checkSameArguments(Store& store, int rank, int size, std::string_view tool, int argc,
+                          const char* const* argv, Deadline deadline);
+
 }  // namespace weft

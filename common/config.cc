@@ -82,7 +82,10 @@ Result<int64_t> parseInt(const ParamSpec& spec, std::string_view text) {
   if (v.empty()) return invalid(spec, text, "empty");
   errno = 0;
   char* end = nullptr;
-  long long x = std::strtoll(v.c_str(), &end, 0);
+  // Decimal, or hexadecimal with 0x: "010" is ten (strtoll's base 0 made it octal eight).
+  const size_t digits = v.size() > 0 && (v[0] == '-' || v[0] == '+') ? 1 : 0;
+  const bool hex = v.size() > digits + 1 && v[digits] == '0' && (v[digits + 1] | 0x20) == 'x';
+  long long x = std::strtoll(v.c_str(), &end, hex ? 16 : 10);
   if (errno == ERANGE) return invalid(spec, text, "out of the 64-bit range");
   if (*end != '\0') return invalid(spec, text, "not an integer");
   if (x < spec.min || x > spec.max) return invalid(spec, text, "out of range");
@@ -161,6 +164,10 @@ std::string allowedText(const ParamSpec& spec) {
       return *spec.choices ? strCat("a comma list of ", spec.choices) : "a comma list";
   }
   return "?";
+}
+
+Result<int64_t> parseIntValue(const ParamSpec& spec, std::string_view text) {
+  return parseInt(spec, text);
 }
 
 Status validate(const ParamSpec& spec, std::string_view text) {

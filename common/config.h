@@ -56,6 +56,8 @@ Result<std::vector<std::string>> getList(std::string_view name);
 
 // Parses text as the given parameter would (used by lookups and by tools).
 Status validate(const ParamSpec& spec, std::string_view text);
+// The value of an integer parameter's text: decimal, or hexadecimal with 0x.
+Result<int64_t> parseIntValue(const ParamSpec& spec, std::string_view text);
 
 // Process-local override that wins over the environment ("" value still counts as set).
 void setOverride(std::string_view name, std::string value);

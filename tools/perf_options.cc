@@ -201,6 +201,7 @@ Status applyOption(std::string_view opt, std::string_view val, Options& o, Sweep
   if (opt == "--set") return parseSet(val, o);
   if (opt == "--timeout") {
     WEFT_ASSIGN_OR_RETURN(o.timeout_s, parseDouble(opt, val, 0.001));
+    o.timeout_given = true;
     return Status::ok();
   }
   return WEFT_ERROR(StatusCode::kNotSupported, "unknown option ", opt);
@@ -354,7 +355,8 @@ std::string usage() {
       "  --markers            call getppid() just before and after each timed phase, so that\n"
       "                       `strace -f` shows which system calls the timed loops make\n"
       "  --json               print one JSON document instead of the table\n"
-      "  --timeout S          deadline in seconds of each connect / sync / test (default 600)\n"
+      "  --timeout S          deadline in seconds of each connect / sync / test (default:\n"
+      "                       WEFT_TIMEOUT when set, else 600)\n"
       "  -h, --help           this text\n"
       "\n"
       "Example: weft-run -n 2 -- weft-perf -t send_lat,send_bw -s 8,64K,1M,16M\n"

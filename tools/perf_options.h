@@ -52,6 +52,7 @@ struct Options {
   std::string backend = "ucx";
   std::vector<std::pair<std::string, std::string>> backend_config;  // --set NAME=VALUE
   double timeout_s = 600;  // deadline of every blocking step (connect, sync, test)
+  bool timeout_given = false;  // --timeout (else WEFT_TIMEOUT when set, else 600)
   bool help = false;
 };
 

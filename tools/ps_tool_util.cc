@@ -6,6 +6,7 @@
 #include <iostream>
 #include <thread>
 
+#include "common/bootstrap.h"
 #include "common/config.h"
 
 namespace weft::ps::tools {
@@ -40,7 +41,7 @@ int64_t ArgReader::intValue(int64_t lo, int64_t hi) {
   } catch (const std::exception&) {
     used = 0;
   }
-  if (used != v.size() || n < lo || n > hi) {
+  if (v.empty() || used != v.size() || n < lo || n > hi) {
     fail(strCat(name_, " '", v, "': expected an integer in [", lo, ", ", hi, "]"));
   }
   return n;
@@ -55,7 +56,7 @@ double ArgReader::doubleValue(double lo, double hi) {
   } catch (const std::exception&) {
     used = 0;
   }
-  if (used != v.size() || d < lo || d > hi) {
+  if (v.empty() || used != v.size() || !(d >= lo && d <= hi)) {  // NaN fails too
     fail(strCat(name_, " '", v, "': expected a number in [", lo, ", ", hi, "]"));
   }
   return d;
@@ -80,14 +81,12 @@ int toolMain(const char* tool, const std::function<int()>& body) {
   }
 }
 
-int envRank() {
-  auto r = config::getInt("WEFT_RANK");
-  return r.isOk() ? static_cast<int>(*r) : -1;
-}
+// Unset: the default (-1 / 0); an invalid value throws, naming it (treating it as unset
+// gave "this job has 1 rank" messages that hid the cause).
+int envRank() { return static_cast<int>(must(config::getInt("WEFT_RANK"), "WEFT_RANK")); }
 
 int envWorldSize() {
-  auto r = config::getInt("WEFT_WORLD_SIZE");
-  return r.isOk() ? static_cast<int>(*r) : 0;
+  return static_cast<int>(must(config::getInt("WEFT_WORLD_SIZE"), "WEFT_WORLD_SIZE"));
 }
 
 Deadline defaultDeadline() {
@@ -155,6 +154,13 @@ std::unique_ptr<net::Client> JobRoles::connectWorker(Deadline deadline) const {
   o.worker = static_cast<uint32_t>(worker());
   o.ns = ns;
   return must(net::Client::connect(o, store, deadline), "connecting to the parameter servers");
+}
+
+void JobRoles::checkSameArguments(const char* tool, int argc, char** argv) const {
+  const Status st =
+      weft::checkSameArguments(*store, rank, world, tool, argc, argv, defaultDeadline());
+  if (st.code() == StatusCode::kInvalidArgument) throw UsageError(st.message());
+  must(st, "comparing the ranks' options");
 }
 
 void JobRoles::finishWorker() const {

@@ -85,6 +85,9 @@ struct JobRoles {
   };
   ServeResult serve(Deadline deadline) const;
   std::unique_ptr<net::Client> connectWorker(Deadline deadline) const;
+  // Every rank must be started with the same options (weft::checkSameArguments); throws
+  // UsageError naming the first rank that differs.
+  void checkSameArguments(const char* tool, int argc, char** argv) const;
   // Counts this worker out; the last one sets <ns>/shutdown.
   void finishWorker() const;
   // Store barrier among the workers only.

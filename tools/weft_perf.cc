@@ -40,13 +40,20 @@ std::string configText(const Options& o) {
   return s;
 }
 
-int runAll(const Options& o) {
+int runAll(const Options& o, int argc, char** argv) {
   auto world = weft::bootstrap(weft::Deadline::afterSeconds(o.timeout_s));
   if (!world.isOk()) {
     std::fprintf(stderr, "weft-perf: bootstrap: %s\n", world.status().toString().c_str());
     return 1;
   }
   const int rank = world->info.rank;
+  const weft::Status same =
+      weft::checkSameArguments(*world->store, rank, world->info.size, "weft-perf", argc, argv,
+                               weft::Deadline::afterSeconds(o.timeout_s));
+  if (!same.isOk()) {
+    std::fprintf(stderr, "%s\n", same.message().c_str());
+    return 2;
+  }
   try {
     bindCpu(o, rank);
     TickClock::calibrate();
@@ -91,5 +98,11 @@ int main(int argc, char** argv) {
     std::fputs(usage().c_str(), stdout);
     return 0;
   }
-  return runAll(*options);
+  if (!options->timeout_given) {  // WEFT_TIMEOUT, when set, bounds bootstrap and the tests
+    auto raw = weft::config::raw("WEFT_TIMEOUT");
+    if (raw.isOk() && raw->source != weft::config::Source::kDefault) {
+      options->timeout_s = weft::config::getDouble("WEFT_TIMEOUT").valueOr(options->timeout_s);
+    }
+  }
+  return runAll(*options, argc, argv);
 }

@@ -325,11 +325,12 @@ int runWorker(const Options& o, const pt::JobRoles& roles, const Dataset& train,
   return diff <= 0.01 ? 0 : 1;
 }
 
-int run(const Options& o) {
+int run(const Options& o, int argc, char** argv) {
   const double t0 = weft::monotonicSeconds();
   if (!o.local) {
     pt::JobRoles roles = pt::jobRoles(o.servers, "ctr");
     roles.checkpoint_root = o.checkpoint;
+    roles.checkSameArguments("weft-ps-ctr", argc, argv);
     if (roles.isServer()) {
       const auto r = roles.serve(pt::defaultDeadline());
       std::printf("server %d: %llu requests, CPU %.2f s over %.2f s\n", roles.rank,
@@ -357,5 +358,5 @@ int run(const Options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  return pt::toolMain("weft-ps-ctr", [&] { return run(parse(argc, argv)); });
+  return pt::toolMain("weft-ps-ctr", [&] { return run(parse(argc, argv), argc, argv); });
 }

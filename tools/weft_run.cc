@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <ifaddrs.h>
 #include <net/if.h>
+#include <netdb.h>
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
@@ -118,6 +119,32 @@ struct Options {
   std::vector<std::string> command;
 };
 
+// "0-3, 5, 7-9" for sorted rank numbers (thousands of ranks stay one short line).
+std::string rankRanges(const std::vector<size_t>& ranks) {
+  std::string out;
+  for (size_t i = 0; i < ranks.size();) {
+    size_t j = i;
+    while (j + 1 < ranks.size() && ranks[j + 1] == ranks[j] + 1) ++j;
+    out += strCat(out.empty() ? "" : ", ", ranks[i]);
+    if (j > i) out += strCat(j == i + 1 ? ", " : "-", ranks[j]);
+    i = j + 1;
+  }
+  return out;
+}
+
+// A job's ranks (WEFT_WORLD_SIZE allows more; a launcher of one host forks each rank).
+constexpr int kMaxRanks = 65536;
+
+// True when `host` is a numeric address or a name that resolves (not "host:port").
+bool resolvable(const std::string& host) {
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  if (::getaddrinfo(host.c_str(), nullptr, &hints, &res) != 0) return false;
+  ::freeaddrinfo(res);
+  return true;
+}
+
 int parsePositiveInt(std::string_view text, const std::string& what) {
   std::string s(text);
   char* end = nullptr;
@@ -205,6 +232,9 @@ Options parseArgs(int argc, char** argv) {
       o.prefix = false;
     } else if (takeValue(argc, argv, i, "--np", v) || takeValue(argc, argv, i, "-n", v)) {
       o.n = parsePositiveInt(v, "-n");
+      if (o.n > kMaxRanks) {
+        throw UsageError(strCat("-n ", o.n, ": at most ", kMaxRanks, " ranks per job"));
+      }
     } else if (takeValue(argc, argv, i, "--timeout", v)) {
       char* end = nullptr;
       o.timeout_s = std::strtod(v.c_str(), &end);
@@ -395,6 +425,11 @@ weft::Status Job::startStore() {
         .withHint("give one with --store-addr IP");
   }
   auto server = weft::startTcpStoreServer(ip, 0);
+  if (!server.isOk() && !opts_.store_addr.empty() && !resolvable(ip)) {
+    return WEFT_ERROR(weft::StatusCode::kInvalidArgument, "--store-addr ", ip,
+                      " is not an address of this network (", server.status().message(), ")")
+        .withHint("give an IP address or host name without a port, e.g. --store-addr 10.0.0.5");
+  }
   if (!server.isOk() && !opts_.store_addr.empty()) {
     say(strCat("cannot listen on ", ip, " (", server.status().message(),
                "); listening on 0.0.0.0 and telling ranks to use ", ip));
@@ -470,6 +505,14 @@ weft::Status Job::spawnRanks() {
     }
     std::string prefix = opts_.prefix ? strCat("[", p.rank, "] ") : "";
     sup_.add(std::move(proc).value(), prefix, weft::fdLineSink(1), weft::fdLineSink(2));
+    // The signals are blocked (read through signal_fd_): look between spawns, so that
+    // Ctrl-C or a SIGTERM while many ranks start stops the start instead of waiting for it.
+    readSignals();
+    if (signal_received_ != 0) {
+      return WEFT_ERROR(weft::StatusCode::kCanceled, "got ", weft::signalName(signal_received_),
+                        " while starting the ranks (", sup_.size(), " of ", opts_.n,
+                        " started); stopping them");
+    }
   }
   return weft::Status::ok();
 }
@@ -506,11 +549,12 @@ void Job::readSignals() {
 void Job::stopRemaining() {
   phase_ = Phase::kStopping;
   stop_at_ = weft::Deadline::never();
-  std::string ranks;
+  std::vector<size_t> running;
   for (size_t r = 0; r < sup_.size(); ++r) {
-    if (sup_.process(r).running()) ranks += strCat(ranks.empty() ? "" : ", ", r);
+    if (sup_.process(r).running()) running.push_back(r);
   }
-  if (ranks.empty()) return;
+  if (running.empty()) return;
+  const std::string ranks = rankRanges(running);
   double term_wait = std::min(grace_s_, kMaxTermWaitS);
   say(strCat("stopping ranks still running: ", ranks, " (SIGTERM, SIGKILL after ",
              weft::formatDuration(std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -533,7 +577,10 @@ int Job::run() {
   if (st.isOk()) st = spawnRanks();
   if (!st.isOk()) {
     say(st.message());
-    startup_error_ = st.code() == weft::StatusCode::kUnavailable ? 1 : kExitCannotStart;
+    startup_error_ = signal_received_ != 0                           ? 128 + signal_received_
+                     : st.code() == weft::StatusCode::kUnavailable     ? 1
+                     : st.code() == weft::StatusCode::kInvalidArgument ? kExitUsage
+                                                                       : kExitCannotStart;
     stopRemaining();
     return exitCode();
   }

@@ -402,6 +402,8 @@ Result<std::shared_ptr<Store>> connectTcpStore(const std::string& host, uint16_t
   auto start = Clock::now();
   auto backoff = std::chrono::duration_cast<std::chrono::nanoseconds>(kMinBackoff);
   Status last;
+  bool warned = false;
+  constexpr auto kWarnAfter = std::chrono::seconds(5);
   for (int attempt = 1;; ++attempt) {
     bool fatal = false;
     auto conn = connectOnce(host, port, deadline, &fatal);
@@ -420,6 +422,18 @@ Result<std::shared_ptr<Store>> connectTcpStore(const std::string& host, uint16_t
                         formatDuration(Clock::now() - start), " (", attempt,
                         " attempts); last error: ", last.message())
           .withHint(kServerHint);
+    }
+    // Silence for the whole deadline (300 s by default) looks like a hang: say once, after
+    // a few seconds of failures, what is being tried and until when.
+    if (!warned && Clock::now() - start >= kWarnAfter) {
+      warned = true;
+      WEFT_LOG(kWarn, "store") << "still cannot reach the store server at " << name
+                               << " after " << formatDuration(Clock::now() - start) << " ("
+                               << last.message() << "); retrying"
+                               << (deadline.isNever()
+                                       ? std::string(" without a deadline")
+                                       : strCat(" for ", formatDuration(deadline.remaining()),
+                                                " more (WEFT_TIMEOUT)"));
     }
     std::this_thread::sleep_for(std::min(backoff, deadline.remaining()));
     backoff = std::min<std::chrono::nanoseconds>(backoff * 2, kMaxBackoff);

@@ -218,6 +218,19 @@ TEST(Launcher, SigtermIsForwardedToEveryRank) {
   expectNoProcessLeft(marker);
 }
 
+// weft-run blocks SIGTERM (it reads it from a signalfd): one that comes while thousands of
+// ranks are still being started must stop the start, not wait for its end.
+TEST(Launcher, SigtermWhileStartingStopsTheStart) {
+  std::string marker = newMarker();
+  // Rank 0 signals weft-run (its parent) as soon as it runs: long before rank 3999 starts.
+  Captured c = weftRun({"-n", "4000", "--", "sh", "-c",
+                        "if [ $WEFT_RANK = 0 ]; then kill -TERM $PPID; fi; sleep 30; true"},
+                       marker);
+  EXPECT_EQ(c.status.toString(), "exited with status 143") << c.err;
+  EXPECT_TRUE(containsText(c.err, "got SIGTERM while starting the ranks (")) << c.err;
+  expectNoProcessLeft(marker);
+}
+
 TEST(Launcher, NoRankOutlivesAKilledLauncher) {
   std::string marker = newMarker();
   int ready = 0;
@@ -262,6 +275,17 @@ TEST(Launcher, UsageErrorsAndHelp) {
   Captured missing = weftRun({"-n", "1", "--", "/nonexistent/program"}, marker);
   EXPECT_EQ(missing.status.code, 127);
   EXPECT_TRUE(containsText(missing.err, "/nonexistent/program"));
+  Captured huge_n = weftRun({"-n", "100000000", "--", "true"}, marker);
+  EXPECT_EQ(huge_n.status.code, 2);
+  EXPECT_TRUE(containsText(huge_n.err, "at most 65536 ranks")) << huge_n.err;
+  for (const char* addr : {"no-such-host.invalid", "127.0.0.1:5"}) {
+    Captured bad_addr = weftRun({"-n", "2", "--store-addr", addr, "--", "sh", "-c",
+                                 "echo started"}, marker);
+    EXPECT_EQ(bad_addr.status.code, 2) << bad_addr.err;
+    EXPECT_TRUE(containsText(bad_addr.err, strCat("--store-addr ", addr, " is not an address")))
+        << bad_addr.err;
+    EXPECT_FALSE(containsText(bad_addr.out, "started")) << "no rank may start";
+  }
   Captured help = weftRun({"--help"}, marker);
   EXPECT_TRUE(help.status.success());
   for (const char* topic : {"--hosts", "--rsh", "{host}", "--store-addr", "--timeout", "--node-ids",

@@ -146,6 +146,10 @@ TEST(Config, TypedParsing) {
   EXPECT_EQ(*l, (std::vector<std::string>{"store", "boot"}));
   ScopedEnv d("WEFT_RANK", "0x10");
   EXPECT_EQ(*config::getInt("WEFT_RANK"), 16);
+  ScopedEnv e("WEFT_RANK", "010");  // decimal, not octal
+  EXPECT_EQ(*config::getInt("WEFT_RANK"), 10);
+  ScopedEnv f("WEFT_PS_SERVER_THREADS", "08");
+  EXPECT_EQ(*config::getInt("WEFT_PS_SERVER_THREADS"), 8);
 }
 
 TEST(Config, UnknownVariablesWarnButDoNotFail) {
