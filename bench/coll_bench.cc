@@ -180,7 +180,10 @@ int runAll(const BenchOptions& o, weft::World& world) {
     const std::vector<size_t> sizes = op == BenchOp::kBarrier ? std::vector<size_t>{0} : o.sizes;
     for (size_t bytes : sizes) {
       const Shape s = shapeFor(op, bytes, o.type, o.reduce_op, o.root, 0, comm->size());
-      if (op != BenchOp::kBarrier && s.count == 0) continue;  // smaller than one element per rank
+      if (op != BenchOp::kBarrier && s.count == 0) {  // smaller than one element per rank
+        report.note(weft::strCat(bytes, " bytes: less than one element per rank; skipped"));
+        continue;
+      }
       Row row = runner.run(op, bytes);
       wrong += row.wrong;
       report.row(row);

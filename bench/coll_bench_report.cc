@@ -61,6 +61,11 @@ void Report::beginOp(BenchOp op) {
                "time(us)", "algbw(GB/s)", "busbw(GB/s)", "#wrong");
 }
 
+void Report::note(const std::string& text) {
+  if (!print_ || o_.csv || o_.json) return;
+  std::fprintf(out_, "# %s\n", text.c_str());
+}
+
 void Report::row(const Row& r) {
   if (!print_) return;
   const Shape& s = r.shape;

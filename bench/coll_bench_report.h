@@ -33,6 +33,8 @@ class Report {
   Report(const BenchOptions& o, const coll::Communicator& comm, std::FILE* out);
   void beginOp(BenchOp op);
   void row(const Row& r);
+  // A "#" comment line in the table format (nothing in CSV / JSON).
+  void note(const std::string& text);
   // rss_kib: peak RSS of every rank (getrusage), by rank.
   void finish(const std::vector<int64_t>& rss_kib);
 

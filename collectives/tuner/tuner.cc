@@ -11,6 +11,13 @@
 namespace weft::coll {
 namespace {
 
+// Kinds the communicator can run through shared memory on one node (algorithm "shm").
+bool hasShmPath(CollKind kind) {
+  return kind == CollKind::kAllreduce || kind == CollKind::kBarrier ||
+         kind == CollKind::kReduceScatter || kind == CollKind::kAllgather ||
+         kind == CollKind::kBroadcast || kind == CollKind::kAlltoall;
+}
+
 struct Terms {
   double p;        // ranks
   double logp;     // ceil(log2 p)
@@ -195,6 +202,10 @@ Result<Selection> Tuner::select(CollKind kind, size_t bytes, const TopologyShape
       std::string names;
       for (const AlgorithmEntry* e : algorithmsFor(kind))
         names += strCat(names.empty() ? "" : ", ", e->name);
+      // Taken before the tuner (collectives.cc): the shared-memory path on one node, and
+      // allreduce's hierarchical and in-network variants.
+      if (hasShmPath(kind)) names += ", shm";
+      if (kind == CollKind::kAllreduce) names += ", hierarchical, innet";
       const bool fromEnv = sel.reason == Selection::Reason::kOverride;
       return WEFT_ERROR(StatusCode::kInvalidArgument, toString(kind), ": ",
                         fromEnv ? algoVariable(kind) + "=" : std::string("algorithm "), "\"", name,
@@ -244,10 +255,7 @@ std::string Tuner::explain(CollKind kind, size_t bytes, const TopologyShape& top
     os << "\n";
   }
   if (!sel.isOk()) os << "  error: " << sel.status().message() << "\n";
-  const bool shmKind = kind == CollKind::kAllreduce || kind == CollKind::kBarrier ||
-                       kind == CollKind::kReduceScatter || kind == CollKind::kAllgather ||
-                       kind == CollKind::kBroadcast || kind == CollKind::kAlltoall;
-  if (shmKind && topo.num_nodes == 1 && topo.size > 1 && overrideFor(kind).empty()) {
+  if (hasShmPath(kind) && topo.num_nodes == 1 && topo.size > 1 && overrideFor(kind).empty()) {
     os << "  note: on one node the communicator runs " << toString(kind)
        << " through shared memory instead (algorithm shm; WEFT_COLL_SHM=0 or an override "
           "selects from the list above)\n";
