@@ -76,7 +76,16 @@ std::vector<std::string> oneOf(std::vector<std::string> values, const char* opti
 
 Options parse(int argc, char** argv) {
   Options o;
-  pt::ArgReader r(argc, argv, "weft-ps-bench");
+  pt::ArgReader r(argc, argv, "weft-ps-bench",
+      "usage: weft-run -n N -- weft-ps-bench [options]   (ranks below --servers serve, the rest push/pull)\n"
+      "  --servers N     server ranks (1)\n"
+      "  --duration S    seconds per case (2)\n"
+      "  --window W      requests in flight per worker (16)\n"
+      "  --keys N        keys per sparse request (1000)\n"
+      "  --reps R        runs of every case; the table shows medians (1)\n"
+      "  --workloads L   sparse,dense (both)\n"
+      "  --ops L         push,pull,push_pull,pull_1s (push,pull,push_pull)\n"
+      "  --dists L       uniform,zipf (both)\n");
   while (r.next()) {
     if (r.is("--servers")) o.servers = static_cast<int>(r.intValue(1, 1024));
     else if (r.is("--duration")) o.duration = r.doubleValue(0.01, 3600);

@@ -22,7 +22,7 @@ bool ArgReader::next() {
     has_inline_ = true;
   }
   name_ = a;
-  if (name_ == "-h" || name_ == "--help") fail("see the comment at the top of its source");
+  if (name_ == "-h" || name_ == "--help") throw HelpRequested(usage_);
   return true;
 }
 
@@ -66,12 +66,15 @@ void ArgReader::unknown() const { fail(strCat("unknown option '", name_, "'")); 
 
 void ArgReader::fail(const std::string& why) const {
   throw UsageError(
-      strCat(tool_, ": ", why, " (its options are listed at the top of its source file)"));
+      strCat(tool_, ": ", why, " (see --help)"));
 }
 
 int toolMain(const char* tool, const std::function<int()>& body) {
   try {
     return body();
+  } catch (const HelpRequested& h) {
+    std::cout << h.what();
+    return 0;
   } catch (const UsageError& e) {
     std::cerr << e.what() << "\n";
     return 2;

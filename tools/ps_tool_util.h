@@ -17,6 +17,11 @@
 
 namespace weft::ps::tools {
 
+// --help: the tool prints `what()` (its usage) on stdout and exits 0.
+struct HelpRequested : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 struct UsageError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
@@ -33,7 +38,9 @@ T must(Result<T> r, const std::string& what) {
 // "--name value" / "--name=value" reader.
 class ArgReader {
  public:
-  ArgReader(int argc, char** argv, std::string tool) : argc_(argc), argv_(argv), tool_(std::move(tool)) {}
+  // usage: printed for -h / --help.
+  ArgReader(int argc, char** argv, std::string tool, std::string usage)
+      : argc_(argc), argv_(argv), tool_(std::move(tool)), usage_(std::move(usage)) {}
   bool next();  // advances to the next option; false at the end
   bool is(const char* name) const { return name_ == name; }
   std::string value();
@@ -46,6 +53,7 @@ class ArgReader {
   int argc_;
   char** argv_;
   std::string tool_;
+  std::string usage_;
   int i_ = 0;
   std::string name_;
   std::string inline_value_;

@@ -58,7 +58,19 @@ struct Options {
 
 Options parse(int argc, char** argv) {
   Options o;
-  pt::ArgReader r(argc, argv, "weft-ps-ctr");
+  pt::ArgReader r(argc, argv, "weft-ps-ctr",
+      "usage: weft-run -n N -- weft-ps-ctr [options]   (logistic regression on synthetic CTR data)\n"
+      "  --servers N      server ranks (2)\n"
+      "  --train N        training examples (100000)\n"
+      "  --test N         test examples (20000)\n"
+      "  --features N     active features per example (40)\n"
+      "  --epochs N       epochs (3)\n"
+      "  --batch N        examples per minibatch (1000)\n"
+      "  --lr X           Adagrad learning rate (0.05)\n"
+      "  --seed N         data seed (1)\n"
+      "  --no-compare     skip the single-process trainer and the AUC check\n"
+      "  --local          only the single-process trainer (no weft-run needed)\n"
+      "  --checkpoint DIR job checkpoint after each epoch; restore epoch-1 at the end and check it\n");
   while (r.next()) {
     if (r.is("--servers")) o.servers = static_cast<int>(r.intValue(1, 1024));
     else if (r.is("--train")) o.train = static_cast<size_t>(r.intValue(1000, 1e9));

@@ -38,7 +38,17 @@ Args parse(int argc, char** argv) {
   const int world_rank = pt::envRank();
   a.server.server_id = static_cast<uint32_t>(std::max(world_rank, 0));
   a.server.rank = std::max(world_rank, 0);
-  pt::ArgReader r(argc, argv, "weft-ps-server");
+  pt::ArgReader r(argc, argv, "weft-ps-server",
+      "usage: weft-ps-server [options]   (one parameter server; store from WEFT_STORE_ADDR)\n"
+      "  --server-id I         this server's id (default WEFT_RANK)\n"
+      "  --servers N           servers in the group (1)\n"
+      "  --rank R              transport rank, unique in the namespace (default WEFT_RANK)\n"
+      "  --ns NAME             store namespace (ps)\n"
+      "  --checkpoint-root DIR checkpoints are written / read below DIR\n"
+      "  --restore DIR         start from the checkpoint in DIR\n"
+      "  --join                join a running group (takes over part of the key space)\n"
+      "  --timeout S           stop after S seconds (0: until SIGTERM or <ns>/shutdown)\n"
+      "Exit status: 0 clean end, 1 error, 2 bad usage.\n");
   while (r.next()) {
     if (r.is("--server-id")) {
       a.server.server_id = static_cast<uint32_t>(r.intValue(0, 1 << 20));
