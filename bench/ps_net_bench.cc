@@ -52,28 +52,6 @@ struct Options {
   std::vector<std::string> dists = {"uniform", "zipf"};
 };
 
-std::vector<std::string> split(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream in(s);
-  for (std::string part; std::getline(in, part, ',');) out.push_back(part);
-  return out;
-}
-
-// The values, when each is one of `allowed` (else a usage error naming the option).
-std::vector<std::string> oneOf(std::vector<std::string> values, const char* option,
-                               std::initializer_list<const char*> allowed) {
-  for (const std::string& v : values) {
-    if (std::find(allowed.begin(), allowed.end(), v) == allowed.end()) {
-      std::string list;
-      for (const char* a : allowed) list += strCat(list.empty() ? "" : ", ", a);
-      throw pt::UsageError(strCat("weft-ps-bench: ", option, ": unknown value \"", v, "\" (",
-                                  list, ")"));
-    }
-  }
-  if (values.empty()) throw pt::UsageError(strCat("weft-ps-bench: ", option, " is empty"));
-  return values;
-}
-
 Options parse(int argc, char** argv) {
   Options o;
   pt::ArgReader r(argc, argv, "weft-ps-bench",
@@ -92,17 +70,9 @@ Options parse(int argc, char** argv) {
     else if (r.is("--window")) o.window = static_cast<size_t>(r.intValue(1, 4096));
     else if (r.is("--keys")) o.keys = static_cast<size_t>(r.intValue(1, 1 << 20));
     else if (r.is("--reps")) o.reps = static_cast<size_t>(r.intValue(1, 1000));
-    else if (r.is("--workloads")) o.workloads = oneOf(split(r.value()), "--workloads", {"sparse", "dense"});
-    else if (r.is("--ops")) {
-      o.ops = split(r.value());
-      for (const std::string& op : o.ops) {
-        if (op != "push" && op != "pull" && op != "push_pull" && op != "pull_1s") {
-          throw pt::UsageError(
-              strCat("weft-ps-bench: --ops: unknown op \"", op, "\" (push, pull, push_pull, pull_1s)"));
-        }
-      }
-    }
-    else if (r.is("--dists")) o.dists = oneOf(split(r.value()), "--dists", {"uniform", "zipf"});
+    else if (r.is("--workloads")) o.workloads = r.listValue({"sparse", "dense"});
+    else if (r.is("--ops")) o.ops = r.listValue({"push", "pull", "push_pull", "pull_1s"});
+    else if (r.is("--dists")) o.dists = r.listValue({"uniform", "zipf"});
     else r.unknown();
   }
   return o;

@@ -2,6 +2,7 @@
 
 #include <time.h>
 
+#include <algorithm>
 #include <chrono>
 #include <iostream>
 #include <thread>
@@ -60,6 +61,24 @@ double ArgReader::doubleValue(double lo, double hi) {
     fail(strCat(name_, " '", v, "': expected a number in [", lo, ", ", hi, "]"));
   }
   return d;
+}
+
+std::vector<std::string> ArgReader::listValue(std::initializer_list<const char*> allowed) {
+  const std::string v = value();
+  std::string names;
+  for (const char* a : allowed) names += strCat(names.empty() ? "" : ", ", a);
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (true) {
+    const size_t comma = std::min(v.find(',', start), v.size());
+    std::string item = v.substr(start, comma - start);
+    if (std::find(allowed.begin(), allowed.end(), item) == allowed.end()) {
+      fail(strCat(name_, ": unknown value \"", item, "\" (", names, ")"));
+    }
+    out.push_back(std::move(item));
+    if (comma == v.size()) return out;
+    start = comma + 1;
+  }
 }
 
 void ArgReader::unknown() const { fail(strCat("unknown option '", name_, "'")); }

@@ -5,9 +5,11 @@
 
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "common/deadline.h"
 #include "common/result.h"
@@ -46,6 +48,8 @@ class ArgReader {
   std::string value();
   int64_t intValue(int64_t lo, int64_t hi);
   double doubleValue(double lo, double hi);
+  // A comma-separated list, each item one of `allowed` (else a usage error naming it).
+  std::vector<std::string> listValue(std::initializer_list<const char*> allowed);
   [[noreturn]] void unknown() const;
   [[noreturn]] void fail(const std::string& why) const;
 

@@ -160,21 +160,21 @@ Status ClientImpl::checkpointJob(const std::string& path, bool restore, uint32_t
       }
       problems += strCat(problems.empty() ? "" : "; ", problem);
     }
-    Result<std::string> claimed =
-        problems.empty() ? store.compareSet(base + "state", "", kRunning) : std::string();
     if (!problems.empty()) {
       outcome = WEFT_ERROR(StatusCode::kInvalidArgument, what, ": ", problems, "; nothing was ",
                            restore ? "restored" : "written");
-    } else if (!claimed.isOk()) {
-      return claimed.status().withContext(what);
-    } else if (*claimed != kRunning) {
-      outcome = WEFT_ERROR(StatusCode::kTimeout, what, ": the ", *claimed, " (its deadline "
-                           "passed while waiting for the others), so nothing was ",
-                           restore ? "restored" : "written")
-                    .withHint("give every worker the same, long enough deadline");
     } else {
-      outcome = checkpointCut(path, restore, deadline);
-      if (!outcome.isOk()) outcome = outcome.withContext(what);
+      Result<std::string> claimed = store.compareSet(base + "state", "", kRunning);
+      if (!claimed.isOk()) return claimed.status().withContext(what);
+      if (*claimed != kRunning) {
+        outcome = WEFT_ERROR(StatusCode::kTimeout, what, ": the call was ", *claimed,
+                             " (its deadline passed while waiting for the others), so nothing "
+                             "was ", restore ? "restored" : "written")
+                      .withHint("give every worker the same, long enough deadline");
+      } else {
+        outcome = checkpointCut(path, restore, deadline);
+        if (!outcome.isOk()) outcome = outcome.withContext(what);
+      }
     }
   }
   WEFT_RETURN_IF_ERROR(store.set(base + "outcome", encodeOutcome(outcome)).withContext(what));
