@@ -83,8 +83,8 @@ Result<int64_t> parseInt(const ParamSpec& spec, std::string_view text) {
   errno = 0;
   char* end = nullptr;
   // Decimal, or hexadecimal with 0x: "010" is ten (strtoll's base 0 made it octal eight).
-  const size_t digits = v.size() > 0 && (v[0] == '-' || v[0] == '+') ? 1 : 0;
-  const bool hex = v.size() > digits + 1 && v[digits] == '0' && (v[digits + 1] | 0x20) == 'x';
+  const size_t sign = v[0] == '-' || v[0] == '+' ? 1 : 0;  // v is not empty here
+  const bool hex = v.size() > sign + 1 && v[sign] == '0' && (v[sign + 1] | 0x20) == 'x';
   long long x = std::strtoll(v.c_str(), &end, hex ? 16 : 10);
   if (errno == ERANGE) return invalid(spec, text, "out of the 64-bit range");
   if (*end != '\0') return invalid(spec, text, "not an integer");
