@@ -42,6 +42,7 @@ constexpr uint32_t kNoSlot = 0xffffffffu;
 // overlap at every step instead of two misses in a row per key (big tables live in DRAM),
 // with no bubble at chunk boundaries.
 constexpr uint32_t kAhead = 12;
+constexpr uintptr_t kPrefetchLines = 4;
 constexpr uint32_t kExponentMask = 0x7f800000u;  // all ones: NaN or +-Inf
 
 // dim floats; a libc call per 4-byte row costs more than the copy.
@@ -233,10 +234,13 @@ void Table::forEachResolved(Stripe& stripe, uint32_t st, KeySpan keys, Scratch& 
 
 void Table::prefetchRow(uint32_t id) const {
   if (id == RowIndex::kNone) return;
-  // Every cache line the row touches (rows are 8-byte aligned, so one may straddle lines).
+  // The cache lines the row touches (rows are 8-byte aligned, so one may straddle lines),
+  // at most kPrefetchLines of them: past that, a row is a sequential stream the hardware
+  // prefetcher follows, and kAhead rows of 4 KiB prefetched ahead would overflow L1.
   const uint8_t* r = store_.row(id);
   const auto first = reinterpret_cast<uintptr_t>(r) & ~uintptr_t{63};
-  const uintptr_t last = reinterpret_cast<uintptr_t>(r) + layout_.stride - 1;
+  const uintptr_t last = std::min(reinterpret_cast<uintptr_t>(r) + layout_.stride - 1,
+                                  first + 64 * kPrefetchLines - 1);
   for (uintptr_t at = first; at <= last; at += 64) {
     __builtin_prefetch(reinterpret_cast<const void*>(at), 1);
   }

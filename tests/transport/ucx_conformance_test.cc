@@ -1,4 +1,5 @@
-// The conformance suite over UCX: shared memory (posix; sysv + cma) and TCP loopback.
+// The conformance suite over UCX: shared memory (posix; sysv + cma), TCP loopback, the
+// default transport selection, and tcp + posix.
 #include "tests/transport/conformance.h"
 
 namespace weft::transport::testing {
@@ -8,6 +9,12 @@ INSTANTIATE_TEST_SUITE_P(
     Ucx, TransportConformance,
     ::testing::Values(BackendConfig{"ucx_posix", "ucx", {{"UCX_TLS", "posix"}}},
                       BackendConfig{"ucx_sysv_cma", "ucx", {{"UCX_TLS", "sysv,cma"}}},
+                      // UCX_TLS unset, as users run it: same-host peers over shared memory
+                      // and cma without UCX's error mode (UcxState::ucxPeerErrors).
+                      BackendConfig{"ucx_default", "ucx", {}},
+                      // tcp + posix: no cma, so UCX would add tcp lanes for a same-host
+                      // peer and the context keeps UCX's error mode for it.
+                      BackendConfig{"ucx_tcp_posix", "ucx", {{"UCX_TLS", "tcp,posix"}}},
                       // A killed peer's sockets reset at once over tcp; UCX's 1 s keepalive
                       // (WEFT_UCX_KEEPALIVE) only added spurious "Endpoint timeout"
                       // failures when a loaded 2-core host starved a rank for a second.

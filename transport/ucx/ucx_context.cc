@@ -1,9 +1,11 @@
 // UcxState (UCP context + worker + progress) and UcxContext (the public Context).
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <initializer_list>
 #include <iterator>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <string_view>
 
@@ -87,7 +89,84 @@ struct UcpConfig {
   }
 };
 
+// What `print` writes to a FILE, as a string ("" when no memory stream can be opened).
+std::string capturePrint(void (*print)(void*, FILE*), void* arg) {
+  char* buf = nullptr;
+  size_t len = 0;
+  FILE* f = open_memstream(&buf, &len);
+  if (f == nullptr) return {};
+  print(arg, f);
+  std::fclose(f);
+  std::string out(buf != nullptr ? buf : "", len);
+  std::free(buf);
+  return out;
+}
+
+// The transport of a "tl/dev" token.
+std::string transportOf(std::string_view token) {
+  return std::string(token.substr(0, token.find('/')));
+}
+
 }  // namespace
+
+bool isSharedMemoryTransport(const std::string& tl) {
+  static constexpr std::string_view kShm[] = {"posix", "sysv", "cma", "knem", "xpmem", "self"};
+  return std::find(std::begin(kShm), std::end(kShm), tl) != std::end(kShm);
+}
+
+std::string joinStrings(const std::vector<std::string>& parts, std::string_view sep) {
+  std::string out;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    if (i > 0) out += sep;
+    out += parts[i];
+  }
+  return out;
+}
+
+// The transports named by the "tl/dev" tokens that `token_of` finds in the lines of
+// `text` (an empty view: none on that line).
+std::vector<std::string> transportsIn(const std::string& text,
+                                      std::string_view (*token_of)(std::string_view line)) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    const std::string_view token = token_of(line);
+    if (token.find('/') != std::string_view::npos) out.push_back(transportOf(token));
+  }
+  return out;
+}
+
+// "#      resource 0  :  md 0  dev 0  flags -- posix/memory": the last token.
+std::vector<std::string> ucxContextTransports(ucp_context_h context) {
+  const std::string text = capturePrint(
+      [](void* c, FILE* f) { ucp_context_print_info(static_cast<ucp_context_h>(c), f); }, context);
+  return transportsIn(text, [](std::string_view line) -> std::string_view {
+    if (line.find("resource") == std::string_view::npos) return {};
+    const size_t end = line.find_last_not_of(" \t");
+    if (end == std::string_view::npos) return {};
+    const size_t space = line.find_last_of(" \t", end);
+    const size_t begin = space == std::string_view::npos ? 0 : space + 1;
+    return line.substr(begin, end + 1 - begin);
+  });
+}
+
+// "...lane[0]:  3:sysv/memory.0 md[2] -> ...": the token after "<resource index>:".
+std::vector<std::string> ucxLaneTransports(ucp_ep_h ep) {
+  const std::string text = capturePrint(
+      [](void* e, FILE* f) { ucp_ep_print_info(static_cast<ucp_ep_h>(e), f); }, ep);
+  return transportsIn(text, [](std::string_view line) -> std::string_view {
+    const size_t lane = line.find("lane[");
+    if (lane == std::string_view::npos) return {};
+    size_t at = line.find("]:", lane);
+    if (at == std::string_view::npos) return {};
+    at = line.find_first_not_of(' ', at + 2);
+    if (at == std::string_view::npos) return {};
+    at = line.find_first_not_of("0123456789", at);
+    if (at == std::string_view::npos || line[at] != ':') return {};
+    const size_t end = line.find_first_of(" \t", at + 1);
+    return line.substr(at + 1, end == std::string_view::npos ? end : end - at - 1);
+  });
+}
 
 UcxState::UcxState(const ContextOptions& options, const ResolvedOptions& resolved)
     : rank_(options.rank), engine_(this, resolved.engine), pool_(&engine_, resolved.max_requests) {}
@@ -155,6 +234,24 @@ Status UcxState::init(const ContextOptions& options) {
   if (st != UCS_OK) {
     return ucxError(st, strCat("openContext(ucx): ucp_init with ", tlsDescription(options)))
         .withHint("check UCX_TLS / UCX_NET_DEVICES against `ucx_info -d`");
+  }
+  if (peer_errors_ && !shm_only_) {
+    // See ucxPeerErrors: shared memory (an mm transport for messages, a single-copy one
+    // for rendezvous: without it UCX adds tcp lanes, as with UCX_TLS=tcp,posix) plus tcp at
+    // most.
+    const std::vector<std::string> tls = ucxContextTransports(context_);
+    auto has = [&](std::initializer_list<std::string_view> names) {
+      return std::any_of(tls.begin(), tls.end(), [&](const std::string& t) {
+        return std::find(names.begin(), names.end(), t) != names.end();
+      });
+    };
+    const bool other = std::any_of(tls.begin(), tls.end(), [](const std::string& t) {
+      return !isSharedMemoryTransport(t) && t != "tcp";
+    });
+    host_shm_lanes_ = has({"posix", "sysv", "xpmem"}) && has({"cma", "knem", "xpmem"}) && !other;
+    WEFT_LOG(kDebug, "ucx") << "transports [" << joinStrings(tls, ",") << "]: peers on this host "
+                            << (host_shm_lanes_ ? "without" : "with")
+                            << " UCX peer error handling";
   }
   ucp_worker_params_t wp{};
   wp.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE | UCP_WORKER_PARAM_FIELD_CLIENT_ID;

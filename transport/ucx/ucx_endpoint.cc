@@ -1,4 +1,5 @@
 // UcxEndpoint: tagged messages, RMA, atomics, flush and close over one ucp_ep_h.
+#include <algorithm>
 #include <ios>
 #include <sstream>
 
@@ -106,7 +107,54 @@ Result<std::unique_ptr<UcxEndpoint>> UcxEndpoint::create(StatePtr state, int pee
     ep->never_created_ = true;
     return ucxError(st, strCat("ucp_ep_create for ", ep->describe()));
   }
+  // Without UCX's error mode because the context's transports promised shared-memory lanes
+  // (UcxState::ucxPeerErrors): check that UCX chose them. Any other lane (a network one
+  // would be fatal to UCX when it breaks) means: start again in UCX's error mode.
+  if (!ep->peer_errors_ && same_host && !ep->state_->shmOnly()) {
+    const std::vector<std::string> lanes = ucxLaneTransports(ep->ep_);
+    WEFT_LOG(kDebug, "ucx") << ep->describe() << ": lanes [" << joinStrings(lanes, ",") << "]";
+    if (lanes.empty() || !std::all_of(lanes.begin(), lanes.end(), isSharedMemoryTransport)) {
+      WEFT_LOG(kInfo, "ucx") << ep->describe() << ": UCX chose lanes ["
+                             << joinStrings(lanes, ",")
+                             << "] for a peer on this host; connecting again with UCX peer "
+                                "error handling";
+      ep->retireUcpEndpoint();
+      return createWithMode(std::move(ep->state_), peer, params, std::move(ep->how_), true);
+    }
+  }
   return ep;
+}
+
+Result<std::unique_ptr<UcxEndpoint>> UcxEndpoint::createWithMode(StatePtr state, int peer,
+                                                                 ucp_ep_params_t params,
+                                                                 std::string how,
+                                                                 bool peer_errors) {
+  std::unique_ptr<UcxEndpoint> ep(new UcxEndpoint(std::move(state), peer, std::move(how)));
+  ep->peer_errors_ = peer_errors;
+  params.err_mode = peer_errors ? UCP_ERR_HANDLING_MODE_PEER : UCP_ERR_HANDLING_MODE_NONE;
+  params.err_handler.arg = ep.get();
+  const ucs_status_t st = ucp_ep_create(ep->state_->worker(), &params, &ep->ep_);
+  if (st != UCS_OK) {
+    ep->closed_ = true;
+    ep->never_created_ = true;
+    return ucxError(st, strCat("ucp_ep_create for ", ep->describe()));
+  }
+  return ep;
+}
+
+// A graceful close nobody waits for (UCX refuses a forced close without its error mode):
+// the request is released at once, so UCX frees it when the close ends, or at worker
+// destruction if it never does (a pending close request the caller still owns makes
+// ucp_worker_destroy assert). The object then has nothing left to destroy.
+void UcxEndpoint::retireUcpEndpoint() {
+  ucp_request_param_t p;
+  p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+  p.flags = 0;
+  ucs_status_ptr_t ret = ucp_ep_close_nbx(ep_, &p);
+  if (UCS_PTR_IS_PTR(ret)) ucp_request_free(ret);
+  ep_ = nullptr;
+  closed_ = true;
+  never_created_ = true;
 }
 
 UcxEndpoint::~UcxEndpoint() {

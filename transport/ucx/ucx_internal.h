@@ -74,6 +74,15 @@ ProcessIdentity selfIdentity();
 std::string packAddress(const ProcessIdentity& id, const std::string& worker_address);
 Result<std::pair<ProcessIdentity, std::string>> unpackAddress(std::string_view record);
 
+// Transport names ("posix", "tcp", ...) as UCX prints them: the context's resources
+// (ucp_context_print_info) and an endpoint's lanes (ucp_ep_print_info), in UCX 1.13's
+// formats. Empty when the text has none (another format): callers then assume nothing.
+std::vector<std::string> ucxContextTransports(ucp_context_h context);
+std::vector<std::string> ucxLaneTransports(ucp_ep_h ep);
+// posix, sysv, cma, knem, xpmem or self.
+bool isSharedMemoryTransport(const std::string& tl);
+std::string joinStrings(const std::vector<std::string>& parts, std::string_view sep);
+
 class UcxState final : public detail::EventSource {
  public:
   UcxState(const ContextOptions& options, const ResolvedOptions& resolved);
@@ -125,15 +134,21 @@ class UcxState final : public detail::EventSource {
   // Dead peers are detected (WEFT_UCX_ERROR_HANDLING).
   bool peerErrors() const { return peer_errors_; }
   // Whether an endpoint asks UCX for peer error handling (UCP_ERR_HANDLING_MODE_PEER).
-  // Not when the peer is a process on this host that the backend watches itself and
-  // UCX_TLS names shared-memory transports only: there UCX's mode costs a keepalive lane
-  // on every progress call and drops cma (no peer-failure support in UCX 1.13), i.e.
-  // zero-copy rendezvous, while the process watch already detects the death (and UCX's
-  // shared-memory keepalive misses some). Everything else keeps UCX's mode (tcp needs it:
-  // without it a broken connection is fatal to UCX).
+  // Not when the peer is a process on this host that the backend watches itself and UCX
+  // reaches it over shared memory only: there UCX's mode costs a keepalive lane on every
+  // progress call and drops cma from rendezvous (UCX 1.13 wants memory invalidation for
+  // zero-copy rendezvous in that mode, which cma lacks), so every large message is copied
+  // twice through the shared FIFO, while the process watch already detects the death (and
+  // UCX's shared-memory keepalive misses some). That holds when UCX_TLS names
+  // shared-memory transports only, and when this context's transports are shared memory
+  // plus tcp (UCX then serves a same-host peer over shared memory only; UcxEndpoint::create
+  // checks the endpoint's lanes and falls back to UCX's mode otherwise). Everything else
+  // keeps UCX's mode (tcp needs it: without it a broken connection is fatal to UCX).
   bool ucxPeerErrors(bool watched_on_host) const {
-    return peer_errors_ && !(watched_on_host && shm_only_);
+    return peer_errors_ && !(watched_on_host && (shm_only_ || host_shm_lanes_));
   }
+  // UCX_TLS names shared-memory transports only.
+  bool shmOnly() const { return shm_only_; }
   ucp_context_h ucpContext() const { return context_; }
   ucp_worker_h worker() const { return worker_; }
   int rank() const { return rank_; }
@@ -168,6 +183,9 @@ class UcxState final : public detail::EventSource {
   uint32_t nonce_ = 0;
   bool peer_errors_ = true;
   bool shm_only_ = false;  // UCX_TLS names shared-memory transports only
+  // This context's transports are shared memory (posix or sysv, maybe cma...) plus at most
+  // tcp and self: a same-host peer gets shared-memory lanes only (see ucxPeerErrors).
+  bool host_shm_lanes_ = false;
   detail::ProgressEngine engine_;
   detail::RequestPool pool_;
 };
@@ -194,6 +212,8 @@ class UcxEndpoint final : public Endpoint {
   // Creates the UCP endpoint from `params` (error handling fields are added here).
   // `same_host`: the peer is a process on this host (the caller watches it, see
   // watchProcess; UcxState::ucxPeerErrors decides UCX's error mode).
+  // same_host: the peer is a process on this host that the backend watches (see
+  // UcxState::ucxPeerErrors for the error mode this picks).
   static Result<std::unique_ptr<UcxEndpoint>> create(StatePtr state, int peer,
                                                      ucp_ep_params_t params, std::string how,
                                                      bool same_host = false);
@@ -262,6 +282,11 @@ class UcxEndpoint final : public Endpoint {
   Status closeUcpEndpoint(Deadline deadline, bool force);
   // Force-closes the UCP endpoint without waiting (UCX cancels what is outstanding).
   void abandonUcpEndpoint();
+  // The second try of create(): the given error mode, no lane check.
+  static Result<std::unique_ptr<UcxEndpoint>> createWithMode(StatePtr state, int peer,
+                                                             ucp_ep_params_t params,
+                                                             std::string how, bool peer_errors);
+  void retireUcpEndpoint();
   // Completes every still-pending request of this endpoint with `why` (RequestPool::abandon).
   void abandonPending(const Status& why);
 
