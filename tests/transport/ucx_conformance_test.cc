@@ -12,6 +12,9 @@ INSTANTIATE_TEST_SUITE_P(
                       // UCX_TLS unset, as users run it: same-host peers over shared memory
                       // and cma without UCX's error mode (UcxState::ucxPeerErrors).
                       BackendConfig{"ucx_default", "ucx", {}},
+                      // Rendezvous by put: UCX adds a tcp rma_bw lane next to cma, so the
+                      // endpoint is made again in UCX's error mode (UcxEndpoint::create).
+                      BackendConfig{"ucx_default_put", "ucx", {{"UCX_RNDV_SCHEME", "put_zcopy"}}},
                       // tcp + posix: no cma, so UCX would add tcp lanes for a same-host
                       // peer and the context keeps UCX's error mode for it.
                       BackendConfig{"ucx_tcp_posix", "ucx", {{"UCX_TLS", "tcp,posix"}}},

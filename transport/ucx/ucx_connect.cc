@@ -129,7 +129,8 @@ Result<std::unique_ptr<Endpoint>> connectThroughStore(const StatePtr& state, Sto
   if (!record.isOk()) {
     return record.status().withContext(strCat(what, ": key ", addressKey(peer_rank)));
   }
-  const auto& [peer_id, worker_address] = *record;
+  const ProcessIdentity& peer_id = record->id;
+  const std::string& worker_address = record->worker_address;
   detail::EngineLock lock(state->engine());
   if (!state->claimPeer(peer_rank)) {
     return WEFT_ERROR(StatusCode::kInvalidArgument, what,
@@ -139,7 +140,8 @@ Result<std::unique_ptr<Endpoint>> connectThroughStore(const StatePtr& state, Sto
   params.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS;
   params.address = reinterpret_cast<const ucp_address_t*>(worker_address.data());
   const bool same_host = peer_id.host == state->identity().host;
-  auto ep = UcxEndpoint::create(state, peer_rank, params, "store", same_host);
+  auto ep = UcxEndpoint::create(state, peer_rank, params, "store", same_host,
+                                (record->flags & kAddressSameHostNoUcxErrors) != 0);
   if (!ep.isOk()) {
     state->releasePeer(peer_rank);
     return ep.status().withContext(what);

@@ -137,9 +137,7 @@ std::vector<std::string> transportsIn(const std::string& text,
 }
 
 // "#      resource 0  :  md 0  dev 0  flags -- posix/memory": the last token.
-std::vector<std::string> ucxContextTransports(ucp_context_h context) {
-  const std::string text = capturePrint(
-      [](void* c, FILE* f) { ucp_context_print_info(static_cast<ucp_context_h>(c), f); }, context);
+std::vector<std::string> parseResourceTransports(const std::string& text) {
   return transportsIn(text, [](std::string_view line) -> std::string_view {
     if (line.find("resource") == std::string_view::npos) return {};
     const size_t end = line.find_last_not_of(" \t");
@@ -150,10 +148,9 @@ std::vector<std::string> ucxContextTransports(ucp_context_h context) {
   });
 }
 
-// "...lane[0]:  3:sysv/memory.0 md[2] -> ...": the token after "<resource index>:".
-std::vector<std::string> ucxLaneTransports(ucp_ep_h ep) {
-  const std::string text = capturePrint(
-      [](void* e, FILE* f) { ucp_ep_print_info(static_cast<ucp_ep_h>(e), f); }, ep);
+// "...lane[0]:  3:sysv/memory.0 md[2] -> ...": the token after "<resource index>:" (a
+// connection-manager lane, "lane[1]: cm ...", has none).
+std::vector<std::string> parseLaneTransports(const std::string& text) {
   return transportsIn(text, [](std::string_view line) -> std::string_view {
     const size_t lane = line.find("lane[");
     if (lane == std::string_view::npos) return {};
@@ -166,6 +163,17 @@ std::vector<std::string> ucxLaneTransports(ucp_ep_h ep) {
     const size_t end = line.find_first_of(" \t", at + 1);
     return line.substr(at + 1, end == std::string_view::npos ? end : end - at - 1);
   });
+}
+
+std::vector<std::string> ucxContextTransports(ucp_context_h context) {
+  return parseResourceTransports(capturePrint(
+      [](void* c, FILE* f) { ucp_context_print_info(static_cast<ucp_context_h>(c), f); },
+      context));
+}
+
+std::vector<std::string> ucxLaneTransports(ucp_ep_h ep) {
+  return parseLaneTransports(capturePrint(
+      [](void* e, FILE* f) { ucp_ep_print_info(static_cast<ucp_ep_h>(e), f); }, ep));
 }
 
 UcxState::UcxState(const ContextOptions& options, const ResolvedOptions& resolved)
@@ -267,7 +275,8 @@ Status UcxState::init(const ContextOptions& options) {
   worker_address_.assign(reinterpret_cast<const char*>(addr), addr_len);
   ucp_worker_release_address(worker_, addr);
   identity_ = selfIdentity();
-  address_record_ = packAddress(identity_, worker_address_);
+  address_record_ = packAddress(
+      identity_, sameHostWithoutUcxErrors() ? kAddressSameHostNoUcxErrors : 0, worker_address_);
 
   st = ucp_worker_get_efd(worker_, &efd_);
   if (st != UCS_OK) {

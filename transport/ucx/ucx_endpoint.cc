@@ -94,10 +94,10 @@ UcxEndpoint::UcxEndpoint(StatePtr state, int peer, std::string how)
 
 Result<std::unique_ptr<UcxEndpoint>> UcxEndpoint::create(StatePtr state, int peer,
                                                          ucp_ep_params_t params, std::string how,
-                                                         bool same_host) {
+                                                         bool same_host, bool peer_allows) {
   std::unique_ptr<UcxEndpoint> ep(new UcxEndpoint(std::move(state), peer, std::move(how)));
   params.field_mask |= UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE | UCP_EP_PARAM_FIELD_ERR_HANDLER;
-  ep->peer_errors_ = ep->state_->ucxPeerErrors(same_host);
+  ep->peer_errors_ = ep->state_->ucxPeerErrors(same_host, peer_allows);
   params.err_mode = ep->peer_errors_ ? UCP_ERR_HANDLING_MODE_PEER : UCP_ERR_HANDLING_MODE_NONE;
   params.err_handler.cb = errorCallback;
   params.err_handler.arg = ep.get();
@@ -107,10 +107,12 @@ Result<std::unique_ptr<UcxEndpoint>> UcxEndpoint::create(StatePtr state, int pee
     ep->never_created_ = true;
     return ucxError(st, strCat("ucp_ep_create for ", ep->describe()));
   }
-  // Without UCX's error mode because the context's transports promised shared-memory lanes
+  // Without UCX's error mode because the transports promised shared-memory lanes
   // (UcxState::ucxPeerErrors): check that UCX chose them. Any other lane (a network one
-  // would be fatal to UCX when it breaks) means: start again in UCX's error mode.
-  if (!ep->peer_errors_ && same_host && !ep->state_->shmOnly()) {
+  // would be fatal to UCX when it breaks) means: start again in UCX's error mode. The peer
+  // sees the same lanes and does the same. (Not with WEFT_UCX_ERROR_HANDLING=0: no error
+  // mode anywhere, as asked.)
+  if (!ep->peer_errors_ && same_host && ep->state_->peerErrors() && !ep->state_->shmOnly()) {
     const std::vector<std::string> lanes = ucxLaneTransports(ep->ep_);
     WEFT_LOG(kDebug, "ucx") << ep->describe() << ": lanes [" << joinStrings(lanes, ",") << "]";
     if (lanes.empty() || !std::all_of(lanes.begin(), lanes.end(), isSharedMemoryTransport)) {
@@ -142,19 +144,33 @@ Result<std::unique_ptr<UcxEndpoint>> UcxEndpoint::createWithMode(StatePtr state,
   return ep;
 }
 
-// A graceful close nobody waits for (UCX refuses a forced close without its error mode):
-// the request is released at once, so UCX frees it when the close ends, or at worker
-// destruction if it never does (a pending close request the caller still owns makes
-// ucp_worker_destroy assert). The object then has nothing left to destroy.
+// The endpoint object gives up its UCP endpoint (closeQuietly) and has nothing left to
+// destroy. The peer still holds its own first endpoint, so the UCP endpoint may stay until
+// the worker is destroyed (one with p2p lanes waits for the peer's disconnect).
 void UcxEndpoint::retireUcpEndpoint() {
-  ucp_request_param_t p;
-  p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
-  p.flags = 0;
-  ucs_status_ptr_t ret = ucp_ep_close_nbx(ep_, &p);
-  if (UCS_PTR_IS_PTR(ret)) ucp_request_free(ret);
-  ep_ = nullptr;
+  closeQuietly();
   closed_ = true;
   never_created_ = true;
+}
+
+// Closes the UCP endpoint without waiting: forced in UCX's error mode (UCX purges what it
+// holds); otherwise gracefully (UCX refuses a forced close there), with the request
+// released at once so that UCX frees it when the close ends, or at worker destruction if it
+// never does (a close request still owned makes ucp_worker_destroy assert). Either way the
+// endpoint is marked closed, so UCX no longer calls its error callback.
+void UcxEndpoint::closeQuietly() {
+  if (ep_ == nullptr) return;
+  ucp_request_param_t p;
+  p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+  p.flags = peer_errors_ ? UCP_EP_CLOSE_FLAG_FORCE : 0;
+  ucs_status_ptr_t ret = ucp_ep_close_nbx(ep_, &p);
+  if (UCS_PTR_IS_PTR(ret)) {
+    ucp_request_free(ret);
+  } else if (UCS_PTR_IS_ERR(ret) && !isPeerError(UCS_PTR_STATUS(ret))) {
+    WEFT_LOG(kDebug, "ucx") << describe() << ": ucp_ep_close_nbx: "
+                            << ucs_status_string(UCS_PTR_STATUS(ret));
+  }
+  ep_ = nullptr;
 }
 
 UcxEndpoint::~UcxEndpoint() {
@@ -251,21 +267,6 @@ void UcxEndpoint::onPeerDeath() {
   failPending();
 }
 
-void UcxEndpoint::abandonUcpEndpoint() {
-  if (ep_ == nullptr) return;
-  auto* op = new CloseOp;
-  op->abandoned = true;  // nobody waits: the callback frees it
-  ucp_request_param_t p;
-  p.op_attr_mask =
-      UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
-  p.flags = UCP_EP_CLOSE_FLAG_FORCE;
-  p.cb.send = closeCallback;
-  p.user_data = op;
-  ucs_status_ptr_t ret = ucp_ep_close_nbx(ep_, &p);
-  ep_ = nullptr;
-  if (ret == nullptr || UCS_PTR_IS_ERR(ret)) delete op;
-}
-
 void UcxEndpoint::failPending() {
   // 1. Receives live in the worker: cancel them (UCX completes them with the forced status).
   pool_.forEach(recvs_, [&](RequestSlot* s) {
@@ -274,9 +275,10 @@ void UcxEndpoint::failPending() {
   });
   pool_.forEach(posted_,
                 [&](RequestSlot* s) { s->forced = failure_.withContext(opKindName(s->op)); });
-  // 2. Drop the UCP endpoint: a forced close purges the operations UCX still holds.
+  // 2. Drop the UCP endpoint: in UCX's error mode a forced close purges the operations UCX
+  //    still holds; without it (a same-host peer) a graceful one marks it closed.
   destroyRkeys();
-  abandonUcpEndpoint();
+  closeQuietly();
   // 3. UCX 1.13 does not purge everything (a rendezvous send waiting in its RTS stage
   //    survives the close): complete the rest now; late UCX callbacks are absorbed.
   abandonPending(failure_);

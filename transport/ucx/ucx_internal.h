@@ -70,13 +70,27 @@ struct ProcessIdentity {
   uint64_t start_time = 0;  // /proc/<pid>/stat field 22: tells a reused pid apart
 };
 ProcessIdentity selfIdentity();
-// The record published in the Store: identity + UCP worker address.
-std::string packAddress(const ProcessIdentity& id, const std::string& worker_address);
-Result<std::pair<ProcessIdentity, std::string>> unpackAddress(std::string_view record);
+// Address record flag: this process connects to watched peers on its host without UCX's
+// error mode (UcxState::ucxPeerErrors). Both ends must agree: UCX 1.13 refuses endpoints
+// whose two sides differ in error mode.
+inline constexpr uint32_t kAddressSameHostNoUcxErrors = 1;
+// The record published in the Store: identity, flags and the UCP worker address.
+struct AddressRecord {
+  ProcessIdentity id;
+  uint32_t flags = 0;
+  std::string worker_address;
+};
+std::string packAddress(const ProcessIdentity& id, uint32_t flags,
+                        const std::string& worker_address);
+Result<AddressRecord> unpackAddress(std::string_view record);
 
 // Transport names ("posix", "tcp", ...) as UCX prints them: the context's resources
-// (ucp_context_print_info) and an endpoint's lanes (ucp_ep_print_info), in UCX 1.13's
-// formats. Empty when the text has none (another format): callers then assume nothing.
+// (ucp_context_print_info: "#      resource 0  :  md 0  dev 0  flags -- posix/memory") and
+// an endpoint's lanes (ucp_ep_print_info: "lane[0]:  3:sysv/memory.0 md[2] ..."), in UCX
+// 1.13's formats. Empty when the text has none (another format): callers then assume
+// nothing. The parse* functions take the printed text.
+std::vector<std::string> parseResourceTransports(const std::string& text);
+std::vector<std::string> parseLaneTransports(const std::string& text);
 std::vector<std::string> ucxContextTransports(ucp_context_h context);
 std::vector<std::string> ucxLaneTransports(ucp_ep_h ep);
 // posix, sysv, cma, knem, xpmem or self.
@@ -137,16 +151,22 @@ class UcxState final : public detail::EventSource {
   // Not when the peer is a process on this host that the backend watches itself and UCX
   // reaches it over shared memory only: there UCX's mode costs a keepalive lane on every
   // progress call and drops cma from rendezvous (UCX 1.13 wants memory invalidation for
-  // zero-copy rendezvous in that mode, which cma lacks), so every large message is copied
-  // twice through the shared FIFO, while the process watch already detects the death (and
-  // UCX's shared-memory keepalive misses some). That holds when UCX_TLS names
-  // shared-memory transports only, and when this context's transports are shared memory
-  // plus tcp (UCX then serves a same-host peer over shared memory only; UcxEndpoint::create
-  // checks the endpoint's lanes and falls back to UCX's mode otherwise). Everything else
-  // keeps UCX's mode (tcp needs it: without it a broken connection is fatal to UCX).
-  bool ucxPeerErrors(bool watched_on_host) const {
-    return peer_errors_ && !(watched_on_host && (shm_only_ || host_shm_lanes_));
+  // zero-copy rendezvous in that mode, which cma's MD does not implement), so every large
+  // message is copied twice through the shared FIFO, while the process watch already
+  // detects the death without false alarms (and UCX's shared-memory keepalive misses some).
+  // That holds when UCX_TLS names shared-memory transports only, and when this context's
+  // transports are an mm one, a single-copy one and at most tcp and self (UCX then serves a
+  // same-host peer over shared memory only; UcxEndpoint::create checks the lanes and falls
+  // back to UCX's mode otherwise). Both ends must choose alike, so a same-host peer gets no
+  // UCX mode only when its address record says it chose so too (peer_allows). Everything
+  // else keeps UCX's mode (tcp needs it: without it a broken connection is fatal to UCX),
+  // unless WEFT_UCX_ERROR_HANDLING=0.
+  bool ucxPeerErrors(bool watched_on_host, bool peer_allows) const {
+    if (watched_on_host) return !(sameHostWithoutUcxErrors() && peer_allows);
+    return peer_errors_;
   }
+  // This process's side of that choice (published as kAddressSameHostNoUcxErrors).
+  bool sameHostWithoutUcxErrors() const { return !peer_errors_ || shm_only_ || host_shm_lanes_; }
   // UCX_TLS names shared-memory transports only.
   bool shmOnly() const { return shm_only_; }
   ucp_context_h ucpContext() const { return context_; }
@@ -211,12 +231,12 @@ class UcxEndpoint final : public Endpoint {
  public:
   // Creates the UCP endpoint from `params` (error handling fields are added here).
   // `same_host`: the peer is a process on this host (the caller watches it, see
-  // watchProcess; UcxState::ucxPeerErrors decides UCX's error mode).
-  // same_host: the peer is a process on this host that the backend watches (see
-  // UcxState::ucxPeerErrors for the error mode this picks).
+  // watchProcess); `peer_allows`: its address record carries kAddressSameHostNoUcxErrors.
+  // UcxState::ucxPeerErrors decides UCX's error mode from both.
   static Result<std::unique_ptr<UcxEndpoint>> create(StatePtr state, int peer,
                                                      ucp_ep_params_t params, std::string how,
-                                                     bool same_host = false);
+                                                     bool same_host = false,
+                                                     bool peer_allows = false);
   ~UcxEndpoint() override;
 
   int peerRank() const override { return peer_; }
@@ -280,13 +300,13 @@ class UcxEndpoint final : public Endpoint {
   void postNotification(detail::RequestSlot* slot);
   void destroyRkeys();
   Status closeUcpEndpoint(Deadline deadline, bool force);
-  // Force-closes the UCP endpoint without waiting (UCX cancels what is outstanding).
-  void abandonUcpEndpoint();
   // The second try of create(): the given error mode, no lane check.
   static Result<std::unique_ptr<UcxEndpoint>> createWithMode(StatePtr state, int peer,
                                                              ucp_ep_params_t params,
                                                              std::string how, bool peer_errors);
   void retireUcpEndpoint();
+  // Closes the UCP endpoint without waiting (see the definition).
+  void closeQuietly();
   // Completes every still-pending request of this endpoint with `why` (RequestPool::abandon).
   void abandonPending(const Status& why);
 

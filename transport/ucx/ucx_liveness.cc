@@ -7,9 +7,9 @@
 // every WEFT_UCX_KEEPALIVE seconds of progress or idle time the peer's /proc/<pid>/stat is
 // read; a missing entry, a zombie, or another start time means the peer is gone.
 //
-// Address record (little-endian): u32 magic "WUA1" | u32 pid | u64 start time (clock ticks
-// since boot, /proc/<pid>/stat field 22) | u16 host id length, host id ("<boot id>/<pid
-// namespace>") | the UCP worker address (rest).
+// Address record (little-endian): u32 magic "WUA2" | u32 pid | u64 start time (clock ticks
+// since boot, /proc/<pid>/stat field 22) | u32 flags (kAddressSameHostNoUcxErrors) | u16
+// host id length, host id ("<boot id>/<pid namespace>") | the UCP worker address (rest).
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -25,7 +25,7 @@
 namespace weft::transport::ucx {
 namespace {
 
-constexpr uint32_t kAddressMagic = 0x31415557;  // "WUA1"
+constexpr uint32_t kAddressMagic = 0x32415557;  // "WUA2"
 
 std::string readFirstLine(const char* path) {
   std::ifstream in(path);
@@ -66,31 +66,36 @@ ProcessIdentity selfIdentity() {
   return id;
 }
 
-std::string packAddress(const ProcessIdentity& id, const std::string& worker_address) {
+std::string packAddress(const ProcessIdentity& id, uint32_t flags,
+                        const std::string& worker_address) {
   std::string out;
   putLe(out, kAddressMagic);
   putLe(out, id.pid);
   putLe(out, id.start_time);
+  putLe(out, flags);
   putLe(out, static_cast<uint16_t>(id.host.size()));
   out += id.host;
   out += worker_address;
   return out;
 }
 
-Result<std::pair<ProcessIdentity, std::string>> unpackAddress(std::string_view in) {
+Result<AddressRecord> unpackAddress(std::string_view in) {
   size_t pos = 0;
   uint32_t magic = 0;
   uint16_t host_len = 0;
-  ProcessIdentity id;
+  AddressRecord r;
+  ProcessIdentity& id = r.id;
   if (!getLe(in, pos, magic) || magic != kAddressMagic || !getLe(in, pos, id.pid) ||
-      !getLe(in, pos, id.start_time) || !getLe(in, pos, host_len) || in.size() - pos < host_len) {
+      !getLe(in, pos, id.start_time) || !getLe(in, pos, r.flags) || !getLe(in, pos, host_len) ||
+      in.size() - pos < host_len) {
     return WEFT_ERROR(StatusCode::kInvalidArgument, "malformed UCX address record (", in.size(),
                       " bytes)")
         .withHint("was it published by this version of Weft (Context::publishAddress)?");
   }
   id.host.assign(in.substr(pos, host_len));
   pos += host_len;
-  return std::make_pair(id, std::string(in.substr(pos)));
+  r.worker_address.assign(in.substr(pos));
+  return r;
 }
 
 void UcxState::watch(UcxEndpoint* ep) {
