@@ -32,6 +32,9 @@ class RequestPool;
 // core/request_pool.h derives from it). State values: kSlotFree, kSlotPending, kSlotDone.
 struct SlotHead {
   std::atomic<uint8_t> state{0};
+  // Set with the final status, before state becomes kSlotDone: the status is not OK (lets
+  // Request::status() answer a successful completion inline).
+  bool failed = false;
 };
 inline constexpr uint8_t kSlotFree = 0;
 inline constexpr uint8_t kSlotPending = 1;
@@ -66,8 +69,15 @@ class [[nodiscard]] Request {
     return waitSlow(deadline);
   }
   // The final status once done(); before that kUnavailable "... still in progress".
-  // An empty handle gives kInvalidArgument.
-  Status status() const;
+  // An empty handle gives kInvalidArgument. A success is answered inline.
+  Status status() const {
+    if (kind() == kCompleted) return Status::ok();
+    if (kind() == kSlot && slot_->state.load(std::memory_order_acquire) == detail::kSlotDone &&
+        !slot_->failed) [[likely]] {
+      return Status::ok();
+    }
+    return statusSlow();
+  }
   // Bytes received (recv) or moved (send, put, get) once done; 0 before.
   size_t bytes() const;
   // recv: the matched tag (caller bits only).
@@ -97,6 +107,7 @@ class [[nodiscard]] Request {
   void setEmpty() { bits_ = static_cast<uint16_t>(bits_ & 0xff); }
   void releaseSlow();
   bool testSlow();
+  Status statusSlow() const;
   Status waitSlow(Deadline deadline);
 
   detail::SlotHead* slot_ = nullptr;

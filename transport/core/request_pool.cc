@@ -70,6 +70,7 @@ RequestSlot* RequestPool::acquire(OpKind op, RequestList* list, void* owner) {
 void RequestPool::clearStatuses(RequestSlot* s) {
   s->status = Status();
   s->forced = Status();
+  s->failed = false;
 }
 
 void RequestPool::abandon(RequestSlot* s, Status status) {
@@ -79,6 +80,7 @@ void RequestPool::abandon(RequestSlot* s, Status status) {
   s->backend_pending = s->handle != nullptr;
   s->handle = nullptr;
   s->status = std::move(status);
+  s->failed = !s->status.isOk();
   s->state.store(kSlotDone, std::memory_order_release);
   if (s->detached && !s->backend_pending) freeSlot(s);
   engine_->notifyWaiters();
@@ -101,6 +103,7 @@ void RequestPool::complete(RequestSlot* s, Status status) {
   unlink(s);
   s->handle = nullptr;
   s->status = std::move(status);
+  s->failed = !s->status.isOk();
   s->state.store(kSlotDone, std::memory_order_release);
   if (s->detached) {
     freeSlot(s);
@@ -234,10 +237,8 @@ namespace {
 }
 }  // namespace
 
-Status Request::status() const {
-  if (kind() == kSlot) [[likely]]
-    return RequestPool::poolOf(slot_)->handleStatus(slot_, aux_);
-  if (kind() == kCompleted) return Status::ok();
+Status Request::statusSlow() const {
+  if (kind() == kSlot) return RequestPool::poolOf(slot_)->handleStatus(slot_, aux_);
   return emptyHandleStatus();
 }
 
