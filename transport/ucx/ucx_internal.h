@@ -290,6 +290,20 @@ class UcxEndpoint final : public Endpoint {
                                              const ucp_tag_recv_info_t* info, bool receive);
   // Validates key + [offset, offset + length) and returns the unpacked rkey (cached).
   Result<ucp_rkey_h> remoteAccess(OpKind op, const RemoteKey& key, uint64_t offset, size_t length);
+  // remoteAccess's hot case inline: the key used last and an access inside it; nullptr
+  // otherwise (then call remoteAccess, which finds, unpacks or refuses).
+  ucp_rkey_h lastRkey(const RemoteKey& key, uint64_t offset, size_t length) {
+    if (last_rkey_ >= rkeys_.size() || offset > key.length || length > key.length - offset) {
+      return nullptr;
+    }
+    CachedRkey& c = rkeys_[last_rkey_];
+    if (c.region_id != key.region_id || c.checksum != key.checksum || c.address != key.address ||
+        c.length != key.length) {
+      return nullptr;
+    }
+    c.used = ++rkey_tick_;
+    return c.rkey;
+  }
   Result<ucp_rkey_h> unpackKey(OpKind op, const RemoteKey& key);
   // Turns the result of a *_nbx call into the slot's fate (completed now or pending).
   void track(detail::RequestSlot* slot, ucs_status_ptr_t ret);
@@ -326,6 +340,8 @@ class UcxEndpoint final : public Endpoint {
   detail::RequestList recvs_;   // worker-level receives matching this peer
   std::vector<CachedRkey> rkeys_;
   size_t last_rkey_ = 0;
+  bool immediate_puts_ = true;  // the last small put that tried completed while posted
+  uint32_t put_count_ = 0;
   uint64_t rkey_tick_ = 0;
   void trimRkeys();
   uint32_t peer_pid_ = 0;  // nonzero: a same-host peer process that is watched

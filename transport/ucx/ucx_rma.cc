@@ -34,6 +34,8 @@ void notifyFlushCallback(void* request, ucs_status_t status, void* user_data) {
 
 // Puts up to this size first try to complete while being posted, without a request slot.
 constexpr size_t kImmediatePutMax = 4096;
+// After a put that could not complete at once, puts try that again this often.
+constexpr uint32_t kImmediatePutRetry = 64;
 
 ucp_request_param_t rmaParams(RequestSlot* slot, ucp_send_nbx_callback_t cb) {
   ucp_request_param_t p;
@@ -153,13 +155,23 @@ Result<Request> UcxEndpoint::put(const void* source, size_t length, const Remote
   if (source == nullptr && length != 0) [[unlikely]] {
     return argError(OpKind::kPut, strCat("null source with length ", length));
   }
-  WEFT_ASSIGN_OR_RETURN(ucp_rkey_h rkey, remoteAccess(OpKind::kPut, key, offset, length));
-  if (length != 0 && length <= kImmediatePutMax) {
-    // Small puts usually complete locally while being posted (as small sends do): try that
-    // without a slot first; UCX answers NO_RESOURCE instead of queuing when it cannot.
+  ucp_rkey_h rkey = lastRkey(key, offset, length);
+  if (rkey == nullptr) [[unlikely]] {
+    WEFT_ASSIGN_OR_RETURN(rkey, remoteAccess(OpKind::kPut, key, offset, length));
+  }
+  // Small puts usually complete locally while being posted (as small sends do): try that
+  // without a slot first; UCX answers NO_RESOURCE instead of queuing when it cannot. Where
+  // UCX emulates puts with messages (posix / sysv / tcp into memory UCX did not allocate)
+  // they never complete at once, and the failed try cost as much as the put itself
+  // (callgrind: ucp_put_nbx ~214 instructions per put): after a miss only every
+  // kImmediatePutRetry-th put tries again.
+  if (length != 0 && length <= kImmediatePutMax &&
+      (immediate_puts_ || (++put_count_ % kImmediatePutRetry) == 0)) {
     ucp_request_param_t p;
     p.op_attr_mask = UCP_OP_ATTR_FLAG_FORCE_IMM_CMPL;
-    if (ucp_put_nbx(ep_, source, length, key.address + offset, rkey, &p) == nullptr) {
+    immediate_puts_ =
+        ucp_put_nbx(ep_, source, length, key.address + offset, rkey, &p) == nullptr;
+    if (immediate_puts_) {
       engine_.kick();
       return detail::RequestPool::completed(OpKind::kPut, static_cast<uint32_t>(length));
     }
@@ -185,7 +197,10 @@ Result<Request> UcxEndpoint::get(void* destination, size_t length, const RemoteK
   if (destination == nullptr && length != 0) [[unlikely]] {
     return argError(OpKind::kGet, strCat("null destination with length ", length));
   }
-  WEFT_ASSIGN_OR_RETURN(ucp_rkey_h rkey, remoteAccess(OpKind::kGet, key, offset, length));
+  ucp_rkey_h rkey = lastRkey(key, offset, length);
+  if (rkey == nullptr) [[unlikely]] {
+    WEFT_ASSIGN_OR_RETURN(rkey, remoteAccess(OpKind::kGet, key, offset, length));
+  }
   RequestSlot* slot = pool_.acquire(OpKind::kGet, &posted_, this);
   if (slot == nullptr) return pool_.exhausted(OpKind::kGet);
   slot->capacity = length;
@@ -208,7 +223,10 @@ Result<Request> UcxEndpoint::putNotify(const void* source, size_t length, const 
   if (source == nullptr && length != 0) [[unlikely]] {
     return argError(OpKind::kPutNotify, strCat("null source with length ", length));
   }
-  WEFT_ASSIGN_OR_RETURN(ucp_rkey_h rkey, remoteAccess(OpKind::kPutNotify, key, offset, length));
+  ucp_rkey_h rkey = lastRkey(key, offset, length);
+  if (rkey == nullptr) [[unlikely]] {
+    WEFT_ASSIGN_OR_RETURN(rkey, remoteAccess(OpKind::kPutNotify, key, offset, length));
+  }
   RequestSlot* slot = pool_.acquire(OpKind::kPutNotify, &posted_, this);
   if (slot == nullptr) return pool_.exhausted(OpKind::kPutNotify);
   slot->capacity = length;
@@ -267,7 +285,10 @@ Result<Request> UcxEndpoint::postAtomic(OpKind op, ucp_atomic_op_t opcode, const
   detail::EngineLock lock(engine_);
   if (closed_ || !failure_.isOk()) [[unlikely]]
     return usable(op);
-  WEFT_ASSIGN_OR_RETURN(ucp_rkey_h rkey, remoteAccess(op, key, offset, sizeof(uint64_t)));
+  ucp_rkey_h rkey = lastRkey(key, offset, sizeof(uint64_t));
+  if (rkey == nullptr) [[unlikely]] {
+    WEFT_ASSIGN_OR_RETURN(rkey, remoteAccess(op, key, offset, sizeof(uint64_t)));
+  }
   if ((key.address + offset) % sizeof(uint64_t) != 0) [[unlikely]] {
     return argError(op, strCat("remote word at ", hex(key.address + offset), " (offset ", offset,
                                " of ", key.describe(), ") is not 8-byte aligned"));
