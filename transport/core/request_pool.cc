@@ -248,7 +248,6 @@ size_t Request::bytes() const {
 }
 
 Tag Request::tag() const {
-  if (kind() == kCompleted) return static_cast<Tag>(reinterpret_cast<uintptr_t>(slot_));
   return kind() == kSlot ? RequestPool::poolOf(slot_)->handleTag(slot_, aux_) : 0;
 }
 

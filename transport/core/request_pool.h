@@ -76,18 +76,10 @@ class RequestPool {
   static Request handle(RequestSlot* slot) {
     return Request(slot, slot->gen, slot->op, Request::kSlot);
   }
-  // A handle for an operation that completed successfully while being posted (no slot).
-  // A receive's matched tag travels in the handle's slot pointer, which a completed handle
-  // never dereferences (Request::tag() reads it back).
-  static Request completed(OpKind op, uint32_t bytes, Tag tag = 0) {
-    return Request(reinterpret_cast<SlotHead*>(static_cast<uintptr_t>(tag)), bytes, op,
-                   Request::kCompleted);
-  }
-  // Returns a slot that was acquired but never handed out (its operation completed while
-  // being posted and the caller gets completed() instead).
-  void discard(RequestSlot* s) {
-    unlink(s);
-    freeSlot(s);
+  // A handle for an operation that completed successfully while being posted (no slot):
+  // sends, puts and flushes (receives always take a slot: their length and tag live there).
+  static Request completed(OpKind op, uint32_t bytes) {
+    return Request(nullptr, bytes, op, Request::kCompleted);
   }
   // The pool of a slot-backed handle.
   static RequestPool* poolOf(const SlotHead* head) {

@@ -375,7 +375,13 @@ Result<Request> UcxEndpoint::recvRaw(OpKind op, void* buffer, size_t length, uin
   if (UCS_PTR_IS_ERR(ret)) {
     onRecvDone(slot, UCS_PTR_STATUS(ret), nullptr);
   } else if (slot->state.load(std::memory_order_relaxed) == detail::kSlotPending) {
-    slot->handle = ret;  // else the callback already ran, and freed the request
+    // (Else the callback already ran, and freed the request.) A UCX that completes at once
+    // despite the flag returns no request: complete the slot, without length and tag.
+    if (ret == nullptr) {
+      onRecvDone(slot, UCS_OK, nullptr);
+    } else {
+      slot->handle = ret;
+    }
   }
   return finishPost(slot);
 }

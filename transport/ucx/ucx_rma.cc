@@ -169,13 +169,15 @@ Result<Request> UcxEndpoint::put(const void* source, size_t length, const Remote
       (immediate_puts_ || (++put_count_ % kImmediatePutRetry) == 0)) {
     ucp_request_param_t p;
     p.op_attr_mask = UCP_OP_ATTR_FLAG_FORCE_IMM_CMPL;
-    immediate_puts_ =
-        ucp_put_nbx(ep_, source, length, key.address + offset, rkey, &p) == nullptr;
-    if (immediate_puts_) {
+    const ucs_status_ptr_t ret = ucp_put_nbx(ep_, source, length, key.address + offset, rkey, &p);
+    if (ret == nullptr) {
+      immediate_puts_ = true;
       engine_.kick();
       return detail::RequestPool::completed(OpKind::kPut, static_cast<uint32_t>(length));
     }
-    // Anything else (NO_RESOURCE, an error) takes the tracked path, which reports it.
+    // NO_RESOURCE: not at once (emulated, or a full queue for now); an error: the tracked
+    // path below reports it.
+    immediate_puts_ = !(UCS_PTR_IS_ERR(ret) && UCS_PTR_STATUS(ret) == UCS_ERR_NO_RESOURCE);
   }
   RequestSlot* slot = pool_.acquire(OpKind::kPut, &posted_, this);
   if (slot == nullptr) return pool_.exhausted(OpKind::kPut);
