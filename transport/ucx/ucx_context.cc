@@ -63,13 +63,12 @@ bool tlsMaySelect(const ContextOptions& options, std::initializer_list<const cha
 bool tlsSharedMemoryOnly(const ContextOptions& options) {
   const std::optional<std::string> tls = tlsSetting(options);
   if (!tls || tls->empty() || (*tls)[0] == '^') return false;
-  static constexpr std::string_view kShm[] = {"posix", "sysv", "cma", "knem", "xpmem",
-                                              "sm",    "shm",  "mm",  "self"};
   size_t pos = 0;
   while (pos <= tls->size()) {
     const size_t comma = std::min(tls->find(',', pos), tls->size());
-    const std::string_view t = std::string_view(*tls).substr(pos, comma - pos);
-    if (std::find(std::begin(kShm), std::end(kShm), t) == std::end(kShm)) return false;
+    const std::string t = tls->substr(pos, comma - pos);
+    // The transports themselves, and UCX's aliases for groups of them.
+    if (!isSharedMemoryTransport(t) && t != "sm" && t != "shm" && t != "mm") return false;
     pos = comma + 1;
   }
   return true;

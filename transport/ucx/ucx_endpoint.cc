@@ -95,24 +95,16 @@ UcxEndpoint::UcxEndpoint(StatePtr state, int peer, std::string how)
 Result<std::unique_ptr<UcxEndpoint>> UcxEndpoint::create(StatePtr state, int peer,
                                                          ucp_ep_params_t params, std::string how,
                                                          bool same_host, bool peer_allows) {
-  std::unique_ptr<UcxEndpoint> ep(new UcxEndpoint(std::move(state), peer, std::move(how)));
-  params.field_mask |= UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE | UCP_EP_PARAM_FIELD_ERR_HANDLER;
-  ep->peer_errors_ = ep->state_->ucxPeerErrors(same_host, peer_allows);
-  params.err_mode = ep->peer_errors_ ? UCP_ERR_HANDLING_MODE_PEER : UCP_ERR_HANDLING_MODE_NONE;
-  params.err_handler.cb = errorCallback;
-  params.err_handler.arg = ep.get();
-  const ucs_status_t st = ucp_ep_create(ep->state_->worker(), &params, &ep->ep_);
-  if (st != UCS_OK) {
-    ep->closed_ = true;  // nothing to close
-    ep->never_created_ = true;
-    return ucxError(st, strCat("ucp_ep_create for ", ep->describe()));
-  }
+  const bool peer_errors = state->ucxPeerErrors(same_host, peer_allows);
+  const bool check_lanes = !peer_errors && same_host && state->peerErrors() && !state->shmOnly();
+  WEFT_ASSIGN_OR_RETURN(std::unique_ptr<UcxEndpoint> ep,
+                        createWithMode(state, peer, params, how, peer_errors));
   // Without UCX's error mode because the transports promised shared-memory lanes
   // (UcxState::ucxPeerErrors): check that UCX chose them. Any other lane (a network one
   // would be fatal to UCX when it breaks) means: start again in UCX's error mode. The peer
   // sees the same lanes and does the same. (Not with WEFT_UCX_ERROR_HANDLING=0: no error
   // mode anywhere, as asked.)
-  if (!ep->peer_errors_ && same_host && ep->state_->peerErrors() && !ep->state_->shmOnly()) {
+  if (check_lanes) {
     const std::vector<std::string> lanes = ucxLaneTransports(ep->ep_);
     WEFT_LOG(kDebug, "ucx") << ep->describe() << ": lanes [" << joinStrings(lanes, ",") << "]";
     if (lanes.empty() || !std::all_of(lanes.begin(), lanes.end(), isSharedMemoryTransport)) {
@@ -121,7 +113,7 @@ Result<std::unique_ptr<UcxEndpoint>> UcxEndpoint::create(StatePtr state, int pee
                              << "] for a peer on this host; connecting again with UCX peer "
                                 "error handling";
       ep->retireUcpEndpoint();
-      return createWithMode(std::move(ep->state_), peer, params, std::move(ep->how_), true);
+      return createWithMode(std::move(state), peer, params, std::move(how), true);
     }
   }
   return ep;
@@ -132,12 +124,14 @@ Result<std::unique_ptr<UcxEndpoint>> UcxEndpoint::createWithMode(StatePtr state,
                                                                  std::string how,
                                                                  bool peer_errors) {
   std::unique_ptr<UcxEndpoint> ep(new UcxEndpoint(std::move(state), peer, std::move(how)));
+  params.field_mask |= UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE | UCP_EP_PARAM_FIELD_ERR_HANDLER;
   ep->peer_errors_ = peer_errors;
   params.err_mode = peer_errors ? UCP_ERR_HANDLING_MODE_PEER : UCP_ERR_HANDLING_MODE_NONE;
+  params.err_handler.cb = errorCallback;
   params.err_handler.arg = ep.get();
   const ucs_status_t st = ucp_ep_create(ep->state_->worker(), &params, &ep->ep_);
   if (st != UCS_OK) {
-    ep->closed_ = true;
+    ep->closed_ = true;  // nothing to close
     ep->never_created_ = true;
     return ucxError(st, strCat("ucp_ep_create for ", ep->describe()));
   }

@@ -288,22 +288,23 @@ class UcxEndpoint final : public Endpoint {
   // Completion of a slot with a UCX error (cold).
   [[gnu::cold, gnu::noinline]] void failSlot(detail::RequestSlot* slot, ucs_status_t status,
                                              const ucp_tag_recv_info_t* info, bool receive);
-  // Validates key + [offset, offset + length) and returns the unpacked rkey (cached).
-  Result<ucp_rkey_h> remoteAccess(OpKind op, const RemoteKey& key, uint64_t offset, size_t length);
-  // remoteAccess's hot case inline: the key used last and an access inside it; nullptr
-  // otherwise (then call remoteAccess, which finds, unpacks or refuses).
-  ucp_rkey_h lastRkey(const RemoteKey& key, uint64_t offset, size_t length) {
-    if (last_rkey_ >= rkeys_.size() || offset > key.length || length > key.length - offset) {
-      return nullptr;
+  // Validates key + [offset, offset + length) and returns the unpacked rkey (cached). The
+  // hot case, the key used last and an access inside it, is answered inline.
+  Result<ucp_rkey_h> remoteAccess(OpKind op, const RemoteKey& key, uint64_t offset,
+                                  size_t length) {
+    if (last_rkey_ < rkeys_.size() && offset <= key.length && length <= key.length - offset &&
+        sameKey(rkeys_[last_rkey_], key) && rkeys_[last_rkey_].rkey != nullptr) [[likely]] {
+      rkeys_[last_rkey_].used = ++rkey_tick_;
+      return rkeys_[last_rkey_].rkey;
     }
-    CachedRkey& c = rkeys_[last_rkey_];
-    if (c.region_id != key.region_id || c.checksum != key.checksum || c.address != key.address ||
-        c.length != key.length) {
-      return nullptr;
-    }
-    c.used = ++rkey_tick_;
-    return c.rkey;
+    return findRkey(op, key, offset, length);
   }
+  static bool sameKey(const CachedRkey& c, const RemoteKey& key) {
+    return c.region_id == key.region_id && c.checksum == key.checksum &&
+           c.address == key.address && c.length == key.length;
+  }
+  // remoteAccess's other cases: a cached key found, a new one unpacked, or the refusal.
+  Result<ucp_rkey_h> findRkey(OpKind op, const RemoteKey& key, uint64_t offset, size_t length);
   Result<ucp_rkey_h> unpackKey(OpKind op, const RemoteKey& key);
   // Turns the result of a *_nbx call into the slot's fate (completed now or pending).
   void track(detail::RequestSlot* slot, ucs_status_ptr_t ret);
@@ -314,7 +315,7 @@ class UcxEndpoint final : public Endpoint {
   void postNotification(detail::RequestSlot* slot);
   void destroyRkeys();
   Status closeUcpEndpoint(Deadline deadline, bool force);
-  // The second try of create(): the given error mode, no lane check.
+  // The UCP endpoint in the given error mode (create() decides it and checks the lanes).
   static Result<std::unique_ptr<UcxEndpoint>> createWithMode(StatePtr state, int peer,
                                                              ucp_ep_params_t params,
                                                              std::string how, bool peer_errors);

@@ -105,27 +105,17 @@ void UcxEndpoint::trimRkeys() {
   rkeys_.push_back(newest);
 }
 
-Result<ucp_rkey_h> UcxEndpoint::remoteAccess(OpKind op, const RemoteKey& key, uint64_t offset,
-                                             size_t length) {
-  auto same = [&](const CachedRkey& c) {
-    return c.region_id == key.region_id && c.checksum == key.checksum && c.address == key.address &&
-           c.length == key.length;
-  };
+Result<ucp_rkey_h> UcxEndpoint::findRkey(OpKind op, const RemoteKey& key, uint64_t offset,
+                                         size_t length) {
   ucp_rkey_h rkey = nullptr;
   bool found = false;
-  if (last_rkey_ < rkeys_.size() && same(rkeys_[last_rkey_])) [[likely]] {
-    rkey = rkeys_[last_rkey_].rkey;
-    rkeys_[last_rkey_].used = ++rkey_tick_;
-    found = true;
-  } else {
-    for (size_t i = 0; i < rkeys_.size(); ++i) {
-      if (same(rkeys_[i])) {
-        last_rkey_ = i;
-        rkey = rkeys_[i].rkey;
-        rkeys_[i].used = ++rkey_tick_;
-        found = true;
-        break;
-      }
+  for (size_t i = 0; i < rkeys_.size(); ++i) {
+    if (sameKey(rkeys_[i], key)) {
+      last_rkey_ = i;
+      rkey = rkeys_[i].rkey;
+      rkeys_[i].used = ++rkey_tick_;
+      found = true;
+      break;
     }
   }
   if (!found) {
@@ -155,10 +145,7 @@ Result<Request> UcxEndpoint::put(const void* source, size_t length, const Remote
   if (source == nullptr && length != 0) [[unlikely]] {
     return argError(OpKind::kPut, strCat("null source with length ", length));
   }
-  ucp_rkey_h rkey = lastRkey(key, offset, length);
-  if (rkey == nullptr) [[unlikely]] {
-    WEFT_ASSIGN_OR_RETURN(rkey, remoteAccess(OpKind::kPut, key, offset, length));
-  }
+  WEFT_ASSIGN_OR_RETURN(ucp_rkey_h rkey, remoteAccess(OpKind::kPut, key, offset, length));
   // Small puts usually complete locally while being posted (as small sends do): try that
   // without a slot first; UCX answers NO_RESOURCE instead of queuing when it cannot. Where
   // UCX emulates puts with messages (posix / sysv / tcp into memory UCX did not allocate)
@@ -199,10 +186,7 @@ Result<Request> UcxEndpoint::get(void* destination, size_t length, const RemoteK
   if (destination == nullptr && length != 0) [[unlikely]] {
     return argError(OpKind::kGet, strCat("null destination with length ", length));
   }
-  ucp_rkey_h rkey = lastRkey(key, offset, length);
-  if (rkey == nullptr) [[unlikely]] {
-    WEFT_ASSIGN_OR_RETURN(rkey, remoteAccess(OpKind::kGet, key, offset, length));
-  }
+  WEFT_ASSIGN_OR_RETURN(ucp_rkey_h rkey, remoteAccess(OpKind::kGet, key, offset, length));
   RequestSlot* slot = pool_.acquire(OpKind::kGet, &posted_, this);
   if (slot == nullptr) return pool_.exhausted(OpKind::kGet);
   slot->capacity = length;
@@ -225,10 +209,7 @@ Result<Request> UcxEndpoint::putNotify(const void* source, size_t length, const 
   if (source == nullptr && length != 0) [[unlikely]] {
     return argError(OpKind::kPutNotify, strCat("null source with length ", length));
   }
-  ucp_rkey_h rkey = lastRkey(key, offset, length);
-  if (rkey == nullptr) [[unlikely]] {
-    WEFT_ASSIGN_OR_RETURN(rkey, remoteAccess(OpKind::kPutNotify, key, offset, length));
-  }
+  WEFT_ASSIGN_OR_RETURN(ucp_rkey_h rkey, remoteAccess(OpKind::kPutNotify, key, offset, length));
   RequestSlot* slot = pool_.acquire(OpKind::kPutNotify, &posted_, this);
   if (slot == nullptr) return pool_.exhausted(OpKind::kPutNotify);
   slot->capacity = length;
@@ -287,10 +268,7 @@ Result<Request> UcxEndpoint::postAtomic(OpKind op, ucp_atomic_op_t opcode, const
   detail::EngineLock lock(engine_);
   if (closed_ || !failure_.isOk()) [[unlikely]]
     return usable(op);
-  ucp_rkey_h rkey = lastRkey(key, offset, sizeof(uint64_t));
-  if (rkey == nullptr) [[unlikely]] {
-    WEFT_ASSIGN_OR_RETURN(rkey, remoteAccess(op, key, offset, sizeof(uint64_t)));
-  }
+  WEFT_ASSIGN_OR_RETURN(ucp_rkey_h rkey, remoteAccess(op, key, offset, sizeof(uint64_t)));
   if ((key.address + offset) % sizeof(uint64_t) != 0) [[unlikely]] {
     return argError(op, strCat("remote word at ", hex(key.address + offset), " (offset ", offset,
                                " of ", key.describe(), ") is not 8-byte aligned"));
