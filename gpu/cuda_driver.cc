@@ -40,6 +40,8 @@ bool bindAll(void* lib, CudaDriver& d, std::string& missing) {
   }
   // Optional (CUDA >= 11.7 drivers): dma-buf export of device memory.
   bind(lib, "cuMemGetHandleForAddressRange", d.cuMemGetHandleForAddressRange);
+  bind(lib, "cuMemcpyDtoH_v2", d.cuMemcpyDtoH);
+  bind(lib, "cuMemcpyHtoD_v2", d.cuMemcpyHtoD);
   return missing.empty();
 }
 

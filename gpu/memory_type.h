@@ -11,6 +11,8 @@
 #include <ostream>
 #include <string_view>
 
+#include "common/status.h"
+
 namespace weft::gpu {
 
 enum class MemoryType : uint8_t {
@@ -39,5 +41,13 @@ inline MemoryType memoryTypeOf(const void* p) {
 inline bool isDeviceAccessible(MemoryType t) {
   return t == MemoryType::kCudaDevice || t == MemoryType::kCudaManaged;
 }
+
+// Synchronous copies between CUDA device memory and host memory, in the primary context of
+// the device owning the device pointer (retained once per device, kept for the process).
+// For the transport's staging of device buffers; kUnavailable without a driver,
+// kInvalidArgument when the pointer is not device memory, kIoError naming the CUresult.
+bool hostCopySupported();  // the driver has the copy entry points
+Status copyToHost(void* dst, const void* device_src, size_t n);
+Status copyToDevice(void* device_dst, const void* src, size_t n);
 
 }  // namespace weft::gpu

@@ -47,6 +47,9 @@ TEST(GpuNoDevice, EveryEntryPointReportsUnavailable) {
   const Status r = reduce(a.data(), b.data(), a.size(), DataType::kF32, ReduceOp::kSum);
   EXPECT_FALSE(r.isOk());
   EXPECT_EQ(copyHostToDevice(a.data(), b.data(), 64).code(), StatusCode::kUnavailable);
+  EXPECT_FALSE(hostCopySupported());
+  EXPECT_EQ(copyToHost(a.data(), b.data(), 64).code(), StatusCode::kUnavailable);
+  EXPECT_EQ(copyToDevice(a.data(), b.data(), 64).code(), StatusCode::kUnavailable);
 
   Result<DmabufExport> e = exportDmabuf(a.data(), 64);
   ASSERT_FALSE(e.isOk());
@@ -100,6 +103,29 @@ TEST(GpuMemoryType, DevicePinnedAndManagedAreDetected) {
   EXPECT_EQ(cudaFree(dev), cudaSuccess);
   EXPECT_EQ(cudaFreeHost(pinned), cudaSuccess);
   EXPECT_EQ(cudaFree(managed), cudaSuccess);
+}
+
+// The driver-API copies the verbs backend stages device buffers with (verbs_staging.cc):
+// they work without a current context (the owning device's primary context is pushed) and
+// refuse host pointers.
+TEST(GpuStagingCopies, DriverCopiesRoundTripAndRefuseHostMemory) {
+  WEFT_REQUIRE_GPU();
+  ASSERT_TRUE(hostCopySupported());
+  constexpr size_t kBytes = (3 << 20) + 5;
+  Result<DeviceBuffer> d = DeviceBuffer::allocate(kBytes);
+  ASSERT_TRUE(d.isOk()) << d.status();
+  std::vector<uint8_t> in(kBytes), out(kBytes, 0);
+  std::iota(in.begin(), in.end(), uint8_t{3});
+  char* dev = static_cast<char*>(d.value().data());
+  ASSERT_TRUE(copyToDevice(dev, in.data(), kBytes).isOk());
+  ASSERT_TRUE(copyToHost(out.data(), dev, kBytes).isOk());
+  EXPECT_EQ(out, in);
+  ASSERT_TRUE(copyToHost(out.data(), dev + 1000, 10).isOk());  // inside the allocation
+  EXPECT_EQ(std::memcmp(out.data(), in.data() + 1000, 10), 0);
+  const Status host = copyToHost(out.data(), in.data(), 16);
+  EXPECT_EQ(host.code(), StatusCode::kInvalidArgument) << host;
+  EXPECT_NE(host.message().find("not CUDA device memory"), std::string::npos) << host;
+  EXPECT_TRUE(copyToDevice(dev, in.data(), 0).isOk());
 }
 
 TEST(GpuDeviceBuffer, RoundTripAndErrors) {

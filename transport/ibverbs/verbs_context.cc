@@ -153,8 +153,20 @@ ibv_mr* registerWithReadOnlyFallback(ibv_pd* pd, void* address, size_t length, i
 
 Result<Registration> PdRegistrar::registerRange(void* address, size_t length, MemoryType type,
                                                 LocalAccess access) {
-  (void)type;
   const int full = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_READ | IBV_ACCESS_REMOTE_WRITE;
+  if (type == MemoryType::kCuda) {
+    DeviceMemory* dev = state_.deviceMemory();
+    if (dev == nullptr) {
+      return WEFT_ERROR(StatusCode::kNotSupported, "registering device memory on ", device_,
+                        ": this process has no GPU runtime");
+    }
+    WEFT_ASSIGN_OR_RETURN(
+        ibv_mr * mr,
+        dev->registerForNic(state_, strCat("registering ", dev->name(), " memory on ", device_),
+                            address, length, full));
+    liveCounter(ObjectKind::kMr).fetch_add(1);
+    return Registration{mr, mr->lkey, mr->rkey, true};
+  }
   bool writable = true;
   ibv_mr* mr = registerWithReadOnlyFallback(pd_, address, length, full,
                                             access == LocalAccess::kRead, &writable);
@@ -246,6 +258,13 @@ Status VerbsState::init(const ContextOptions& options) {
   nonce_ = (uint64_t{rd()} << 32) ^ rd() ^ static_cast<uint64_t>(::getpid());
   psn_seed_ = static_cast<uint32_t>(nonce_ ^ (nonce_ >> 32));
   gpudirect_ = probeGpuDirect(pd_.get(), port_.device);
+  {
+    WEFT_ASSIGN_OR_RETURN(std::string mode, weft::config::getString("WEFT_GPUDIRECT"));
+    gpudirect_mode_ = mode == "off"  ? GpuDirectMode::kOff
+                      : mode == "on" ? GpuDirectMode::kOn
+                                     : GpuDirectMode::kAuto;
+  }
+  device_memory_ = verbs::deviceMemory();
   WEFT_RETURN_IF_ERROR(setUpCache());
   fillCapabilities();
   WEFT_LOG(kInfo, "verbs") << name() << ": " << port_.gid_why << "; MTU "
@@ -323,7 +342,7 @@ Status VerbsState::setUpCache() {
   } else if ((events = MemoryMonitor::instance()) == nullptr) {
     o.off_reason = strCat("no userfaultfd memory monitor: ", MemoryMonitor::unavailableReason());
   }
-  registrar_ = std::make_unique<PdRegistrar>(pd_.get(), port_.device);
+  registrar_ = std::make_unique<PdRegistrar>(*this, pd_.get(), port_.device);
   board_ = std::make_unique<CacheBoard>(
       config_.cache_board, rank_, port_.device,
       o.off_reason.empty() ? std::string("userfaultfd") : strCat("off (", o.off_reason, ")"),

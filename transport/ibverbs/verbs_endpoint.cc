@@ -50,6 +50,7 @@ constexpr size_t kMaxWrBytes = size_t{1} << 30;
 VerbsEndpoint::VerbsEndpoint(StatePtr state, int peer, std::unique_ptr<Channel> channel,
                              std::string how)
     : state_(std::move(state)),
+      dev_(state_->deviceMemory()),
       pool_(state_->pool()),
       engine_(state_->engine()),
       ops_(state_->ops()),
@@ -164,6 +165,8 @@ Result<Request> VerbsEndpoint::handleFor(VerbsOp* op) {
 
 void VerbsEndpoint::completeOp(VerbsOp* op, Status status) {
   if (op->in_recvs) unlinkRecv(op);
+  if (op->staged != nullptr) [[unlikely]]
+    status = finishStaged(op, std::move(status));
   if (op->reg != nullptr) {
     state_->cache().release(op->reg);
     op->reg = nullptr;
@@ -475,6 +478,8 @@ Result<Request> VerbsEndpoint::send(const void* buffer, size_t length, Tag tag) 
     return argError(OpKind::kSend,
                     strCat("tag ", hex(tag), " uses bits above the ", kTagBits, " caller bits"));
   }
+  if (dev_ != nullptr && length > 0 && isDevice(buffer)) [[unlikely]]
+    return sendDevice(buffer, length, tag);
   const bool eager = length <= eager_max_;
   if (eager && length < zcopy_min_) {
     if (queue_.empty() && postMessage(MsgType::kEager, tag, nullptr, 0, buffer,
@@ -490,24 +495,52 @@ Result<Request> VerbsEndpoint::send(const void* buffer, size_t length, Tag tag) 
   op->length = length;
   op->tag = tag;
   op->slot->capacity = length;
+  return startSend(op, eager);
+}
+
+// The send op (local, length, tag set; reg set for a GPUDirect device buffer) registered as
+// its path needs and queued.
+Result<Request> VerbsEndpoint::startSend(VerbsOp* op, bool eager) {
   Result<Request> r = handleFor(op);
   if (eager) {
     op->stage = Stage::kEager;
-    if (length >= zcopy_min_) {  // registration failed: copy instead (always correct)
-      auto reg = state_->cache().acquire(buffer, length, MemoryType::kHost, LocalAccess::kRead);
+    if (op->length >= zcopy_min_) {  // registration failed: copy instead (always correct)
+      auto reg =
+          state_->cache().acquire(op->local, op->length, MemoryType::kHost, LocalAccess::kRead);
       if (reg.isOk()) op->reg = *reg;
     }
   } else {
-    auto reg = state_->cache().acquire(buffer, length, MemoryType::kHost, LocalAccess::kRead);
-    if (!reg.isOk()) {
-      completeOp(op, reg.status().withContext(strCat("send on ", name_)));
-      return r;
+    if (op->reg == nullptr) {
+      auto reg =
+          state_->cache().acquire(op->local, op->length, MemoryType::kHost, LocalAccess::kRead);
+      if (!reg.isOk()) {
+        completeOp(op, reg.status().withContext(strCat("send on ", name_)));
+        return r;
+      }
+      op->reg = *reg;
     }
-    op->reg = *reg;
     op->stage = Stage::kRtsToPost;
   }
   enqueue(op);
   return r;
+}
+
+// send() of a device buffer: eager sizes are staged (copied like host memory), larger ones go
+// by GPUDirect or through a staging buffer (deviceUse).
+Result<Request> VerbsEndpoint::sendDevice(const void* buffer, size_t length, Tag tag) {
+  const bool eager = length <= eager_max_;
+  WEFT_ASSIGN_OR_RETURN(DeviceUse use, deviceUse(OpKind::kSend, buffer, length, !eager, true));
+  VerbsOp* op = newOp(OpType::kSend, OpKind::kSend, true);
+  if (op == nullptr) {
+    dropDeviceUse(use);
+    return pool_.exhausted(OpKind::kSend);
+  }
+  op->local = static_cast<char*>(const_cast<void*>(buffer));
+  op->length = length;
+  op->tag = tag;
+  op->slot->capacity = length;
+  attachDeviceUse(op, use, false);
+  return startSend(op, eager);
 }
 
 Result<Request> VerbsEndpoint::recv(void* buffer, size_t length, Tag tag, Tag mask) {
@@ -521,9 +554,21 @@ Result<Request> VerbsEndpoint::recv(void* buffer, size_t length, Tag tag, Tag ma
     return argError(OpKind::kRecv,
                     strCat("tag ", hex(tag), " uses bits above the ", kTagBits, " caller bits"));
   }
+  // A device buffer: GPUDirect when a rendezvous-sized message could arrive, else staged.
+  const bool device = dev_ != nullptr && length > 0 && isDevice(buffer);
+  DeviceUse use;
+  if (device) [[unlikely]] {
+    WEFT_ASSIGN_OR_RETURN(use,
+                          deviceUse(OpKind::kRecv, buffer, length, length > eager_max_, false));
+  }
   VerbsOp* op = newOp(OpType::kRecv, OpKind::kRecv, true);
-  if (op == nullptr) return pool_.exhausted(OpKind::kRecv);
+  if (op == nullptr) {
+    dropDeviceUse(use);
+    return pool_.exhausted(OpKind::kRecv);
+  }
   op->local = static_cast<char*>(buffer);
+  if (device) [[unlikely]]
+    attachDeviceUse(op, use, true);
   op->length = length;
   op->mask = mask & kUserTagMask;
   op->tag = tag & op->mask;

@@ -31,6 +31,7 @@
 #include "transport/core/options.h"
 #include "transport/core/progress_engine.h"
 #include "transport/core/request_pool.h"
+#include "transport/ibverbs/verbs_device_memory.h"
 #include "transport/ibverbs/verbs_raii.h"
 #include "transport/ibverbs/verbs_reg_cache.h"
 #include "transport/ibverbs/verbs_wire.h"
@@ -97,6 +98,8 @@ inline constexpr Tag kCompactTagMax = (Tag{1} << kCompactTagBits) - 1;
 inline constexpr uint32_t kCompactCreditMax = 255;
 
 enum class Rndv : uint8_t { kRead = 0, kWrite = 1 };
+// WEFT_GPUDIRECT (see verbs_device_memory.h).
+enum class GpuDirectMode : uint8_t { kAuto, kOn, kOff };
 
 // WEFT_IB_* resolved (verbs_device.cc).
 struct VerbsConfig {
@@ -296,6 +299,13 @@ struct VerbsOp {
   uint64_t peer_op = 0;                // rendezvous: the peer's operation id
   uint64_t flush_target = 0;           // flush: one-sided ops that must be done first
   RegEntry* reg = nullptr;             // registration of `local` (released on completion)
+  // Device buffers (verbs_device_memory.h): `local` is device memory registered by GPUDirect
+  // (device_local), or a staging buffer (staged) standing in for the caller's device buffer,
+  // which receives the bytes on success when device_dst is set (recv, get).
+  bool device_local = false;
+  char* staged = nullptr;
+  size_t staged_cap = 0;
+  char* device_dst = nullptr;
   // Internal control message (type kControl).
   MsgType msg = MsgType::kCredit;
   uint32_t body_len = 0;
@@ -325,17 +335,26 @@ class OpPool {
 };
 
 // ibv_reg_mr / ibv_dereg_mr for the registration cache.
+// MemoryType::kCuda ranges go to the DeviceMemory's GPUDirect registration.
 class PdRegistrar final : public Registrar {
  public:
-  PdRegistrar(ibv_pd* pd, std::string device) : pd_(pd), device_(std::move(device)) {}
+  PdRegistrar(const VerbsState& state, ibv_pd* pd, std::string device)
+      : state_(state), pd_(pd), device_(std::move(device)) {}
   Result<Registration> registerRange(void* address, size_t length, MemoryType type,
                                      LocalAccess access) override;
   void deregister(const Registration& registration) override;
 
  private:
+  const VerbsState& state_;
   ibv_pd* pd_;
   std::string device_;
 };
+#ifdef WEFT_HAVE_CUDA
+// GPUDirect registration of CUDA device memory: dma-buf, then peer memory; kNotSupported
+// with both reasons (warned once) otherwise. `what` names the caller in the error.
+Result<ibv_mr*> registerCudaForNic(const VerbsState& st, std::string_view what, void* address,
+                                   size_t length, int access);
+#endif
 // The error for a failed ibv_reg_mr (errno) with the memlock hint where it applies; for
 // EFAULT it reads /proc/self/maps to say whether the range is unmapped or read-only.
 // ibv_reg_mr with `access`; when that fails with EFAULT (read-only pages cannot be pinned
@@ -380,6 +399,13 @@ class VerbsState final : public detail::EventSource {
   uint32_t nextPsn();
   const Capabilities& caps() const { return caps_; }
   const GpuDirectProbe& gpuDirect() const { return gpudirect_; }
+  // Device buffers (verbs_device_memory.h): the process's DeviceMemory when this Context
+  // opened (nullptr: none), WEFT_GPUDIRECT, and whether auto gave up on GPUDirect.
+  DeviceMemory* deviceMemory() const { return device_memory_; }
+  GpuDirectMode gpuDirectMode() const { return gpudirect_mode_; }
+  bool gpuDirectFailed() const { return gpudirect_failed_; }
+  void noteGpuDirectFailure(const Status& why);  // warns once
+  StagingPool& staging() { return staging_; }
   detail::ProgressEngine& engine() { return engine_; }
   detail::RequestPool& pool() { return pool_; }
   OpPool& ops() { return ops_; }
@@ -414,6 +440,10 @@ class VerbsState final : public detail::EventSource {
   uint32_t max_inline_ = 0;
   Capabilities caps_;
   GpuDirectProbe gpudirect_;
+  DeviceMemory* device_memory_ = nullptr;
+  GpuDirectMode gpudirect_mode_ = GpuDirectMode::kAuto;
+  bool gpudirect_failed_ = false;
+  StagingPool staging_;  // declared before cache_: freed after its registrations are gone
   // Destruction order (reverse of declaration): cache, PD, channel, device.
   ContextPtr device_;
   ChannelPtr channel_;
@@ -484,6 +514,14 @@ struct SqEntry {
   int32_t bounce = -1;  // send buffer to recycle
   bool keepalive = false;
   ibv_wr_opcode opcode = IBV_WR_SEND;  // for error messages (a failed wc has no opcode)
+};
+
+// How an operation moves a device buffer (VerbsEndpoint::deviceUse): a GPUDirect
+// registration, or a staging buffer.
+struct DeviceUse {
+  RegEntry* reg = nullptr;
+  char* staged = nullptr;
+  size_t staged_cap = 0;
 };
 
 // A message SEND built by prepareMessage (inline header lives here until it is posted).
@@ -565,6 +603,22 @@ class VerbsEndpoint final : public Endpoint {
   void sendControl(MsgType type, const void* body, uint32_t body_len);
   void maybeReturnCredits();
 
+  // ---- device buffers (verbs_staging.cc)
+  // GPUDirect (zero_copy, when this op would be zero-copy for host memory) or a staging
+  // buffer (copy_in: filled from the device buffer now); errors per WEFT_GPUDIRECT.
+  Result<DeviceUse> deviceUse(OpKind kind, const void* buffer, size_t length, bool zero_copy,
+                              bool copy_in);
+  void dropDeviceUse(DeviceUse& use);
+  // op->local is the caller's device buffer; copy_out: copy the staged bytes to it on success.
+  void attachDeviceUse(VerbsOp* op, const DeviceUse& use, bool copy_out);
+  // completeOp's part for staged ops: the copy to the device, the staging buffer back.
+  Status finishStaged(VerbsOp* op, Status status);
+  Result<Request> sendDevice(const void* buffer, size_t length, Tag tag);
+  Result<Request> startSend(VerbsOp* op, bool eager);
+  bool isDevice(const void* p) const {
+    return dev_ != nullptr && p != nullptr && dev_->contains(p);
+  }
+
   // ---- receive side (verbs_recv.cc)
   unsigned pollCq();
   void onSendCompletion(const ibv_wc& wc);
@@ -599,6 +653,7 @@ class VerbsEndpoint final : public Endpoint {
   bool postKeepalive();
 
   StatePtr state_;
+  DeviceMemory* dev_ = nullptr;  // state_->deviceMemory()
   detail::RequestPool& pool_;
   detail::ProgressEngine& engine_;
   OpPool& ops_;

@@ -29,13 +29,11 @@ void warnOnce(const std::string& text) {
 }
 
 #ifdef WEFT_HAVE_CUDA
-std::string gpuDirectHint(std::string_view mode) {
-  return strCat("load nvidia_peermem, or use a dma-buf capable NIC with the NVIDIA open kernel "
-                "module (`weft-info --gpu` shows both)",
-                mode == "auto" ? "; WEFT_GPUDIRECT=auto cannot fall back: staging CUDA memory "
-                                 "through host memory is not implemented, so register host "
-                                 "buffers and copy to the GPU yourself"
-                               : "");
+std::string gpuDirectHint() {
+  return "load nvidia_peermem, or use a dma-buf capable NIC with the NVIDIA open kernel module "
+         "(`weft-info --gpu` shows both); without GPUDirect, WEFT_GPUDIRECT=auto stages device "
+         "buffers of send / recv / put / get through host memory, but a registered region (a "
+         "one-sided target) must be host memory";
 }
 
 // ibv_reg_dmabuf_mr on a dma-buf of the allocation; the fd may close once the MR exists.
@@ -51,14 +49,18 @@ ibv_mr* registerDmabuf(ibv_pd* pd, void* address, size_t length, int access, std
   return mr;
 }
 
+#endif
+
+}  // namespace
+
+#ifdef WEFT_HAVE_CUDA
 // GPUDirect registration: dma-buf first, then ibv_reg_mr on the device pointer (peer memory).
-Result<ibv_mr*> registerCuda(const VerbsState& st, void* address, size_t length, int access,
-                             std::string_view mode) {
+Result<ibv_mr*> registerCudaForNic(const VerbsState& st, std::string_view what, void* address,
+                                   size_t length, int access) {
   const gpu::PointerInfo info = gpu::pointerInfo(address);
   if (info.type != gpu::MemoryType::kCudaDevice) {
-    return WEFT_ERROR(StatusCode::kInvalidArgument, "registerMemory(kCuda) on ", st.name(), ": ",
-                      rangeText(address, length), " is ", gpu::toString(info.type),
-                      " memory, not CUDA device memory")
+    return WEFT_ERROR(StatusCode::kInvalidArgument, what, ": ", rangeText(address, length), " is ",
+                      gpu::toString(info.type), " memory, not CUDA device memory")
         .withHint("register host and managed memory as MemoryType::kHost");
   }
   std::string dmabufWhy;
@@ -68,15 +70,16 @@ Result<ibv_mr*> registerCuda(const VerbsState& st, void* address, size_t length,
   const std::string peerWhy =
       strCat("ibv_reg_mr: ", errnoString(errno),
              st.gpuDirect().peer_memory ? "" : " (nvidia_peermem is not loaded)");
-  Status err = WEFT_ERROR(StatusCode::kNotSupported, "registerMemory(kCuda) on ", st.name(),
-                          ": GPUDirect RDMA registration of ", rangeText(address, length),
-                          " on CUDA device ", info.device, " failed: dma-buf: ", dmabufWhy,
-                          "; peer memory: ", peerWhy)
-                   .withHint(gpuDirectHint(mode));
+  Status err = WEFT_ERROR(StatusCode::kNotSupported, what, ": GPUDirect RDMA registration of ",
+                          rangeText(address, length), " on CUDA device ", info.device,
+                          " failed: dma-buf: ", dmabufWhy, "; peer memory: ", peerWhy)
+                   .withHint(gpuDirectHint());
   warnOnce(err.message());
   return err;
 }
 #endif
+
+namespace {
 
 // No GPUDirect at all here (CUDA not built in, no driver or no device): one clear error.
 Status gpuDirectUnavailable(const VerbsState& st, const void* address, size_t length,
@@ -92,19 +95,22 @@ Status gpuDirectUnavailable(const VerbsState& st, const void* address, size_t le
 // MemoryType::kCuda: GPUDirect RDMA when built with CUDA and WEFT_GPUDIRECT allows it.
 Result<ibv_mr*> registerCudaMemory(const VerbsState& st, void* address, size_t length,
                                    int access) {
-  const std::string mode =
-      weft::config::getString("WEFT_GPUDIRECT").valueOr(std::string("auto"));
-  if (mode == "off") {
+  if (st.gpuDirectMode() == GpuDirectMode::kOff) {
     return WEFT_ERROR(StatusCode::kNotSupported, "registerMemory(kCuda) on ", st.name(), ": ",
                       rangeText(address, length), " is CUDA memory and WEFT_GPUDIRECT=off")
         .withHint("unset WEFT_GPUDIRECT (auto) to try GPUDirect RDMA");
+  }
+  if (DeviceMemory* dev = st.deviceMemory(); dev != nullptr && dev->contains(address)) {
+    return dev->registerForNic(st, strCat("registerMemory(kCuda) on ", st.name()), address, length,
+                               access);
   }
 #ifdef WEFT_HAVE_CUDA
   if (gpu::probeGpuDirect(false).devices == 0) {
     return gpuDirectUnavailable(st, address, length,
                                 "this host has no usable CUDA device (`weft-info --gpu`)");
   }
-  return registerCuda(st, address, length, access, mode);
+  return registerCudaForNic(st, strCat("registerMemory(kCuda) on ", st.name()), address, length,
+                            access);
 #else
   (void)access;
   return gpuDirectUnavailable(st, address, length,

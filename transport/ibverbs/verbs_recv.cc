@@ -239,7 +239,16 @@ void VerbsEndpoint::deliverEager(VerbsOp* op, Tag tag, const char* data, size_t 
     completeOp(op, truncation(op, length));
     return;
   }
-  if (length > 0) std::memcpy(op->local, data, length);
+  if (op->device_local && length > 0) [[unlikely]] {  // GPUDirect receive buffer
+    Status c = dev_->toDevice(op->local, data, length);
+    if (!c.isOk()) {
+      completeOp(op, c.withContext(strCat("recv on ", name_, ": copying an eager message of ",
+                                          length, " bytes to ", dev_->name(), " memory")));
+      return;
+    }
+  } else if (length > 0) {
+    std::memcpy(op->local, data, length);
+  }
   op->slot->bytes = length;
   op->slot->tag = tag & kUserTagMask;
   completeOp(op, Status::ok());
@@ -282,15 +291,17 @@ void VerbsEndpoint::startRndvRecv(VerbsOp* op, Tag tag, const RndvBody& rts) {
     completeOp(op, truncation(op, rts.length));
     return;
   }
-  auto reg = state_->cache().acquire(op->local, rts.length, MemoryType::kHost,
-                                          LocalAccess::kWrite);
-  if (!reg.isOk()) {
-    FinBody fin{rts.sender_op, op->length, kFinFailed, 0};
-    sendControl(MsgType::kFin, &fin, sizeof(fin));
-    completeOp(op, reg.status().withContext(strCat("recv on ", name_)));
-    return;
+  if (op->reg == nullptr) {  // (a GPUDirect receive buffer is registered already)
+    auto reg =
+        state_->cache().acquire(op->local, rts.length, MemoryType::kHost, LocalAccess::kWrite);
+    if (!reg.isOk()) {
+      FinBody fin{rts.sender_op, op->length, kFinFailed, 0};
+      sendControl(MsgType::kFin, &fin, sizeof(fin));
+      completeOp(op, reg.status().withContext(strCat("recv on ", name_)));
+      return;
+    }
+    op->reg = *reg;
   }
-  op->reg = *reg;
   op->length = rts.length;
   if (state_->config().rndv == Rndv::kRead) {
     op->remote_addr = rts.addr;

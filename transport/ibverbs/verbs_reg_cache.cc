@@ -124,6 +124,21 @@ Result<RegEntry*> RegistrationCache::acquire(const void* address, size_t length,
   return e;
 }
 
+Result<RegEntry*> RegistrationCache::acquireUncached(const void* address, size_t length,
+                                                     MemoryType type, LocalAccess access) {
+  WEFT_ASSIGN_OR_RETURN(Registration reg, registrar_->registerRange(const_cast<void*>(address),
+                                                                    length, type, access));
+  auto entry = std::make_unique<RegEntry>();
+  RegEntry* e = entry.get();
+  e->start = reinterpret_cast<uintptr_t>(address);
+  e->end = e->start + length;
+  e->type = type;
+  e->reg = reg;
+  e->refs = 1;
+  detached_.push_back(std::move(entry));
+  return e;
+}
+
 void RegistrationCache::release(RegEntry* e) {
   if (--e->refs > 0) return;
   if (e->cached) {

@@ -98,6 +98,10 @@ class RegistrationCache {
   Result<RegEntry*> acquire(const void* address, size_t length, MemoryType type,
                             LocalAccess access);
   void release(RegEntry* entry);
+  // A registration of exactly [address, address + length), never cached nor counted,
+  // deregistered at its release: device memory, whose frees the monitor cannot see.
+  Result<RegEntry*> acquireUncached(const void* address, size_t length, MemoryType type,
+                                    LocalAccess access);
 
   // Drops cached entries overlapping [start, end) (also called for monitor events).
   void invalidate(uintptr_t start, uintptr_t end);

@@ -51,8 +51,19 @@ Result<Request> VerbsEndpoint::postRma(OpType type, OpKind kind, ibv_wr_opcode o
   if (length == 0 && type != OpType::kPutNotify) {
     return detail::RequestPool::completed(kind, 0);  // nothing to move
   }
+  const bool inline_put = opcode != IBV_WR_RDMA_READ && length <= inline_max_;
+  // A device buffer: GPUDirect, or staged (inline puts always: the CPU copies them).
+  const bool device = dev_ != nullptr && length > 0 && isDevice(local);
+  DeviceUse use;
+  if (device) [[unlikely]] {
+    WEFT_ASSIGN_OR_RETURN(use,
+                          deviceUse(kind, local, length, !inline_put, opcode != IBV_WR_RDMA_READ));
+  }
   VerbsOp* op = newOp(type, kind, true);
-  if (op == nullptr) return pool_.exhausted(kind);
+  if (op == nullptr) {
+    dropDeviceUse(use);
+    return pool_.exhausted(kind);
+  }
   op->local = local;
   op->length = length;
   op->remote_addr = key.address + offset;
@@ -61,11 +72,12 @@ Result<Request> VerbsEndpoint::postRma(OpType type, OpKind kind, ibv_wr_opcode o
   op->operand = imm;
   op->slot->capacity = length;
   op->stage = Stage::kToPost;
+  if (device) [[unlikely]]
+    attachDeviceUse(op, use, opcode == IBV_WR_RDMA_READ);
   Result<Request> r = handleFor(op);
-  const bool inline_put = opcode != IBV_WR_RDMA_READ && length <= inline_max_;
-  if (length > 0 && !inline_put) {
+  if (length > 0 && !inline_put && op->reg == nullptr) {
     auto reg = state_->cache().acquire(
-        local, length, MemoryType::kHost,
+        op->local, length, MemoryType::kHost,
         opcode == IBV_WR_RDMA_READ ? LocalAccess::kWrite : LocalAccess::kRead);
     if (!reg.isOk()) {
       completeOp(op, reg.status().withContext(strCat(opKindName(kind), " on ", name_)));
