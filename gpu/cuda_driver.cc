@@ -40,8 +40,11 @@ bool bindAll(void* lib, CudaDriver& d, std::string& missing) {
   }
   // Optional (CUDA >= 11.7 drivers): dma-buf export of device memory.
   bind(lib, "cuMemGetHandleForAddressRange", d.cuMemGetHandleForAddressRange);
-  bind(lib, "cuMemcpyDtoH_v2", d.cuMemcpyDtoH);
-  bind(lib, "cuMemcpyHtoD_v2", d.cuMemcpyHtoD);
+  bind(lib, "cuStreamCreate", d.cuStreamCreate);
+  bind(lib, "cuStreamSynchronize", d.cuStreamSynchronize);
+  bind(lib, "cuMemcpyDtoHAsync_v2", d.cuMemcpyDtoHAsync);
+  bind(lib, "cuMemcpyHtoDAsync_v2", d.cuMemcpyHtoDAsync);
+  bind(lib, "cuFlushGPUDirectRDMAWrites", d.cuFlushGPUDirectRDMAWrites);
   return missing.empty();
 }
 

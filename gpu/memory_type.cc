@@ -66,11 +66,12 @@ PointerInfo pointerInfo(const void* p) {
 namespace weft::gpu {
 namespace {
 
-// The primary context of `device`, retained on first use and kept for the process.
+std::mutex g_copy_mu;  // copies, the stream map and the primary contexts
+
+// The primary context of `device`, retained on first use and kept for the process
+// (g_copy_mu held).
 Result<CUcontext> primaryContext(const CudaDriver& d, int device) {
-  static std::mutex mu;
   static std::vector<CUcontext> contexts;
-  std::lock_guard<std::mutex> lock(mu);
   if (device < 0 || device >= d.device_count) {
     return WEFT_ERROR(StatusCode::kInvalidArgument, "CUDA device ", device, " does not exist (",
                       d.device_count, " visible)");
@@ -89,32 +90,72 @@ Result<CUcontext> primaryContext(const CudaDriver& d, int device) {
   return contexts[device];
 }
 
-// One synchronous copy with the device pointer's context current.
+struct DeviceTarget {
+  CUcontext ctx = nullptr;
+  int device = -1;
+};
+
+// The context owning device pointer p (g_copy_mu held).
+Result<DeviceTarget> targetOf(const CudaDriver& d, const void* p, std::string_view what) {
+  const PointerInfo info = pointerInfo(p);
+  if (info.type != MemoryType::kCudaDevice) {
+    return WEFT_ERROR(StatusCode::kInvalidArgument, what, ": ", p, " is ", toString(info.type),
+                      " memory, not CUDA device memory");
+  }
+  DeviceTarget t;
+  t.device = info.device;
+  CUpointer_attribute attr = CU_POINTER_ATTRIBUTE_CONTEXT;
+  void* value = &t.ctx;
+  const auto addr = static_cast<CUdeviceptr>(reinterpret_cast<uintptr_t>(p));
+  if (d.cuPointerGetAttributes(1, &attr, &value, addr) != CUDA_SUCCESS || t.ctx == nullptr) {
+    // VMM (cuMemCreate) allocations belong to no context: the device's primary one.
+    WEFT_ASSIGN_OR_RETURN(t.ctx, primaryContext(d, info.device));
+  }
+  return t;
+}
+
+// This process's copy stream in ctx (current), created on first use (g_copy_mu held).
+Result<CUstream> copyStream(const CudaDriver& d, CUcontext ctx) {
+  static std::vector<std::pair<CUcontext, CUstream>> streams;
+  for (const auto& [c, s] : streams) {
+    if (c == ctx) return s;
+  }
+  CUstream s = nullptr;
+  const CUresult r = d.cuStreamCreate(&s, CU_STREAM_NON_BLOCKING);
+  if (r != CUDA_SUCCESS) {
+    return WEFT_ERROR(StatusCode::kIoError, "cuStreamCreate: ", cuResultText(r));
+  }
+  streams.emplace_back(ctx, s);
+  return s;
+}
+
+// One copy on the copy stream of the device pointer's context, synchronized.
 template <class Copy>
 Status copyOnDevice(const void* device_ptr, size_t n, std::string_view what, Copy copy) {
   const CudaDriver& d = driver();
   if (!d.available()) return d.status;
-  if (d.cuMemcpyDtoH == nullptr || d.cuMemcpyHtoD == nullptr) {
+  if (!hostCopySupported()) {
     return WEFT_ERROR(StatusCode::kUnavailable,
-                      "libcuda.so.1 lacks cuMemcpyDtoH_v2 / "
-                      "cuMemcpyHtoD_v2: driver too old");
+                      "libcuda.so.1 lacks cuStreamCreate / "
+                      "cuMemcpy*Async_v2: driver too old");
   }
-  const PointerInfo info = pointerInfo(device_ptr);
-  if (info.type != MemoryType::kCudaDevice) {
-    return WEFT_ERROR(StatusCode::kInvalidArgument, what, ": ", device_ptr, " is ",
-                      toString(info.type), " memory, not CUDA device memory");
-  }
-  WEFT_ASSIGN_OR_RETURN(CUcontext ctx, primaryContext(d, info.device));
-  CUresult r = d.cuCtxPushCurrent(ctx);
+  std::lock_guard<std::mutex> lock(g_copy_mu);
+  WEFT_ASSIGN_OR_RETURN(DeviceTarget t, targetOf(d, device_ptr, what));
+  CUresult r = d.cuCtxPushCurrent(t.ctx);
   if (r != CUDA_SUCCESS) {
     return WEFT_ERROR(StatusCode::kIoError, what, ": cuCtxPushCurrent: ", cuResultText(r));
   }
-  r = copy(d);
+  Result<CUstream> stream = copyStream(d, t.ctx);
+  if (stream.isOk()) {
+    r = copy(d, *stream);
+    if (r == CUDA_SUCCESS) r = d.cuStreamSynchronize(*stream);
+  }
   CUcontext popped = nullptr;
   d.cuCtxPopCurrent(&popped);
+  if (!stream.isOk()) return stream.status().withContext(what);
   if (r != CUDA_SUCCESS) {
     return WEFT_ERROR(StatusCode::kIoError, what, " of ", n, " bytes at ", device_ptr,
-                      " (CUDA device ", info.device, "): ", cuResultText(r));
+                      " (CUDA device ", t.device, "): ", cuResultText(r));
   }
   return Status::ok();
 }
@@ -123,23 +164,57 @@ Status copyOnDevice(const void* device_ptr, size_t n, std::string_view what, Cop
 
 bool hostCopySupported() {
   const CudaDriver& d = driver();
-  return d.available() && d.cuMemcpyDtoH != nullptr && d.cuMemcpyHtoD != nullptr;
+  return d.available() && d.cuStreamCreate != nullptr && d.cuStreamSynchronize != nullptr &&
+         d.cuMemcpyDtoHAsync != nullptr && d.cuMemcpyHtoDAsync != nullptr;
 }
 
 Status copyToHost(void* dst, const void* device_src, size_t n) {
   if (n == 0) return Status::ok();
-  return copyOnDevice(device_src, n, "cuMemcpyDtoH", [&](const CudaDriver& d) {
-    return d.cuMemcpyDtoH(dst, static_cast<CUdeviceptr>(reinterpret_cast<uintptr_t>(device_src)),
-                          n);
+  return copyOnDevice(device_src, n, "cuMemcpyDtoHAsync", [&](const CudaDriver& d, CUstream s) {
+    return d.cuMemcpyDtoHAsync(
+        dst, static_cast<CUdeviceptr>(reinterpret_cast<uintptr_t>(device_src)), n, s);
   });
 }
 
 Status copyToDevice(void* device_dst, const void* src, size_t n) {
   if (n == 0) return Status::ok();
-  return copyOnDevice(device_dst, n, "cuMemcpyHtoD", [&](const CudaDriver& d) {
-    return d.cuMemcpyHtoD(static_cast<CUdeviceptr>(reinterpret_cast<uintptr_t>(device_dst)), src,
-                          n);
+  return copyOnDevice(device_dst, n, "cuMemcpyHtoDAsync", [&](const CudaDriver& d, CUstream s) {
+    return d.cuMemcpyHtoDAsync(static_cast<CUdeviceptr>(reinterpret_cast<uintptr_t>(device_dst)),
+                               src, n, s);
   });
+}
+
+Status flushRdmaWrites(const void* device_ptr) {
+  const CudaDriver& d = driver();
+  if (!d.available()) return d.status;
+  if (d.cuFlushGPUDirectRDMAWrites == nullptr) return Status::ok();  // drivers before 11.3
+  std::lock_guard<std::mutex> lock(g_copy_mu);
+  WEFT_ASSIGN_OR_RETURN(DeviceTarget t, targetOf(d, device_ptr, "GPUDirect write flush"));
+  static std::vector<int> ordering;  // per device; -1: not read yet
+  if (ordering.size() < static_cast<size_t>(d.device_count)) ordering.resize(d.device_count, -1);
+  if (ordering[t.device] < 0) {
+    CUdevice dev = 0;
+    int v = CU_GPU_DIRECT_RDMA_WRITES_ORDERING_NONE;
+    if (d.cuDeviceGet(&dev, t.device) != CUDA_SUCCESS ||
+        d.cuDeviceGetAttribute(&v, CU_DEVICE_ATTRIBUTE_GPU_DIRECT_RDMA_WRITES_ORDERING, dev) !=
+            CUDA_SUCCESS) {
+      v = CU_GPU_DIRECT_RDMA_WRITES_ORDERING_NONE;
+    }
+    ordering[t.device] = v;
+  }
+  if (ordering[t.device] >= CU_GPU_DIRECT_RDMA_WRITES_ORDERING_OWNER) return Status::ok();
+  CUresult r = d.cuCtxPushCurrent(t.ctx);
+  if (r == CUDA_SUCCESS) {
+    r = d.cuFlushGPUDirectRDMAWrites(CU_FLUSH_GPU_DIRECT_RDMA_WRITES_TARGET_CURRENT_CTX,
+                                     CU_FLUSH_GPU_DIRECT_RDMA_WRITES_TO_OWNER);
+    CUcontext popped = nullptr;
+    d.cuCtxPopCurrent(&popped);
+  }
+  if (r != CUDA_SUCCESS) {
+    return WEFT_ERROR(StatusCode::kIoError, "cuFlushGPUDirectRDMAWrites for ", device_ptr,
+                      " (CUDA device ", t.device, "): ", cuResultText(r));
+  }
+  return Status::ok();
 }
 
 }  // namespace weft::gpu

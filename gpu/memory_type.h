@@ -42,12 +42,20 @@ inline bool isDeviceAccessible(MemoryType t) {
   return t == MemoryType::kCudaDevice || t == MemoryType::kCudaManaged;
 }
 
-// Synchronous copies between CUDA device memory and host memory, in the primary context of
-// the device owning the device pointer (retained once per device, kept for the process).
-// For the transport's staging of device buffers; kUnavailable without a driver,
-// kInvalidArgument when the pointer is not device memory, kIoError naming the CUresult.
-bool hostCopySupported();  // the driver has the copy entry points
+// Copies between CUDA device memory and host memory for the transport's staging of device
+// buffers: on a private non-blocking stream of the pointer's context (its device's primary
+// context for memory without one), synchronized before returning, so the bytes are in
+// place when the call returns (also for pageable host memory, where a plain cuMemcpyHtoD
+// may return before the DMA finished). The stream does not wait for other GPU work: the
+// caller makes sure the kernels that produce or consume the buffer are done. Process-wide
+// mutex (one copy at a time). kUnavailable without a driver, kInvalidArgument when the
+// pointer is not device memory, kIoError naming the CUresult.
+bool hostCopySupported();  // the driver has the entry points
 Status copyToHost(void* dst, const void* device_src, size_t n);
 Status copyToDevice(void* device_dst, const void* src, size_t n);
+// After a NIC wrote device memory by GPUDirect RDMA: makes the writes visible to the owning
+// context (cuFlushGPUDirectRDMAWrites) on devices that do not order them natively
+// (CU_DEVICE_ATTRIBUTE_GPU_DIRECT_RDMA_WRITES_ORDERING below OWNER); else nothing.
+Status flushRdmaWrites(const void* device_ptr);
 
 }  // namespace weft::gpu

@@ -19,12 +19,16 @@
 # The VM is emulated (TCG) and shares the host's CPUs: the absolute numbers mean little,
 # the ratios are what to read. Never use this as a pass/fail test.
 # Output: the table on stdout, and perf-compare.md / perf-compare.raw in the current dir.
+# PERF_SIZES (e.g. "8 4096") and PERF_KINDS (e.g. "bw_get lat_put") narrow a run to some
+# sizes and rows (kinds: lat_send lat_put bw_put bw_get bw_send; the *_wr rows and UCX follow
+# lat_send / bw_send / bw_put).
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 if [ -z "${SOFTROCE_DEV:-}" ]; then  # on the host: run myself inside a VM
 	BUILD=$(cd "${1:-$ROOT/build}" && pwd) || exit 2
 	exec "$HERE/softroce-vm" -m 2048 -c 2 -t "${PERF_VM_TIMEOUT:-1500}" -- \
+		env PERF_SIZES="${PERF_SIZES:-}" PERF_KINDS="${PERF_KINDS:-}" \
 		"$HERE/perf-compare.sh" "$BUILD" "${2:-3}"
 fi
 BUILD=$1
@@ -33,7 +37,8 @@ B=$BUILD/bin
 DEV=$SOFTROCE_DEV
 GID=$SOFTROCE_GID_INDEX
 IP=$SOFTROCE_IP
-SIZES="8 4096 65536 1048576"
+SIZES=${PERF_SIZES:-"8 4096 65536 1048576"}
+want() { [ -z "${PERF_KINDS:-}" ] || [[ " $PERF_KINDS " == *" $1 "* ]]; }
 RAW=$PWD/perf-compare.raw
 : >"$RAW"
 
@@ -100,24 +105,34 @@ value_now() { awk -v r="$rep" -v k="$1" -v s="$2" -v t="$3" '$1 == r && $2 == k 
 # One repetition of every pair; RAW lines: KIND SIZE TOOL VALUE
 for rep in $(seq 1 "$REPEATS"); do
 	for size in $SIZES; do
-		record lat_send "$size" weft "$(weftperf send_lat "$size" | awk '{print $4}')"
-		record lat_send "$size" perftest "$(perftest ib_send_lat "$size" | awk '{print $5}')"
-		record lat_put "$size" weft "$(weftperf put_lat "$size" | awk '{print $4}')"
-		record lat_put "$size" perftest "$(perftest ib_write_lat "$size" | awk '{print $5}')"
+		if want lat_send; then
+			record lat_send "$size" weft "$(weftperf send_lat "$size" | awk '{print $4}')"
+			record lat_send "$size" perftest "$(perftest ib_send_lat "$size" | awk '{print $5}')"
+		fi
+		if want lat_put; then
+			record lat_put "$size" weft "$(weftperf put_lat "$size" | awk '{print $4}')"
+			record lat_put "$size" perftest "$(perftest ib_write_lat "$size" | awk '{print $5}')"
+		fi
 		# bandwidths in Gb/s (weft-perf prints GB/s = 1e9 bytes)
-		record bw_put "$size" weft "$(weftperf put_bw "$size" | gbits "$size")"
-		record bw_put "$size" perftest "$(perftest ib_write_bw "$size" | awk '{print $4}')"
-		record bw_get "$size" weft "$(weftperf get_bw "$size" | gbits "$size")"
-		record bw_get "$size" perftest "$(perftest ib_read_bw "$size" | awk '{print $4}')"
-		record bw_send "$size" weft "$(weftperf send_bw "$size" | gbits "$size")"
-		record bw_send "$size" perftest "$(perftest ib_send_bw "$size" | awk '{print $4}')"
-		if [ "$size" -gt 8192 ]; then  # rendezvous sizes: the RDMA WRITE protocol too
+		if want bw_put; then
+			record bw_put "$size" weft "$(weftperf put_bw "$size" | gbits "$size")"
+			record bw_put "$size" perftest "$(perftest ib_write_bw "$size" | awk '{print $4}')"
+		fi
+		if want bw_get; then
+			record bw_get "$size" weft "$(weftperf get_bw "$size" | gbits "$size")"
+			record bw_get "$size" perftest "$(perftest ib_read_bw "$size" | awk '{print $4}')"
+		fi
+		if want bw_send; then
+			record bw_send "$size" weft "$(weftperf send_bw "$size" | gbits "$size")"
+			record bw_send "$size" perftest "$(perftest ib_send_bw "$size" | awk '{print $4}')"
+		fi
+		if [ "$size" -gt 8192 ] && want bw_send && want lat_send; then  # the RDMA WRITE rendezvous
 			record lat_send_wr "$size" weft "$(weftperf send_lat "$size" WEFT_IB_RNDV=write | awk '{print $4}')"
 			record lat_send_wr "$size" perftest "$(value_now lat_send "$size" perftest)"
 			record bw_send_wr "$size" weft "$(weftperf send_bw "$size" WEFT_IB_RNDV=write | gbits "$size")"
 			record bw_send_wr "$size" perftest "$(value_now bw_send "$size" perftest)"
 		fi
-		if command -v ucx_perftest >/dev/null; then
+		if command -v ucx_perftest >/dev/null && want bw_put && want lat_put; then
 			read -r lat _ <<<"$(ucxperf put_lat "$size")"
 			record lat_put "$size" ucx "${lat:-}"
 			read -r _ bw <<<"$(ucxperf put_bw "$size")"

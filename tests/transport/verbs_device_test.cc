@@ -68,6 +68,11 @@ class TestDevice final : public verbs::DeviceMemory {
     ++to_device;
     return Status::ok();
   }
+  Status flushNicWrites(void* p) override {
+    WEFT_RETURN_IF_ERROR(check(p, 1, "flushNicWrites"));
+    ++flushes;
+    return Status::ok();
+  }
   Result<ibv_mr*> registerForNic(const verbs::VerbsState& st, std::string_view what, void* p,
                                  size_t n, int access) override {
     ++nic_attempts;
@@ -88,6 +93,7 @@ class TestDevice final : public verbs::DeviceMemory {
   int to_device = 0;
   int nic_attempts = 0;
   int nic_registrations = 0;
+  int flushes = 0;
 
  private:
   Status check(const void* p, size_t n, const char* what) const {
@@ -138,69 +144,128 @@ RemoteKey fetchKey(RankEnv& env, const char* name) {
 const std::vector<size_t> kSizes = {8, 1000, 4096, 64 * 1024, 3 * kMiB + 5};
 
 // Every size moves device -> device by send / recv, device -> host memory by put and
-// host memory -> device by get (rank 1 owns the host region); the bytes arrive.
-void moveEveryWay(bool gpudirect) {
+// host memory -> device by get (rank 1 owns the host region), then a putNotify from the
+// device and a receive too small for its message; the bytes arrive, the counters of both
+// ranks show which path each operation took.
+// (One rank of moveEveryWay; its Context closes at the end.)
+void moveEveryWayIn(RankEnv& env, TestDevice& dev, bool gpudirect) {
+  Mesh m = verbsMesh(env);
+  Endpoint& ep = m.to(1 - env.rank);
+  std::vector<char> host(8 * kMiB);
+  std::unique_ptr<MemoryRegion> region;
+  if (env.rank == 1) {
+    fillPattern(host.data() + 4 * kMiB, 4 * kMiB, 99);  // what the gets read
+    region = must(m.ctx->registerMemory(host.data(), host.size()), "register host");
+    must(env.store->set("device/key", region->remoteKey().serialize()), "publish key");
+  }
+  const int n_sizes = static_cast<int>(kSizes.size());
+  int eager_sends = 0;
+  for (size_t i = 0; i < kSizes.size(); ++i) {
+    const size_t n = kSizes[i];
+    eager_sends += n <= 8000;  // under the default eager size with any header
+    env.step(strCat("send/recv of ", n, " bytes"));
+    if (env.rank == 0) {
+      fillPattern(dev.view(0), n, 10 + i);
+      Request s = must(ep.send(dev.device(0), n, i), "send");
+      must(s.wait(env.deadline), "send");
+    } else {
+      std::memset(dev.view(kMiB * 8), 0, n);
+      // Room for a rendezvous: with GPUDirect the buffer is registered, and small
+      // messages arrive into it eagerly (copied to the device by the CPU path).
+      Request r = must(ep.recv(dev.device(kMiB * 8), n + 64 * 1024, i), "recv");
+      must(r.wait(env.deadline), "recv");
+      EXPECT_EQ(r.bytes(), n);
+      ASSERT_EQ(checkPattern(dev.view(kMiB * 8), n, 10 + i), n) << n << " bytes";
+    }
+  }
+  int inline_puts = 0;
+  if (env.rank == 0) {
+    RemoteKey key = fetchKey(env, "device/key");
+    for (size_t i = 0; i < kSizes.size(); ++i) {
+      const size_t n = kSizes[i];
+      inline_puts += n <= m.ctx->capabilities().max_inline;
+      env.step(strCat("put / get of ", n, " bytes"));
+      fillPattern(dev.view(0), n, 30 + i);
+      Request p = must(ep.put(dev.device(0), n, key, 0), "put");
+      must(p.wait(env.deadline), "put");
+      must(must(ep.flush(), "flush").wait(env.deadline), "flush");
+      std::memset(dev.view(kMiB * 4), 0, n);
+      Request g = must(ep.get(dev.device(kMiB * 4), n, key, 4 * kMiB), "get");
+      must(g.wait(env.deadline), "get");
+      ASSERT_EQ(checkPattern(dev.view(kMiB * 4), n, 99), n) << n << " bytes read";
+    }
+    env.step("putNotify");
+    fillPattern(dev.view(0), 100000, 55);
+    must(must(ep.putNotify(dev.device(0), 100000, key, 0, 0x5eed), "putNotify").wait(env.deadline),
+         "putNotify");
+  } else {
+    env.step("waiting for the notification");
+    Request nt = must(ep.recvNotify(), "recvNotify");
+    must(nt.wait(env.deadline), "recvNotify");
+    EXPECT_EQ(nt.value(), 0x5eedu);
+    EXPECT_EQ(checkPattern(host.data(), 100000, 55), 100000u) << "the putNotify's bytes";
+  }
+  // A device receive too small for its message fails and leaves the buffer alone.
+  env.step("truncated receive");
+  if (env.rank == 0) {
+    fillPattern(dev.view(0), 200000, 66);
+    Result<Request> s = ep.send(dev.device(0), 200000, 77);
+    ASSERT_TRUE(s.isOk()) << s.status();
+    EXPECT_FALSE(s->wait(env.deadline).isOk()) << "the receiver's buffer is too small";
+  } else {
+    std::memset(dev.view(kMiB * 8), 0x11, 100000);
+    Request r = must(ep.recv(dev.device(kMiB * 8), 100000, 77), "recv");
+    const Status st = r.wait(env.deadline);
+    EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << st;
+    EXPECT_TRUE(containsText(st.message(), "truncated")) << st;
+    EXPECT_EQ(static_cast<unsigned char>(*dev.view(kMiB * 8)), 0x11);
+  }
+  std::cout << "rank " << env.rank << " (GPUDirect " << (gpudirect ? "on" : "off") << "): to host "
+            << dev.to_host << ", to device " << dev.to_device << ", NIC registrations "
+            << dev.nic_registrations << " of " << dev.nic_attempts << " tries, flushes "
+            << dev.flushes << "\n";
+  if (gpudirect) {
+    EXPECT_EQ(dev.nic_registrations, dev.nic_attempts);
+    if (env.rank == 0) {  // copied: the eager sends and inline puts, nothing else
+      EXPECT_EQ(dev.to_host, eager_sends + inline_puts);
+      EXPECT_EQ(dev.to_device, 0);
+      EXPECT_EQ(dev.flushes, n_sizes) << "one per get";
+      // registered: rendezvous sends, other puts, every get, the putNotify, the
+      // truncated send
+      EXPECT_EQ(dev.nic_registrations,
+                (n_sizes - eager_sends) + (n_sizes - inline_puts) + n_sizes + 2);
+    } else {  // every receive had room for a rendezvous: registered
+      EXPECT_EQ(dev.nic_registrations, n_sizes + 1);
+      EXPECT_EQ(dev.to_device, eager_sends) << "eager messages are copied in";
+      EXPECT_EQ(dev.flushes, n_sizes);
+    }
+  } else {
+    EXPECT_EQ(dev.nic_attempts, 1) << "auto gives up on GPUDirect after one failure";
+    EXPECT_EQ(dev.nic_registrations, 0);
+    EXPECT_EQ(dev.flushes, 0);
+    if (env.rank == 0) {  // sends, puts, the putNotify and the truncated send; gets
+      EXPECT_EQ(dev.to_host, 2 * n_sizes + 2);
+      EXPECT_EQ(dev.to_device, n_sizes);
+    } else {  // receives (not the truncated one)
+      EXPECT_EQ(dev.to_device, n_sizes);
+    }
+  }
+  env.barrier("done");
+}
+
+void moveEveryWay(bool gpudirect, std::vector<std::pair<std::string, std::string>> env_vars = {}) {
   runRanks(
       2,
       [gpudirect](RankEnv& env) {
         InstalledDevice inst(16 * kMiB, gpudirect);
         TestDevice& dev = inst.device;
-        Mesh m = verbsMesh(env);
-        Endpoint& ep = m.to(1 - env.rank);
-        std::vector<char> host(8 * kMiB);
-        std::unique_ptr<MemoryRegion> region;
-        if (env.rank == 1) {
-          region = must(m.ctx->registerMemory(host.data(), host.size()), "register host");
-          must(env.store->set("device/key", region->remoteKey().serialize()), "publish key");
-        }
-        for (size_t i = 0; i < kSizes.size(); ++i) {
-          const size_t n = kSizes[i];
-          env.step(strCat("send/recv of ", n, " bytes"));
-          if (env.rank == 0) {
-            fillPattern(dev.view(0), n, 10 + i);
-            Request s = must(ep.send(dev.device(0), n, i), "send");
-            must(s.wait(env.deadline), "send");
-          } else {
-            std::memset(dev.view(kMiB * 8), 0, n);
-            // Room for a rendezvous: with GPUDirect the buffer is registered, and small
-            // messages arrive into it eagerly (copied to the device by the CPU path).
-            Request r = must(ep.recv(dev.device(kMiB * 8), n + 64 * 1024, i), "recv");
-            must(r.wait(env.deadline), "recv");
-            EXPECT_EQ(r.bytes(), n);
-            ASSERT_EQ(checkPattern(dev.view(kMiB * 8), n, 10 + i), n) << n << " bytes";
-          }
-        }
-        if (env.rank == 0) {
-          RemoteKey key = fetchKey(env, "device/key");
-          for (size_t i = 0; i < kSizes.size(); ++i) {
-            const size_t n = kSizes[i];
-            env.step(strCat("put / get of ", n, " bytes"));
-            fillPattern(dev.view(0), n, 30 + i);
-            Request p = must(ep.put(dev.device(0), n, key, 0), "put");
-            must(p.wait(env.deadline), "put");
-            must(must(ep.flush(), "flush").wait(env.deadline), "flush");
-            std::memset(dev.view(kMiB * 4), 0, n);
-            Request g = must(ep.get(dev.device(kMiB * 4), n, key, 0), "get");
-            must(g.wait(env.deadline), "get");
-            ASSERT_EQ(checkPattern(dev.view(kMiB * 4), n, 30 + i), n) << n << " bytes round trip";
-          }
-          std::cout << "rank 0 (GPUDirect " << (gpudirect ? "on" : "off") << "): to host "
-                    << dev.to_host << ", to device " << dev.to_device << ", NIC registrations "
-                    << dev.nic_registrations << " of " << dev.nic_attempts << " tries\n";
-          if (gpudirect) {
-            // Zero-copy for every rendezvous send and non-inline put / get: one registration
-            // each; only the eager sends and inline puts were copied.
-            EXPECT_GE(dev.nic_registrations, 6);
-            EXPECT_EQ(dev.nic_registrations, dev.nic_attempts);
-          } else {
-            EXPECT_EQ(dev.nic_attempts, 1) << "auto gives up on GPUDirect after one failure";
-            EXPECT_EQ(dev.to_host, static_cast<int>(2 * kSizes.size()));  // sends and puts
-            EXPECT_EQ(dev.to_device, static_cast<int>(kSizes.size()));    // gets
-          }
-        }
-        env.barrier("done");
+        moveEveryWayIn(env, dev, gpudirect);
+        // Every registration of a device buffer (per operation) was released.
+        const verbs::LiveObjects live = verbs::liveObjects();
+        EXPECT_EQ(live.mrs, 0) << "memory registrations left after the Context closed";
+        EXPECT_EQ(live.qps, 0);
       },
-      deviceRanks());
+      deviceRanks(std::move(env_vars)));
 }
 
 TEST(VerbsDeviceMemory, StagedThroughHostMemoryWithoutGpuDirect) {
@@ -211,6 +276,12 @@ TEST(VerbsDeviceMemory, StagedThroughHostMemoryWithoutGpuDirect) {
 TEST(VerbsDeviceMemory, ZeroCopyWithGpuDirect) {
   WEFT_REQUIRE_VERBS_DEVICE();
   moveEveryWay(true);
+}
+
+// The RDMA WRITE rendezvous: the receiver's clear-to-send names the device address.
+TEST(VerbsDeviceMemory, ZeroCopyWithGpuDirectAndWriteRendezvous) {
+  WEFT_REQUIRE_VERBS_DEVICE();
+  moveEveryWay(true, {{"WEFT_IB_RNDV", "write"}});
 }
 
 // A registered device region is a one-sided target with GPUDirect (peers put into device
@@ -274,7 +345,6 @@ void gpuDirectMode(const std::string& mode) {
             must(must(ep.send(dev.device(0), 64, 2), "small send").wait(env.deadline),
                  "small send");
           }
-          EXPECT_EQ(dev.to_device, 0);
         } else if (mode == "on") {
           std::vector<char> in(64);
           must(must(ep.recv(in.data(), in.size(), 2), "recv").wait(env.deadline), "recv");

@@ -11,8 +11,12 @@
 //    completed successfully (synchronous copies, DeviceMemory::toHost / toDevice).
 // Eager-sized sends and inline puts are always staged (a copy, as for host memory).
 // WEFT_GPUDIRECT: off refuses device buffers; on takes the zero-copy path or fails with
-// the registration's reasons; auto (default) tries zero-copy once per Context and, when it
-// fails, says why once (a warning) and stages from then on.
+// the registration's reasons; auto (default) tries zero-copy and, when the registration is
+// not supported, says why once (a warning) and stages from then on (other failures, such
+// as the memlock limit, stage that one operation).
+// The caller makes sure a device buffer is ready (its producing kernel finished) when the
+// operation starts and reads it after the request completed; the copies run inside the
+// progress engine, synchronously, on a stream of their own.
 //
 // DeviceMemory is the seam between the backend and the GPU runtime: with CUDA built in and
 // a device present it is the driver API (gpu/); tests install their own
@@ -43,6 +47,9 @@ class DeviceMemory {
   // Synchronous copies; errors name the range and the runtime's reason.
   virtual Status toHost(void* dst, const void* src, size_t n) = 0;
   virtual Status toDevice(void* dst, const void* src, size_t n) = 0;
+  // After the NIC wrote [p, ...) by GPUDirect (a receive, a get): makes the writes visible
+  // to the device's kernels where the platform does not order them by itself.
+  virtual Status flushNicWrites(void* p) = 0;
   // GPUDirect RDMA registration of exactly [p, p + n) on st's PD with `access`, or why not
   // (kNotSupported naming the dma-buf and the peer-memory reasons; `what` starts it).
   virtual Result<ibv_mr*> registerForNic(const VerbsState& st, std::string_view what, void* p,

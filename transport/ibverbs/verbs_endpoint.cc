@@ -165,12 +165,14 @@ Result<Request> VerbsEndpoint::handleFor(VerbsOp* op) {
 
 void VerbsEndpoint::completeOp(VerbsOp* op, Status status) {
   if (op->in_recvs) unlinkRecv(op);
-  if (op->staged != nullptr) [[unlikely]]
-    status = finishStaged(op, std::move(status));
+  if (op->device_local) [[unlikely]]
+    status = finishDevice(op, std::move(status));
   if (op->reg != nullptr) {
     state_->cache().release(op->reg);
     op->reg = nullptr;
   }
+  if (op->staged != nullptr) [[unlikely]]
+    status = finishStaged(op, std::move(status));
   if (op->atomic_slot != UINT32_MAX) {
     free_atomic_.push_back(op->atomic_slot);
     op->atomic_slot = UINT32_MAX;

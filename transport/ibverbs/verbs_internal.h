@@ -613,6 +613,8 @@ class VerbsEndpoint final : public Endpoint {
   void attachDeviceUse(VerbsOp* op, const DeviceUse& use, bool copy_out);
   // completeOp's part for staged ops: the copy to the device, the staging buffer back.
   Status finishStaged(VerbsOp* op, Status status);
+  // completeOp's part for GPUDirect ops: the write flush after a receive / get.
+  Status finishDevice(VerbsOp* op, Status status);
   Result<Request> sendDevice(const void* buffer, size_t length, Tag tag);
   Result<Request> startSend(VerbsOp* op, bool eager);
   bool isDevice(const void* p) const {

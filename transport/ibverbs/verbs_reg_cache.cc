@@ -126,8 +126,13 @@ Result<RegEntry*> RegistrationCache::acquire(const void* address, size_t length,
 
 Result<RegEntry*> RegistrationCache::acquireUncached(const void* address, size_t length,
                                                      MemoryType type, LocalAccess access) {
-  WEFT_ASSIGN_OR_RETURN(Registration reg, registrar_->registerRange(const_cast<void*>(address),
-                                                                    length, type, access));
+  void* start = const_cast<void*>(address);
+  auto r = registrar_->registerRange(start, length, type, access);
+  if (!r.isOk() && r.status().code() == StatusCode::kNoResource && lru_head_ != nullptr) {
+    makeRoom(SIZE_MAX);  // the locked-memory limit or the MR table: free cached entries
+    r = registrar_->registerRange(start, length, type, access);
+  }
+  WEFT_ASSIGN_OR_RETURN(Registration reg, std::move(r));
   auto entry = std::make_unique<RegEntry>();
   RegEntry* e = entry.get();
   e->start = reinterpret_cast<uintptr_t>(address);

@@ -33,6 +33,7 @@ class CudaDeviceMemory final : public DeviceMemory {
   Status toDevice(void* dst, const void* src, size_t n) override {
     return gpu::copyToDevice(dst, src, n);
   }
+  Status flushNicWrites(void* p) override { return gpu::flushRdmaWrites(p); }
   Result<ibv_mr*> registerForNic(const VerbsState& st, std::string_view what, void* p, size_t n,
                                  int access) override {
     return registerCudaForNic(st, what, p, n, access);
@@ -131,7 +132,11 @@ Result<DeviceUse> VerbsEndpoint::deviceUse(OpKind kind, const void* buffer, size
           "WEFT_GPUDIRECT=on requires GPUDirect RDMA; auto (the default) "
           "stages device buffers through host memory when it is missing");
     }
-    st.noteGpuDirectFailure(why);
+    if (why.code() == StatusCode::kNotSupported) {
+      st.noteGpuDirectFailure(why);  // for good: stage from now on
+    } else {
+      WEFT_LOG(kDebug, "verbs") << why << "; staging this operation";
+    }
   }
   use.staged = st.staging().take(length, &use.staged_cap);
   if (use.staged == nullptr) {
@@ -165,6 +170,15 @@ void VerbsEndpoint::attachDeviceUse(VerbsOp* op, const DeviceUse& use, bool copy
   op->local = use.staged;
   op->staged = use.staged;
   op->staged_cap = use.staged_cap;
+}
+
+Status VerbsEndpoint::finishDevice(VerbsOp* op, Status status) {
+  const bool nic_wrote = op->type == OpType::kRecv || op->type == OpType::kGet;
+  if (status.isOk() && nic_wrote && op->slot != nullptr && op->slot->bytes > 0) {
+    Status f = dev_->flushNicWrites(op->local);
+    if (!f.isOk()) status = f.withContext(strCat(opKindName(op->slot->op), " on ", name_));
+  }
+  return status;
 }
 
 Status VerbsEndpoint::finishStaged(VerbsOp* op, Status status) {
