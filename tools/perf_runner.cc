@@ -308,7 +308,15 @@ PerfRunner::PhaseTime PerfRunner::streamInitiator(PerfOp op, size_t n, int64_t c
 void PerfRunner::streamResponder(PerfOp op, size_t n, int64_t count) {
   if (op != PerfOp::kSend) {
     Request done = post([&] { return ep_->recv(nullptr, 0, kTagDone); });
-    waitOk(done, "done message");
+    if (ctx_->capabilities().rma_needs_target_progress) {
+      waitOk(done, "done message");  // the peer's puts / gets need this rank's progress
+      return;
+    }
+    // Nothing to do until the done message: sleep in a blocking wait, as perftest's passive
+    // side does (a spinning target takes a core the initiator and the NIC may need: on
+    // soft-RoCE both share the CPUs).
+    const Status st = done.wait(deadline_);
+    if (!st.isOk()) fail(strCat("done message (rank ", rank_, " <-> rank ", peer_, ")"), st);
     return;
   }
   const size_t window = ring_.size();

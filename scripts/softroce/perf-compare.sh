@@ -42,8 +42,10 @@ want() { [ -z "${PERF_KINDS:-}" ] || [[ " $PERF_KINDS " == *" $1 "* ]]; }
 RAW=$PWD/perf-compare.raw
 : >"$RAW"
 
-iters() { # messages per size: keep each run to a few seconds under emulation
-	case $1 in 8) echo 1000 ;; 4096) echo 500 ;; 65536) echo 100 ;; *) echo 20 ;; esac
+iters() { # messages per size: under a second or two each under emulation, but long enough
+	# that one scheduling hiccup does not decide a run (1000 8-byte messages took ~0.1 s and
+	# their rates moved 0.6x-1.5x between back-to-back runs)
+	case $1 in 8) echo 5000 ;; 4096) echo 2000 ;; 65536) echo 200 ;; *) echo 20 ;; esac
 }
 
 # perftest pair: server in the background, client retried until the server listens.
