@@ -72,11 +72,19 @@ echo "=== one VM: exit status $rc1 after $((t1 - t0)) s"
 
 rc2=0
 if [ "${VERBS_SKIP_TWO_NODE:-0}" != 1 ]; then
-	echo "=== soft-RoCE, two VMs: ${#TWO_NODE_TESTS[@]} tests, one rank per VM"
-	"$HERE/softroce-vm" -n 2 -m 1536 -t "${VERBS_TWO_VM_LIMIT:-900}" -w "$WORK" -- \
-		"$HERE/two-node-rank.sh" "$BIN" "${TWO_NODE_TESTS[@]}"
-	rc2=$?
-	echo "=== two VMs: exit status $rc2 after $(($(date +%s) - t1)) s"
+	# The emulated NIC of a VM can stall on a loaded host (the guest kernel logs "NETDEV
+	# WATCHDOG: ... transmit queue 0 timed out"; the store and the QPs then lose their peer):
+	# that is the emulator failing, not a test, so the step runs once more, saying so.
+	for attempt in 1 2; do
+		echo "=== soft-RoCE, two VMs: ${#TWO_NODE_TESTS[@]} tests, one rank per VM"
+		"$HERE/softroce-vm" -n 2 -m 1536 -t "${VERBS_TWO_VM_LIMIT:-900}" -w "$WORK" -- \
+			"$HERE/two-node-rank.sh" "$BIN" "${TWO_NODE_TESTS[@]}" 2>&1 | tee "$WORK/two-vm.log"
+		rc2=${PIPESTATUS[0]}
+		echo "=== two VMs: exit status $rc2 after $(($(date +%s) - t1)) s"
+		[ "$rc2" != 0 ] && [ "$attempt" = 1 ] &&
+			grep -q "NETDEV WATCHDOG\|transmit queue [0-9]* timed out" "$WORK/two-vm.log" || break
+		echo "=== two VMs: a VM's virtual NIC stalled (NETDEV WATCHDOG above): running the step again"
+	done
 fi
 echo "=== soft-RoCE verbs tests: $([ $rc1 = 0 ] && [ $rc2 = 0 ] && echo passed || echo FAILED)" \
 	"in $(($(date +%s) - t0)) s"

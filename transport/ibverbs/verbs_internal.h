@@ -642,7 +642,10 @@ class VerbsEndpoint final : public Endpoint {
   Status protocolError(std::string_view what) const;
 
   // ---- one-sided (verbs_rma.cc)
+  // Validates key + [offset, offset + length) and returns its rkey; the key checked last
+  // is answered without checking it again.
   Result<uint32_t> remoteAccess(OpKind op, const RemoteKey& key, uint64_t offset, size_t length);
+  Result<uint32_t> checkKey(OpKind op, const RemoteKey& key, uint64_t offset, size_t length);
   Result<Request> postRma(OpType type, OpKind kind, ibv_wr_opcode opcode, char* local,
                           size_t length, const RemoteKey& key, uint64_t offset, uint64_t imm);
   Result<Request> postAtomic(OpKind kind, ibv_wr_opcode opcode, const RemoteKey& key,
@@ -695,6 +698,16 @@ class VerbsEndpoint final : public Endpoint {
   Ring<VerbsOp*> notify_waiters_;
   Ring<uint64_t> notifications_;
   Ring<VerbsOp*> flushes_;
+  struct CheckedKey {
+    uint64_t region_id = 0;
+    uint64_t checksum = 0;
+    uint64_t address = 0;
+    uint64_t length = 0;
+    int32_t owner = -1;
+    uint32_t rkey = 0;
+    bool valid = false;
+  };
+  CheckedKey last_key_;  // remoteAccess's last checked key
   uint64_t rma_started_ = 0;
   uint64_t rma_finished_ = 0;
   std::vector<ibv_recv_wr> repost_wrs_;
