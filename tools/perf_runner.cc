@@ -237,12 +237,26 @@ PerfRunner::PhaseTime PerfRunner::putLatency(size_t n, int64_t count, int64_t fi
   PhaseTime t;
   const char* flag = recv_buf_ + n - 1;  // the peer's put writes the sequence byte here
   auto arrived = [flag](char seq) { return __atomic_load_n(flag, __ATOMIC_ACQUIRE) == seq; };
+  // Where the backend needs no target progress (verbs: the NIC writes the flag), wait for
+  // the peer's put as ib_write_lat does: polling the flag only, no progress calls between
+  // the reads (each one polls completion queues and would delay seeing the flag).
+  const bool memory_poll = !ctx_->capabilities().rma_needs_target_progress;
+  auto waitArrival = [&](char seq) {
+    if (!memory_poll) {
+      spinUntil([&] { return arrived(seq); });
+      return;
+    }
+    for (uint32_t spins = 1; !arrived(seq); ++spins) {
+      if ((spins & kCheckEvery) == 0) [[unlikely]]
+        checkStalled();
+    }
+  };
   const uint64_t start = TickClock::now();
   uint64_t t0 = start;
   for (int64_t i = 0; i < count; ++i) {
     const char seq = seqByte(first_seq + i);
     if (rank_ != 0) {
-      spinUntil([&] { return arrived(seq); });
+      waitArrival(seq);
       send_buf_[n - 1] = seq;
       Request p = postOp(PerfOp::kPut, n);
       waitOk(p, "put_lat put");  // the source buffer is rewritten next iteration
@@ -250,8 +264,8 @@ PerfRunner::PhaseTime PerfRunner::putLatency(size_t n, int64_t count, int64_t fi
     }
     send_buf_[n - 1] = seq;
     Request p = postOp(PerfOp::kPut, n);
-    spinUntil([&] { return arrived(seq) && p.done(); });
-    checkOk(p, "put_lat put");
+    waitOk(p, "put_lat put");  // as ib_write_lat: the own completion, then the peer's put
+    waitArrival(seq);
     const uint64_t t1 = TickClock::now();
     if (samples != nullptr) samples[i] = t1 - t0;
     t0 = t1;
