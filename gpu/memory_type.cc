@@ -114,6 +114,25 @@ Result<DeviceTarget> targetOf(const CudaDriver& d, const void* p, std::string_vi
   return t;
 }
 
+// Makes ctx current for the scope (pushed, popped at the end); result() says if the push
+// worked.
+class ContextScope {
+ public:
+  ContextScope(const CudaDriver& d, CUcontext ctx) : d_(d), result_(d.cuCtxPushCurrent(ctx)) {}
+  ~ContextScope() {
+    if (result_ != CUDA_SUCCESS) return;
+    CUcontext popped = nullptr;
+    d_.cuCtxPopCurrent(&popped);
+  }
+  ContextScope(const ContextScope&) = delete;
+  ContextScope& operator=(const ContextScope&) = delete;
+  CUresult result() const { return result_; }
+
+ private:
+  const CudaDriver& d_;
+  CUresult result_;
+};
+
 // This process's copy stream in ctx (current), created on first use (g_copy_mu held).
 Result<CUstream> copyStream(const CudaDriver& d, CUcontext ctx) {
   static std::vector<std::pair<CUcontext, CUstream>> streams;
@@ -141,18 +160,15 @@ Status copyOnDevice(const void* device_ptr, size_t n, std::string_view what, Cop
   }
   std::lock_guard<std::mutex> lock(g_copy_mu);
   WEFT_ASSIGN_OR_RETURN(DeviceTarget t, targetOf(d, device_ptr, what));
-  CUresult r = d.cuCtxPushCurrent(t.ctx);
-  if (r != CUDA_SUCCESS) {
-    return WEFT_ERROR(StatusCode::kIoError, what, ": cuCtxPushCurrent: ", cuResultText(r));
+  ContextScope scope(d, t.ctx);
+  if (scope.result() != CUDA_SUCCESS) {
+    return WEFT_ERROR(StatusCode::kIoError, what,
+                      ": cuCtxPushCurrent: ", cuResultText(scope.result()));
   }
   Result<CUstream> stream = copyStream(d, t.ctx);
-  if (stream.isOk()) {
-    r = copy(d, *stream);
-    if (r == CUDA_SUCCESS) r = d.cuStreamSynchronize(*stream);
-  }
-  CUcontext popped = nullptr;
-  d.cuCtxPopCurrent(&popped);
   if (!stream.isOk()) return stream.status().withContext(what);
+  CUresult r = copy(d, *stream);
+  if (r == CUDA_SUCCESS) r = d.cuStreamSynchronize(*stream);
   if (r != CUDA_SUCCESS) {
     return WEFT_ERROR(StatusCode::kIoError, what, " of ", n, " bytes at ", device_ptr,
                       " (CUDA device ", t.device, "): ", cuResultText(r));
@@ -203,12 +219,11 @@ Status flushRdmaWrites(const void* device_ptr) {
     ordering[t.device] = v;
   }
   if (ordering[t.device] >= CU_GPU_DIRECT_RDMA_WRITES_ORDERING_OWNER) return Status::ok();
-  CUresult r = d.cuCtxPushCurrent(t.ctx);
+  ContextScope scope(d, t.ctx);
+  CUresult r = scope.result();
   if (r == CUDA_SUCCESS) {
     r = d.cuFlushGPUDirectRDMAWrites(CU_FLUSH_GPU_DIRECT_RDMA_WRITES_TARGET_CURRENT_CTX,
                                      CU_FLUSH_GPU_DIRECT_RDMA_WRITES_TO_OWNER);
-    CUcontext popped = nullptr;
-    d.cuCtxPopCurrent(&popped);
   }
   if (r != CUDA_SUCCESS) {
     return WEFT_ERROR(StatusCode::kIoError, "cuFlushGPUDirectRDMAWrites for ", device_ptr,

@@ -79,12 +79,10 @@ class StagingPool {
   // memory.
   char* take(size_t n, size_t* capacity);
   void give(char* p, size_t capacity);
-  uint64_t taken() const { return taken_; }
 
  private:
   std::vector<std::vector<char*>> free_;  // by class: kMinClass << i
   size_t idle_bytes_ = 0;
-  uint64_t taken_ = 0;
 };
 
 }  // namespace weft::transport::verbs

@@ -480,7 +480,7 @@ Result<Request> VerbsEndpoint::send(const void* buffer, size_t length, Tag tag) 
     return argError(OpKind::kSend,
                     strCat("tag ", hex(tag), " uses bits above the ", kTagBits, " caller bits"));
   }
-  if (dev_ != nullptr && length > 0 && isDevice(buffer)) [[unlikely]]
+  if (isDeviceBuffer(buffer, length)) [[unlikely]]
     return sendDevice(buffer, length, tag);
   const bool eager = length <= eager_max_;
   if (eager && length < zcopy_min_) {
@@ -557,7 +557,7 @@ Result<Request> VerbsEndpoint::recv(void* buffer, size_t length, Tag tag, Tag ma
                     strCat("tag ", hex(tag), " uses bits above the ", kTagBits, " caller bits"));
   }
   // A device buffer: GPUDirect when a rendezvous-sized message could arrive, else staged.
-  const bool device = dev_ != nullptr && length > 0 && isDevice(buffer);
+  const bool device = isDeviceBuffer(buffer, length);
   DeviceUse use;
   if (device) [[unlikely]] {
     WEFT_ASSIGN_OR_RETURN(use,

@@ -617,8 +617,9 @@ class VerbsEndpoint final : public Endpoint {
   Status finishDevice(VerbsOp* op, Status status);
   Result<Request> sendDevice(const void* buffer, size_t length, Tag tag);
   Result<Request> startSend(VerbsOp* op, bool eager);
-  bool isDevice(const void* p) const {
-    return dev_ != nullptr && p != nullptr && dev_->contains(p);
+  // A non-empty buffer in device memory (one branch without a GPU runtime).
+  bool isDeviceBuffer(const void* p, size_t length) const {
+    return dev_ != nullptr && length > 0 && p != nullptr && dev_->contains(p);
   }
 
   // ---- receive side (verbs_recv.cc)

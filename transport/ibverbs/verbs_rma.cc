@@ -68,7 +68,7 @@ Result<Request> VerbsEndpoint::postRma(OpType type, OpKind kind, ibv_wr_opcode o
   }
   const bool inline_put = opcode != IBV_WR_RDMA_READ && length <= inline_max_;
   // A device buffer: GPUDirect, or staged (inline puts always: the CPU copies them).
-  const bool device = dev_ != nullptr && length > 0 && isDevice(local);
+  const bool device = isDeviceBuffer(local, length);
   DeviceUse use;
   if (device) [[unlikely]] {
     WEFT_ASSIGN_OR_RETURN(use,

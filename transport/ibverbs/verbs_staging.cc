@@ -83,13 +83,11 @@ char* StagingPool::take(size_t n, size_t* capacity) {
     char* p = free_[cls].back();
     free_[cls].pop_back();
     idle_bytes_ -= cap;
-    ++taken_;
     *capacity = cap;
     return p;
   }
   auto* p = static_cast<char*>(std::aligned_alloc(4096, cap));
   if (p == nullptr) return nullptr;
-  ++taken_;
   *capacity = cap;
   return p;
 }
