@@ -340,6 +340,67 @@ TEST_P(TransportConformance, PutGetAtOffsetsAndPutNotify) {
       rankOptions());
 }
 
+// Context::allocateMemory: zero-filled, owned memory that peers put / get / update
+// atomically like registered memory (UCX: from its shared-memory transports, which a
+// same-node peer maps; the no-progress claim is checked in ucx_internal_test.cc).
+TEST_P(TransportConformance, AllocatedMemoryIsZeroedAndServesPeers) {
+  const BackendConfig cfg = GetParam();
+  runRanks(
+      2,
+      [&](RankEnv& env) {
+        Mesh m = openMesh(env, cfg);
+        Endpoint& ep = m.to(1 - env.rank);
+        auto none = m.ctx->allocateMemory(0);
+        ASSERT_FALSE(none.isOk());
+        EXPECT_EQ(none.status().code(), StatusCode::kInvalidArgument) << none.status();
+        constexpr size_t kBytes = kMiB + 5;
+        auto mr = must(m.ctx->allocateMemory(kBytes), "allocateMemory");
+        ASSERT_NE(mr->address(), nullptr);
+        ASSERT_EQ(mr->length(), kBytes);
+        EXPECT_EQ(mr->memoryType(), MemoryType::kHost);
+        EXPECT_TRUE(mr->registered());
+        EXPECT_EQ(mr->remoteKey().length, kBytes);
+        auto* mem = static_cast<unsigned char*>(mr->address());
+        EXPECT_EQ(std::count(mem, mem + kBytes, 0), static_cast<ptrdiff_t>(kBytes))
+            << "allocated memory is not zero-filled";
+        // [0, 16): two atomic words; [64, kBytes): the owner's pattern.
+        fillPattern(mem + 64, kBytes - 64, 31 + env.rank);
+        publishKey(env, *mr, "alloc");
+        const RemoteKey peer = fetchKey(env, 1 - env.rank, "alloc");
+        progressBarrier(env, *m.ctx, "patterns written");
+        env.step("get, put and atomics on the peer's allocated memory");
+        std::vector<unsigned char> got(kBytes - 64 + 1);
+        Request g = must(ep.get(got.data() + 1, kBytes - 64, peer, 64), "get");
+        waitOk(g, env, "get");
+        EXPECT_EQ(checkPattern(got.data() + 1, kBytes - 64, 32 - env.rank), kBytes - 64);
+        std::vector<unsigned char> src(1000);
+        fillPattern(src.data(), src.size(), 700 + env.rank);
+        Request p = must(ep.put(src.data(), src.size(), peer, 4097), "put");
+        waitOk(p, env, "put");
+        for (uint64_t i = 0; i < 3; ++i) {
+          Request a = must(ep.fetchAdd(peer, 0, 5), "fetchAdd");
+          waitOk(a, env, "fetchAdd");
+          EXPECT_EQ(a.value(), 5 * i);
+        }
+        Request c = must(ep.compareSwap(peer, 8, 0, 77), "compareSwap");
+        waitOk(c, env, "compareSwap");
+        EXPECT_EQ(c.value(), 0u);
+        Request f = must(ep.flush(), "flush");
+        waitOk(f, env, "flush");
+        progressBarrier(env, *m.ctx, "peers done");
+        EXPECT_EQ(__atomic_load_n(reinterpret_cast<uint64_t*>(mem), __ATOMIC_SEQ_CST), 15u);
+        EXPECT_EQ(__atomic_load_n(reinterpret_cast<uint64_t*>(mem + 8), __ATOMIC_SEQ_CST), 77u);
+        EXPECT_EQ(checkPattern(mem + 4097, 1000, 701 - env.rank), 1000u);
+        EXPECT_EQ(checkPattern(mem + 64, 4097 - 64, 31 + env.rank), 4097u - 64)
+            << "a put wrote outside its range";
+        must(mr->deregister(), "deregister");
+        EXPECT_FALSE(mr->registered());
+        EXPECT_EQ(mr->deregister().code(), StatusCode::kInvalidArgument);
+        progressBarrier(env, *m.ctx, "done");
+      },
+      rankOptions());
+}
+
 // Bursts of 8-byte puts and gets, each burst waited for newest first by blocking waits
 // that sleep at once: the verbs backend signals only some of these WRs (kSignalEvery) and
 // must still complete every operation, also those behind the last signaled WR, and a

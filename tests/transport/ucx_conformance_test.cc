@@ -1,6 +1,9 @@
 // The conformance suite over UCX: shared memory (posix; sysv + cma), TCP loopback, the
 // default transport selection, and tcp + posix.
+#include <algorithm>
+
 #include "tests/transport/conformance.h"
+#include "transport/api/endpoint.h"
 
 namespace weft::transport::testing {
 
@@ -25,6 +28,78 @@ INSTANTIATE_TEST_SUITE_P(
                                     "ucx",
                                     {{"UCX_TLS", "tcp"}, {"UCX_KEEPALIVE_INTERVAL", "20s"}}}),
     backendConfigName);
+
+// allocateMemory over UCX's shared memory: the owner does not progress at all (it blocks on
+// the store) while its peer gets, puts and updates its memory: UCX maps the segment in the
+// peer, so nothing is emulated with messages (on registerMemory'd memory these operations
+// would wait for the owner and run into the deadline).
+TEST(UcxAllocatedMemory, PeersReachItWithoutTheOwnersProgress) {
+  weft::testing::RankOptions o;
+  o.timeout_s = 60;
+  o.env = {{"UCX_TLS", "posix"}};
+  weft::testing::runRanks(
+      2,
+      [&](weft::testing::RankEnv& env) {
+        Mesh m = openMesh(env, BackendConfig{"ucx_posix", "ucx", o.env});
+        Endpoint& ep = m.to(1 - env.rank);
+        constexpr size_t kBytes = 1 << 20;
+        std::unique_ptr<MemoryRegion> mr;
+        if (env.rank == 1) {
+          auto r = m.ctx->allocateMemory(kBytes);
+          ASSERT_TRUE(r.isOk()) << r.status();
+          mr = std::move(r).value();
+          std::fill_n(static_cast<unsigned char*>(mr->address()) + 64, kBytes - 64, 0x5a);
+          ASSERT_TRUE(env.store->set("key", mr->remoteKey().serialize()).isOk());
+        }
+        // Both progress until the endpoints' wireup is done and a first get went through.
+        auto bytes = env.store->get("key", env.deadline);
+        ASSERT_TRUE(bytes.isOk()) << bytes.status();
+        auto key = RemoteKey::deserialize(*bytes);
+        ASSERT_TRUE(key.isOk()) << key.status();
+        if (env.rank == 0) {
+          uint64_t word = 0;
+          auto g = ep.get(&word, 8, *key, 64);
+          ASSERT_TRUE(g.isOk()) << g.status();
+          ASSERT_TRUE(g->wait(env.deadline).isOk());
+        }
+        progressBarrier(env, *m.ctx, "warm");
+        if (env.rank == 1) {
+          env.step("blocked on the store, not progressing");
+          auto done = env.store->get("done", env.deadline);
+          ASSERT_TRUE(done.isOk()) << done.status();
+          const auto* mem = static_cast<const unsigned char*>(mr->address());
+          EXPECT_EQ(__atomic_load_n(reinterpret_cast<const uint64_t*>(mem), __ATOMIC_SEQ_CST),
+                    3000u);
+          EXPECT_EQ(std::count(mem + 4096, mem + 8192, 0xa5), 4096);
+        } else {
+          env.step("1000 gets, 1000 fetchAdds and a put while the owner sleeps");
+          const Deadline soon = Deadline::after(std::chrono::seconds(10));
+          std::vector<unsigned char> got(4096);
+          for (int i = 0; i < 1000; ++i) {
+            auto g = ep.get(got.data(), got.size(), *key, 64 + 4096 * (i % 200));
+            ASSERT_TRUE(g.isOk()) << g.status();
+            Status st = g->wait(soon);
+            ASSERT_TRUE(st.isOk()) << "get " << i << ": " << st;
+            auto a = ep.fetchAdd(*key, 0, 3);
+            ASSERT_TRUE(a.isOk()) << a.status();
+            st = a->wait(soon);
+            ASSERT_TRUE(st.isOk()) << "fetchAdd " << i << ": " << st;
+          }
+          EXPECT_EQ(std::count(got.begin(), got.end(), 0x5a), 4096);
+          std::vector<unsigned char> src(4096, 0xa5);
+          auto p = ep.put(src.data(), src.size(), *key, 4096);
+          ASSERT_TRUE(p.isOk()) << p.status();
+          ASSERT_TRUE(p->wait(soon).isOk());
+          auto f = ep.flush();
+          ASSERT_TRUE(f.isOk()) << f.status();
+          ASSERT_TRUE(f->wait(soon).isOk());
+          ASSERT_TRUE(env.store->set("done", "1").isOk());
+        }
+        progressBarrier(env, *m.ctx, "done");
+      },
+      o);
+}
+
 #else
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(TransportConformance);
 #endif

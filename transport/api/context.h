@@ -92,6 +92,18 @@ class Context {
   virtual Result<std::unique_ptr<MemoryRegion>> registerMemory(
       void* address, size_t length, MemoryType type = MemoryType::kHost) = 0;
 
+  // Allocates `length` bytes (> 0) of zero-filled host memory, registered as by
+  // registerMemory, in the place peers reach fastest. UCX: from its shared-memory
+  // transports (UCX_ALLOC_PRIO order; posix / sysv segments), which a peer on the same node
+  // maps, so its puts, gets and atomics on this region are plain loads and stores that need
+  // no progress here — on memory from registerMemory UCX's shared-memory transports
+  // emulate them with messages this Context must progress. When no shared-memory method
+  // works UCX falls back to private memory (still correct, emulated). verbs: anonymous
+  // pages. The region owns the memory: deregister() or destroying the region releases it,
+  // after which address() must not be used. 0 bytes or an allocation failure: an error
+  // naming the size and the reason.
+  virtual Result<std::unique_ptr<MemoryRegion>> allocateMemory(size_t length) = 0;
+
   // Store rendezvous: publishes this Context's address under
   // "transport/<backend>/addr/<rank>" (once; callers namespace with a PrefixStore), reads
   // the peer's and connects. Local: does not wait for the peer beyond the store read.

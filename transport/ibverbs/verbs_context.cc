@@ -17,6 +17,7 @@
 #include "gpu/gpudirect.h"
 #endif
 #include "transport/core/memory_map.h"
+#include "transport/core/owned_region.h"
 #include "transport/ibverbs/verbs_internal.h"
 
 namespace weft::transport::verbs {
@@ -498,6 +499,9 @@ class VerbsContext final : public Context {
   Result<std::unique_ptr<MemoryRegion>> registerMemory(void* address, size_t length,
                                                        MemoryType type) override {
     return VerbsMemoryRegion::create(state_, address, length, type);
+  }
+  Result<std::unique_ptr<MemoryRegion>> allocateMemory(size_t length) override {
+    return detail::allocateAnonymous(*this, length, strCat("allocateMemory on ", state_->name()));
   }
   Status publishAddress(Store& store) override { return verbs::publishAddress(*state_, store); }
   Result<std::unique_ptr<Endpoint>> connect(Store& store, int peer_rank,

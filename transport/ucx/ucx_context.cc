@@ -366,6 +366,9 @@ class UcxContext final : public Context {
                                                        MemoryType type) override {
     return UcxMemoryRegion::create(state_, address, length, type);
   }
+  Result<std::unique_ptr<MemoryRegion>> allocateMemory(size_t length) override {
+    return UcxMemoryRegion::allocate(state_, length);
+  }
   Status publishAddress(Store& store) override {
     Status st = store.set(addressKey(state_->rank()), state_->addressRecord());
     if (st.isOk()) return st;

@@ -353,12 +353,18 @@ class UcxMemoryRegion final : public MemoryRegion {
  public:
   static Result<std::unique_ptr<MemoryRegion>> create(StatePtr state, void* address, size_t length,
                                                       MemoryType type);
+  // Context::allocateMemory: ucp_mem_map with UCP_MEM_MAP_ALLOCATE.
+  static Result<std::unique_ptr<MemoryRegion>> allocate(StatePtr state, size_t length);
   ~UcxMemoryRegion() override;
   Status deregister() override;
 
  private:
   UcxMemoryRegion(StatePtr state, void* address, size_t length, MemoryType type)
       : MemoryRegion(address, length, type), state_(std::move(state)) {}
+  // ucp_rkey_pack into key_.packed; `what` names the step in the error.
+  Status packKey(const std::string& what);
+  // Fills and seals key_ and marks the region registered.
+  void finishKey();
   StatePtr state_;
   ucp_mem_h memh_ = nullptr;
 };
