@@ -109,11 +109,11 @@ int run(const Args& a) {
   }
   const auto s = server->stats();
   std::cout << "weft-ps-server: server " << a.server.server_id << ": " << s.requests
-            << " requests (" << s.error_replies << " errors, " << s.large_requests
-            << " large, " << s.parked << " parked), " << s.bytes_in << " bytes in, "
-            << s.bytes_out << " bytes out, " << s.slabs_registered << " slabs registered, "
-            << s.rows_imported << " rows imported, " << s.rows_handed_over << " handed over"
-            << std::endl;
+            << " requests (" << s.error_replies << " errors, " << s.large_requests << " large, "
+            << s.parked << " parked), " << s.bytes_in << " bytes in, " << s.bytes_out
+            << " bytes out, " << s.slabs_registered << " slabs registered (" << s.slabs_allocated
+            << " in transport memory), " << s.rows_imported << " rows imported, "
+            << s.rows_handed_over << " handed over" << std::endl;
   pt::must(server->stop(weft::Deadline::afterSeconds(10)), "stopping");
   return exit_code;
 }

@@ -77,6 +77,8 @@ struct OneSidedStats {
   uint64_t rows_one_sided = 0;  // rows returned from a validated one-sided read
   uint64_t rows_rpc = 0;        // rows pullOneSided fetched by RPC (no row yet, moved)
   uint64_t gets = 0;            // transport gets posted
+  uint64_t mapped_reads = 0;    // rows copied from a slab the transport maps here (UCX shared
+                                // memory, Endpoint::mappedAddress): no get, no server work
   uint64_t torn_retries = 0;    // copies rejected as torn and read again
   uint64_t locates = 0;         // Locate RPCs
   uint64_t failed_windows = 0;  // get windows with a failed get (its rows went by RPC and the

@@ -171,8 +171,13 @@ class ClientImpl final : public Client {
   // One-sided (client_one_sided.cc).
   Status locate(uint32_t table_id, uint32_t dim, const ServerBatch& batch,
                 std::vector<RowLocation>& out, Deadline deadline);
-  Result<const transport::RemoteKey*> slabKey(uint32_t server, uint32_t table, uint32_t slab,
-                                              Deadline deadline);
+  // A slab's key and, once asked, where the transport maps it here (null: not mapped).
+  struct SlabAccess {
+    transport::RemoteKey key;
+    const uint8_t* mapped = nullptr;
+    bool probed = false;
+  };
+  Result<SlabAccess*> slabKey(uint32_t server, uint32_t table, uint32_t slab, Deadline deadline);
   void forgetSlabKeys(uint32_t server_id);
   Status readRows(uint32_t table_id, uint32_t dim, const ServerBatch& batch,
                   const std::vector<RowLocation>& where, float* out,
@@ -195,8 +200,9 @@ class ClientImpl final : public Client {
   // still pending: their buffers stay here until those complete (or the endpoints close).
   std::vector<Op> orphans_;
   Ticket next_ticket_ = 1;
-  std::map<SlabKey, transport::RemoteKey> slab_keys_;
+  std::map<SlabKey, SlabAccess> slab_keys_;
   std::vector<uint8_t> get_copies_;  // row copies of one-sided reads (readRows)
+  std::vector<const uint8_t*> mapped_rows_;  // readRows: each row's mapped address, or null
   // Reusable reply buffers (a fresh multi-MiB vector per request costs a zero-fill and page
   // faults, more than the transfer).
   std::vector<Bytes> reply_pool_;

@@ -107,7 +107,7 @@ struct Parked {
 
 struct Counters {
   std::atomic<uint64_t> requests{0}, errors{0}, large{0}, parked{0}, bytes_in{0}, bytes_out{0},
-      clients{0}, slabs{0}, handed{0}, imported{0};
+      clients{0}, slabs{0}, slabs_allocated{0}, handed{0}, imported{0};
 };
 
 class ServerImpl final : public Server {
@@ -216,6 +216,7 @@ class ServerImpl final : public Server {
   void hookTables();
   void unhookTables();
   void registerSlab(uint32_t table_id, const SlabInfo& slab);
+  void publishSlab(uint32_t table_id, uint32_t slab_id, const transport::RemoteKey& key);
   // Shard-map changes (joining, handing rows over).
   Status startJoin(Deadline deadline);
   bool pollMap();
@@ -230,6 +231,7 @@ class ServerImpl final : public Server {
   RequestHandler handler_;
   size_t eager_bytes_ = 0;
   size_t recvs_per_client_ = 0;
+  bool allocate_slabs_ = false;  // WEFT_PS_SLAB_MEMORY=transport
   std::unique_ptr<transport::Context> ctx_;
   std::vector<std::unique_ptr<Conn>> conns_;
   std::deque<BodyRecv> bodies_;
@@ -262,6 +264,8 @@ Status ServerImpl::init(Deadline deadline) {
   WEFT_RETURN_IF_ERROR(config::getInt("WEFT_PS_EAGER_BYTES").status());
   WEFT_ASSIGN_OR_RETURN(const int64_t recvs, config::getInt("WEFT_PS_SERVER_RECVS"));
   WEFT_RETURN_IF_ERROR(config::getInt("WEFT_PS_SERVER_THREADS").status());
+  WEFT_ASSIGN_OR_RETURN(const std::string slab_memory, config::getString("WEFT_PS_SLAB_MEMORY"));
+  allocate_slabs_ = slab_memory == "transport";
   eager_bytes_ = eagerBytes(options_);  // the size the Hello reply tells clients
   recvs_per_client_ =
       options_.recvs_per_client ? options_.recvs_per_client : static_cast<size_t>(recvs);
@@ -306,6 +310,7 @@ ServerStats ServerImpl::stats() const {
   s.bytes_out = counters_.bytes_out.load();
   s.clients = counters_.clients.load();
   s.slabs_registered = counters_.slabs.load();
+  s.slabs_allocated = counters_.slabs_allocated.load();
   s.rows_handed_over = counters_.handed.load();
   s.rows_imported = counters_.imported.load();
   return s;
@@ -652,6 +657,17 @@ void ServerImpl::hookTables() {
     // Called on this thread from inside the push that maps a new slab: the slab is
     // registered (and its key published) before that push's reply goes out.
     t->setSlabListener([this, id](const SlabInfo& slab) { registerSlab(id, slab); });
+    if (allocate_slabs_) {
+      // Later slabs in transport memory. The region keeps the transport's state alive, so
+      // a table may outlive ctx_ (ServerImpl destroys ctx_ before shard_).
+      transport::Context* ctx = ctx_.get();
+      t->setSlabSource([ctx](size_t bytes) -> Result<SlabMemory> {
+        WEFT_ASSIGN_OR_RETURN(std::unique_ptr<transport::MemoryRegion> mr,
+                              ctx->allocateMemory(bytes));
+        auto* base = static_cast<uint8_t*>(mr->address());
+        return SlabMemory{base, std::shared_ptr<transport::MemoryRegion>(std::move(mr))};
+      });
+    }
     for (const SlabInfo& slab : t->slabs()) registerSlab(id, slab);
   }
 }
@@ -660,7 +676,10 @@ void ServerImpl::unhookTables() {
   {
     auto lock = shard_.readLock();
     for (const uint32_t id : hooked_) {
-      if (Table* t = shard_.table(id)) t->setSlabListener({});
+      if (Table* t = shard_.table(id)) {
+        t->setSlabListener({});
+        t->setSlabSource({});
+      }
     }
   }
   hooked_.clear();
@@ -668,18 +687,28 @@ void ServerImpl::unhookTables() {
 }
 
 void ServerImpl::registerSlab(uint32_t table_id, const SlabInfo& slab) {
+  if (slab.owner != nullptr) {
+    // From the slab source above: allocated, so already registered.
+    const auto* mr = static_cast<const transport::MemoryRegion*>(slab.owner);
+    publishSlab(table_id, slab.id, mr->remoteKey());
+    counters_.slabs_allocated.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
   auto mr = ctx_->registerMemory(slab.base, slab.bytes);
   if (!mr.isOk()) {
     WEFT_LOG(kWarn, "ps") << who() << ": registering slab " << slab.id << " of table " << table_id
                           << " (one-sided reads of it will fall back to RPC): " << mr.status();
     return;
   }
-  Status st = members_.publishSlabKey(options_.server_id, table_id, slab.id,
-                                      (*mr)->remoteKey().serialize());
+  publishSlab(table_id, slab.id, (*mr)->remoteKey());
+  regions_.push_back(std::move(mr).value());
+}
+
+void ServerImpl::publishSlab(uint32_t table_id, uint32_t slab_id, const transport::RemoteKey& key) {
+  Status st = members_.publishSlabKey(options_.server_id, table_id, slab_id, key.serialize());
   if (!st.isOk()) {
     WEFT_LOG(kWarn, "ps") << who() << ": publishing a slab key: " << st;
   }
-  regions_.push_back(std::move(mr).value());
   counters_.slabs.fetch_add(1, std::memory_order_relaxed);
 }
 

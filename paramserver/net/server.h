@@ -77,7 +77,8 @@ struct ServerStats {
   uint64_t bytes_in = 0;
   uint64_t bytes_out = 0;
   uint64_t clients = 0;  // connected now
-  uint64_t slabs_registered = 0;
+  uint64_t slabs_registered = 0;  // slabs readable one-sided (their keys published)
+  uint64_t slabs_allocated = 0;   // ... of them in transport memory (WEFT_PS_SLAB_MEMORY)
   uint64_t rows_handed_over = 0;  // rows sent to new owners after shard-map changes
   uint64_t rows_imported = 0;     // rows received from previous owners (ImportRows)
 };

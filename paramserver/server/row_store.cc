@@ -30,7 +30,7 @@ RowStore::RowStore(size_t stride, size_t slab_bytes)
 
 RowStore::~RowStore() {
   for (uint32_t i = 0; i < slab_count_; ++i) {
-    unmapHuge(slabs_[i].load(), mapped_bytes_);
+    if (owners_[i] == nullptr) unmapHuge(slabs_[i].load(), mapped_bytes_);
   }
 }
 
@@ -40,7 +40,22 @@ Status RowStore::mapSlabLocked(SlabInfo& info) {
                       uint64_t{kMaxSlabs} * rowsPerSlab(), " rows)")
         .withHint("spread the table over more servers, or enable eviction");
   }
-  void* p = mapHuge(mapped_bytes_);  // random row accesses: huge pages spare TLB misses
+  std::shared_ptr<void> owner;
+  void* p = nullptr;
+  if (source_) {
+    Result<SlabMemory> m = source_(slab_bytes_);
+    if (m.isOk() && m->base != nullptr) {
+      p = m->base;
+      owner = std::move(m->owner);
+    } else if (!source_warned_) {
+      source_warned_ = true;
+      WEFT_LOG(kWarn, "ps") << "row store: the slab source failed, mapping slabs here (no "
+                            << "direct one-sided reads of them): "
+                            << (m.isOk() ? Status(StatusCode::kInternal, "no memory") : m.status());
+    }
+  }
+  // Random row accesses: huge pages spare TLB misses.
+  if (p == nullptr) p = mapHuge(mapped_bytes_);
   if (p == nullptr) {
     return WEFT_ERROR(StatusCode::kNoResource, "row store: mmap of a ", mapped_bytes_,
                       "-byte slab failed: ", errnoString(errno))
@@ -48,12 +63,14 @@ Status RowStore::mapSlabLocked(SlabInfo& info) {
   }
   const uint32_t id = slab_count_++;
   slabs_[id].store(static_cast<uint8_t*>(p), std::memory_order_release);
+  const void* tag = owner.get();
+  owners_.push_back(std::move(owner));
   const uint32_t first = id << shift_;
   for (uint32_t i = rowsPerSlab(); i > 0; --i) {
     // 0xffffffff (the last id of a full id space) stays unused: indexes use it as "none".
     if (first + i - 1 != 0xffffffffu) free_.push_back(first + i - 1);
   }
-  info = SlabInfo{id, static_cast<uint8_t*>(p), slab_bytes_};
+  info = SlabInfo{id, static_cast<uint8_t*>(p), slab_bytes_, tag};
   return Status::ok();
 }
 
@@ -102,7 +119,8 @@ std::vector<SlabInfo> RowStore::slabs() const {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<SlabInfo> out;
   for (uint32_t i = 0; i < slab_count_; ++i) {
-    out.push_back(SlabInfo{i, slabs_[i].load(std::memory_order_relaxed), slab_bytes_});
+    out.push_back(
+        SlabInfo{i, slabs_[i].load(std::memory_order_relaxed), slab_bytes_, owners_[i].get()});
   }
   return out;
 }
@@ -110,6 +128,11 @@ std::vector<SlabInfo> RowStore::slabs() const {
 void RowStore::setSlabListener(SlabListener listener) {
   std::lock_guard<std::mutex> lock(mu_);
   listener_ = std::move(listener);
+}
+
+void RowStore::setSlabSource(SlabSource source) {
+  std::lock_guard<std::mutex> lock(mu_);
+  source_ = std::move(source);
 }
 
 }  // namespace weft::ps

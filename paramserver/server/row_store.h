@@ -18,6 +18,10 @@
 //   unmapped before the RowStore is destroyed. Callers serialise access to a row's bytes.
 // - The listener is called after a new slab is mapped, outside the internal lock, on the
 //   thread that called reserve().
+// - A SlabSource, when set, provides the memory of later slabs instead of mmap (the server:
+//   transport memory that readers on the same node map, Context::allocateMemory). Its
+//   memory must be zero-filled; the RowStore keeps the owner until it is destroyed. When
+//   the source fails the slab is mapped as usual (one warning per store).
 #pragma once
 
 #include <atomic>
@@ -28,6 +32,7 @@
 #include <mutex>
 #include <vector>
 
+#include "common/result.h"
 #include "common/status.h"
 
 namespace weft::ps {
@@ -36,8 +41,15 @@ struct SlabInfo {
   uint32_t id = 0;
   uint8_t* base = nullptr;
   size_t bytes = 0;
+  const void* owner = nullptr;  // SlabMemory::owner.get() of a slab from a source, else null
 };
 using SlabListener = std::function<void(const SlabInfo&)>;
+
+struct SlabMemory {
+  uint8_t* base = nullptr;      // at least the requested bytes, zero-filled
+  std::shared_ptr<void> owner;  // releases the memory when dropped
+};
+using SlabSource = std::function<Result<SlabMemory>(size_t bytes)>;
 
 class RowStore {
  public:
@@ -77,6 +89,7 @@ class RowStore {
   size_t liveRows() const;  // reserved and not released
   std::vector<SlabInfo> slabs() const;
   void setSlabListener(SlabListener listener);
+  void setSlabSource(SlabSource source);
 
  private:
   Status mapSlabLocked(SlabInfo& info);
@@ -93,6 +106,9 @@ class RowStore {
   std::vector<uint32_t> free_;
   size_t live_ = 0;
   SlabListener listener_;
+  SlabSource source_;
+  std::vector<std::shared_ptr<void>> owners_;  // by slab id; null: mapped here
+  bool source_warned_ = false;
 };
 
 }  // namespace weft::ps

@@ -122,6 +122,7 @@ class Table {
   TableStats stats() const;
   std::vector<SlabInfo> slabs() const { return store_.slabs(); }
   void setSlabListener(SlabListener listener) { store_.setSlabListener(std::move(listener)); }
+  void setSlabSource(SlabSource source) { store_.setSlabSource(std::move(source)); }
   // The current row of `key` (nullptr when absent). See the contract above.
   const uint8_t* rowAddress(uint64_t key) const;
 

@@ -1,8 +1,10 @@
 // One-sided pulls: a reader gets rows straight from the server's registered slabs while a
 // writer keeps updating them; every row the reader accepts must be one a writer produced
 // (all elements equal, an integer, never going backwards), never a torn mix.
+#include <cstdlib>
 #include <map>
 #include <numeric>
+#include <string>
 
 #include "tests/paramserver/ps_test_support.h"
 
@@ -73,14 +75,28 @@ void reader(RankEnv& env, net::Client& c) {
   EXPECT_EQ(bad, 0u);
   EXPECT_GE(changes, 200u);
   EXPECT_GT(s.rows_one_sided, 0u) << "no row came through the one-sided path";
+  const char* slabs = std::getenv("WEFT_PS_SLAB_MEMORY");
+  if (slabs != nullptr && std::string(slabs) == "transport") {
+    // Slabs in UCX shared memory: every row is copied from the reader's own mapping.
+    EXPECT_GT(s.mapped_reads, 0u) << "no row was read through a mapped slab";
+    EXPECT_EQ(s.gets, 0u) << "rows of mapped slabs went through gets";
+    std::printf("reader: rows copied from mapped slabs %llu\n",
+                static_cast<unsigned long long>(s.mapped_reads));
+  }
 }
 
-class PsOneSided : public ::testing::TestWithParam<const char*> {};
+struct OneSidedCase {
+  const char* name;
+  const char* tls;
+  const char* slab_memory;  // WEFT_PS_SLAB_MEMORY
+};
+
+class PsOneSided : public ::testing::TestWithParam<OneSidedCase> {};
 
 TEST_P(PsOneSided, ReadersNeverSeeTornRows) {
   RankOptions opts;
   opts.timeout_s = 90;
-  opts.env = {{"UCX_TLS", GetParam()}};
+  opts.env = {{"UCX_TLS", GetParam().tls}, {"WEFT_PS_SLAB_MEMORY", GetParam().slab_memory}};
   runRanks(
       3,
       [](RankEnv& env) {
@@ -98,11 +114,14 @@ TEST_P(PsOneSided, ReadersNeverSeeTornRows) {
 }
 
 // sysv,cma: gets are process_vm_readv by the reader, truly concurrent with the server's
-// writes. posix: UCX emulates gets with messages the server's loop answers.
-INSTANTIATE_TEST_SUITE_P(Ucx, PsOneSided, ::testing::Values("sysv,cma", "posix"),
-                         [](const auto& p) {
-                           return std::string(p.param[0] == 's' ? "sysv_cma" : "posix");
-                         });
+// writes. posix: UCX emulates gets with messages the server's loop answers. posix with
+// slabs in transport memory: the reader copies rows from its own mapping of the server's
+// shared-memory slabs while the server writes them.
+INSTANTIATE_TEST_SUITE_P(Ucx, PsOneSided,
+                         ::testing::Values(OneSidedCase{"sysv_cma", "sysv,cma", "private"},
+                                           OneSidedCase{"posix", "posix", "private"},
+                                           OneSidedCase{"posix_mapped", "posix", "transport"}),
+                         [](const auto& p) { return std::string(p.param.name); });
 
 }  // namespace
 }  // namespace weft::ps::testing

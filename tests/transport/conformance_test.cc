@@ -373,6 +373,16 @@ TEST_P(TransportConformance, AllocatedMemoryIsZeroedAndServesPeers) {
         Request g = must(ep.get(got.data() + 1, kBytes - 64, peer, 64), "get");
         waitOk(g, env, "get");
         EXPECT_EQ(checkPattern(got.data() + 1, kBytes - 64, 32 - env.rank), kBytes - 64);
+        // mappedAddress: a pointer where the backend maps the peer's memory here (UCX over
+        // shared memory), else null; the key and range are checked either way.
+        auto outside = ep.mappedAddress(peer, kBytes - 10, 11);
+        ASSERT_FALSE(outside.isOk());
+        EXPECT_EQ(outside.status().code(), StatusCode::kInvalidArgument) << outside.status();
+        auto view = must(ep.mappedAddress(peer, 64, kBytes - 64), "mappedAddress");
+        if (view != nullptr) {
+          EXPECT_EQ(checkPattern(view, kBytes - 64, 32 - env.rank), kBytes - 64)
+              << "the mapped view differs from the peer's memory";
+        }
         std::vector<unsigned char> src(1000);
         fillPattern(src.data(), src.size(), 700 + env.rank);
         Request p = must(ep.put(src.data(), src.size(), peer, 4097), "put");

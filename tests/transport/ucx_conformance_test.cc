@@ -71,6 +71,7 @@ TEST(UcxAllocatedMemory, PeersReachItWithoutTheOwnersProgress) {
           EXPECT_EQ(__atomic_load_n(reinterpret_cast<const uint64_t*>(mem), __ATOMIC_SEQ_CST),
                     3000u);
           EXPECT_EQ(std::count(mem + 4096, mem + 8192, 0xa5), 4096);
+          EXPECT_EQ(mem[kBytes - 1], 0x77) << "a store through mappedAddress did not arrive";
         } else {
           env.step("1000 gets, 1000 fetchAdds and a put while the owner sleeps");
           const Deadline soon = Deadline::after(std::chrono::seconds(10));
@@ -86,6 +87,14 @@ TEST(UcxAllocatedMemory, PeersReachItWithoutTheOwnersProgress) {
             ASSERT_TRUE(st.isOk()) << "fetchAdd " << i << ": " << st;
           }
           EXPECT_EQ(std::count(got.begin(), got.end(), 0x5a), 4096);
+          // The same memory mapped here: loads see it, and a store reaches the owner.
+          auto view = ep.mappedAddress(*key, 0, kBytes);
+          ASSERT_TRUE(view.isOk()) << view.status();
+          ASSERT_NE(*view, nullptr) << "UCX did not map a posix segment of a same-node peer";
+          auto* mapped = static_cast<unsigned char*>(*view);
+          EXPECT_EQ(std::count(mapped + 64, mapped + 4096, 0x5a), 4096 - 64);
+          EXPECT_EQ(__atomic_load_n(reinterpret_cast<uint64_t*>(mapped), __ATOMIC_SEQ_CST), 3000u);
+          mapped[kBytes - 1] = 0x77;
           std::vector<unsigned char> src(4096, 0xa5);
           auto p = ep.put(src.data(), src.size(), *key, 4096);
           ASSERT_TRUE(p.isOk()) << p.status();

@@ -76,6 +76,16 @@ class Endpoint {
   // Completes when every one-sided operation posted before it is complete at the peer.
   virtual Result<Request> flush() = 0;
 
+  // Where this process sees [offset, offset + length) of the peer's region `key` in its own
+  // address space, when the backend maps that region here: UCX maps a same-node peer's
+  // shared-memory segments (Context::allocateMemory) and answers with ucp_rkey_ptr. nullptr
+  // when it does not (registered memory, other nodes, verbs): use get / put. Loads and
+  // stores through the pointer are plain memory accesses by this CPU, concurrent with the
+  // owner's (no ordering with this endpoint's operations). Valid while the peer keeps the
+  // region registered and this endpoint is open. A bad key or range is the same error
+  // as for get.
+  virtual Result<void*> mappedAddress(const RemoteKey& key, uint64_t offset, size_t length) = 0;
+
   // Cancels pending receives (kCanceled), lets posted sends / puts finish until the
   // deadline, then disconnects. Returns kTimeout if the flush did not finish in time (the
   // Endpoint is closed anyway). Idempotent.

@@ -247,6 +247,13 @@ Result<Request> VerbsEndpoint::putNotify(const void* source, size_t length, cons
                  static_cast<char*>(const_cast<void*>(source)), length, key, offset, immediate);
 }
 
+Result<void*> VerbsEndpoint::mappedAddress(const RemoteKey& key, uint64_t offset, size_t length) {
+  detail::EngineLock lock(engine_);
+  // The peer's memory is behind the NIC: never mapped here. The key is still checked.
+  WEFT_RETURN_IF_ERROR(remoteAccess(OpKind::kGet, key, offset, length).status());
+  return nullptr;
+}
+
 Result<Request> VerbsEndpoint::fetchAdd(const RemoteKey& key, uint64_t offset, uint64_t addend) {
   return postAtomic(OpKind::kFetchAdd, IBV_WR_ATOMIC_FETCH_AND_ADD, key, offset, addend, 0);
 }

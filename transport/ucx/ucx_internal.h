@@ -220,10 +220,12 @@ struct CachedRkey {
   uint64_t length;
   ucp_rkey_h rkey;
   uint64_t used;  // last use (UcxEndpoint::rkey_tick_), for least-recently-used eviction
+  bool pinned;    // mappedAddress handed out a pointer into it: never evicted
 };
 
 // Unpacked remote keys one endpoint keeps, at most (beyond it the least recently used are
-// destroyed while no operation of the endpoint is pending): a peer that registers a new
+// destroyed while no operation of the endpoint is pending; keys mappedAddress answered
+// with a pointer stay, since destroying the rkey unmaps the segment): a peer that registers a new
 // region every iteration would otherwise grow the list, and UCX's memory behind it, forever.
 inline constexpr size_t kMaxCachedRkeys = 64;
 
@@ -247,6 +249,7 @@ class UcxEndpoint final : public Endpoint {
   Result<Request> recv(void* buffer, size_t length, Tag tag, Tag mask) override;
   Result<Request> put(const void* source, size_t length, const RemoteKey& key,
                       uint64_t offset) override;
+  Result<void*> mappedAddress(const RemoteKey& key, uint64_t offset, size_t length) override;
   Result<Request> get(void* destination, size_t length, const RemoteKey& key,
                       uint64_t offset) override;
   Result<Request> putNotify(const void* source, size_t length, const RemoteKey& key,

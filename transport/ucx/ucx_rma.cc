@@ -81,7 +81,7 @@ Result<ucp_rkey_h> UcxEndpoint::unpackKey(OpKind op, const RemoteKey& key) {
     }
   }
   rkeys_.push_back(
-      CachedRkey{key.region_id, key.checksum, key.address, key.length, rkey, ++rkey_tick_});
+      CachedRkey{key.region_id, key.checksum, key.address, key.length, rkey, ++rkey_tick_, false});
   trimRkeys();
   last_rkey_ = rkeys_.size() - 1;  // trimRkeys keeps the newest entry last
   return rkey;
@@ -94,10 +94,12 @@ void UcxEndpoint::trimRkeys() {
   const CachedRkey newest = rkeys_.back();
   rkeys_.pop_back();
   while (rkeys_.size() + 1 > kMaxCachedRkeys) {
-    auto oldest = std::min_element(rkeys_.begin(), rkeys_.end(),
-                                   [](const CachedRkey& a, const CachedRkey& b) {
-                                     return a.used < b.used;
-                                   });
+    // Pinned keys compare as most recently used; when only they are left, stop.
+    auto oldest = std::min_element(
+        rkeys_.begin(), rkeys_.end(), [](const CachedRkey& a, const CachedRkey& b) {
+          return (a.pinned ? UINT64_MAX : a.used) < (b.pinned ? UINT64_MAX : b.used);
+        });
+    if (oldest == rkeys_.end() || oldest->pinned) break;
     if (oldest->rkey != nullptr) ucp_rkey_destroy(oldest->rkey);
     *oldest = rkeys_.back();
     rkeys_.pop_back();
@@ -135,6 +137,19 @@ void UcxEndpoint::destroyRkeys() {
   }
   rkeys_.clear();
   last_rkey_ = 0;
+}
+
+Result<void*> UcxEndpoint::mappedAddress(const RemoteKey& key, uint64_t offset, size_t length) {
+  detail::EngineLock lock(engine_);
+  if (closed_ || !failure_.isOk()) [[unlikely]]
+    return usable(OpKind::kGet);
+  WEFT_ASSIGN_OR_RETURN(ucp_rkey_h rkey, remoteAccess(OpKind::kGet, key, offset, length));
+  if (rkey == nullptr) return nullptr;  // an empty region
+  void* p = nullptr;
+  // UCS_ERR_UNREACHABLE: no transport of this rkey maps the memory here.
+  if (ucp_rkey_ptr(rkey, key.address + offset, &p) != UCS_OK) return nullptr;
+  rkeys_[last_rkey_].pinned = true;  // remoteAccess left the key's entry as the last one
+  return p;
 }
 
 Result<Request> UcxEndpoint::put(const void* source, size_t length, const RemoteKey& key,
