@@ -1,7 +1,8 @@
 // Client::pullOneSided: rows read straight from the servers' registered slabs.
 //
 // Per server: Locate the keys (one RPC: slab id and offset of each row), then get bytes
-// [0, readableBytes()) of every row with the transport, validate each copy with
+// [0, readableBytes()) of every row with the transport (or copy them with loads where the
+// transport maps the slab here: Endpoint::mappedAddress), validate each copy with
 // readRowConsistent (version even and matching the tail, CRC32C of key, flags and values,
 // live, right key), get torn copies again (up to kMaxTornRetries times), and pull by RPC
 // the keys that have no row yet or whose row was evicted or moved meanwhile.
