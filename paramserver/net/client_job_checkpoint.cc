@@ -187,6 +187,9 @@ Status ClientImpl::checkpointJob(const std::string& path, bool restore, uint32_t
 // them and a restore of it by this Client puts them back: pulls then carry the clock the
 // servers expect instead of waiting for reports that will not come.
 Status ClientImpl::keepClocks(Status outcome, const std::string& path, bool restore) {
+  // A restore (even a failed one) may have replaced tables and their slabs: cached slab
+  // keys and mappings would read the old rows.
+  if (restore) slab_keys_.clear();
   if (!outcome.isOk()) return outcome;
   if (!restore) {
     job_clocks_[path] = clocks_;
