@@ -700,7 +700,7 @@ Status ClientImpl::checkpoint(const std::string& path, bool restore, Deadline de
   r.checkpoint_id = ids.empty() ? 0 : ids[0];
   // The servers replace their tables and slabs: cached slab keys and mappings would read the
   // old rows. (Other clients of these servers must reconnect; PROTOCOL.md §6.)
-  slab_keys_.clear();
+  forgetAllSlabKeys();
   return checkpointAll(path, r, strCat("restore of checkpoint ", path), deadline).status();
 }
 

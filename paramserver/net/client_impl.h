@@ -179,6 +179,11 @@ class ClientImpl final : public Client {
   };
   Result<SlabAccess*> slabKey(uint32_t server, uint32_t table, uint32_t slab, Deadline deadline);
   void forgetSlabKeys(uint32_t server_id);
+  void forgetAllSlabKeys();  // a restore replaced the servers' slabs
+  Status readWindow(ServerConn& s, uint32_t table_id, const std::vector<RowLocation>& where,
+                    const size_t* todo, size_t n, size_t row_bytes,
+                    std::vector<SlabAccess*>& by_slab, std::vector<transport::Request>& gets,
+                    Deadline deadline);
   Status readRows(uint32_t table_id, uint32_t dim, const ServerBatch& batch,
                   const std::vector<RowLocation>& where, float* out,
                   std::vector<uint32_t>& fallback, Deadline deadline);

@@ -189,7 +189,7 @@ Status ClientImpl::checkpointJob(const std::string& path, bool restore, uint32_t
 Status ClientImpl::keepClocks(Status outcome, const std::string& path, bool restore) {
   // A restore (even a failed one) may have replaced tables and their slabs: cached slab
   // keys and mappings would read the old rows.
-  if (restore) slab_keys_.clear();
+  if (restore) forgetAllSlabKeys();
   if (!outcome.isOk()) return outcome;
   if (!restore) {
     job_clocks_[path] = clocks_;

@@ -11,6 +11,7 @@
 #include "common/logging.h"
 #include "paramserver/net/client_impl.h"
 #include "paramserver/net/framing.h"
+#include "paramserver/server/row_store.h"
 
 namespace weft::ps::net {
 namespace {
@@ -72,6 +73,52 @@ Result<ClientImpl::SlabAccess*> ClientImpl::slabKey(uint32_t server, uint32_t ta
   return &slab_keys_.emplace(k, SlabAccess{std::move(key)}).first->second;
 }
 
+// Reads rows todo[0, n) of one window into get_copies_: rows of slabs the transport maps
+// here (UCX shared memory) are copied with plain loads, their cache misses overlapped by
+// prefetching; the others are read by gets (gets[j]; invalid: refused at once).
+Status ClientImpl::readWindow(ServerConn& s, uint32_t table_id,
+                              const std::vector<RowLocation>& where, const size_t* todo, size_t n,
+                              size_t row_bytes, std::vector<SlabAccess*>& by_slab,
+                              std::vector<transport::Request>& gets, Deadline deadline) {
+  std::vector<uint8_t>& copies = get_copies_;
+  std::vector<const uint8_t*>& mapped = mapped_rows_;
+  for (size_t j = 0; j < n; ++j) {
+    const size_t i = todo[j];
+    mapped[j] = nullptr;
+    gets[j] = transport::Request();
+    const uint32_t slab = where[i].slab_id;
+    if (slab >= RowStore::kMaxSlabs) continue;  // no server has it: a corrupt reply
+    if (slab >= by_slab.size()) by_slab.resize(size_t{slab} + 1, nullptr);
+    if (by_slab[slab] == nullptr) {
+      WEFT_ASSIGN_OR_RETURN(by_slab[slab], slabKey(s.id, table_id, slab, deadline));
+    }
+    SlabAccess* a = by_slab[slab];
+    if (!a->probed) {
+      a->probed = true;
+      auto view = s.ep->mappedAddress(a->key, 0, a->key.length);
+      a->mapped = view.isOk() ? static_cast<const uint8_t*>(*view) : nullptr;
+    }
+    if (a->mapped != nullptr && where[i].offset <= a->key.length &&
+        row_bytes <= a->key.length - where[i].offset) {
+      mapped[j] = a->mapped + where[i].offset;
+      continue;
+    }
+    auto get = s.ep->get(copies.data() + j * row_bytes, row_bytes, a->key, where[i].offset);
+    if (get.isOk()) gets[j] = std::move(get).value();
+    ++one_sided_.gets;
+  }
+  constexpr size_t kAhead = 16;  // rows prefetched ahead of the copy
+  for (size_t j = 0; j < std::min(n, kAhead); ++j) prefetchRow(mapped[j], row_bytes);
+  for (size_t j = 0; j < n; ++j) {
+    if (j + kAhead < n) prefetchRow(mapped[j + kAhead], row_bytes);
+    if (mapped[j] == nullptr) continue;
+    // The owner may be writing the row meanwhile: the copy is validated as a get's.
+    std::memcpy(copies.data() + j * row_bytes, mapped[j], row_bytes);
+    ++one_sided_.mapped_reads;
+  }
+  return Status::ok();
+}
+
 Status ClientImpl::readRows(uint32_t table_id, uint32_t dim, const ServerBatch& batch,
                             const std::vector<RowLocation>& where, float* out,
                             std::vector<uint32_t>& fallback, Deadline deadline) {
@@ -81,9 +128,10 @@ Status ClientImpl::readRows(uint32_t table_id, uint32_t dim, const ServerBatch& 
   std::vector<uint8_t>& copies = get_copies_;
   if (copies.size() < kGetWindow * row_bytes) copies.resize(kGetWindow * row_bytes);
   std::vector<transport::Request> gets(kGetWindow);
-  std::vector<const uint8_t*>& mapped = mapped_rows_;
-  mapped.assign(kGetWindow, nullptr);
-  std::vector<SlabAccess*> by_slab;  // stable: slab_keys_ is a std::map
+  const std::vector<const uint8_t*>& mapped = mapped_rows_;
+  mapped_rows_.assign(kGetWindow, nullptr);
+  // Each slab's entry of slab_keys_ (a std::map: stable), looked up once per call.
+  std::vector<SlabAccess*> by_slab;
   std::vector<int> tries(batch.keys.size(), 0);
   std::vector<size_t> todo;
   for (size_t i = 0; i < batch.keys.size(); ++i) {
@@ -94,41 +142,8 @@ Status ClientImpl::readRows(uint32_t table_id, uint32_t dim, const ServerBatch& 
     std::vector<size_t> again;
     for (size_t begin = 0; begin < todo.size(); begin += kGetWindow) {
       const size_t n = std::min(kGetWindow, todo.size() - begin);
-      // Rows of slabs the transport maps here (UCX shared memory) are copied with plain
-      // loads, their cache misses overlapped by prefetching; the others are read by gets.
-      for (size_t j = 0; j < n; ++j) {
-        const size_t i = todo[begin + j];
-        // One map lookup per slab and call (slab ids are dense and small).
-        const uint32_t slab = where[i].slab_id;
-        if (slab >= by_slab.size()) by_slab.resize(size_t{slab} + 1, nullptr);
-        if (by_slab[slab] == nullptr) {
-          WEFT_ASSIGN_OR_RETURN(by_slab[slab], slabKey(batch.server, table_id, slab, deadline));
-        }
-        SlabAccess* a = by_slab[slab];
-        if (!a->probed) {
-          a->probed = true;
-          auto view = s->ep->mappedAddress(a->key, 0, a->key.length);
-          a->mapped = view.isOk() ? static_cast<const uint8_t*>(*view) : nullptr;
-        }
-        mapped[j] = nullptr;
-        if (a->mapped != nullptr && where[i].offset <= a->key.length &&
-            row_bytes <= a->key.length - where[i].offset) {
-          mapped[j] = a->mapped + where[i].offset;
-          continue;
-        }
-        auto get = s->ep->get(copies.data() + j * row_bytes, row_bytes, a->key, where[i].offset);
-        gets[j] = get.isOk() ? std::move(get).value() : transport::Request();
-        ++one_sided_.gets;
-      }
-      constexpr size_t kAhead = 16;  // rows prefetched ahead of the copy
-      for (size_t j = 0; j < std::min(n, kAhead); ++j) prefetchRow(mapped[j], row_bytes);
-      for (size_t j = 0; j < n; ++j) {
-        if (j + kAhead < n) prefetchRow(mapped[j + kAhead], row_bytes);
-        if (mapped[j] == nullptr) continue;
-        // The owner may be writing the row meanwhile: the copy is validated below as a get's.
-        std::memcpy(copies.data() + j * row_bytes, mapped[j], row_bytes);
-        ++one_sided_.mapped_reads;
-      }
+      WEFT_RETURN_IF_ERROR(
+          readWindow(*s, table_id, where, &todo[begin], n, row_bytes, by_slab, gets, deadline));
       bool failed = false;
       for (size_t j = 0; j < n; ++j) {
         const size_t i = todo[begin + j];
@@ -161,6 +176,7 @@ Status ClientImpl::readRows(uint32_t table_id, uint32_t dim, const ServerBatch& 
       if (failed) {
         ++one_sided_.failed_windows;
         forgetSlabKeys(batch.server);
+        std::fill(by_slab.begin(), by_slab.end(), nullptr);  // pointed into the forgotten keys
       }
     }
     todo = std::move(again);
@@ -169,7 +185,22 @@ Status ClientImpl::readRows(uint32_t table_id, uint32_t dim, const ServerBatch& 
 }
 
 void ClientImpl::forgetSlabKeys(uint32_t server_id) {
-  std::erase_if(slab_keys_, [&](const auto& entry) { return entry.first.server == server_id; });
+  std::erase_if(slab_keys_, [&](const auto& entry) {
+    if (entry.first.server != server_id) return false;
+    const ServerConn* s = server(server_id);
+    if (entry.second.mapped != nullptr && s != nullptr && s->ep) {
+      Status st = s->ep->releaseMapping(entry.second.key);  // its pages go with the mapping
+      if (!st.isOk()) {
+        WEFT_LOG(kDebug, "ps") << "releasing a slab mapping: " << st;
+      }
+    }
+    return true;
+  });
+}
+
+void ClientImpl::forgetAllSlabKeys() {
+  for (const ServerConn& s : servers_) forgetSlabKeys(s.id);
+  slab_keys_.clear();
 }
 
 Status ClientImpl::pullOneSided(uint32_t table_id, std::span<const uint64_t> keys, float* out,

@@ -688,7 +688,8 @@ void ServerImpl::unhookTables() {
 
 void ServerImpl::registerSlab(uint32_t table_id, const SlabInfo& slab) {
   if (slab.owner != nullptr) {
-    // From the slab source above: allocated, so already registered.
+    // From the slab source of hookTables, the only one: its owners are the allocated
+    // MemoryRegions (already registered).
     const auto* mr = static_cast<const transport::MemoryRegion*>(slab.owner);
     publishSlab(table_id, slab.id, mr->remoteKey());
     counters_.slabs_allocated.fetch_add(1, std::memory_order_relaxed);

@@ -44,14 +44,16 @@ Status RowStore::mapSlabLocked(SlabInfo& info) {
   void* p = nullptr;
   if (source_) {
     Result<SlabMemory> m = source_(slab_bytes_);
-    if (m.isOk() && m->base != nullptr) {
+    if (m.isOk() && m->base != nullptr && m->owner != nullptr) {
       p = m->base;
       owner = std::move(m->owner);
     } else if (!source_warned_) {
       source_warned_ = true;
       WEFT_LOG(kWarn, "ps") << "row store: the slab source failed, mapping slabs here (no "
                             << "direct one-sided reads of them): "
-                            << (m.isOk() ? Status(StatusCode::kInternal, "no memory") : m.status());
+                            << (m.isOk() ? Status(StatusCode::kInternal,
+                                                  "no memory or no owner returned")
+                                         : m.status());
     }
   }
   // Random row accesses: huge pages spare TLB misses.

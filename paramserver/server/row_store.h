@@ -1,4 +1,4 @@
-// RowStore: fixed-size rows in large slabs of anonymous memory.
+// RowStore: fixed-size rows in large slabs of anonymous memory (or a SlabSource's).
 //
 // A slab is one mmap'ed region holding rows back to back; a row id splits into (slab,
 // index) with a shift and a mask (each slab owns a power-of-two range of ids, of which its
@@ -20,8 +20,9 @@
 //   thread that called reserve().
 // - A SlabSource, when set, provides the memory of later slabs instead of mmap (the server:
 //   transport memory that readers on the same node map, Context::allocateMemory). Its
-//   memory must be zero-filled; the RowStore keeps the owner until it is destroyed. When
-//   the source fails the slab is mapped as usual (one warning per store).
+//   memory must be zero-filled and come with an owner, which the RowStore keeps until it is
+//   destroyed. It is called with the store's mutex held (it must not call back into the
+//   store). When it fails the slab is mapped as usual (one warning per store).
 #pragma once
 
 #include <atomic>

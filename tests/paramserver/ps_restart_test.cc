@@ -76,6 +76,10 @@ void worker(RankEnv& env) {
   // One-sided reads cache the server's slab keys, which the restart below makes stale.
   must(c->pullOneSided(1, keys, after.data(), env.deadline), "one-sided pull");
   EXPECT_EQ(after, saved);
+  const char* slabs = std::getenv("WEFT_PS_SLAB_MEMORY");
+  if (slabs != nullptr && std::string(slabs) == "transport") {
+    EXPECT_EQ(c->oneSidedStats().mapped_reads, keys.size()) << "rows not read through mappings";
+  }
   must(c->checkpoint("ck1", false, env.deadline), "checkpoint");
   // Not in ck1. From ck1's rows and optimizer state this push gives these rows; after the
   // restore the same push must give them again.
@@ -108,13 +112,15 @@ void worker(RankEnv& env) {
 // processes run the test body too (then only their rank): only the parent makes the
 // directory; the ranks find it in PS_RESTART_TEST_ROOT.
 void runWithRoot(const char* name, int ranks,
-                 const std::function<void(RankEnv&, const std::string&)>& body) {
+                 const std::function<void(RankEnv&, const std::string&)>& body,
+                 std::vector<std::pair<std::string, std::string>> extra_env = {}) {
   const std::string root =
       (std::filesystem::temp_directory_path() / strCat(name, "-", ::getpid())).string();
   if (!weft::testing::isRankProcess()) std::filesystem::create_directories(root);
   RankOptions opts;
   opts.timeout_s = 90;
-  opts.env = {{"PS_RESTART_TEST_ROOT", root}};
+  opts.env = std::move(extra_env);
+  opts.env.emplace_back("PS_RESTART_TEST_ROOT", root);
   runRanks(
       ranks,
       [&body](RankEnv& env) {
@@ -134,6 +140,21 @@ TEST(PsRestart, CheckpointKillRestoreServesCheckpointedRows) {
       worker(env);
     }
   });
+}
+
+// The same with the first server's slabs in UCX shared memory, which the worker maps: the
+// killed server's mappings are dropped at the reconnect, and the restored server (its
+// restored slabs are private) is read by gets.
+TEST(PsRestart, CheckpointKillRestoreWithMappedSlabs) {
+  runWithRoot("weft-ps-restart-mapped", 2,
+              [](RankEnv& env, const std::string& root) {
+                if (env.rank == 0) {
+                  supervisor(env, root);
+                } else {
+                  worker(env);
+                }
+              },
+              {{"WEFT_PS_SLAB_MEMORY", "transport"}});
 }
 
 // Two servers, one checkpoint path. A write that fails on server 1 only (a directory where

@@ -342,7 +342,7 @@ TEST_P(TransportConformance, PutGetAtOffsetsAndPutNotify) {
 
 // Context::allocateMemory: zero-filled, owned memory that peers put / get / update
 // atomically like registered memory (UCX: from its shared-memory transports, which a
-// same-node peer maps; the no-progress claim is checked in ucx_internal_test.cc).
+// same-node peer maps; the no-progress claim is checked in ucx_conformance_test.cc).
 TEST_P(TransportConformance, AllocatedMemoryIsZeroedAndServesPeers) {
   const BackendConfig cfg = GetParam();
   runRanks(

@@ -33,14 +33,16 @@ INSTANTIATE_TEST_SUITE_P(
 // the store) while its peer gets, puts and updates its memory: UCX maps the segment in the
 // peer, so nothing is emulated with messages (on registerMemory'd memory these operations
 // would wait for the owner and run into the deadline).
-TEST(UcxAllocatedMemory, PeersReachItWithoutTheOwnersProgress) {
+class UcxAllocatedMemory : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(UcxAllocatedMemory, PeersReachItWithoutTheOwnersProgress) {
   weft::testing::RankOptions o;
   o.timeout_s = 60;
-  o.env = {{"UCX_TLS", "posix"}};
+  o.env = {{"UCX_TLS", GetParam()}};
   weft::testing::runRanks(
       2,
       [&](weft::testing::RankEnv& env) {
-        Mesh m = openMesh(env, BackendConfig{"ucx_posix", "ucx", o.env});
+        Mesh m = openMesh(env, BackendConfig{GetParam(), "ucx", o.env});
         Endpoint& ep = m.to(1 - env.rank);
         constexpr size_t kBytes = 1 << 20;
         std::unique_ptr<MemoryRegion> mr;
@@ -90,11 +92,13 @@ TEST(UcxAllocatedMemory, PeersReachItWithoutTheOwnersProgress) {
           // The same memory mapped here: loads see it, and a store reaches the owner.
           auto view = ep.mappedAddress(*key, 0, kBytes);
           ASSERT_TRUE(view.isOk()) << view.status();
-          ASSERT_NE(*view, nullptr) << "UCX did not map a posix segment of a same-node peer";
+          ASSERT_NE(*view, nullptr) << "UCX did not map a segment of a same-node peer";
           auto* mapped = static_cast<unsigned char*>(*view);
           EXPECT_EQ(std::count(mapped + 64, mapped + 4096, 0x5a), 4096 - 64);
           EXPECT_EQ(__atomic_load_n(reinterpret_cast<uint64_t*>(mapped), __ATOMIC_SEQ_CST), 3000u);
           mapped[kBytes - 1] = 0x77;
+          ASSERT_TRUE(ep.releaseMapping(*key).isOk());
+          ASSERT_TRUE(ep.releaseMapping(*key).isOk()) << "releasing twice is not an error";
           std::vector<unsigned char> src(4096, 0xa5);
           auto p = ep.put(src.data(), src.size(), *key, 4096);
           ASSERT_TRUE(p.isOk()) << p.status();
@@ -108,6 +112,9 @@ TEST(UcxAllocatedMemory, PeersReachItWithoutTheOwnersProgress) {
       },
       o);
 }
+
+// posix: shm_open'ed segments, mapped by the peer through /proc/<pid>/fd; sysv: shmget.
+INSTANTIATE_TEST_SUITE_P(Ucx, UcxAllocatedMemory, ::testing::Values("posix", "sysv"));
 
 #else
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(TransportConformance);

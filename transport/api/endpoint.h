@@ -81,10 +81,13 @@ class Endpoint {
   // shared-memory segments (Context::allocateMemory) and answers with ucp_rkey_ptr. nullptr
   // when it does not (registered memory, other nodes, verbs): use get / put. Loads and
   // stores through the pointer are plain memory accesses by this CPU, concurrent with the
-  // owner's (no ordering with this endpoint's operations). Valid while the peer keeps the
-  // region registered and this endpoint is open. A bad key or range is the same error
-  // as for get.
+  // owner's (no ordering with this endpoint's operations). The mapping lasts until
+  // releaseMapping(key) or close() / destruction of this endpoint, also when the peer failed
+  // or deregistered the region meanwhile (then its bytes are stale, no longer the peer's).
+  // A bad key or range is the same error as for get.
   virtual Result<void*> mappedAddress(const RemoteKey& key, uint64_t offset, size_t length) = 0;
+  // Ends mappedAddress's mapping of `key`: its pointers become invalid. OK when there is none.
+  virtual Status releaseMapping(const RemoteKey& key) = 0;
 
   // Cancels pending receives (kCanceled), lets posted sends / puts finish until the
   // deadline, then disconnects. Returns kTimeout if the flush did not finish in time (the

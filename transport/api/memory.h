@@ -1,10 +1,12 @@
 // Registered memory and the descriptor a peer needs for one-sided access to it.
 //
 // Contract:
-// - MemoryRegion: returned by Context::registerMemory; owns the registration. Destroying
-//   it deregisters (failures are logged, never thrown). deregister() does it explicitly;
-//   a second deregister() is kInvalidArgument naming the region. The memory itself stays
-//   the caller's: it must stay mapped while registered and while peers may access it.
+// - MemoryRegion: returned by Context::registerMemory or Context::allocateMemory; owns the
+//   registration. Destroying it deregisters (failures are logged, never thrown).
+//   deregister() does it explicitly; a second deregister() is kInvalidArgument naming the
+//   region. registerMemory's memory stays the caller's: it must stay mapped while
+//   registered and while peers may access it. allocateMemory's is the region's: released
+//   with the registration.
 // - RemoteKey: a plain, copyable, serializable value. The owner builds it (with a checksum
 //   over every field) and sends serialize()'s bytes to peers by any means (Store, a
 //   message); peers deserialize() it and pass it to Endpoint::put/get/atomics together

@@ -545,6 +545,7 @@ class VerbsEndpoint final : public Endpoint {
   Result<Request> recv(void* buffer, size_t length, Tag tag, Tag mask) override;
   Result<Request> put(const void* source, size_t length, const RemoteKey& key,
                       uint64_t offset) override;
+  Status releaseMapping(const RemoteKey&) override { return Status::ok(); }
   Result<void*> mappedAddress(const RemoteKey& key, uint64_t offset, size_t length) override;
   Result<Request> get(void* destination, size_t length, const RemoteKey& key,
                       uint64_t offset) override;

@@ -249,6 +249,8 @@ Result<Request> VerbsEndpoint::putNotify(const void* source, size_t length, cons
 
 Result<void*> VerbsEndpoint::mappedAddress(const RemoteKey& key, uint64_t offset, size_t length) {
   detail::EngineLock lock(engine_);
+  if (closed_ || !failure_.isOk()) [[unlikely]]
+    return usable(OpKind::kGet);
   // The peer's memory is behind the NIC: never mapped here. The key is still checked.
   WEFT_RETURN_IF_ERROR(remoteAccess(OpKind::kGet, key, offset, length).status());
   return nullptr;

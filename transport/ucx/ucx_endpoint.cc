@@ -180,7 +180,7 @@ UcxEndpoint::~UcxEndpoint() {
                              " was destroyed");
       if (s->handle != nullptr) ucp_request_cancel(state_->worker(), s->handle);
     });
-    destroyRkeys();
+    destroyRkeys(/*keep_pinned=*/false);
     engine_.unlock();
     Status st = closeUcpEndpoint(Deadline::afterSeconds(kDestroyCloseSeconds), true);
     engine_.lock();
@@ -189,6 +189,7 @@ UcxEndpoint::~UcxEndpoint() {
     }
     state_->releasePeer(peer_);
   }
+  destroyRkeys(/*keep_pinned=*/false);  // pinned keys a failure left
   if (posted_.size + recvs_.size > 0) {
     WEFT_LOG(kDebug, "ucx") << describe() << " destroyed with " << posted_.size + recvs_.size
                             << " requests UCX did not complete: canceling them";
@@ -270,8 +271,9 @@ void UcxEndpoint::failPending() {
   pool_.forEach(posted_,
                 [&](RequestSlot* s) { s->forced = failure_.withContext(opKindName(s->op)); });
   // 2. Drop the UCP endpoint: in UCX's error mode a forced close purges the operations UCX
-  //    still holds; without it (a same-host peer) a graceful one marks it closed.
-  destroyRkeys();
+  //    still holds; without it (a same-host peer) a graceful one marks it closed. Pinned
+  //    keys stay until close: destroying one unmaps memory a caller may be reading.
+  destroyRkeys(/*keep_pinned=*/true);
   closeQuietly();
   // 3. UCX 1.13 does not purge everything (a rendezvous send waiting in its RTS stage
   //    survives the close): complete the rest now; late UCX callbacks are absorbed.
@@ -498,7 +500,7 @@ Status UcxEndpoint::close(Deadline deadline) {
                              " was closed");
       if (s->handle != nullptr) ucp_request_cancel(state_->worker(), s->handle);
     });
-    destroyRkeys();
+    destroyRkeys(/*keep_pinned=*/false);
     force = !failure_.isOk();
   }
   Status st = closeUcpEndpoint(deadline, force);

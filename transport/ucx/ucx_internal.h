@@ -249,6 +249,7 @@ class UcxEndpoint final : public Endpoint {
   Result<Request> recv(void* buffer, size_t length, Tag tag, Tag mask) override;
   Result<Request> put(const void* source, size_t length, const RemoteKey& key,
                       uint64_t offset) override;
+  Status releaseMapping(const RemoteKey& key) override;
   Result<void*> mappedAddress(const RemoteKey& key, uint64_t offset, size_t length) override;
   Result<Request> get(void* destination, size_t length, const RemoteKey& key,
                       uint64_t offset) override;
@@ -316,7 +317,7 @@ class UcxEndpoint final : public Endpoint {
                              uint64_t offset, uint64_t operand, uint64_t reply_in);
   Result<Request> finishPost(detail::RequestSlot* slot);
   void postNotification(detail::RequestSlot* slot);
-  void destroyRkeys();
+  void destroyRkeys(bool keep_pinned);
   Status closeUcpEndpoint(Deadline deadline, bool force);
   // The UCP endpoint in the given error mode (create() decides it and checks the lanes).
   static Result<std::unique_ptr<UcxEndpoint>> createWithMode(StatePtr state, int peer,

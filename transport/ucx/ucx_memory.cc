@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstring>
 #include <ios>
+#include <optional>
 #include <sstream>
 
 #include "common/logging.h"
@@ -80,7 +81,8 @@ Result<std::unique_ptr<MemoryRegion>> UcxMemoryRegion::allocate(StatePtr state, 
   std::unique_ptr<UcxMemoryRegion> mr(
       new UcxMemoryRegion(state, nullptr, length, MemoryType::kHost));
   mr->registered_ = false;
-  detail::EngineLock lock(state->engine());
+  std::optional<detail::EngineLock> lock;
+  lock.emplace(state->engine());
   ucp_mem_map_params_t mp{};
   mp.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH |
                   UCP_MEM_MAP_PARAM_FIELD_FLAGS | UCP_MEM_MAP_PARAM_FIELD_MEMORY_TYPE;
@@ -98,21 +100,27 @@ Result<std::unique_ptr<MemoryRegion>> UcxMemoryRegion::allocate(StatePtr state, 
   ucp_mem_attr_t attr{};
   attr.field_mask = UCP_MEM_ATTR_FIELD_ADDRESS | UCP_MEM_ATTR_FIELD_LENGTH;
   st = ucp_mem_query(mr->memh_, &attr);
-  if (st != UCS_OK || attr.address == nullptr || attr.length < length) {
+  if (st != UCS_OK) {
     ucp_mem_unmap(state->ucpContext(), mr->memh_);
-    return ucxError(st == UCS_OK ? UCS_ERR_NO_MEMORY : st,
-                    strCat(who, ": ucp_mem_query of the allocated ", length, " bytes"));
+    return ucxError(st, strCat(who, ": ucp_mem_query of the allocated ", length, " bytes"));
+  }
+  if (attr.address == nullptr || attr.length < length) {
+    ucp_mem_unmap(state->ucpContext(), mr->memh_);
+    return WEFT_ERROR(StatusCode::kInternal, who, ": UCX allocated ", attr.length, " bytes at ",
+                      attr.address, " for ", length, " requested");
   }
   mr->address_ = attr.address;
-  // Shared-memory segments and fresh mappings are zero; UCX's last resort (the heap) is not.
-  // Which one UCX took is not exposed, so the contract is kept by hand (also pre-faults).
-  std::memset(attr.address, 0, length);
   Status packed = mr->packKey(strCat(who, ": ucp_rkey_pack of ", length, " bytes"));
   if (!packed.isOk()) {
     ucp_mem_unmap(state->ucpContext(), mr->memh_);
     return packed;
   }
   mr->finishKey();
+  lock.reset();
+  // Shared-memory segments and fresh mappings are zero; UCX's last resort (the heap) is not.
+  // Which one UCX took is not exposed, so the contract is kept by hand (also pre-faults),
+  // outside the engine lock: the region is not known to anyone yet.
+  std::memset(attr.address, 0, length);
   return std::unique_ptr<MemoryRegion>(std::move(mr));
 }
 

@@ -87,14 +87,16 @@ Result<ucp_rkey_h> UcxEndpoint::unpackKey(OpKind op, const RemoteKey& key) {
   return rkey;
 }
 
-// Destroys the least recently used keys beyond kMaxCachedRkeys, but only while no operation
-// of this endpoint is pending (UCX may still use a pending operation's key).
+// Destroys the least recently used keys beyond kMaxCachedRkeys unpinned ones, but only while
+// no operation of this endpoint is pending (UCX may still use a pending operation's key).
+// Pinned keys (mappedAddress) neither count nor go.
 void UcxEndpoint::trimRkeys() {
   if (rkeys_.size() <= kMaxCachedRkeys || posted_.size != 0) return;
   const CachedRkey newest = rkeys_.back();
   rkeys_.pop_back();
-  while (rkeys_.size() + 1 > kMaxCachedRkeys) {
-    // Pinned keys compare as most recently used; when only they are left, stop.
+  size_t unpinned = static_cast<size_t>(
+      std::count_if(rkeys_.begin(), rkeys_.end(), [](const CachedRkey& c) { return !c.pinned; }));
+  while (unpinned + 1 > kMaxCachedRkeys) {
     auto oldest = std::min_element(
         rkeys_.begin(), rkeys_.end(), [](const CachedRkey& a, const CachedRkey& b) {
           return (a.pinned ? UINT64_MAX : a.used) < (b.pinned ? UINT64_MAX : b.used);
@@ -103,6 +105,7 @@ void UcxEndpoint::trimRkeys() {
     if (oldest->rkey != nullptr) ucp_rkey_destroy(oldest->rkey);
     *oldest = rkeys_.back();
     rkeys_.pop_back();
+    --unpinned;
   }
   rkeys_.push_back(newest);
 }
@@ -131,12 +134,21 @@ Result<ucp_rkey_h> UcxEndpoint::findRkey(OpKind op, const RemoteKey& key, uint64
   return rkey;
 }
 
-void UcxEndpoint::destroyRkeys() {
-  for (const CachedRkey& c : rkeys_) {
+void UcxEndpoint::destroyRkeys(bool keep_pinned) {
+  std::erase_if(rkeys_, [&](const CachedRkey& c) {
+    if (keep_pinned && c.pinned) return false;
     if (c.rkey != nullptr) ucp_rkey_destroy(c.rkey);
+    return true;
+  });
+  last_rkey_ = rkeys_.size();  // none: the next access searches
+}
+
+Status UcxEndpoint::releaseMapping(const RemoteKey& key) {
+  detail::EngineLock lock(engine_);
+  for (CachedRkey& c : rkeys_) {
+    if (sameKey(c, key)) c.pinned = false;  // destroyed by trimRkeys or close, as any other
   }
-  rkeys_.clear();
-  last_rkey_ = 0;
+  return Status::ok();
 }
 
 Result<void*> UcxEndpoint::mappedAddress(const RemoteKey& key, uint64_t offset, size_t length) {
