@@ -15,7 +15,8 @@
 // each role (process CPU time, user + sys of all threads, / wall time while the case ran;
 // 100 % = one core), and the path worker 0's requests took (Client::pathStats /
 // oneSidedStats): "eager" (one message each), "rndv" (header, then the body by the
-// transport's rendezvous) or "1-sided" (the share of rows read one-sided), with the mean
+// transport's rendezvous) or "1-sided" / "mapped" (the share of rows read one-sided; mapped:
+// copied from slabs the transport maps here, WEFT_PS_SLAB_MEMORY=transport), with the mean
 // request size. At the end: rows and bytes per row of each table on each server.
 // With --reps R every case runs R times, in R rounds over all cases (so a slow spell of a
 // shared host spreads over the cases), and the table shows medians, with the lowest and
@@ -283,16 +284,21 @@ struct Runs {
   std::string path;                             // worker 0's, first run
 };
 
-// "eager 8.0K", "rndv 4096.0K", "eager+rndv 12.1K", "1-sided 100%": the path of the requests
+// "eager 8.0K", "rndv 4096.0K", "eager+rndv 12.1K", "1-sided 100%" ("mapped 100%": most rows
+// copied from slabs the transport maps, WEFT_PS_SLAB_MEMORY=transport): the path of the requests
 // between two snapshots of a client's counters (see the header comment).
 std::string pathText(const ps::net::PathStats& a, const ps::net::PathStats& b,
                      const ps::net::OneSidedStats& oa, const ps::net::OneSidedStats& ob) {
   const uint64_t rows1 = ob.rows_one_sided - oa.rows_one_sided;
   const uint64_t rows_rpc = ob.rows_rpc - oa.rows_rpc;
   if (rows1 + rows_rpc > 0) {
-    return strCat("1-sided ", std::lround(100.0 * static_cast<double>(rows1) /
-                                          static_cast<double>(rows1 + rows_rpc)),
-                  "%");
+    // "mapped": the rows were copied from slabs the transport maps here (no gets).
+    const uint64_t reads = ob.mapped_reads - oa.mapped_reads + ob.gets - oa.gets;
+    const bool mapped = reads > 0 && ob.mapped_reads - oa.mapped_reads >= (reads + 1) / 2;
+    return strCat(
+        mapped ? "mapped " : "1-sided ",
+        std::lround(100.0 * static_cast<double>(rows1) / static_cast<double>(rows1 + rows_rpc)),
+        "%");
   }
   const uint64_t eager = b.eager_requests - a.eager_requests;
   const uint64_t rndv = b.announced_requests - a.announced_requests;
