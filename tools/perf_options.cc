@@ -164,6 +164,16 @@ Status applyOption(std::string_view opt, std::string_view val, Options& o, Sweep
     o.untouched_send = val == "untouched";
     return Status::ok();
   }
+  if (opt == "--memory") {
+    if (val != "private" && val != "transport") {
+      return WEFT_ERROR(StatusCode::kInvalidArgument,
+                        "option --memory takes private or "
+                        "transport, not \"",
+                        val, "\"");
+    }
+    o.transport_memory = val == "transport";
+    return Status::ok();
+  }
   if (opt == "-s" || opt == "--sizes") return parseSizeList(val, o);
   if (opt == "-b" || opt == "--min-bytes") {
     sw.given = true;
@@ -209,9 +219,10 @@ Status applyOption(std::string_view opt, std::string_view val, Options& o, Sweep
 
 bool takesValue(std::string_view opt) {
   static constexpr std::string_view kWithValue[] = {
-      "-t", "--test",   "-s", "--sizes",  "-b",     "--min-bytes", "-e",    "--max-bytes",
-      "-f", "--factor", "-n", "--iters",  "-w",     "--warmup",    "-W",    "--window",
-      "--cpus", "--backend", "--set", "--timeout", "--send-buffer"};
+      "-t",          "--test",   "-s",       "--sizes",   "-b",      "--min-bytes", "-e",
+      "--max-bytes", "-f",       "--factor", "-n",        "--iters", "-w",          "--warmup",
+      "-W",          "--window", "--cpus",   "--backend", "--set",   "--timeout",   "--send-buffer",
+      "--memory"};
   return std::find(std::begin(kWithValue), std::end(kWithValue), opt) != std::end(kWithValue);
 }
 
@@ -222,6 +233,11 @@ Status finish(Options& o, const SweepArgs& sw) {
                         "options -s/--sizes and -b/-e/-f both give the sizes: use one of them");
     }
     WEFT_ASSIGN_OR_RETURN(o.sizes, sweep(sw.min, sw.max_given ? sw.max : sw.min, sw.factor));
+  }
+  if (o.untouched_send && o.transport_memory) {
+    return WEFT_ERROR(StatusCode::kInvalidArgument,
+                      "--memory transport gives zero-filled "
+                      "(written) buffers, so it cannot be combined with --send-buffer untouched");
   }
   if (o.untouched_send && o.validate) {
     return WEFT_ERROR(StatusCode::kInvalidArgument, "--validate writes a pattern into the send "
@@ -335,32 +351,35 @@ std::string usage() {
       "Options:\n"
       "  -t, --test LIST      tests to run, comma-separated (default send_lat):\n";
   for (const TestSpec& t : allTests()) u += strCat("                         ", t.name, ": ", t.what, "\n");
-  u +=
-      "  -s, --sizes LIST     message sizes, e.g. 8,64K,1M,16M (K/M/G = powers of 1024)\n"
-      "  -b, --min-bytes N    sweep from N bytes (default 8) ...\n"
-      "  -e, --max-bytes N    ... to N bytes (default: min) ...\n"
-      "  -f, --factor F       ... multiplying by F (default 2)\n"
-      "  -n, --iters N        timed iterations per size (default: by size, <= 256 MiB moved\n"
-      "                       for latency, <= 2 GiB for bandwidth; 20 .. 100000 / 1000000)\n"
-      "  -w, --warmup N       warm-up iterations per size (default iters/10, 2 .. 10000)\n"
-      "  -W, --window N       operations in flight in bandwidth tests (default 32)\n"
-      "  --cpus LIST          bind rank r to CPU LIST[r % len] (e.g. --cpus 0,1)\n"
-      "  --backend NAME       transport backend (default ucx)\n"
-      "  --set NAME=VALUE     backend setting, repeatable (UCX: TLS=posix wins over UCX_TLS)\n"
-      "  --validate           check the received data after each size (not timed)\n"
-      "  --send-buffer KIND   written (default): the send buffer is zero-filled real pages;\n"
-      "                       untouched: never written, so the kernel maps its shared zero\n"
-      "                       page there and every copy out of it reads one cache-hot page,\n"
-      "                       as ucx_perftest's tag tests do (they never write their buffer)\n"
-      "  --markers            call getppid() just before and after each timed phase, so that\n"
-      "                       `strace -f` shows which system calls the timed loops make\n"
-      "  --json               print one JSON document instead of the table\n"
-      "  --timeout S          deadline in seconds of each connect / sync / test (default:\n"
-      "                       WEFT_TIMEOUT when set, else 600)\n"
-      "  -h, --help           this text\n"
-      "\n"
-      "Example: weft-run -n 2 -- weft-perf -t send_lat,send_bw -s 8,64K,1M,16M\n"
-      "         UCX_TLS=posix weft-run -n 2 -- weft-perf -t put_bw -b 8 -e 16M -f 4 --json\n";
+  u += "  -s, --sizes LIST     message sizes, e.g. 8,64K,1M,16M (K/M/G = powers of 1024)\n"
+       "  -b, --min-bytes N    sweep from N bytes (default 8) ...\n"
+       "  -e, --max-bytes N    ... to N bytes (default: min) ...\n"
+       "  -f, --factor F       ... multiplying by F (default 2)\n"
+       "  -n, --iters N        timed iterations per size (default: by size, <= 256 MiB moved\n"
+       "                       for latency, <= 2 GiB for bandwidth; 20 .. 100000 / 1000000)\n"
+       "  -w, --warmup N       warm-up iterations per size (default iters/10, 2 .. 10000)\n"
+       "  -W, --window N       operations in flight in bandwidth tests (default 32)\n"
+       "  --cpus LIST          bind rank r to CPU LIST[r % len] (e.g. --cpus 0,1)\n"
+       "  --backend NAME       transport backend (default ucx)\n"
+       "  --set NAME=VALUE     backend setting, repeatable (UCX: TLS=posix wins over UCX_TLS)\n"
+       "  --validate           check the received data after each size (not timed)\n"
+       "  --send-buffer KIND   written (default): the send buffer is zero-filled real pages;\n"
+       "                       untouched: never written, so the kernel maps its shared zero\n"
+       "                       page there and every copy out of it reads one cache-hot page,\n"
+       "                       as ucx_perftest's tag tests do (they never write their buffer)\n"
+       "  --memory KIND        private (default): buffers are anonymous memory registered\n"
+       "                       with the transport; transport: allocated by it\n"
+       "                       (Context::allocateMemory; UCX: shared-memory segments the\n"
+       "                       peer maps, like ucx_perftest's default buffers)\n"
+       "  --markers            call getppid() just before and after each timed phase, so that\n"
+       "                       `strace -f` shows which system calls the timed loops make\n"
+       "  --json               print one JSON document instead of the table\n"
+       "  --timeout S          deadline in seconds of each connect / sync / test (default:\n"
+       "                       WEFT_TIMEOUT when set, else 600)\n"
+       "  -h, --help           this text\n"
+       "\n"
+       "Example: weft-run -n 2 -- weft-perf -t send_lat,send_bw -s 8,64K,1M,16M\n"
+       "         UCX_TLS=posix weft-run -n 2 -- weft-perf -t put_bw -b 8 -e 16M -f 4 --json\n";
   return u;
 }
 

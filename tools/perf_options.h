@@ -47,6 +47,10 @@ struct Options {
   // served from the kernel's shared zero page, which is what ucx_perftest's tag tests send
   // (they never write their send buffer). Off: the buffers are zero-filled real pages.
   bool untouched_send = false;
+  // Buffers from Context::allocateMemory (UCX: its shared-memory segments, which the peer
+  // maps: puts and gets become copies by the initiator, as on ucx_perftest's default
+  // buffers) instead of anonymous memory registered with registerMemory.
+  bool transport_memory = false;
   bool markers = false;                // getppid() right before / after each timed phase
   std::vector<int> cpus;               // rank r binds to cpus[r % size] (empty: no binding)
   std::string backend = "ucx";

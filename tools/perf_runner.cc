@@ -98,16 +98,28 @@ void PerfRunner::allocate(Store& store) {
   size_t largest = 64;
   for (size_t n : options_.sizes) largest = std::max(largest, n);
   buffer_size_ = (largest + 4095) / 4096 * 4096;
-  send_map_ = std::make_unique<Mapping>(buffer_size_, !options_.untouched_send);
-  recv_map_ = std::make_unique<Mapping>(buffer_size_, true);
-  send_buf_ = send_map_->data();
-  recv_buf_ = recv_map_->data();
-  auto smr = ctx_->registerMemory(send_buf_, buffer_size_);
-  if (!smr.isOk()) fail("registering the send buffer", smr.status());
-  send_mr_ = std::move(smr).value();
-  auto rmr = ctx_->registerMemory(recv_buf_, buffer_size_);
-  if (!rmr.isOk()) fail("registering the receive buffer", rmr.status());
-  recv_mr_ = std::move(rmr).value();
+  if (options_.transport_memory) {
+    // Zero-filled and owned by the regions.
+    auto smr = ctx_->allocateMemory(buffer_size_);
+    if (!smr.isOk()) fail("allocating the send buffer", smr.status());
+    send_mr_ = std::move(smr).value();
+    auto rmr = ctx_->allocateMemory(buffer_size_);
+    if (!rmr.isOk()) fail("allocating the receive buffer", rmr.status());
+    recv_mr_ = std::move(rmr).value();
+    send_buf_ = static_cast<char*>(send_mr_->address());
+    recv_buf_ = static_cast<char*>(recv_mr_->address());
+  } else {
+    send_map_ = std::make_unique<Mapping>(buffer_size_, !options_.untouched_send);
+    recv_map_ = std::make_unique<Mapping>(buffer_size_, true);
+    send_buf_ = send_map_->data();
+    recv_buf_ = recv_map_->data();
+    auto smr = ctx_->registerMemory(send_buf_, buffer_size_);
+    if (!smr.isOk()) fail("registering the send buffer", smr.status());
+    send_mr_ = std::move(smr).value();
+    auto rmr = ctx_->registerMemory(recv_buf_, buffer_size_);
+    if (!rmr.isOk()) fail("registering the receive buffer", rmr.status());
+    recv_mr_ = std::move(rmr).value();
+  }
 
   auto publish = [&](const char* which, const transport::MemoryRegion& mr) {
     Status st = store.set(strCat("weft-perf/key/", rank_, "/", which), mr.remoteKey().serialize());

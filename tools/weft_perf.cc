@@ -37,6 +37,7 @@ std::string configText(const Options& o) {
                                weft::config::getBool("WEFT_UCX_ERROR_HANDLING").valueOr(true) ? 1 : 0);
   for (const auto& [k, v] : o.backend_config) s += weft::strCat(", ", k, "=", v);
   if (o.untouched_send) s += ", send buffer untouched (zero page)";
+  if (o.transport_memory) s += ", buffers from the transport (allocateMemory)";
   return s;
 }
 

@@ -21,7 +21,8 @@ md:posix,...), which UCX can then reach one-sidedly (rkey_ptr): single-copy rend
 memcpy "put" into the peer's segment, or THP pages over tcp. That is a property of the buffer,
 not of the transport layer, and user memory cannot get it. --ucx-alloc mmap (the default)
 runs ucx_perftest with UCX_ALLOC_PRIO=mmap, i.e. on the same kind of memory as weft-perf;
---ucx-alloc ucx keeps UCX's own allocator.
+--ucx-alloc ucx keeps UCX's own allocator for ucx_perftest and runs weft-perf with
+--memory transport (its buffers from Context::allocateMemory, i.e. the same UCX allocator).
 
 Send buffers (--send-buffer): ucx_perftest's tag tests never write their send buffer, and a
 private anonymous page that was never written is backed by the kernel's shared zero page, so
@@ -163,6 +164,8 @@ def run_weft(args, test, size, n, w, env):
            "--", "/bin/sh", "-c", pin,
            os.path.join(b, "weft-perf"), "-t", test, "-s", str(size), "-n", str(n), "-w", str(w),
            "-W", str(args.window), "--send-buffer", args.send_buffer, "--json"]
+    if args.ucx_alloc == "ucx":
+        cmd += ["--memory", "transport"]  # both tools on UCX-allocated buffers
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=args.timeout + 30)
     if p.returncode != 0:
         raise CompareError("weft-perf %s %d B failed (rc %d): %s" %
@@ -293,7 +296,7 @@ def fmt(v):
 def print_table(rows, args):
     print("weft-perf vs ucx_perftest: medians of %d repetitions, ratio = weft/ucx; "
           "ucx_perftest buffers: %s" % (args.reps, "UCX_ALLOC_PRIO=mmap (like weft-perf)"
-                                        if args.ucx_alloc == "mmap" else "UCX's allocator"))
+                                        if args.ucx_alloc == "mmap" else "UCX's allocator (weft-perf too: --memory transport)"))
     print("send buffers: %s" % ("written by both tools (real pages; ucx_perftest through %s)"
                                 % SHIM if args.send_buffer == "written" else
                                 "never written by either tool (the kernel's zero page)"))
@@ -329,8 +332,9 @@ def parse_args():
     ap.add_argument("--config", default="default",
                     help="default,noeh,eh,same (default: default)")
     ap.add_argument("--ucx-alloc", choices=("mmap", "ucx"), default="mmap",
-                    help="ucx_perftest buffers: mmap (like weft-perf's, default) or ucx "
-                         "(UCX's shared-memory allocator)")
+                    help="buffers: mmap (ucx_perftest on mmap'd memory like weft-perf's, "
+                         "default) or ucx (both tools on UCX's shared-memory allocator: "
+                         "weft-perf --memory transport)")
     ap.add_argument("--send-buffer", choices=("written", "untouched"), default="written",
                     help="written (default): both tools send real pages; untouched: both send "
                          "never-written pages (the zero page), as plain ucx_perftest does")
