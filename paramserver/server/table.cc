@@ -351,6 +351,32 @@ void Table::pullStripe(uint32_t st, KeySpan keys, Scratch& s, float* out) {
   });
 }
 
+// Keys by stripe, one lock per stripe, and the index slots prefetched 2 * kAhead keys ahead
+// (as pulls do): a Locate is one index lookup per key and no row access.
+void Table::locate(KeySpan keys, RowLocation* out) const {
+  Scratch& s = scratch();
+  s.hashes.resize(keys.size());
+  for (size_t i = 0; i < keys.size(); ++i) s.hashes[i] = hashKey(keys[i], kIndexSeed);
+  groupByStripe(s.hashes, s);
+  for (uint32_t st = 0; st + 1 < s.starts.size(); ++st) {
+    const uint32_t begin = s.starts[st];
+    const uint32_t end = s.starts[st + 1];
+    if (begin == end) continue;
+    const Stripe& stripe = stripes_[st];
+    std::lock_guard<std::mutex> lock(stripe.mu);
+    for (uint32_t k = begin; k < std::min(begin + 2 * kAhead, end); ++k) {
+      stripe.index.prefetch(s.hashes[s.order[k]]);
+    }
+    for (uint32_t k = begin; k < end; ++k) {
+      if (k + 2 * kAhead < end) stripe.index.prefetch(s.hashes[s.order[k + 2 * kAhead]]);
+      const uint32_t u = s.order[k];
+      const uint32_t id = stripe.index.find(keys[u], s.hashes[u]);
+      out[u] = id == RowIndex::kNone ? RowLocation{}
+                                     : RowLocation{store_.slabOf(id), 1, store_.offsetOf(id)};
+    }
+  }
+}
+
 void Table::pull(KeySpan keys, float* out) {
   Scratch& s = scratch();
   s.hashes.resize(keys.size());

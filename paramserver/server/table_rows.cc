@@ -146,18 +146,6 @@ Status Table::importRows(std::span<const uint8_t> records) {
   return Status::ok();
 }
 
-void Table::locate(KeySpan keys, RowLocation* out) const {
-  for (size_t i = 0; i < keys.size(); ++i) {
-    const uint64_t key = keys[i];
-    const uint64_t h = hashKey(key, kIndexSeed);
-    const Stripe& stripe = stripes_[stripeOf(h)];
-    std::lock_guard<std::mutex> lock(stripe.mu);
-    const uint32_t id = stripe.index.find(key, h);
-    out[i] = id == RowIndex::kNone ? RowLocation{}
-                                   : RowLocation{store_.slabOf(id), 1, store_.offsetOf(id)};
-  }
-}
-
 const uint8_t* Table::rowAddress(uint64_t key) const {
   const uint64_t h = hashKey(key, kIndexSeed);
   const Stripe& stripe = stripes_[stripeOf(h)];

@@ -274,6 +274,23 @@ TEST(PsTable, ManyKeysAcrossSlabsAndStripes) {
   EXPECT_GT(s.slabs, 10u);
   EXPECT_GE(s.bytes_per_row, static_cast<double>(s.row_stride));
   EXPECT_LT(s.bytes_per_row, 2.5 * static_cast<double>(s.row_stride) + 64);
+  // locate: every key (in any order, with absent ones among them) at its row's slab and
+  // offset, as rowAddress sees it.
+  std::vector<uint64_t> asked(keys.rbegin(), keys.rend());
+  for (uint64_t i = 0; i < 100; ++i) asked.insert(asked.begin() + 50 * i, mix64(1000000 + i));
+  std::vector<RowLocation> where(asked.size());
+  table->locate(KeySpan::of(asked), where.data());
+  const std::vector<SlabInfo> slabs = table->slabs();
+  size_t present = 0;
+  for (size_t i = 0; i < asked.size(); ++i) {
+    const uint8_t* row = table->rowAddress(asked[i]);
+    ASSERT_EQ(where[i].present != 0, row != nullptr) << "key " << i;
+    if (row == nullptr) continue;
+    ++present;
+    ASSERT_LT(where[i].slab_id, slabs.size());
+    EXPECT_EQ(slabs[where[i].slab_id].base + where[i].offset, row) << "key " << i;
+  }
+  EXPECT_EQ(present, keys.size());
 }
 
 // Slabs of 2 MiB or more are whole huge pages: 2 MiB aligned, mapped in 2 MiB multiples,
