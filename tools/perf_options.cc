@@ -167,9 +167,7 @@ Status applyOption(std::string_view opt, std::string_view val, Options& o, Sweep
   if (opt == "--memory") {
     if (val != "private" && val != "transport") {
       return WEFT_ERROR(StatusCode::kInvalidArgument,
-                        "option --memory takes private or "
-                        "transport, not \"",
-                        val, "\"");
+                        "option --memory takes private or transport, not \"", val, "\"");
     }
     o.transport_memory = val == "transport";
     return Status::ok();
@@ -237,7 +235,7 @@ Status finish(Options& o, const SweepArgs& sw) {
   if (o.untouched_send && o.transport_memory) {
     return WEFT_ERROR(StatusCode::kInvalidArgument,
                       "--memory transport gives zero-filled "
-                      "(written) buffers, so it cannot be combined with --send-buffer untouched");
+                      "buffers, so it cannot be combined with --send-buffer untouched");
   }
   if (o.untouched_send && o.validate) {
     return WEFT_ERROR(StatusCode::kInvalidArgument, "--validate writes a pattern into the send "

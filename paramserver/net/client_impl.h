@@ -183,7 +183,7 @@ class ClientImpl final : public Client {
   Status readWindow(ServerConn& s, uint32_t table_id, const std::vector<RowLocation>& where,
                     const size_t* todo, size_t n, size_t row_bytes,
                     std::vector<SlabAccess*>& by_slab, std::vector<transport::Request>& gets,
-                    Deadline deadline);
+                    std::vector<const uint8_t*>& mapped, Deadline deadline);
   Status readRows(uint32_t table_id, uint32_t dim, const ServerBatch& batch,
                   const std::vector<RowLocation>& where, float* out,
                   std::vector<uint32_t>& fallback, Deadline deadline);
@@ -207,7 +207,6 @@ class ClientImpl final : public Client {
   Ticket next_ticket_ = 1;
   std::map<SlabKey, SlabAccess> slab_keys_;
   std::vector<uint8_t> get_copies_;  // row copies of one-sided reads (readRows)
-  std::vector<const uint8_t*> mapped_rows_;  // readRows: each row's mapped address, or null
   // Reusable reply buffers (a fresh multi-MiB vector per request costs a zero-fill and page
   // faults, more than the transfer).
   std::vector<Bytes> reply_pool_;

@@ -75,13 +75,14 @@ Result<ClientImpl::SlabAccess*> ClientImpl::slabKey(uint32_t server, uint32_t ta
 
 // Reads rows todo[0, n) of one window into get_copies_: rows of slabs the transport maps
 // here (UCX shared memory) are copied with plain loads, their cache misses overlapped by
-// prefetching; the others are read by gets (gets[j]; invalid: refused at once).
+// prefetching (mapped[j]: where row j was copied from); the others are read by gets
+// (gets[j]; invalid: refused at once).
 Status ClientImpl::readWindow(ServerConn& s, uint32_t table_id,
                               const std::vector<RowLocation>& where, const size_t* todo, size_t n,
                               size_t row_bytes, std::vector<SlabAccess*>& by_slab,
-                              std::vector<transport::Request>& gets, Deadline deadline) {
+                              std::vector<transport::Request>& gets,
+                              std::vector<const uint8_t*>& mapped, Deadline deadline) {
   std::vector<uint8_t>& copies = get_copies_;
-  std::vector<const uint8_t*>& mapped = mapped_rows_;
   for (size_t j = 0; j < n; ++j) {
     const size_t i = todo[j];
     mapped[j] = nullptr;
@@ -128,8 +129,7 @@ Status ClientImpl::readRows(uint32_t table_id, uint32_t dim, const ServerBatch& 
   std::vector<uint8_t>& copies = get_copies_;
   if (copies.size() < kGetWindow * row_bytes) copies.resize(kGetWindow * row_bytes);
   std::vector<transport::Request> gets(kGetWindow);
-  const std::vector<const uint8_t*>& mapped = mapped_rows_;
-  mapped_rows_.assign(kGetWindow, nullptr);
+  std::vector<const uint8_t*> mapped(kGetWindow);
   // Each slab's entry of slab_keys_ (a std::map: stable), looked up once per call.
   std::vector<SlabAccess*> by_slab;
   std::vector<int> tries(batch.keys.size(), 0);
@@ -142,8 +142,8 @@ Status ClientImpl::readRows(uint32_t table_id, uint32_t dim, const ServerBatch& 
     std::vector<size_t> again;
     for (size_t begin = 0; begin < todo.size(); begin += kGetWindow) {
       const size_t n = std::min(kGetWindow, todo.size() - begin);
-      WEFT_RETURN_IF_ERROR(
-          readWindow(*s, table_id, where, &todo[begin], n, row_bytes, by_slab, gets, deadline));
+      WEFT_RETURN_IF_ERROR(readWindow(*s, table_id, where, &todo[begin], n, row_bytes, by_slab,
+                                      gets, mapped, deadline));
       bool failed = false;
       for (size_t j = 0; j < n; ++j) {
         const size_t i = todo[begin + j];

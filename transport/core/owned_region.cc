@@ -45,12 +45,15 @@ class AnonymousRegion final : public MemoryRegion {
 
 }  // namespace
 
+Status checkAllocationLength(size_t length, const std::string& who) {
+  if (length != 0) return Status::ok();
+  return WEFT_ERROR(StatusCode::kInvalidArgument, who, ": 0 bytes requested")
+      .withHint("allocate at least one byte; registerMemory(nullptr, 0) gives an empty region");
+}
+
 Result<std::unique_ptr<MemoryRegion>> allocateAnonymous(Context& ctx, size_t length,
                                                         const std::string& who) {
-  if (length == 0) {
-    return WEFT_ERROR(StatusCode::kInvalidArgument, who, ": 0 bytes requested")
-        .withHint("allocate at least one byte; registerMemory(nullptr, 0) gives an empty region");
-  }
+  WEFT_RETURN_IF_ERROR(checkAllocationLength(length, who));
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
   if (length > SIZE_MAX - page) {
     return WEFT_ERROR(StatusCode::kInvalidArgument, who, ": ", length, " bytes is too large");

@@ -4,12 +4,16 @@
 
 #include <cstddef>
 #include <memory>
+#include <string>
 
 #include "common/result.h"
 #include "transport/api/context.h"
 #include "transport/api/memory.h"
 
 namespace weft::transport::detail {
+
+// Context::allocateMemory's argument check: kInvalidArgument for 0 bytes, naming `who`.
+Status checkAllocationLength(size_t length, const std::string& who);
 
 // Maps `length` bytes (rounded up to whole pages) of zero-filled anonymous memory and
 // registers them with ctx.registerMemory. The region's deregister() deregisters, then

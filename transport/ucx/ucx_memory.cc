@@ -11,6 +11,7 @@
 
 #include "common/logging.h"
 #include "transport/core/memory_map.h"
+#include "transport/core/owned_region.h"
 #include "transport/ucx/ucx_internal.h"
 
 namespace weft::transport::ucx {
@@ -74,10 +75,7 @@ Result<std::unique_ptr<MemoryRegion>> UcxMemoryRegion::create(StatePtr state, vo
 
 Result<std::unique_ptr<MemoryRegion>> UcxMemoryRegion::allocate(StatePtr state, size_t length) {
   const std::string who = strCat("allocateMemory on ", state->name());
-  if (length == 0) {
-    return WEFT_ERROR(StatusCode::kInvalidArgument, who, ": 0 bytes requested")
-        .withHint("allocate at least one byte; registerMemory(nullptr, 0) gives an empty region");
-  }
+  WEFT_RETURN_IF_ERROR(detail::checkAllocationLength(length, who));
   std::unique_ptr<UcxMemoryRegion> mr(
       new UcxMemoryRegion(state, nullptr, length, MemoryType::kHost));
   mr->registered_ = false;
