@@ -338,6 +338,46 @@ TEST(PsRowStore, BigSlabsAreWholeHugePagesFilledWithRows) {
   }
 }
 
+// A SlabSource provides later slabs (the server's transport memory); the store keeps each
+// owner until it is destroyed and never unmaps that memory itself. A failing source, or one
+// that returns no owner, leaves the store mapping slabs itself.
+TEST(PsRowStore, SlabSourceProvidesSlabsAndFailuresFallBackToMmap) {
+  static constexpr size_t kStride = 48;
+  static constexpr size_t kSlab = 85 * kStride;  // 85 rows of 48 bytes fit in 4096
+  auto released = std::make_shared<int>(0);
+  {
+    RowStore store(kStride, 4096);
+    store.setSlabSource([released](size_t bytes) -> Result<SlabMemory> {
+      EXPECT_EQ(bytes, kSlab);
+      auto* mem = new std::vector<uint8_t>(bytes, 0);
+      std::shared_ptr<void> owner(mem, [released](void* p) {
+        ++*released;
+        delete static_cast<std::vector<uint8_t>*>(p);
+      });
+      return SlabMemory{mem->data(), owner};
+    });
+    std::vector<uint32_t> ids;
+    ASSERT_TRUE(store.reserve(2 * store.rowsPerSlab(), ids).isOk());
+    ASSERT_EQ(store.slabCount(), 2u);
+    for (const SlabInfo& slab : store.slabs()) EXPECT_NE(slab.owner, nullptr);
+    store.setSlabSource([](size_t) -> Result<SlabMemory> {
+      return WEFT_ERROR(StatusCode::kNoResource, "no shared memory left");
+    });
+    ASSERT_TRUE(store.reserve(store.rowsPerSlab(), ids).isOk());
+    static uint8_t unowned[kSlab];
+    store.setSlabSource([](size_t) -> Result<SlabMemory> { return SlabMemory{unowned, nullptr}; });
+    ASSERT_TRUE(store.reserve(store.rowsPerSlab(), ids).isOk());
+    const auto slabs = store.slabs();
+    ASSERT_EQ(slabs.size(), 4u);
+    EXPECT_EQ(slabs[2].owner, nullptr) << "a failed source: mapped by the store";
+    EXPECT_EQ(slabs[3].owner, nullptr) << "a source without an owner: mapped by the store";
+    EXPECT_NE(slabs[3].base, unowned) << "memory without an owner was taken";
+    for (const uint32_t id : ids) store.row(id)[kStride - 1] = 1;  // every row writable
+    EXPECT_EQ(*released, 0);
+  }
+  EXPECT_EQ(*released, 2) << "the store must drop each source slab's owner when destroyed";
+}
+
 // A table whose stripes run on a 2-thread pool gives bit-identical rows and replies to a
 // serial one: pushes with duplicate keys, unaligned gradients, admission, new and old rows.
 TEST(PsTable, PoolRunsStripesInParallelWithIdenticalResults) {
