@@ -73,17 +73,25 @@ void scatterRows(FloatSpan rows, uint32_t dim, std::span<const uint32_t> positio
   }
 }
 
-void ClientCodec::encodeOne(Outgoing& o, wire::Opcode op, uint32_t map_version,
-                            uint32_t table_id, uint32_t dim, uint32_t clock,
-                            std::span<const uint64_t> keys, std::span<const float> grads) {
+void ClientCodec::encodeOne(Outgoing& o, wire::Opcode op, uint32_t map_version, uint32_t table_id,
+                            uint32_t dim, uint32_t clock, std::span<const uint64_t> keys,
+                            std::span<const float> grads, uint8_t* values_at,
+                            std::string_view values_key, uint64_t values_offset) {
   PendingRequest& p = o.pending;
   p.request_id = nextRequestId();
   p.op = op;
   p.table_id = table_id;
   p.dim = dim;
   const uint32_t n = p.keyCount();
-  const wire::KeyedArea area = wire::encodeKeyedInPlace(
-      {p.request_id, src_rank_, table_id, map_version}, op, dim, clock, n, o.message);
+  const wire::RequestMeta meta{p.request_id, src_rank_, table_id, map_version};
+  wire::KeyedArea area;
+  if (values_at != nullptr) {
+    area.keys =
+        wire::encodeKeyedRefInPlace(meta, op, dim, clock, n, values_key, values_offset, o.message);
+    area.values = values_at;
+  } else {
+    area = wire::encodeKeyedInPlace(meta, op, dim, clock, n, o.message);
+  }
   const size_t row = size_t{4} * dim;
   if (p.whole_batch) {
     std::memcpy(area.keys, keys.data(), size_t{8} * n);
@@ -97,9 +105,10 @@ void ClientCodec::encodeOne(Outgoing& o, wire::Opcode op, uint32_t map_version,
   }
 }
 
-void ClientCodec::encodeInto(wire::Opcode op, const ShardMap& map, uint32_t table_id,
-                             uint32_t dim, uint32_t clock, std::span<const uint64_t> keys,
-                             std::span<const float> grads, std::vector<Outgoing>& out) {
+void ClientCodec::encodeInto(wire::Opcode op, const ShardMap& map, uint32_t table_id, uint32_t dim,
+                             uint32_t clock, std::span<const uint64_t> keys,
+                             std::span<const float> grads, std::vector<Outgoing>& out,
+                             const ValuesPlacement* placement) {
   RouteScratch& s = routeScratch();
   const size_t owners = route(map, keys, s);
   out.resize(owners);
@@ -119,7 +128,24 @@ void ClientCodec::encodeInto(wire::Opcode op, const ShardMap& map, uint32_t tabl
       out[s.counts[s.slot_of[i]]].pending.positions.push_back(static_cast<uint32_t>(i));
     }
   }
-  for (Outgoing& o : out) encodeOne(o, op, map.version(), table_id, dim, clock, keys, grads);
+  const bool has_values = op == wire::Opcode::kPush || op == wire::Opcode::kPushPull;
+  for (size_t i = 0; i < out.size(); ++i) {
+    Outgoing& o = out[i];
+    const size_t n = o.pending.keyCount();
+    const size_t value_bytes = size_t{4} * n * dim;
+    const size_t inline_bytes =
+        wire::kHeaderBytes + wire::kKeyedPrefixBytes + size_t{8} * n + value_bytes;
+    uint8_t* at = nullptr;
+    std::string_view key;
+    uint64_t offset = 0;
+    const size_t front_bytes =
+        inline_bytes - value_bytes + wire::kValuesRefFixedBytes + wire::kMaxValuesKeyBytes;
+    if (has_values && placement != nullptr && inline_bytes > placement->above &&
+        front_bytes <= placement->max_front) {
+      at = placement->place(i, o.pending.server, value_bytes, &key, &offset);
+    }
+    encodeOne(o, op, map.version(), table_id, dim, clock, keys, grads, at, key, offset);
+  }
 }
 
 std::vector<Outgoing> ClientCodec::encode(wire::Opcode op, const ShardMap& map, uint32_t table_id,

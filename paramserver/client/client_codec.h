@@ -16,7 +16,9 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <span>
+#include <string_view>
 #include <vector>
 
 #include "common/result.h"
@@ -62,6 +64,19 @@ struct Outgoing {
   Bytes message;
 };
 
+// Where encodeInto may put the gradients of a large Push / PushPull instead of the message
+// (wire::kFlagValuesByRef): memory the caller registered with the transport, which the
+// server reads in place or fetches. place(i, server, bytes, key, offset) returns where
+// out[i]'s `bytes` bytes of gradients go and names them (a serialized RemoteKey and an
+// offset in its region), or null to keep them in the message.
+struct ValuesPlacement {
+  size_t above = SIZE_MAX;  // only for messages longer than this
+  size_t max_front = 0;     // ... whose message without the gradients fits in this
+  std::function<uint8_t*(size_t i, uint32_t server, size_t bytes, std::string_view* key,
+                         uint64_t* offset)>
+      place;
+};
+
 class ClientCodec {
  public:
   explicit ClientCodec(uint32_t src_rank, uint64_t first_request_id = 1)
@@ -83,7 +98,7 @@ class ClientCodec {
   // straight from the caller's buffers (whole_batch, no positions).
   void encodeInto(wire::Opcode op, const ShardMap& map, uint32_t table_id, uint32_t dim,
                   uint32_t clock, std::span<const uint64_t> keys, std::span<const float> grads,
-                  std::vector<Outgoing>& out);
+                  std::vector<Outgoing>& out, const ValuesPlacement* placement = nullptr);
 
   // Checks the reply (id, opcode, sizes) and, for Pull / PushPull, writes its values to
   // out (the caller's whole batch: keys.size() * dim floats). An Error reply is returned
@@ -101,7 +116,8 @@ class ClientCodec {
   // One server's request: keys (and values) at `positions` of the batch, or all of them.
   void encodeOne(Outgoing& o, wire::Opcode op, uint32_t map_version, uint32_t table_id,
                  uint32_t dim, uint32_t clock, std::span<const uint64_t> keys,
-                 std::span<const float> grads);
+                 std::span<const float> grads, uint8_t* values_at, std::string_view values_key,
+                 uint64_t values_offset);
 
   const uint32_t src_rank_;
   std::atomic<uint64_t> next_id_;

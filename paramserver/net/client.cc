@@ -1,6 +1,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <numeric>
@@ -45,6 +46,14 @@ Status ClientImpl::init(Deadline deadline) {
   co.rank = options_.rank;
   WEFT_ASSIGN_OR_RETURN(ctx_, transport::openContext(options_.backend, co));
   WEFT_RETURN_IF_ERROR(ctx_->publishAddress(members_.transportStore()));
+  WEFT_ASSIGN_OR_RETURN(staging_ok_, config::getBool("WEFT_PS_VALUES_BY_REF"));
+  // Messages that are no longer eager with their gradients inline, but are without them.
+  placement_.above = eager_bytes_;
+  placement_.max_front = eager_bytes_;
+  placement_.place = [this](size_t i, uint32_t server_id, size_t bytes, std::string_view* key,
+                            uint64_t* offset) {
+    return placeValues(i, server_id, bytes, key, offset);
+  };
   WEFT_ASSIGN_OR_RETURN(ShardMap map, members_.readMap(deadline));
   map_.emplace(std::move(map));
   for (const uint32_t id : map_->servers()) {
@@ -191,7 +200,8 @@ Result<Ticket> ClientImpl::startData(Opcode op, uint32_t table_id, std::span<con
   WEFT_ASSIGN_OR_RETURN(const uint32_t dim, dimOf(table_id, name));
   WEFT_RETURN_IF_ERROR(checkKeys(table_id, keys, grads, dim, name));
   refillOutgoing();
-  codec_.encodeInto(op, *map_, table_id, dim, currentClock(table_id), keys, grads, outgoing_);
+  codec_.encodeInto(op, *map_, table_id, dim, currentClock(table_id), keys, grads, outgoing_,
+                    staging_ok_ ? &placement_ : nullptr);
   Op o;
   o.out = out;
   o.name = name;
@@ -205,6 +215,11 @@ Result<Ticket> ClientImpl::startData(Opcode op, uint32_t table_id, std::span<con
     SubRequest& sub = o.subs[i];
     std::swap(sub.pending, outgoing_[i].pending);
     std::swap(sub.message, outgoing_[i].message);
+    if (i < staged_.size() && staged_[i].region) {
+      sub.staging = std::move(staged_[i]);
+      ++paths_.values_by_ref_requests;
+      paths_.values_by_ref_bytes += size_t{4} * sub.pending.keyCount() * dim;
+    }
     const size_t values = size_t{4} * sub.pending.keyCount() * dim;
     const size_t reply = op == Opcode::kPush ? 0 : wire::kHeaderBytes + wire::kReplyPrefixBytes + values;
     Status st = post(sub, reply);
@@ -218,6 +233,60 @@ Result<Ticket> ClientImpl::startData(Opcode op, uint32_t table_id, std::span<con
     }
   }
   return enqueue(std::move(o));
+}
+
+// A staging region of at least `bytes` for outgoing_[i]'s gradients (the smallest pooled one
+// that fits, else a new one of a power of two, at least 1 MiB), while the server takes
+// gradients by reference.
+uint8_t* ClientImpl::placeValues(size_t i, uint32_t server_id, size_t bytes, std::string_view* key,
+                                 uint64_t* offset) {
+  const ServerConn* s = server(server_id);
+  if (s == nullptr || !s->values_by_ref) return nullptr;
+  auto best = staging_pool_.end();
+  for (auto it = staging_pool_.begin(); it != staging_pool_.end(); ++it) {
+    const size_t len = it->region->length();
+    if (len >= bytes && (best == staging_pool_.end() || len < best->region->length())) best = it;
+  }
+  Staging st;
+  if (best != staging_pool_.end()) {
+    st = std::move(*best);
+    staging_pool_.erase(best);
+  } else {
+    constexpr size_t kMinStagingBytes = size_t{1} << 20;
+    auto region = ctx_->allocateMemory(std::bit_ceil(std::max(bytes, kMinStagingBytes)));
+    if (!region.isOk()) {
+      staging_ok_ = false;
+      WEFT_LOG(kInfo, "ps") << "ps client rank " << options_.rank
+                            << ": large pushes send their gradients in the message: "
+                            << region.status();
+      return nullptr;
+    }
+    st.region = std::move(region).value();
+    st.key = st.region->remoteKey().serialize();
+  }
+  if (staged_.size() <= i) staged_.resize(i + 1);
+  staged_[i] = std::move(st);
+  *key = staged_[i].key;
+  *offset = 0;
+  return static_cast<uint8_t*>(staged_[i].region->address());
+}
+
+void ClientImpl::noteValuesReply(const SubRequest& sub, std::span<const uint8_t> reply) {
+  const wire::Header h = wire::peekHeader(reply);
+  if (h.opcode != static_cast<uint8_t>(Opcode::kReply)) return;
+  if ((h.flags & wire::kFlagValuesMapped) != 0) {
+    ++paths_.values_mapped;
+    return;
+  }
+  ++paths_.values_fetched;
+  // Fetched: the transport does not map this client's memory at that server, and a get
+  // served by this side's progress is no faster than the message path.
+  ServerConn* s = server(sub.pending.server);
+  if (s != nullptr && s->values_by_ref) {
+    s->values_by_ref = false;
+    WEFT_LOG(kDebug, "ps") << "ps client rank " << options_.rank << ": " << describeServer(s->id)
+                           << " fetched a push's gradients; large pushes to it carry them again";
+  }
 }
 
 // Gives outgoing_ entries the buffers of finished requests (encodeInto reuses them).
@@ -356,6 +425,7 @@ Status ClientImpl::finishSub(const Op& op, SubRequest& sub, Deadline deadline) {
   const std::span<const uint8_t> reply(sub.reply.data(), sub.recv.bytes());
   ++paths_.replies;
   paths_.reply_bytes += reply.size();
+  if (sub.staging.region) noteValuesReply(sub, reply);
   if (sub.pending.op == Opcode::kPull || sub.pending.op == Opcode::kPush ||
       sub.pending.op == Opcode::kPushPull) {
     Status d = codec_.decodeReply(sub.pending, reply, op.out);
@@ -390,7 +460,12 @@ Status ClientImpl::resend(const Op& op, SubRequest& sub, Deadline deadline) {
   const PendingRequest& p = sub.pending;
   if (!sub.resend) {
     WEFT_ASSIGN_OR_RETURN(const wire::Message m, wire::decodeMessage(sub.message, {}));
-    WEFT_ASSIGN_OR_RETURN(const wire::KeyedRequest r, wire::decodeKeyed(m));
+    WEFT_ASSIGN_OR_RETURN(wire::KeyedRequest r, wire::decodeKeyed(m));
+    if (r.valuesByRef() && sub.staging.region) {
+      r.values = FloatSpan(
+          static_cast<const uint8_t*>(sub.staging.region->address()) + r.values_ref.offset,
+          r.valueFloats());
+    }
     auto rs = std::make_unique<ResendState>();
     for (size_t i = 0; i < r.keys.size(); ++i) rs->batch.keys.push_back(r.keys[i]);
     for (size_t i = 0; i < r.values.size(); ++i) rs->batch.grads.push_back(r.values[i]);
@@ -499,6 +574,11 @@ void ClientImpl::recycle(Op& op) {
     }
     if (positions_pool_.size() < kMaxPooled && sub.pending.positions.capacity() != 0) {
       positions_pool_.push_back(std::move(sub.pending.positions));
+    }
+    // The server is done with the gradients: it replied, or the request never reached it.
+    constexpr size_t kMaxStaging = 64;
+    if (sub.staging.region && staging_pool_.size() < kMaxStaging) {
+      staging_pool_.push_back(std::move(sub.staging));
     }
   }
   if (subs_pool_.size() < kMaxPooled) {

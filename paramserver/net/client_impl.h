@@ -17,6 +17,15 @@ struct ServerConn {
   int rank = -1;
   std::unique_ptr<transport::Endpoint> ep;
   uint32_t max_keys = 0;
+  // Large pushes leave their gradients in a staging region for this server to read (see
+  // ClientImpl::placeValues) until a reply says it had to fetch them instead of mapping.
+  bool values_by_ref = true;
+};
+
+// Transport memory holding a large push's gradients until its reply (kFlagValuesByRef).
+struct Staging {
+  std::unique_ptr<transport::MemoryRegion> region;
+  std::string key;  // region->remoteKey().serialize()
 };
 
 // The keys (and gradients) of one refused request, with their positions in the caller's batch.
@@ -50,6 +59,7 @@ struct SubRequest {
   Status result;
   // While a request refused by a moved shard is being re-sent (see ClientImpl::resend).
   std::unique_ptr<ResendState> resend;
+  Staging staging;  // the gradients, when the message refers to them
 };
 
 struct Op {
@@ -218,6 +228,17 @@ class ClientImpl final : public Client {
   std::vector<std::vector<SubRequest>> subs_pool_;
   void recycle(Op& op);
   void refillOutgoing();
+  // ValuesPlacement::place: gradients of outgoing_[i] into a staging region (null: inline).
+  uint8_t* placeValues(size_t i, uint32_t server_id, size_t bytes, std::string_view* key,
+                       uint64_t* offset);
+  // Updates paths_ and the server's values_by_ref from the reply to a by-reference push.
+  void noteValuesReply(const SubRequest& sub, std::span<const uint8_t> reply);
+  // Gradient staging: a region per large push in flight, reused (staging_[i] is outgoing_[i]'s
+  // until startData moves it into the request).
+  ValuesPlacement placement_;
+  std::vector<Staging> staged_;
+  std::vector<Staging> staging_pool_;
+  bool staging_ok_ = true;  // false once the transport could not allocate memory
   OneSidedStats one_sided_;
   PathStats paths_;
 };

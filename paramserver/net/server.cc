@@ -49,11 +49,17 @@ struct Conn {
   std::vector<Request> recvs;
   size_t head = 0;  // the next receive to complete (they match in posting order)
   bool dead = false;
+  // The client's regions whose gradients were read through a mapping, least recently used
+  // first (at most kMappedRegionsPerClient stay mapped).
+  std::deque<transport::RemoteKey> mapped;
 };
 
 struct BodyRecv {
   Conn* conn = nullptr;
   Bytes buffer;  // from the body pool; may be longer than the message
+  // Set for gradients fetched from the client's memory (kFlagValuesByRef): the request
+  // message; buffer then receives only the gradients (length bytes) by a get.
+  Bytes front;
   size_t length = 0;
   Request request;
   std::chrono::steady_clock::time_point posted{};
@@ -81,6 +87,9 @@ constexpr size_t kBodyBytesInFlight = size_t{8} << 20;
 // sends) then delays other clients' large requests by at most this much. Its receive stays
 // posted and is handled whenever the body comes.
 constexpr auto kStalledBody = std::chrono::milliseconds(500);
+// Client regions a server keeps mapped per client (Endpoint::mappedAddress pins each: a
+// region the client freed stays allocated until its mapping here ends).
+constexpr size_t kMappedRegionsPerClient = 64;
 // Sent replies kept for reuse (a values reply of a 1,000-key dim-16 pull is 64 KiB).
 constexpr size_t kReplyPoolBuffers = 32;
 // Busy loop rounds between clock reads (a vDSO call, dearer under virtualization).
@@ -103,11 +112,13 @@ struct Parked {
   Bytes message;
   uint32_t table_id = 0;
   uint32_t need_min_clock = 0;
+  bool values_mapped = false;  // its gradients were read through a mapping (the reply says so)
 };
 
 struct Counters {
   std::atomic<uint64_t> requests{0}, errors{0}, large{0}, parked{0}, bytes_in{0}, bytes_out{0},
-      clients{0}, slabs{0}, slabs_allocated{0}, handed{0}, imported{0};
+      clients{0}, slabs{0}, slabs_allocated{0}, handed{0}, imported{0}, values_mapped{0},
+      values_fetched{0};
 };
 
 class ServerImpl final : public Server {
@@ -187,7 +198,12 @@ class ServerImpl final : public Server {
   void announce(Conn& c, const wire::Header& h);
   void postBody(Conn& c, const wire::Header& h);
   void postWaitingBodies();
-  void handle(Conn& c, std::span<const uint8_t> bytes);
+  void valuesByRef(Conn& c, std::span<const uint8_t> bytes);
+  void noteMapping(Conn& c, const transport::RemoteKey& key);
+  // mapped: ref_values lie in the client's memory (the reply says so).
+  void handle(Conn& c, std::span<const uint8_t> bytes, FloatSpan ref_values = {},
+              bool mapped = false);
+  void replyError(Conn& c, const wire::Header& h, const Status& st);
   void sendReply(Conn& c, Bytes reply, uint64_t request_id);
   bool serviceBodies();
   bool releaseStalledBodies();
@@ -305,6 +321,8 @@ ServerStats ServerImpl::stats() const {
   s.requests = counters_.requests.load();
   s.error_replies = counters_.errors.load();
   s.large_requests = counters_.large.load();
+  s.values_mapped = counters_.values_mapped.load();
+  s.values_fetched = counters_.values_fetched.load();
   s.parked = counters_.parked.load();
   s.bytes_in = counters_.bytes_in.load();
   s.bytes_out = counters_.bytes_out.load();
@@ -453,11 +471,88 @@ bool ServerImpl::serviceConn(Conn& c) {
 
 void ServerImpl::onMessage(Conn& c, std::span<const uint8_t> bytes) {
   counters_.bytes_in.fetch_add(bytes.size(), std::memory_order_relaxed);
-  if (bytes.size() == wire::kHeaderBytes) {
-    const wire::Header h = wire::peekHeader(bytes);
-    if (h.payload_bytes > 0) return announce(c, h);
-  }
+  const wire::Header h = wire::peekHeader(bytes);
+  if (bytes.size() == wire::kHeaderBytes && h.payload_bytes > 0) return announce(c, h);
+  const bool pushes = h.opcode == static_cast<uint8_t>(wire::Opcode::kPush) ||
+                      h.opcode == static_cast<uint8_t>(wire::Opcode::kPushPull);
+  if (pushes && (h.flags & wire::kFlagValuesByRef) != 0) return valuesByRef(c, bytes);
   handle(c, bytes);
+}
+
+// A Push / PushPull whose gradients stayed in the client's memory: read them where they lie
+// when the transport maps that memory here (same node, UCX shared memory), else fetch them
+// with a get and handle the request when it completes (serviceBodies). Either way the
+// client keeps the memory untouched until the reply.
+void ServerImpl::valuesByRef(Conn& c, std::span<const uint8_t> bytes) {
+  counters_.large.fetch_add(1, std::memory_order_relaxed);
+  const wire::Header h = wire::peekHeader(bytes);
+  auto m = wire::decodeMessage(bytes, handler_.limits());
+  auto r = m.isOk() ? wire::decodeKeyed(*m) : Result<wire::KeyedRequest>(m.status());
+  if (!r.isOk()) return handle(c, bytes);  // the handler answers with the decode error
+  const uint64_t value_bytes = uint64_t{4} * r->valueFloats();
+  if (value_bytes > handler_.limits().max_payload_bytes) {
+    return replyError(
+        c, h,
+        WEFT_ERROR(StatusCode::kInvalidArgument, "ps server: ", wire::opcodeName(h.opcode),
+                   " request ", h.request_id, " from rank ", h.src_rank, ": ", value_bytes,
+                   " bytes of gradients exceed the limit of ", handler_.limits().max_payload_bytes,
+                   " (WEFT_PS_MAX_PAYLOAD_BYTES)"));
+  }
+  auto key = transport::RemoteKey::deserialize(std::string_view(
+      reinterpret_cast<const char*>(r->values_ref.key.data()), r->values_ref.key.size()));
+  auto where = [&] {
+    return strCat("ps server: the gradients of ", wire::opcodeName(h.opcode), " request ",
+                  h.request_id, " from rank ", h.src_rank);
+  };
+  if (!key.isOk()) return replyError(c, h, key.status().withContext(where()));
+  auto mapped = c.ep->mappedAddress(*key, r->values_ref.offset, value_bytes);
+  if (!mapped.isOk()) return replyError(c, h, mapped.status().withContext(where()));
+  if (*mapped != nullptr) {
+    noteMapping(c, *key);
+    counters_.values_mapped.fetch_add(1, std::memory_order_relaxed);
+    const FloatSpan values(static_cast<const uint8_t*>(*mapped), r->valueFloats());
+    return handle(c, bytes, values, /*mapped=*/true);
+  }
+  counters_.values_fetched.fetch_add(1, std::memory_order_relaxed);
+  BodyRecv b;
+  b.conn = &c;
+  b.front.assign(bytes.begin(), bytes.end());
+  b.length = value_bytes;
+  b.buffer = takeBody(std::max<size_t>(value_bytes, 1));
+  auto get = c.ep->get(b.buffer.data(), value_bytes, *key, r->values_ref.offset);
+  if (!get.isOk()) {
+    if (get.status().code() == StatusCode::kPeerFailure) return dropConn(c, get.status());
+    return replyError(c, h, get.status().withContext(where()));
+  }
+  b.request = std::move(get).value();
+  b.posted = std::chrono::steady_clock::now();
+  body_bytes_posted_ += b.length;
+  bodies_.push_back(std::move(b));
+}
+
+void ServerImpl::noteMapping(Conn& c, const transport::RemoteKey& key) {
+  auto same = std::find_if(c.mapped.begin(), c.mapped.end(), [&](const transport::RemoteKey& k) {
+    return k.region_id == key.region_id;
+  });
+  if (same != c.mapped.end()) {
+    if (std::next(same) == c.mapped.end()) return;
+    c.mapped.erase(same);
+  }
+  c.mapped.push_back(key);
+  if (c.mapped.size() <= kMappedRegionsPerClient) return;
+  Status st = c.ep->releaseMapping(c.mapped.front());
+  if (!st.isOk()) {
+    WEFT_LOG(kDebug, "ps") << who() << ": releasing a mapping: " << st;
+  }
+  c.mapped.pop_front();
+}
+
+void ServerImpl::replyError(Conn& c, const wire::Header& h, const Status& st) {
+  counters_.errors.fetch_add(1, std::memory_order_relaxed);
+  WEFT_LOG(kInfo, "ps") << who() << ": rejected request: " << st;
+  Bytes reply = wire::encodeError(h, st, handler_.limits());
+  wire::stampSource(reply, options_.server_id);
+  sendReply(c, std::move(reply), h.request_id);
 }
 
 // A large request: its header came alone; receive the whole message by its body tag, at
@@ -517,10 +612,15 @@ bool ServerImpl::serviceBodies() {
     Conn* c = it->conn;
     if (c != nullptr && !c->dead) {
       Status st = it->request.status();
-      if (st.isOk()) {
+      if (st.isOk() && !it->front.empty()) {
+        handle(*c, it->front, FloatSpan(it->buffer.data(), it->length / 4));
+      } else if (st.isOk()) {
         handle(*c, std::span<const uint8_t>(it->buffer.data(), it->length));
       } else if (st.code() == StatusCode::kPeerFailure) {
         dropConn(*c, st);
+      } else if (!it->front.empty()) {
+        replyError(*c, wire::peekHeader(it->front),
+                   st.withContext("ps server: fetching the gradients of a request"));
       } else {
         const wire::Header h = wire::peekHeader(std::span(it->buffer.data(), it->length));
         Bytes reply = wire::encodeError(h, st.withContext("receiving the request body"),
@@ -555,7 +655,8 @@ bool ServerImpl::releaseStalledBodies() {
   return released;
 }
 
-void ServerImpl::handle(Conn& c, std::span<const uint8_t> bytes) {
+void ServerImpl::handle(Conn& c, std::span<const uint8_t> bytes, FloatSpan ref_values,
+                        bool mapped) {
   counters_.requests.fetch_add(1, std::memory_order_relaxed);
   const wire::Header h = wire::peekHeader(bytes);
   const bool restore = h.opcode == static_cast<uint8_t>(wire::Opcode::kCheckpoint) &&
@@ -568,16 +669,24 @@ void ServerImpl::handle(Conn& c, std::span<const uint8_t> bytes) {
     spare = std::move(reply_pool_.back());
     reply_pool_.pop_back();
   }
-  HandleResult result = handler_.handleDetailed(bytes, std::move(spare));
+  HandleResult result = handler_.handleDetailed(bytes, std::move(spare), ref_values);
   if (result.blocked) {
     counters_.parked.fetch_add(1, std::memory_order_relaxed);
-    parked_.push_back(Parked{&c, Bytes(bytes.begin(), bytes.end()), result.blocked->table_id,
-                             result.blocked->need_min_clock});
+    // A parked request keeps its gradients: copied into it, as if sent inline.
+    Bytes message(bytes.begin(), bytes.end());
+    if ((h.flags & wire::kFlagValuesByRef) != 0) {
+      auto m = wire::decodeMessage(bytes, handler_.limits());
+      message = wire::inlineValues(h, *wire::decodeKeyed(*m), ref_values);
+    }
+    parked_.push_back(Parked{&c, std::move(message), result.blocked->table_id,
+                             result.blocked->need_min_clock, mapped});
     return;
   }
   const wire::Header rh = wire::peekHeader(result.reply);
   if (rh.opcode == static_cast<uint8_t>(wire::Opcode::kError)) {
     counters_.errors.fetch_add(1, std::memory_order_relaxed);
+  } else if (mapped) {
+    result.reply[offsetof(wire::Header, flags)] |= wire::kFlagValuesMapped;
   }
   sendReply(c, std::move(result.reply), h.request_id);
   if (h.opcode == static_cast<uint8_t>(wire::Opcode::kCreateTable) ||
@@ -630,7 +739,7 @@ void ServerImpl::runParked(uint32_t table_id) {
     return true;
   });
   for (Parked& p : ready) {
-    if (!p.conn->dead) handle(*p.conn, p.message);
+    if (!p.conn->dead) handle(*p.conn, p.message, {}, p.values_mapped);
   }
 }
 

@@ -40,11 +40,12 @@ Result<Bytes> RequestHandler::handle(std::span<const uint8_t> request) {
   return handleDetailed(request).reply;
 }
 
-HandleResult RequestHandler::handleDetailed(std::span<const uint8_t> request, Bytes spare) {
+HandleResult RequestHandler::handleDetailed(std::span<const uint8_t> request, Bytes spare,
+                                            FloatSpan ref_values) {
   HandleResult result;
   auto message = wire::decodeMessage(request, options_.limits);
   Result<Bytes> reply =
-      message.isOk() ? dispatch(*message, result.blocked, spare) : message.status();
+      message.isOk() ? dispatch(*message, result.blocked, spare, ref_values) : message.status();
   if (reply.isOk()) {
     result.reply = std::move(reply).value();
   } else {
@@ -64,14 +65,14 @@ HandleResult RequestHandler::handleDetailed(std::span<const uint8_t> request, By
 }
 
 Result<Bytes> RequestHandler::dispatch(const wire::Message& m, std::optional<ClockWait>& blocked,
-                                       Bytes& spare) {
+                                       Bytes& spare, FloatSpan ref_values) {
   switch (m.opcode()) {
     case Opcode::kHello: return onHello(m);
     case Opcode::kCreateTable: return onCreateTable(m);
     case Opcode::kPush:
     case Opcode::kPull:
     case Opcode::kPushPull:
-    case Opcode::kLocate: return onKeyed(m, blocked, spare);
+    case Opcode::kLocate: return onKeyed(m, blocked, spare, ref_values);
     case Opcode::kClock: return onClock(m);
     case Opcode::kHeartbeat: {
       WEFT_ASSIGN_OR_RETURN(const uint64_t nonce, wire::decodeHeartbeat(m));
@@ -221,8 +222,18 @@ Result<Bytes> RequestHandler::applyKeyed(const wire::Header& h, const wire::Keye
 }
 
 Result<Bytes> RequestHandler::onKeyed(const wire::Message& m, std::optional<ClockWait>& blocked,
-                                      Bytes& spare) {
-  WEFT_ASSIGN_OR_RETURN(const wire::KeyedRequest r, wire::decodeKeyed(m));
+                                      Bytes& spare, FloatSpan ref_values) {
+  WEFT_ASSIGN_OR_RETURN(wire::KeyedRequest r, wire::decodeKeyed(m));
+  if (r.valuesByRef()) {
+    if (ref_values.size() != r.valueFloats()) {
+      return WEFT_ERROR(StatusCode::kInvalidArgument, wire::opcodeName(m.header.opcode),
+                        " request ", m.header.request_id, " from rank ", m.header.src_rank,
+                        ": its ", r.valueFloats(), " gradients are in the sender's memory and ",
+                        ref_values.size(), " were fetched from there")
+          .withHint("values by reference need a server on a transport (Server)");
+    }
+    r.values = ref_values;
+  }
   auto lock = shard_.readLock();
   WEFT_ASSIGN_OR_RETURN(Table* const table, findTable(m.header));
   WEFT_RETURN_IF_ERROR(checkKeyed(m.header, r, *table));

@@ -54,17 +54,22 @@ class RequestHandler {
   // every problem with the request itself becomes an Error reply).
   Result<Bytes> handle(std::span<const uint8_t> request);
   // spare: a buffer whose capacity a values reply (Pull, PushPull) may reuse, so that a
-  // server recycling its sent replies allocates nothing per request.
-  HandleResult handleDetailed(std::span<const uint8_t> request, Bytes spare = {});
+  // server recycling its sent replies allocates nothing per request. ref_values: the
+  // gradients of a request with wire::kFlagValuesByRef, which the caller fetched or mapped
+  // from the sender's memory (key_count * dim floats; such a request without them is an
+  // Error reply).
+  HandleResult handleDetailed(std::span<const uint8_t> request, Bytes spare = {},
+                              FloatSpan ref_values = {});
 
   const wire::WireLimits& limits() const { return options_.limits; }
 
  private:
-  Result<Bytes> dispatch(const wire::Message& m, std::optional<ClockWait>& blocked,
-                         Bytes& spare);
+  Result<Bytes> dispatch(const wire::Message& m, std::optional<ClockWait>& blocked, Bytes& spare,
+                         FloatSpan ref_values);
   Result<Bytes> onHello(const wire::Message& m);
   Result<Bytes> onCreateTable(const wire::Message& m);
-  Result<Bytes> onKeyed(const wire::Message& m, std::optional<ClockWait>& blocked, Bytes& spare);
+  Result<Bytes> onKeyed(const wire::Message& m, std::optional<ClockWait>& blocked, Bytes& spare,
+                        FloatSpan ref_values);
   Result<Bytes> onClock(const wire::Message& m);
   Result<Bytes> onCheckpoint(const wire::Message& m);
   Result<Bytes> onImportRows(const wire::Message& m);

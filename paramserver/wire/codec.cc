@@ -79,7 +79,19 @@ using internal::malformed;
 
 // Flag bits each opcode accepts (index: opcode).
 constexpr uint8_t kAllowedFlags[kMaxOpcode + 1] = {
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, kFlagRestore | kFlagVerify, 0, 0,
+    0,
+    0,
+    0,
+    kFlagValuesByRef,
+    0,
+    kFlagValuesByRef,
+    kFlagValuesMapped,
+    0,
+    0,
+    0,
+    kFlagRestore | kFlagVerify,
+    0,
+    0,
 };
 
 bool carriesKeys(Opcode op) {
@@ -228,10 +240,40 @@ KeyedArea encodeKeyedInPlace(const RequestMeta& meta, Opcode op, uint32_t dim, u
   return KeyedArea{keys, has_values ? keys + size_t{8} * key_count : nullptr};
 }
 
+uint8_t* encodeKeyedRefInPlace(const RequestMeta& meta, Opcode op, uint32_t dim, uint32_t clock,
+                               uint32_t key_count, std::string_view key, uint64_t offset,
+                               Bytes& out) {
+  const size_t keys_end = kHeaderBytes + kKeyedPrefixBytes + size_t{8} * key_count;
+  const size_t payload = keys_end - kHeaderBytes + kValuesRefFixedBytes + key.size();
+  out.resize(kHeaderBytes + payload);
+  Header h = makeHeader(meta, op, kFlagValuesByRef, key_count);
+  h.payload_bytes = payload;
+  std::memcpy(out.data(), &h, kHeaderBytes);
+  std::memcpy(out.data() + kHeaderBytes, &dim, 4);
+  std::memcpy(out.data() + kHeaderBytes + 4, &clock, 4);
+  const auto key_bytes = static_cast<uint32_t>(key.size());
+  std::memcpy(out.data() + keys_end, &offset, 8);
+  std::memcpy(out.data() + keys_end + 8, &key_bytes, 4);
+  std::memcpy(out.data() + keys_end + kValuesRefFixedBytes, key.data(), key.size());
+  return out.data() + kHeaderBytes + kKeyedPrefixBytes;
+}
+
+Bytes inlineValues(const Header& header, const KeyedRequest& r, FloatSpan values) {
+  Bytes out;
+  RequestMeta meta{header.request_id, header.src_rank, header.table_id, header.map_version};
+  const KeyedArea area =
+      encodeKeyedInPlace(meta, r.op, r.dim, r.clock, static_cast<uint32_t>(r.keys.size()), out);
+  std::memcpy(area.keys, r.keys.bytes(), size_t{8} * r.keys.size());
+  if (area.values != nullptr)
+    values.copyTo(0, values.size(), reinterpret_cast<float*>(area.values));
+  return out;
+}
+
 Result<KeyedRequest> decodeKeyed(const Message& m) {
   KeyedRequest r;
   r.op = m.opcode();
   const bool has_values = r.op == Opcode::kPush || r.op == Opcode::kPushPull;
+  const bool by_ref = (m.header.flags & kFlagValuesByRef) != 0 && has_values;
   ByteReader in(m.payload);
   if (!in.get(r.dim) || !in.get(r.clock)) {
     return malformed(m.header, "payload shorter than the 8-byte dim/clock prefix");
@@ -240,6 +282,20 @@ Result<KeyedRequest> decodeKeyed(const Message& m) {
     return malformed(m.header, strCat("dim ", r.dim, " is out of range (1..", kMaxDim, ")"));
   }
   const uint64_t n = m.header.key_count;
+  if (by_ref) {
+    uint32_t key_bytes = 0;
+    if (!in.getArray(n, r.keys) || !in.get(r.values_ref.offset) || !in.get(key_bytes)) {
+      return malformed(m.header, strCat("payload of ", m.payload.size(), " bytes is too short for ",
+                                        n, " keys and a values reference"));
+    }
+    if (key_bytes == 0 || key_bytes > kMaxValuesKeyBytes || in.remaining() != key_bytes) {
+      return malformed(m.header, strCat("values reference of ", key_bytes, " key bytes with ",
+                                        in.remaining(), " bytes left in the payload (1..",
+                                        kMaxValuesKeyBytes, ", all of the rest)"));
+    }
+    r.values_ref.key = m.payload.subspan(m.payload.size() - key_bytes);
+    return r;
+  }
   const uint64_t expected = kKeyedPrefixBytes + 8 * n + (has_values ? 4 * n * r.dim : 0);
   if (m.payload.size() != expected) {
     return malformed(m.header, strCat("payload of ", m.payload.size(), " bytes does not match ", n,

@@ -76,6 +76,14 @@ struct KeyedRequest {
   uint32_t clock = 0;  // the worker's clock (consistency checks for pulls)
   KeySpan keys;
   FloatSpan values;
+  // kFlagValuesByRef: `values` is empty; the key_count * dim floats lie at offset of the
+  // sender's region whose serialized transport RemoteKey is key (never empty then).
+  struct ValuesRef {
+    uint64_t offset = 0;
+    std::span<const uint8_t> key;
+  } values_ref;
+  bool valuesByRef() const { return !values_ref.key.empty(); }
+  size_t valueFloats() const { return keys.size() * size_t{dim}; }
 };
 
 struct ClockRequest {
@@ -123,6 +131,15 @@ struct KeyedArea {
 };
 KeyedArea encodeKeyedInPlace(const RequestMeta& meta, Opcode op, uint32_t dim, uint32_t clock,
                              uint32_t key_count, Bytes& out);
+// Push / PushPull with kFlagValuesByRef: the message carries the keys (the returned area)
+// and a reference to the gradients at `offset` of the sender's region `key` (a serialized
+// transport RemoteKey, at most kMaxValuesKeyBytes).
+uint8_t* encodeKeyedRefInPlace(const RequestMeta& meta, Opcode op, uint32_t dim, uint32_t clock,
+                               uint32_t key_count, std::string_view key, uint64_t offset,
+                               Bytes& out);
+// The same request with its gradients inline (no reference): `r` decoded from a message with
+// kFlagValuesByRef, `values` its key_count * dim floats.
+Bytes inlineValues(const Header& header, const KeyedRequest& r, FloatSpan values);
 Bytes encodeClock(const RequestMeta& meta, const ClockRequest& clock);
 Bytes encodeHeartbeat(const RequestMeta& meta, uint64_t nonce);
 Bytes encodeCheckpoint(const RequestMeta& meta, const CheckpointRequest& request);
@@ -215,6 +232,9 @@ Result<std::vector<RowLocation>> decodeLocateReply(const ReplyView& r, uint32_t 
 inline constexpr size_t kReplyPrefixBytes = 8;
 // Fixed bytes of a keyed request's payload before its keys (dim, clock).
 inline constexpr size_t kKeyedPrefixBytes = 8;
+// A values reference: u64 offset, u32 key length, then the key bytes.
+inline constexpr size_t kValuesRefFixedBytes = 12;
+inline constexpr size_t kMaxValuesKeyBytes = 4096;
 // Bytes of one Locate reply entry.
 inline constexpr size_t kLocationBytes = 16;
 

@@ -49,6 +49,12 @@ inline constexpr uint8_t kMaxOpcode = 12;
 // Flags. Each opcode accepts only the bits listed here; anything else is malformed.
 inline constexpr uint8_t kFlagRestore = 0x01;  // kCheckpoint: restore instead of write
 inline constexpr uint8_t kFlagVerify = 0x02;   // kCheckpoint with kFlagRestore: only check
+// kPush / kPushPull: the gradients are not in the message but in the sender's registered
+// memory, named by a values reference after the keys (PROTOCOL.md §5.1).
+inline constexpr uint8_t kFlagValuesByRef = 0x04;
+// kReply to a request with kFlagValuesByRef: the server read the gradients through a
+// mapping of the sender's memory (no copy); without it, it fetched them with a get.
+inline constexpr uint8_t kFlagValuesMapped = 0x04;
 
 struct Header {
   uint32_t magic;

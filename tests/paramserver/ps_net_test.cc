@@ -172,15 +172,25 @@ TEST(PsNet, TwoServersTwoWorkersExact) {
         pushShuffled(env, *c, worker, worker == 0 ? 100 : 1100);
         // The client reports the path its requests took.
         const net::PathStats p = c->pathStats();
+        // Large pushes: announced, or (same node, shared memory) their gradients left in
+        // the client's memory for the server to read in place; their message is eager.
+        const uint64_t by_ref = p.values_by_ref_requests - before.values_by_ref_requests;
         const uint64_t eager = p.eager_requests - before.eager_requests;
         const uint64_t announced = p.announced_requests - before.announced_requests;
-        EXPECT_GT(worker == 0 ? eager : announced, 0u) << "worker " << worker;
-        EXPECT_EQ(worker == 0 ? announced : eager, 0u) << "worker " << worker;
+        const uint64_t small = eager - by_ref;
+        EXPECT_GT(worker == 0 ? small : announced + by_ref, 0u) << "worker " << worker;
+        EXPECT_EQ(worker == 0 ? announced + by_ref : small, 0u) << "worker " << worker;
         if (worker == 0 && eager > 0) {
           EXPECT_LE((p.eager_bytes - before.eager_bytes) / eager, 8192u);
         }
         if (worker == 1 && announced > 0) {
           EXPECT_GT((p.announced_bytes - before.announced_bytes) / announced, 8192u);
+        }
+        if (worker == 1 && by_ref > 0) {
+          EXPECT_GT(p.values_by_ref_bytes - before.values_by_ref_bytes, 0u);
+          // Every such reply says how the server read the gradients: mapped here.
+          EXPECT_EQ(p.values_mapped - before.values_mapped, by_ref);
+          EXPECT_EQ(p.values_fetched - before.values_fetched, 0u);
         }
         EXPECT_EQ(p.replies - before.replies, eager + announced);
         groupBarrier(env, "pushed", 2);
@@ -396,6 +406,9 @@ TEST(PsNet, ServerKilledWithAWindowInFlightFailsEveryTicketAndLosesNothingElsewh
             ASSERT_FALSE(env.deadline.expired());
             std::this_thread::sleep_for(std::chrono::microseconds(200));
           }
+          // ... and the whole window was issued (eager messages of large pushes whose
+          // gradients stay with the client arrive while it is still issuing).
+          must(env.store->get("issued", env.deadline).status(), "waiting for the window");
           ::kill(::getpid(), SIGKILL);
         }
         if (env.rank == 0) return serveUntil(env, 0, 2, 1);
@@ -407,6 +420,7 @@ TEST(PsNet, ServerKilledWithAWindowInFlightFailsEveryTicketAndLosesNothingElsewh
         std::vector<net::Ticket> tickets;
         must(env.store->set("window", "1"), "store");
         for (int i = 0; i < kWindow; ++i) tickets.push_back(must(c->push(1, keys, g), "push"));
+        must(env.store->set("issued", "1"), "store");
         env.step("waiting for the window");
         int ok = 0, failed = 0;
         for (net::Ticket t : tickets) {
@@ -497,6 +511,112 @@ TEST(PsNet, KilledServerIsReportedByName) {
       },
       opts);
 }
+
+// Large pushes leave their gradients in the client's transport memory (kFlagValuesByRef).
+// Over shared memory the server reads them through its mapping of that memory; over tcp
+// it fetches them with a get, and the client then sends the gradients in the message
+// again. Either way every row is exact, also for a PushPull the server parks (BSP) and
+// applies after the client's wait began.
+struct ByRefCase {
+  const char* name;
+  const char* tls;
+  bool mapped;  // the server maps the client's memory
+};
+
+class PsValuesByRef : public ::testing::TestWithParam<ByRefCase> {};
+
+TEST_P(PsValuesByRef, LargePushesAreExactOnEveryPath) {
+  RankOptions opts;
+  opts.timeout_s = 90;
+  opts.env = {{"UCX_TLS", GetParam().tls}};
+  const bool mapped = GetParam().mapped;
+  runRanks(
+      3,
+      [mapped](RankEnv& env) {
+        constexpr uint32_t kWide = 256;  // 1 KiB rows: 1 MiB pushes, above the eager 256 KiB
+        constexpr size_t kRows = 1024;
+        constexpr int kWindow = 4;
+        if (env.rank == 0) {
+          auto server = startServer(env, 0, 1);
+          env.step("serving");
+          while (must(env.store->add("done", 0), "store add") < 2) {
+            ASSERT_TRUE(server->health().isOk()) << server->health();
+            ASSERT_FALSE(env.deadline.expired());
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+          }
+          const net::ServerStats s = server->stats();
+          EXPECT_GE(s.parked, 1u);
+          if (mapped) {
+            EXPECT_GE(s.values_mapped, 2u * kWindow + 2) << "pushes read in place";
+            EXPECT_EQ(s.values_fetched, 0u);
+          } else {
+            EXPECT_GE(s.values_fetched, 1u);
+            EXPECT_EQ(s.values_mapped, 0u);
+          }
+          must(server->stop(Deadline::afterSeconds(10)), "Server::stop");
+          return;
+        }
+        const auto worker = static_cast<uint32_t>(env.rank - 1);
+        auto c = connectClient(env, worker);
+        TableSpec bsp = exactTable(2, kWide);
+        bsp.consistency = {ConsistencyModel::kBsp, 0, 2};
+        must(c->createTable(exactTable(1, kWide), env.deadline), "createTable");
+        must(c->createTable(bsp, env.deadline), "createTable bsp");
+        groupBarrier(env, "created", 2);
+        std::vector<uint64_t> keys(kRows);
+        std::iota(keys.begin(), keys.end(), uint64_t{1} << 40);
+        // A window of pushes, each element of worker w's gradients -(w + 1) - i (push i).
+        std::vector<std::vector<float>> grads;
+        for (int i = 0; i < kWindow; ++i) {
+          grads.emplace_back(kRows * kWide, -static_cast<float>(worker + 1 + i));
+        }
+        std::vector<net::Ticket> tickets;
+        for (int i = 0; i < kWindow; ++i)
+          tickets.push_back(must(c->push(1, keys, grads[i]), "push"));
+        for (net::Ticket t : tickets) must(c->wait(t, env.deadline), "wait push");
+        groupBarrier(env, "pushed", 2);
+        std::vector<float> rows(kRows * kWide, -1.0f);
+        must(c->pullSync(1, keys, rows.data(), env.deadline), "pull");
+        // Sum over both workers and pushes of (w + 1 + i): (1+2+3+4) + (2+3+4+5) = 24.
+        EXPECT_EQ(std::count(rows.begin(), rows.end(), 24.0f), static_cast<long>(rows.size()));
+
+        // BSP: worker 0 finishes clock 0 and pushPulls at clock 1; the server parks it
+        // until worker 1 pushed (-1 each) and finished clock 0, then applies -2 and answers.
+        const std::vector<float> minus(kRows * kWide, worker == 0 ? -2.0f : -1.0f);
+        if (worker == 0) {
+          must(c->clock(2, env.deadline), "clock");
+          std::vector<float> out(kRows * kWide, -1.0f);
+          const net::Ticket t = must(c->pushPull(2, keys, minus, out.data()), "pushPull");
+          must(env.store->set("parked", "1"), "store");
+          must(c->wait(t, env.deadline), "wait pushPull");
+          EXPECT_EQ(std::count(out.begin(), out.end(), 3.0f), static_cast<long>(out.size()));
+        } else {
+          must(env.store->get("parked", env.deadline).status(), "waiting for worker 0");
+          std::this_thread::sleep_for(std::chrono::milliseconds(100));
+          must(c->pushSync(2, keys, minus, env.deadline), "push");
+          must(c->clock(2, env.deadline), "clock");
+        }
+        const net::PathStats p = c->pathStats();
+        EXPECT_GT(p.values_by_ref_requests, 0u);
+        EXPECT_EQ(p.values_mapped + p.values_fetched, p.values_by_ref_requests);
+        if (mapped) {
+          EXPECT_EQ(p.values_mapped, p.values_by_ref_requests);
+          EXPECT_EQ(p.announced_requests, 0u);
+        } else {
+          // Once a reply said "fetched", the gradients travel in the message again.
+          EXPECT_GT(p.values_fetched, 0u);
+          EXPECT_GT(p.announced_requests, 0u);
+        }
+        workerDone(env);
+      },
+      opts);
+}
+
+INSTANTIATE_TEST_SUITE_P(Ucx, PsValuesByRef,
+                         ::testing::Values(ByRefCase{"posix", "posix", true},
+                                           ByRefCase{"sysv_cma", "sysv,cma", true},
+                                           ByRefCase{"tcp", "tcp", false}),
+                         [](const auto& p) { return std::string(p.param.name); });
 
 }  // namespace
 }  // namespace weft::ps::testing

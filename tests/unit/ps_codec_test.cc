@@ -62,6 +62,75 @@ TEST(PsCodec, KeyedRoundTrip) {
   }
 }
 
+// Values by reference: the keys travel, the gradients are named by (key, offset); the
+// reference must fill the payload exactly, and inlineValues turns it back into a plain
+// request carrying the gradients.
+TEST(PsCodec, ValuesByReferenceRoundTripAndMalformedReferences) {
+  const std::vector<uint64_t> keys = {9, 3};
+  const std::vector<float> grads = {1, 2, 3, 4, 5, 6};
+  const std::string key = "serialized-remote-key";
+  for (const Opcode op : {Opcode::kPush, Opcode::kPushPull}) {
+    Bytes b;
+    uint8_t* at = encodeKeyedRefInPlace(kMeta, op, 3, 4, 2, key, 4096, b);
+    std::memcpy(at, keys.data(), 16);
+    ASSERT_EQ(b.size(), kHeaderBytes + kKeyedPrefixBytes + 16 + kValuesRefFixedBytes + key.size());
+    const Message m = decodeOk(b);
+    EXPECT_EQ(m.header.flags, kFlagValuesByRef);
+    auto d = decodeKeyed(m);
+    ASSERT_TRUE(d.isOk()) << d.status();
+    EXPECT_TRUE(d->valuesByRef());
+    EXPECT_EQ(d->values.size(), 0u);
+    EXPECT_EQ(d->valueFloats(), 6u);
+    EXPECT_EQ(d->values_ref.offset, 4096u);
+    EXPECT_EQ(std::string(d->values_ref.key.begin(), d->values_ref.key.end()), key);
+    ASSERT_EQ(d->keys.size(), 2u);
+    EXPECT_EQ(d->keys[1], 3u);
+
+    const Bytes plain = inlineValues(m.header, *d, FloatSpan::of(grads));
+    const Message pm = decodeOk(plain);
+    EXPECT_EQ(pm.header.flags, 0);
+    EXPECT_EQ(pm.header.request_id, kMeta.request_id);
+    auto pd = decodeKeyed(pm);
+    ASSERT_TRUE(pd.isOk()) << pd.status();
+    EXPECT_FALSE(pd->valuesByRef());
+    EXPECT_EQ(pd->clock, 4u);
+    ASSERT_EQ(pd->values.size(), 6u);
+    EXPECT_EQ(pd->values[5], 6.0f);
+    EXPECT_EQ(pd->keys[0], 9u);
+  }
+  // A Pull or Locate takes no such flag.
+  Bytes pull = encodeKeyed(kMeta, KeyedRequest{Opcode::kPull, 1, 0, KeySpan::of(keys), {}, {}});
+  pull[7] = kFlagValuesByRef;
+  EXPECT_FALSE(decodeMessage(pull, {}).isOk());
+
+  auto broken = [&](auto&& edit) {
+    Bytes b;
+    encodeKeyedRefInPlace(kMeta, Opcode::kPush, 3, 0, 2, key, 0, b);
+    edit(b);
+    auto m = decodeMessage(b, {});
+    if (!m.isOk()) return m.status();
+    auto d = decodeKeyed(*m);
+    return d.isOk() ? Status::ok() : d.status();
+  };
+  const size_t len_at = kHeaderBytes + kKeyedPrefixBytes + 16 + 8;
+  auto setLen = [&](Bytes& b, uint32_t v) { std::memcpy(b.data() + len_at, &v, 4); };
+  // Key length 0, longer than the rest, shorter than the rest, above the limit.
+  for (const uint32_t bad : {0u, static_cast<uint32_t>(key.size() + 1),
+                             static_cast<uint32_t>(key.size() - 1), 100000u}) {
+    const Status st = broken([&](Bytes& b) { setLen(b, bad); });
+    EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << bad;
+    EXPECT_NE(st.message().find("values reference"), std::string::npos) << st;
+  }
+  // Cut inside the reference (payload_bytes adjusted to match).
+  const Status cut = broken([&](Bytes& b) {
+    b.resize(len_at + 2);
+    const uint64_t payload = b.size() - kHeaderBytes;
+    std::memcpy(b.data() + 32, &payload, 8);
+  });
+  EXPECT_EQ(cut.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(cut.message().find("too short"), std::string::npos) << cut;
+}
+
 TEST(PsCodec, OtherRequestsRoundTrip) {
   auto hello = decodeHello(decodeOk(encodeHello(kMeta, {1, 3, Role::kTool})));
   ASSERT_TRUE(hello.isOk());

@@ -88,7 +88,7 @@ void runStalenessSimulation(ConsistencyModel model, uint32_t s) {
       continue;
     }
     const uint32_t c = clock[w];
-    wire::KeyedRequest pull{wire::Opcode::kPull, 1, c, KeySpan::of(key), {}};
+    wire::KeyedRequest pull{wire::Opcode::kPull, 1, c, KeySpan::of(key), {}, {}};
     const HandleResult r = handler.handleDetailed(wire::encodeKeyed({id++, w, 1, 0}, pull));
     auto m = wire::decodeMessage(r.reply, {});
     ASSERT_TRUE(m.isOk());
@@ -103,7 +103,8 @@ void runStalenessSimulation(ConsistencyModel model, uint32_t s) {
     std::memcpy(&value, m->payload.data() + wire::kReplyPrefixBytes, 4);
     const uint32_t must_see = c > s ? kWorkers * (c - s) : 0;
     ASSERT_GE(value, static_cast<float>(must_see)) << "worker " << w << " clock " << c;
-    wire::KeyedRequest push{wire::Opcode::kPush, 1, c, KeySpan::of(key), FloatSpan::of(minus_one)};
+    wire::KeyedRequest push{wire::Opcode::kPush,      1, c, KeySpan::of(key),
+                            FloatSpan::of(minus_one), {}};
     ASSERT_EQ(
         wire::decodeMessage(handler.handle(wire::encodeKeyed({id++, w, 1, 0}, push)).value(), {})
             ->opcode(),

@@ -134,7 +134,7 @@ class PsHandlerErrors : public ::testing::Test {
   }
   Bytes keyed(Opcode op, const std::vector<uint64_t>& keys, const std::vector<float>& values,
               uint32_t dim = 4, uint32_t table = 3, uint32_t map_version = 0) {
-    wire::KeyedRequest r{op, dim, 0, KeySpan::of(keys), FloatSpan::of(values)};
+    wire::KeyedRequest r{op, dim, 0, KeySpan::of(keys), FloatSpan::of(values), {}};
     return wire::encodeKeyed({next_id_++, 1, table, map_version}, r);
   }
   Bytes push(const std::vector<uint64_t>& keys, const std::vector<float>& g) {
@@ -200,6 +200,37 @@ TEST_F(PsHandlerErrors, MalformedBytes) {
   expectRejected(reply, StatusCode::kInvalidArgument, "is not a request");
 }
 
+// Gradients by reference: the handler applies what the server fetched for the request;
+// without them (or with a different count), or with a non-finite one among them, it is an
+// Error and no row changes.
+TEST_F(PsHandlerErrors, ValuesByReference) {
+  Bytes ref;
+  uint8_t* keys =
+      wire::encodeKeyedRefInPlace({next_id_++, 1, 3, 0}, Opcode::kPush, 4, 0, 8, "key", 0, ref);
+  std::memcpy(keys, keys_.data(), 8 * keys_.size());
+  expectRejected(ref, StatusCode::kInvalidArgument, "are in the sender's memory and 0 were");
+  std::vector<float> g(8 * 4, 0.25f);
+  auto detailed = [&](const std::vector<float>& values) {
+    return replyStatus(ref, server_->handler.handleDetailed(ref, {}, FloatSpan::of(values)).reply);
+  };
+  const Status short_values = detailed(std::vector<float>(31, 0.25f));
+  EXPECT_NE(short_values.message().find("31 were fetched"), std::string::npos) << short_values;
+  g[7] = std::numeric_limits<float>::infinity();
+  EXPECT_NE(detailed(g).message().find("is inf"), std::string::npos);
+  EXPECT_EQ(snapshot(), before_);
+  g[7] = 0.25f;
+  EXPECT_TRUE(detailed(g).isOk());
+  // The same gradients inline move the rows the same way (a fresh server, same history).
+  Server twin(2);
+  ASSERT_TRUE(twin.shard.createTable(embSpec()).isOk());
+  const Bytes first = push(keys_, std::vector<float>(8 * 4, 0.5f));
+  ASSERT_TRUE(replyStatus(first, call(twin, first)).isOk());
+  const Bytes second = push(keys_, g);
+  ASSERT_TRUE(replyStatus(second, call(twin, second)).isOk());
+  auto lock = twin.shard.readLock();
+  EXPECT_EQ(twin.shard.table(3)->exportRows(nullptr), snapshot());
+}
+
 TEST_F(PsHandlerErrors, CheckpointWithoutRootIsRefused) {
   expectRejected(wire::encodeCheckpoint({5, 1, 0, 0}, {false, "x"}), StatusCode::kNotSupported,
                  "no checkpoint directory configured");
@@ -231,12 +262,12 @@ TEST(PsHandler, LocateAndOneSidedRead) {
   ASSERT_TRUE(s.shard.createTable(embSpec()).isOk());
   const std::vector<uint64_t> keys = {11, 12, 13};
   const std::vector<float> g(12, 0.25f);
-  wire::KeyedRequest push{Opcode::kPush, 4, 0, KeySpan::of(keys), FloatSpan::of(g)};
+  wire::KeyedRequest push{Opcode::kPush, 4, 0, KeySpan::of(keys), FloatSpan::of(g), {}};
   ASSERT_TRUE(replyStatus(wire::encodeKeyed({1, 0, 3, 0}, push),
                           call(s, wire::encodeKeyed({1, 0, 3, 0}, push)))
                   .isOk());
   const std::vector<uint64_t> ask = {12, 99, 11};
-  wire::KeyedRequest locate{Opcode::kLocate, 4, 0, KeySpan::of(ask), {}};
+  wire::KeyedRequest locate{Opcode::kLocate, 4, 0, KeySpan::of(ask), {}, {}};
   const Bytes reply = call(s, wire::encodeKeyed({2, 0, 3, 0}, locate));
   auto m = wire::decodeMessage(reply, {});
   auto view = wire::checkReply(*m, 2, Opcode::kLocate);
