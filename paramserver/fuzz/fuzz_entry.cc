@@ -118,7 +118,16 @@ Bytes reencode(const wire::Message& m, const wire::WireLimits& limits) {
     case Opcode::kPushPull:
     case Opcode::kLocate: {
       auto r = wire::decodeKeyed(m);
-      return r.isOk() ? wire::encodeKeyed(meta, *r) : Bytes{};
+      if (!r.isOk()) return Bytes{};
+      if (!r->valuesByRef()) return wire::encodeKeyed(meta, *r);
+      Bytes out;
+      const std::string_view key(reinterpret_cast<const char*>(r->values_ref.key.data()),
+                                 r->values_ref.key.size());
+      uint8_t* keys = wire::encodeKeyedRefInPlace(meta, r->op, r->dim, r->clock,
+                                                  static_cast<uint32_t>(r->keys.size()), key,
+                                                  r->values_ref.offset, out);
+      if (!r->keys.empty()) std::memcpy(keys, r->keys.bytes(), r->keys.sizeBytes());
+      return out;
     }
     case Opcode::kClock: {
       auto r = wire::decodeClock(m);
@@ -220,6 +229,13 @@ std::vector<Bytes> seedCorpus() {
       }
       add(wire::encodeKeyed({id++, 1, table, 0}, r));
     }
+  }
+  // Gradients by reference (the handler has none to apply: an Error, tables untouched).
+  for (const Opcode op : {Opcode::kPush, Opcode::kPushPull}) {
+    Bytes ref;
+    uint8_t* at = wire::encodeKeyedRefInPlace({id++, 1, 2, 0}, op, 4, 0, 5, "rkey", 64, ref);
+    std::memcpy(at, keys, sizeof(keys));
+    add(std::move(ref));
   }
   add(wire::encodeClock({id++, 1, 2, 0}, {1, 0}));
   add(wire::encodeClock({id++, 1, 3, 0}, {0, 4}));
