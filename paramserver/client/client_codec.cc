@@ -88,7 +88,9 @@ void ClientCodec::encodeOne(Outgoing& o, wire::Opcode op, uint32_t map_version, 
   if (values_at != nullptr) {
     area.keys =
         wire::encodeKeyedRefInPlace(meta, op, dim, clock, n, values_key, values_offset, o.message);
-    area.values = values_at;
+    // A Pull's reference is room for the reply's values: nothing to write now.
+    const bool has_values = op == wire::Opcode::kPush || op == wire::Opcode::kPushPull;
+    area.values = has_values ? values_at : nullptr;
   } else {
     area = wire::encodeKeyedInPlace(meta, op, dim, clock, n, o.message);
   }
@@ -129,19 +131,20 @@ void ClientCodec::encodeInto(wire::Opcode op, const ShardMap& map, uint32_t tabl
     }
   }
   const bool has_values = op == wire::Opcode::kPush || op == wire::Opcode::kPushPull;
+  const bool by_ref = placement != nullptr && (has_values || op == wire::Opcode::kPull);
   for (size_t i = 0; i < out.size(); ++i) {
     Outgoing& o = out[i];
     const size_t n = o.pending.keyCount();
     const size_t value_bytes = size_t{4} * n * dim;
-    const size_t inline_bytes =
-        wire::kHeaderBytes + wire::kKeyedPrefixBytes + size_t{8} * n + value_bytes;
+    const size_t keys_bytes = wire::kHeaderBytes + wire::kKeyedPrefixBytes + size_t{8} * n;
+    // The exchange's large message: the request with its gradients, or the values reply.
+    const size_t large = has_values ? keys_bytes + value_bytes
+                                    : wire::kHeaderBytes + wire::kReplyPrefixBytes + value_bytes;
+    const size_t front = keys_bytes + wire::kValuesRefFixedBytes + wire::kMaxValuesKeyBytes;
     uint8_t* at = nullptr;
     std::string_view key;
     uint64_t offset = 0;
-    const size_t front_bytes =
-        inline_bytes - value_bytes + wire::kValuesRefFixedBytes + wire::kMaxValuesKeyBytes;
-    if (has_values && placement != nullptr && inline_bytes > placement->above &&
-        front_bytes <= placement->max_front) {
+    if (by_ref && large > placement->above && front <= placement->max_front) {
       at = placement->place(i, o.pending.server, value_bytes, &key, &offset);
     }
     encodeOne(o, op, map.version(), table_id, dim, clock, keys, grads, at, key, offset);
@@ -176,7 +179,8 @@ std::vector<Outgoing> ClientCodec::encodePushPull(const ShardMap& map, uint32_t 
 }
 
 Status ClientCodec::decodeReply(const PendingRequest& pending, std::span<const uint8_t> reply,
-                                float* out, const wire::WireLimits& limits) const {
+                                float* out, const wire::WireLimits& limits,
+                                const uint8_t* placed) const {
   auto message = wire::decodeMessage(reply, limits);
   if (!message.isOk()) {
     return Status(StatusCode::kPeerFailure,
@@ -186,7 +190,20 @@ Status ClientCodec::decodeReply(const PendingRequest& pending, std::span<const u
                         wire::checkReply(*message, pending.request_id, pending.op));
   if (pending.op == wire::Opcode::kPush) return Status::ok();
   const uint32_t n = pending.keyCount();
-  WEFT_ASSIGN_OR_RETURN(const FloatSpan values, wire::decodeValuesReply(view, n, pending.dim));
+  FloatSpan values;
+  if (view.values_mapped && pending.op == wire::Opcode::kPull) {
+    if (placed == nullptr) {
+      return Status(
+          StatusCode::kPeerFailure,
+          strCat("reply from server ", pending.server, " to pull request ", pending.request_id,
+                 " says its values were written to this client's memory, but the "
+                 "request offered none"));
+    }
+    WEFT_RETURN_IF_ERROR(wire::checkPlacedValuesReply(view, n, pending.dim));
+    values = FloatSpan(placed, size_t{n} * pending.dim);
+  } else {
+    WEFT_ASSIGN_OR_RETURN(values, wire::decodeValuesReply(view, n, pending.dim));
+  }
   if (pending.whole_batch) {
     values.copyTo(0, values.size(), out);
   } else {

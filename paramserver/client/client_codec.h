@@ -66,11 +66,12 @@ struct Outgoing {
 
 // Where encodeInto may put the gradients of a large Push / PushPull instead of the message
 // (wire::kFlagValuesByRef): memory the caller registered with the transport, which the
-// server reads in place or fetches. place(i, server, bytes, key, offset) returns where
-// out[i]'s `bytes` bytes of gradients go and names them (a serialized RemoteKey and an
-// offset in its region), or null to keep them in the message.
+// server reads in place or fetches; for a Pull with a large reply, room the server may
+// write the values to. place(i, server, bytes, key, offset) returns where out[i]'s `bytes`
+// bytes of values go and names them (a serialized RemoteKey and an offset in its region),
+// or null to keep them in the messages.
 struct ValuesPlacement {
-  size_t above = SIZE_MAX;  // only for messages longer than this
+  size_t above = SIZE_MAX;  // only when the request or reply would be longer than this
   size_t max_front = 0;     // ... whose message without the gradients fits in this
   std::function<uint8_t*(size_t i, uint32_t server, size_t bytes, std::string_view* key,
                          uint64_t* offset)>
@@ -103,8 +104,10 @@ class ClientCodec {
   // Checks the reply (id, opcode, sizes) and, for Pull / PushPull, writes its values to
   // out (the caller's whole batch: keys.size() * dim floats). An Error reply is returned
   // as its Status.
+  // placed: where a Pull offered by reference (ValuesPlacement) had the server write its
+  // values, when the reply says it did.
   Status decodeReply(const PendingRequest& pending, std::span<const uint8_t> reply, float* out,
-                     const wire::WireLimits& limits = {}) const;
+                     const wire::WireLimits& limits = {}, const uint8_t* placed = nullptr) const;
 
   uint64_t nextRequestId() { return next_id_.fetch_add(1, std::memory_order_relaxed); }
   uint32_t srcRank() const { return src_rank_; }

@@ -230,8 +230,9 @@ std::vector<Bytes> seedCorpus() {
       add(wire::encodeKeyed({id++, 1, table, 0}, r));
     }
   }
-  // Gradients by reference (the handler has none to apply: an Error, tables untouched).
-  for (const Opcode op : {Opcode::kPush, Opcode::kPushPull}) {
+  // Values by reference (the handler has no gradients to apply: an Error, tables untouched;
+  // a Pull's values go into the reply).
+  for (const Opcode op : {Opcode::kPush, Opcode::kPushPull, Opcode::kPull}) {
     Bytes ref;
     uint8_t* at = wire::encodeKeyedRefInPlace({id++, 1, 2, 0}, op, 4, 0, 5, "rkey", 64, ref);
     std::memcpy(at, keys, sizeof(keys));

@@ -278,14 +278,16 @@ void ClientImpl::noteValuesReply(const SubRequest& sub, std::span<const uint8_t>
     ++paths_.values_mapped;
     return;
   }
-  ++paths_.values_fetched;
-  // Fetched: the transport does not map this client's memory at that server, and a get
-  // served by this side's progress is no faster than the message path.
+  ++paths_.values_unmapped;
+  // Fetched (or, for a pull, sent in the reply): the transport does not map this client's
+  // memory at that server, and a get served by this side's progress is no faster than the
+  // message path.
   ServerConn* s = server(sub.pending.server);
   if (s != nullptr && s->values_by_ref) {
     s->values_by_ref = false;
     WEFT_LOG(kDebug, "ps") << "ps client rank " << options_.rank << ": " << describeServer(s->id)
-                           << " fetched a push's gradients; large pushes to it carry them again";
+                           << " does not map this client's memory; large requests to it carry "
+                              "their values again";
   }
 }
 
@@ -428,7 +430,9 @@ Status ClientImpl::finishSub(const Op& op, SubRequest& sub, Deadline deadline) {
   if (sub.staging.region) noteValuesReply(sub, reply);
   if (sub.pending.op == Opcode::kPull || sub.pending.op == Opcode::kPush ||
       sub.pending.op == Opcode::kPushPull) {
-    Status d = codec_.decodeReply(sub.pending, reply, op.out);
+    const uint8_t* placed =
+        sub.staging.region ? static_cast<const uint8_t*>(sub.staging.region->address()) : nullptr;
+    Status d = codec_.decodeReply(sub.pending, reply, op.out, {}, placed);
     return d.isOk() ? d : d.withContext(strCat(op.describe(), ": ", describeServer(sub.pending.server)));
   }
   return Status::ok();
@@ -461,7 +465,7 @@ Status ClientImpl::resend(const Op& op, SubRequest& sub, Deadline deadline) {
   if (!sub.resend) {
     WEFT_ASSIGN_OR_RETURN(const wire::Message m, wire::decodeMessage(sub.message, {}));
     WEFT_ASSIGN_OR_RETURN(wire::KeyedRequest r, wire::decodeKeyed(m));
-    if (r.valuesByRef() && sub.staging.region) {
+    if (r.valuesByRef() && r.op != Opcode::kPull && sub.staging.region) {
       r.values = FloatSpan(
           static_cast<const uint8_t*>(sub.staging.region->address()) + r.values_ref.offset,
           r.valueFloats());

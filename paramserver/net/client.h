@@ -94,13 +94,15 @@ struct PathStats {
   uint64_t eager_bytes = 0;
   uint64_t announced_requests = 0;
   uint64_t announced_bytes = 0;
-  // Pushes whose gradients stayed in this client's transport memory (kFlagValuesByRef;
-  // counted in eager_* for their message without the gradients): value bytes, and how
-  // the servers' replies said they read them (through a mapping, or fetched with a get).
+  // Large pushes whose gradients stayed in this client's transport memory, and large pulls
+  // that offered it for their values (kFlagValuesByRef; counted in eager_* for their
+  // message without values): their value bytes, and how the servers' replies said they
+  // handled them: through a mapping of that memory (no copy), or not (gradients fetched
+  // with a get, values sent in the reply; later requests to that server then carry them).
   uint64_t values_by_ref_requests = 0;
   uint64_t values_by_ref_bytes = 0;
   uint64_t values_mapped = 0;
-  uint64_t values_fetched = 0;
+  uint64_t values_unmapped = 0;
   uint64_t replies = 0;  // replies decoded (error replies included)
   uint64_t reply_bytes = 0;
 };

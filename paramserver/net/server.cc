@@ -198,11 +198,16 @@ class ServerImpl final : public Server {
   void announce(Conn& c, const wire::Header& h);
   void postBody(Conn& c, const wire::Header& h);
   void postWaitingBodies();
+  // A request that is not an announce: the values-by-reference paths, else handle().
+  // mapped: as for handle (a parked request whose gradients were read through a mapping).
+  void route(Conn& c, std::span<const uint8_t> bytes, bool mapped = false);
   void valuesByRef(Conn& c, std::span<const uint8_t> bytes);
+  void pullByRef(Conn& c, std::span<const uint8_t> bytes);
   void noteMapping(Conn& c, const transport::RemoteKey& key);
-  // mapped: ref_values lie in the client's memory (the reply says so).
+  // mapped: ref_values lie in the client's memory (the reply says so); placed: a Pull's
+  // values go there (the client's memory) instead of into the reply.
   void handle(Conn& c, std::span<const uint8_t> bytes, FloatSpan ref_values = {},
-              bool mapped = false);
+              bool mapped = false, float* placed = nullptr);
   void replyError(Conn& c, const wire::Header& h, const Status& st);
   void sendReply(Conn& c, Bytes reply, uint64_t request_id);
   bool serviceBodies();
@@ -473,10 +478,44 @@ void ServerImpl::onMessage(Conn& c, std::span<const uint8_t> bytes) {
   counters_.bytes_in.fetch_add(bytes.size(), std::memory_order_relaxed);
   const wire::Header h = wire::peekHeader(bytes);
   if (bytes.size() == wire::kHeaderBytes && h.payload_bytes > 0) return announce(c, h);
-  const bool pushes = h.opcode == static_cast<uint8_t>(wire::Opcode::kPush) ||
-                      h.opcode == static_cast<uint8_t>(wire::Opcode::kPushPull);
-  if (pushes && (h.flags & wire::kFlagValuesByRef) != 0) return valuesByRef(c, bytes);
-  handle(c, bytes);
+  route(c, bytes);
+}
+
+void ServerImpl::route(Conn& c, std::span<const uint8_t> bytes, bool mapped) {
+  const wire::Header h = wire::peekHeader(bytes);
+  if ((h.flags & wire::kFlagValuesByRef) != 0) {
+    if (h.opcode == static_cast<uint8_t>(wire::Opcode::kPull)) return pullByRef(c, bytes);
+    if (h.opcode == static_cast<uint8_t>(wire::Opcode::kPush) ||
+        h.opcode == static_cast<uint8_t>(wire::Opcode::kPushPull)) {
+      return valuesByRef(c, bytes);
+    }
+  }
+  handle(c, bytes, {}, mapped);
+}
+
+// A Pull that offers the client's memory for its values: written there when the transport
+// maps that memory here, else sent in the reply as usual (the client reads the reply's
+// flag). A key that does not map is answered the usual way too.
+void ServerImpl::pullByRef(Conn& c, std::span<const uint8_t> bytes) {
+  auto m = wire::decodeMessage(bytes, handler_.limits());
+  auto r = m.isOk() ? wire::decodeKeyed(*m) : Result<wire::KeyedRequest>(m.status());
+  if (!r.isOk()) return handle(c, bytes);  // the handler answers with the decode error
+  auto key = transport::RemoteKey::deserialize(std::string_view(
+      reinterpret_cast<const char*>(r->values_ref.key.data()), r->values_ref.key.size()));
+  Result<void*> mapped =
+      key.isOk() ? c.ep->mappedAddress(*key, r->values_ref.offset, uint64_t{4} * r->valueFloats())
+                 : Result<void*>(key.status());
+  if (!mapped.isOk() || *mapped == nullptr ||
+      reinterpret_cast<uintptr_t>(*mapped) % alignof(float) != 0) {
+    if (!mapped.isOk()) {
+      WEFT_LOG(kDebug, "ps") << who() << ": pull request " << r->keys.size()
+                             << " keys: values in the reply: " << mapped.status();
+    }
+    return handle(c, bytes);
+  }
+  noteMapping(c, *key);
+  counters_.values_mapped.fetch_add(1, std::memory_order_relaxed);
+  handle(c, bytes, {}, /*mapped=*/false, static_cast<float*>(*mapped));
 }
 
 // A Push / PushPull whose gradients stayed in the client's memory: read them where they lie
@@ -615,7 +654,7 @@ bool ServerImpl::serviceBodies() {
       if (st.isOk() && !it->front.empty()) {
         handle(*c, it->front, FloatSpan(it->buffer.data(), it->length / 4));
       } else if (st.isOk()) {
-        handle(*c, std::span<const uint8_t>(it->buffer.data(), it->length));
+        route(*c, std::span<const uint8_t>(it->buffer.data(), it->length));
       } else if (st.code() == StatusCode::kPeerFailure) {
         dropConn(*c, st);
       } else if (!it->front.empty()) {
@@ -655,8 +694,8 @@ bool ServerImpl::releaseStalledBodies() {
   return released;
 }
 
-void ServerImpl::handle(Conn& c, std::span<const uint8_t> bytes, FloatSpan ref_values,
-                        bool mapped) {
+void ServerImpl::handle(Conn& c, std::span<const uint8_t> bytes, FloatSpan ref_values, bool mapped,
+                        float* placed) {
   counters_.requests.fetch_add(1, std::memory_order_relaxed);
   const wire::Header h = wire::peekHeader(bytes);
   const bool restore = h.opcode == static_cast<uint8_t>(wire::Opcode::kCheckpoint) &&
@@ -669,7 +708,7 @@ void ServerImpl::handle(Conn& c, std::span<const uint8_t> bytes, FloatSpan ref_v
     spare = std::move(reply_pool_.back());
     reply_pool_.pop_back();
   }
-  HandleResult result = handler_.handleDetailed(bytes, std::move(spare), ref_values);
+  HandleResult result = handler_.handleDetailed(bytes, std::move(spare), ref_values, placed);
   if (result.blocked) {
     counters_.parked.fetch_add(1, std::memory_order_relaxed);
     // A parked request keeps its gradients: copied into it, as if sent inline.
@@ -739,7 +778,7 @@ void ServerImpl::runParked(uint32_t table_id) {
     return true;
   });
   for (Parked& p : ready) {
-    if (!p.conn->dead) handle(*p.conn, p.message, {}, p.values_mapped);
+    if (!p.conn->dead) route(*p.conn, p.message, p.values_mapped);
   }
 }
 

@@ -73,8 +73,9 @@ struct ServerStats {
   uint64_t requests = 0;
   uint64_t error_replies = 0;
   uint64_t large_requests = 0;  // announced + body, or with gradients by reference
-  // Push / PushPull whose gradients stayed in the client's memory (kFlagValuesByRef): read
-  // through a mapping of it (no copy), or fetched with a get.
+  // Requests whose values stay in the client's memory (kFlagValuesByRef): accessed through
+  // a mapping of it (Push / PushPull gradients read, Pull values written; no copy), or
+  // gradients fetched with a get.
   uint64_t values_mapped = 0;
   uint64_t values_fetched = 0;
   uint64_t parked = 0;          // pulls parked for a clock

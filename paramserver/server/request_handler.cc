@@ -41,11 +41,12 @@ Result<Bytes> RequestHandler::handle(std::span<const uint8_t> request) {
 }
 
 HandleResult RequestHandler::handleDetailed(std::span<const uint8_t> request, Bytes spare,
-                                            FloatSpan ref_values) {
+                                            FloatSpan ref_values, float* placed) {
   HandleResult result;
   auto message = wire::decodeMessage(request, options_.limits);
   Result<Bytes> reply =
-      message.isOk() ? dispatch(*message, result.blocked, spare, ref_values) : message.status();
+      message.isOk() ? dispatch(*message, result.blocked, spare, External{ref_values, placed})
+                     : message.status();
   if (reply.isOk()) {
     result.reply = std::move(reply).value();
   } else {
@@ -65,14 +66,14 @@ HandleResult RequestHandler::handleDetailed(std::span<const uint8_t> request, By
 }
 
 Result<Bytes> RequestHandler::dispatch(const wire::Message& m, std::optional<ClockWait>& blocked,
-                                       Bytes& spare, FloatSpan ref_values) {
+                                       Bytes& spare, const External& ext) {
   switch (m.opcode()) {
     case Opcode::kHello: return onHello(m);
     case Opcode::kCreateTable: return onCreateTable(m);
     case Opcode::kPush:
     case Opcode::kPull:
     case Opcode::kPushPull:
-    case Opcode::kLocate: return onKeyed(m, blocked, spare, ref_values);
+    case Opcode::kLocate: return onKeyed(m, blocked, spare, ext);
     case Opcode::kClock: return onClock(m);
     case Opcode::kHeartbeat: {
       WEFT_ASSIGN_OR_RETURN(const uint64_t nonce, wire::decodeHeartbeat(m));
@@ -194,13 +195,17 @@ Status RequestHandler::checkKeyed(const wire::Header& h, const wire::KeyedReques
 }
 
 Result<Bytes> RequestHandler::applyKeyed(const wire::Header& h, const wire::KeyedRequest& r,
-                                         Table& t, Bytes& spare) {
+                                         Table& t, Bytes& spare, float* placed) {
   const auto n = static_cast<uint32_t>(r.keys.size());
   switch (r.op) {
     case Opcode::kPush:
       WEFT_RETURN_IF_ERROR(t.push(r.keys, r.values));
       return wire::encodeEmptyReply(h, r.dim);
     case Opcode::kPull: {
+      if (placed != nullptr) {  // straight into the sender's memory
+        t.pull(r.keys, placed);
+        return wire::encodePlacedValuesReply(h, r.dim, n);
+      }
       Bytes reply = std::move(spare);
       wire::encodeValuesReplyInPlace(h, r.dim, n, reply);
       t.pull(r.keys, reinterpret_cast<float*>(wire::valuesReplyArea(reply)));
@@ -222,9 +227,10 @@ Result<Bytes> RequestHandler::applyKeyed(const wire::Header& h, const wire::Keye
 }
 
 Result<Bytes> RequestHandler::onKeyed(const wire::Message& m, std::optional<ClockWait>& blocked,
-                                      Bytes& spare, FloatSpan ref_values) {
+                                      Bytes& spare, const External& ext) {
   WEFT_ASSIGN_OR_RETURN(wire::KeyedRequest r, wire::decodeKeyed(m));
-  if (r.valuesByRef()) {
+  const FloatSpan ref_values = ext.ref_values;
+  if (r.valuesByRef() && r.op != Opcode::kPull) {
     if (ref_values.size() != r.valueFloats()) {
       return WEFT_ERROR(StatusCode::kInvalidArgument, wire::opcodeName(m.header.opcode),
                         " request ", m.header.request_id, " from rank ", m.header.src_rank,
@@ -250,7 +256,7 @@ Result<Bytes> RequestHandler::onKeyed(const wire::Message& m, std::optional<Cloc
                       " (behind: workers ", lagging.empty() ? "none now" : lagging,
                       "); nothing was applied, retry");
   }
-  return applyKeyed(m.header, r, *table, spare);
+  return applyKeyed(m.header, r, *table, spare, r.valuesByRef() ? ext.placed : nullptr);
 }
 
 Result<Bytes> RequestHandler::onClock(const wire::Message& m) {

@@ -57,19 +57,25 @@ class RequestHandler {
   // server recycling its sent replies allocates nothing per request. ref_values: the
   // gradients of a request with wire::kFlagValuesByRef, which the caller fetched or mapped
   // from the sender's memory (key_count * dim floats; such a request without them is an
-  // Error reply).
+  // Error reply). placed: where a Pull with that flag may have its values written (the
+  // caller's mapping of the sender's memory, key_count * dim floats); the reply then
+  // carries none. Without it the values go into the reply.
   HandleResult handleDetailed(std::span<const uint8_t> request, Bytes spare = {},
-                              FloatSpan ref_values = {});
+                              FloatSpan ref_values = {}, float* placed = nullptr);
 
   const wire::WireLimits& limits() const { return options_.limits; }
 
  private:
+  struct External {
+    FloatSpan ref_values;
+    float* placed = nullptr;
+  };
   Result<Bytes> dispatch(const wire::Message& m, std::optional<ClockWait>& blocked, Bytes& spare,
-                         FloatSpan ref_values);
+                         const External& ext);
   Result<Bytes> onHello(const wire::Message& m);
   Result<Bytes> onCreateTable(const wire::Message& m);
   Result<Bytes> onKeyed(const wire::Message& m, std::optional<ClockWait>& blocked, Bytes& spare,
-                        FloatSpan ref_values);
+                        const External& ext);
   Result<Bytes> onClock(const wire::Message& m);
   Result<Bytes> onCheckpoint(const wire::Message& m);
   Result<Bytes> onImportRows(const wire::Message& m);
@@ -79,7 +85,7 @@ class RequestHandler {
   // than this server serves; callers check h.map_version (0: not checked) first.
   Status staleMapError(const wire::Header& h, const std::string& what) const;
   Result<Bytes> applyKeyed(const wire::Header& h, const wire::KeyedRequest& r, Table& t,
-                           Bytes& spare);
+                           Bytes& spare, float* placed);
 
   Shard& shard_;
   const HandlerOptions options_;

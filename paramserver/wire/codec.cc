@@ -79,19 +79,19 @@ using internal::malformed;
 
 // Flag bits each opcode accepts (index: opcode).
 constexpr uint8_t kAllowedFlags[kMaxOpcode + 1] = {
-    0,
-    0,
-    0,
-    kFlagValuesByRef,
-    0,
-    kFlagValuesByRef,
-    kFlagValuesMapped,
-    0,
-    0,
-    0,
-    kFlagRestore | kFlagVerify,
-    0,
-    0,
+    0,                           // (none)
+    0,                           // Hello
+    0,                           // CreateTable
+    kFlagValuesByRef,            // Push
+    kFlagValuesByRef,            // Pull
+    kFlagValuesByRef,            // PushPull
+    kFlagValuesMapped,           // Reply
+    0,                           // Error
+    0,                           // Clock
+    0,                           // Heartbeat
+    kFlagRestore | kFlagVerify,  // Checkpoint
+    0,                           // Locate
+    0,                           // ImportRows
 };
 
 bool carriesKeys(Opcode op) {
@@ -273,7 +273,8 @@ Result<KeyedRequest> decodeKeyed(const Message& m) {
   KeyedRequest r;
   r.op = m.opcode();
   const bool has_values = r.op == Opcode::kPush || r.op == Opcode::kPushPull;
-  const bool by_ref = (m.header.flags & kFlagValuesByRef) != 0 && has_values;
+  const bool by_ref =
+      (m.header.flags & kFlagValuesByRef) != 0 && (has_values || r.op == Opcode::kPull);
   ByteReader in(m.payload);
   if (!in.get(r.dim) || !in.get(r.clock)) {
     return malformed(m.header, "payload shorter than the 8-byte dim/clock prefix");

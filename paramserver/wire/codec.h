@@ -76,8 +76,9 @@ struct KeyedRequest {
   uint32_t clock = 0;  // the worker's clock (consistency checks for pulls)
   KeySpan keys;
   FloatSpan values;
-  // kFlagValuesByRef: `values` is empty; the key_count * dim floats lie at offset of the
-  // sender's region whose serialized transport RemoteKey is key (never empty then).
+  // kFlagValuesByRef: `values` is empty; the key_count * dim floats (Push, PushPull: the
+  // gradients; Pull: room for the values) lie at offset of the sender's region whose
+  // serialized transport RemoteKey is key (never empty then).
   struct ValuesRef {
     uint64_t offset = 0;
     std::span<const uint8_t> key;
@@ -131,9 +132,9 @@ struct KeyedArea {
 };
 KeyedArea encodeKeyedInPlace(const RequestMeta& meta, Opcode op, uint32_t dim, uint32_t clock,
                              uint32_t key_count, Bytes& out);
-// Push / PushPull with kFlagValuesByRef: the message carries the keys (the returned area)
-// and a reference to the gradients at `offset` of the sender's region `key` (a serialized
-// transport RemoteKey, at most kMaxValuesKeyBytes).
+// Push / PushPull / Pull with kFlagValuesByRef: the message carries the keys (the returned
+// area) and a reference to the values at `offset` of the sender's region `key` (a
+// serialized transport RemoteKey, at most kMaxValuesKeyBytes).
 uint8_t* encodeKeyedRefInPlace(const RequestMeta& meta, Opcode op, uint32_t dim, uint32_t clock,
                                uint32_t key_count, std::string_view key, uint64_t offset,
                                Bytes& out);
@@ -190,6 +191,7 @@ struct ReplyView {
   uint32_t dim = 0;
   uint32_t key_count = 0;
   std::span<const uint8_t> body;
+  bool values_mapped = false;  // kFlagValuesMapped
 };
 
 // The reply header echoes request_id, table_id and map_version of `request`.
@@ -223,6 +225,10 @@ Result<ErrorReply> decodeError(const Message& m);
 Result<HelloReply> decodeHelloReply(const ReplyView& r);
 // Pull / PushPull: key_count * dim floats.
 Result<FloatSpan> decodeValuesReply(const ReplyView& r, uint32_t key_count, uint32_t dim);
+// A Pull with kFlagValuesByRef whose values the server wrote at the reference: the reply
+// has kFlagValuesMapped, key_count and dim, and no values.
+Bytes encodePlacedValuesReply(const Header& request, uint32_t dim, uint32_t key_count);
+Status checkPlacedValuesReply(const ReplyView& r, uint32_t key_count, uint32_t dim);
 Result<uint32_t> decodeClockReply(const ReplyView& r);
 Result<uint64_t> decodeHeartbeatReply(const ReplyView& r);
 Result<CheckpointReply> decodeCheckpointReply(const ReplyView& r);

@@ -177,6 +177,7 @@ Result<ReplyView> checkReply(const Message& reply, uint64_t request_id, Opcode r
   }
   r.request_op = request_op;
   r.key_count = h.key_count;
+  r.values_mapped = (h.flags & kFlagValuesMapped) != 0;
   r.body = reply.payload.subspan(kReplyPrefixBytes);
   return r;
 }
@@ -205,6 +206,25 @@ Result<FloatSpan> decodeValuesReply(const ReplyView& r, uint32_t key_count, uint
   }
   WEFT_RETURN_IF_ERROR(checkBodySize(r, h, size_t{4} * key_count * dim));
   return FloatSpan(r.body.data(), size_t{key_count} * dim);
+}
+
+Bytes encodePlacedValuesReply(const Header& request, uint32_t dim, uint32_t key_count) {
+  Bytes out;
+  encodeValuesReplyInPlace(request, dim, 0, out);
+  Header h = peekHeader(out);
+  h.flags = kFlagValuesMapped;
+  h.key_count = key_count;
+  std::memcpy(out.data(), &h, kHeaderBytes);
+  return out;
+}
+
+Status checkPlacedValuesReply(const ReplyView& r, uint32_t key_count, uint32_t dim) {
+  const Header h = viewHeader(r);
+  if (r.dim != dim || r.key_count != key_count) {
+    return badReply(h, strCat("carries ", r.key_count, " keys of dim ", r.dim, ", expected ",
+                              key_count, " of dim ", dim));
+  }
+  return checkBodySize(r, h, 0);
 }
 
 Result<uint32_t> decodeClockReply(const ReplyView& r) {

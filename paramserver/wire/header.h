@@ -50,10 +50,13 @@ inline constexpr uint8_t kMaxOpcode = 12;
 inline constexpr uint8_t kFlagRestore = 0x01;  // kCheckpoint: restore instead of write
 inline constexpr uint8_t kFlagVerify = 0x02;   // kCheckpoint with kFlagRestore: only check
 // kPush / kPushPull: the gradients are not in the message but in the sender's registered
-// memory, named by a values reference after the keys (PROTOCOL.md §5.1).
+// memory, named by a values reference after the keys. kPull: the server may write the
+// values there instead of into the reply (PROTOCOL.md §5.1).
 inline constexpr uint8_t kFlagValuesByRef = 0x04;
-// kReply to a request with kFlagValuesByRef: the server read the gradients through a
-// mapping of the sender's memory (no copy); without it, it fetched them with a get.
+// kReply to a request with kFlagValuesByRef: the server accessed the values through a
+// mapping of the sender's memory (no copy): read the gradients, or wrote the pulled values
+// (the reply then carries none). Without it, it fetched the gradients with a get, or the
+// values are in the reply.
 inline constexpr uint8_t kFlagValuesMapped = 0x04;
 
 struct Header {

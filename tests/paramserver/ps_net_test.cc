@@ -190,7 +190,7 @@ TEST(PsNet, TwoServersTwoWorkersExact) {
           EXPECT_GT(p.values_by_ref_bytes - before.values_by_ref_bytes, 0u);
           // Every such reply says how the server read the gradients: mapped here.
           EXPECT_EQ(p.values_mapped - before.values_mapped, by_ref);
-          EXPECT_EQ(p.values_fetched - before.values_fetched, 0u);
+          EXPECT_EQ(p.values_unmapped - before.values_unmapped, 0u);
         }
         EXPECT_EQ(p.replies - before.replies, eager + announced);
         groupBarrier(env, "pushed", 2);
@@ -598,13 +598,13 @@ TEST_P(PsValuesByRef, LargePushesAreExactOnEveryPath) {
         }
         const net::PathStats p = c->pathStats();
         EXPECT_GT(p.values_by_ref_requests, 0u);
-        EXPECT_EQ(p.values_mapped + p.values_fetched, p.values_by_ref_requests);
+        EXPECT_EQ(p.values_mapped + p.values_unmapped, p.values_by_ref_requests);
         if (mapped) {
           EXPECT_EQ(p.values_mapped, p.values_by_ref_requests);
           EXPECT_EQ(p.announced_requests, 0u);
         } else {
           // Once a reply said "fetched", the gradients travel in the message again.
-          EXPECT_GT(p.values_fetched, 0u);
+          EXPECT_GT(p.values_unmapped, 0u);
           EXPECT_GT(p.announced_requests, 0u);
         }
         workerDone(env);

@@ -98,10 +98,24 @@ TEST(PsCodec, ValuesByReferenceRoundTripAndMalformedReferences) {
     EXPECT_EQ(pd->values[5], 6.0f);
     EXPECT_EQ(pd->keys[0], 9u);
   }
-  // A Pull or Locate takes no such flag.
-  Bytes pull = encodeKeyed(kMeta, KeyedRequest{Opcode::kPull, 1, 0, KeySpan::of(keys), {}, {}});
-  pull[7] = kFlagValuesByRef;
-  EXPECT_FALSE(decodeMessage(pull, {}).isOk());
+  // A Pull's reference is room for its values; a Locate takes no such flag.
+  Bytes pull;
+  std::memcpy(encodeKeyedRefInPlace(kMeta, Opcode::kPull, 3, 0, 2, key, 8, pull), keys.data(), 16);
+  auto pd = decodeKeyed(decodeOk(pull));
+  ASSERT_TRUE(pd.isOk()) << pd.status();
+  EXPECT_TRUE(pd->valuesByRef());
+  EXPECT_EQ(pd->valueFloats(), 6u);
+  Bytes locate = encodeKeyed(kMeta, KeyedRequest{Opcode::kLocate, 1, 0, KeySpan::of(keys), {}, {}});
+  locate[7] = kFlagValuesByRef;
+  EXPECT_FALSE(decodeMessage(locate, {}).isOk());
+  // A reply whose values the server wrote at the reference carries none.
+  const Bytes placed = encodePlacedValuesReply(peekHeader(pull), 3, 2);
+  auto view = checkReply(decodeOk(placed), kMeta.request_id, Opcode::kPull);
+  ASSERT_TRUE(view.isOk()) << view.status();
+  EXPECT_TRUE(view->values_mapped);
+  EXPECT_TRUE(checkPlacedValuesReply(*view, 2, 3).isOk());
+  EXPECT_FALSE(checkPlacedValuesReply(*view, 3, 3).isOk());
+  EXPECT_FALSE(decodeValuesReply(*view, 2, 3).isOk());
 
   auto broken = [&](auto&& edit) {
     Bytes b;
