@@ -15,9 +15,10 @@
 // each role (process CPU time, user + sys of all threads, / wall time while the case ran;
 // 100 % = one core), and the path worker 0's requests took (Client::pathStats /
 // oneSidedStats): "eager" (one message each), "rndv" (header, then the body by the
-// transport's rendezvous) or "1-sided" / "mapped" (the share of rows read one-sided; mapped:
-// copied from slabs the transport maps here, WEFT_PS_SLAB_MEMORY=transport), with the mean
-// request size. At the end: rows and bytes per row of each table on each server.
+// transport's rendezvous), with the mean request size; "by-ref N% mapped" (large requests
+// whose values stayed in the client's memory, WEFT_PS_VALUES_BY_REF: the share the server
+// read or wrote through its mapping of it), or "1-sided" / "mapped" (the share of rows read
+// one-sided; mapped: copied from slabs the transport maps here, WEFT_PS_SLAB_MEMORY=transport). At the end: rows and bytes per row of each table on each server.
 // With --reps R every case runs R times, in R rounds over all cases (so a slow spell of a
 // shared host spreads over the cases), and the table shows medians, with the lowest and
 // highest keys/s of the R runs.
@@ -303,6 +304,15 @@ std::string pathText(const ps::net::PathStats& a, const ps::net::PathStats& b,
   const uint64_t eager = b.eager_requests - a.eager_requests;
   const uint64_t rndv = b.announced_requests - a.announced_requests;
   if (eager + rndv == 0) return "-";
+  // "by-ref": the values stayed in the client's memory (eager messages without them); the
+  // share of them the server reached through its mapping of that memory.
+  const uint64_t by_ref = b.values_by_ref_requests - a.values_by_ref_requests;
+  if (by_ref * 2 > eager + rndv) {
+    const uint64_t mapped = b.values_mapped - a.values_mapped;
+    return strCat("by-ref ", std::lround(100.0 * static_cast<double>(mapped) /
+                                         static_cast<double>(by_ref)),
+                  "% mapped");
+  }
   const double bytes = static_cast<double>(b.eager_bytes - a.eager_bytes + b.announced_bytes -
                                            a.announced_bytes);
   char size[32];
