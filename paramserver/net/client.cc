@@ -200,6 +200,11 @@ Result<Ticket> ClientImpl::startData(Opcode op, uint32_t table_id, std::span<con
   WEFT_ASSIGN_OR_RETURN(const uint32_t dim, dimOf(table_id, name));
   WEFT_RETURN_IF_ERROR(checkKeys(table_id, keys, grads, dim, name));
   refillOutgoing();
+  // Regions a failed post left behind (never sent) go back to the pool.
+  for (Staging& st : staged_) {
+    if (st.region) staging_pool_.push_back(std::move(st));
+  }
+  staged_.clear();
   codec_.encodeInto(op, *map_, table_id, dim, currentClock(table_id), keys, grads, outgoing_,
                     staging_ok_ ? &placement_ : nullptr);
   Op o;
@@ -263,6 +268,10 @@ uint8_t* ClientImpl::placeValues(size_t i, uint32_t server_id, size_t bytes, std
     }
     st.region = std::move(region).value();
     st.key = st.region->remoteKey().serialize();
+    if (st.key.size() > wire::kMaxValuesKeyBytes) {  // a backend with huge keys: inline
+      staging_ok_ = false;
+      return nullptr;
+    }
   }
   if (staged_.size() <= i) staged_.resize(i + 1);
   staged_[i] = std::move(st);
@@ -579,9 +588,12 @@ void ClientImpl::recycle(Op& op) {
     if (positions_pool_.size() < kMaxPooled && sub.pending.positions.capacity() != 0) {
       positions_pool_.push_back(std::move(sub.pending.positions));
     }
-    // The server is done with the gradients: it replied, or the request never reached it.
+    // Reused only once the server replied (it is done with the region then); after a
+    // failure it may still be reading or writing it: freed (its mapping there keeps the
+    // pages alive, and nothing here reads them again).
     constexpr size_t kMaxStaging = 64;
-    if (sub.staging.region && staging_pool_.size() < kMaxStaging) {
+    const bool replied = sub.recv.done() && sub.recv.status().isOk();
+    if (sub.staging.region && replied && staging_pool_.size() < kMaxStaging) {
       staging_pool_.push_back(std::move(sub.staging));
     }
   }

@@ -70,6 +70,10 @@ struct BodyRecv {
 struct WaitingBody {
   Conn* conn = nullptr;
   wire::Header header;
+  // Gradients to fetch from the client's memory (kFlagValuesByRef): the request message,
+  // and how many bytes the get moves. Empty: an announced body.
+  Bytes front;
+  size_t value_bytes = 0;
 };
 
 // Reusable buffers for request bodies: a fresh multi-MiB vector per request costs a
@@ -202,6 +206,7 @@ class ServerImpl final : public Server {
   // mapped: as for handle (a parked request whose gradients were read through a mapping).
   void route(Conn& c, std::span<const uint8_t> bytes, bool mapped = false);
   void valuesByRef(Conn& c, std::span<const uint8_t> bytes);
+  void postFetch(Conn& c, Bytes front, size_t value_bytes);
   void pullByRef(Conn& c, std::span<const uint8_t> bytes);
   void noteMapping(Conn& c, const transport::RemoteKey& key);
   // mapped: ref_values lie in the client's memory (the reply says so); placed: a Pull's
@@ -505,6 +510,7 @@ void ServerImpl::pullByRef(Conn& c, std::span<const uint8_t> bytes) {
   Result<void*> mapped =
       key.isOk() ? c.ep->mappedAddress(*key, r->values_ref.offset, uint64_t{4} * r->valueFloats())
                  : Result<void*>(key.status());
+  if (mapped.isOk() && *mapped != nullptr) noteMapping(c, *key);  // released in turn
   if (!mapped.isOk() || *mapped == nullptr ||
       reinterpret_cast<uintptr_t>(*mapped) % alignof(float) != 0) {
     if (!mapped.isOk()) {
@@ -513,8 +519,6 @@ void ServerImpl::pullByRef(Conn& c, std::span<const uint8_t> bytes) {
     }
     return handle(c, bytes);
   }
-  noteMapping(c, *key);
-  counters_.values_mapped.fetch_add(1, std::memory_order_relaxed);
   handle(c, bytes, {}, /*mapped=*/false, static_cast<float*>(*mapped));
 }
 
@@ -548,21 +552,39 @@ void ServerImpl::valuesByRef(Conn& c, std::span<const uint8_t> bytes) {
   if (!mapped.isOk()) return replyError(c, h, mapped.status().withContext(where()));
   if (*mapped != nullptr) {
     noteMapping(c, *key);
-    counters_.values_mapped.fetch_add(1, std::memory_order_relaxed);
     const FloatSpan values(static_cast<const uint8_t*>(*mapped), r->valueFloats());
     return handle(c, bytes, values, /*mapped=*/true);
   }
   counters_.values_fetched.fetch_add(1, std::memory_order_relaxed);
+  // Fetched in turn with announced bodies, under the same bound on bytes in flight.
+  waiting_bodies_.push_back(WaitingBody{&c, h, Bytes(bytes.begin(), bytes.end()), value_bytes});
+  postWaitingBodies();
+}
+
+// Posts the get of a by-reference request's gradients (valuesByRef checked the message).
+void ServerImpl::postFetch(Conn& c, Bytes front, size_t value_bytes) {
+  const wire::Header h = wire::peekHeader(front);
+  auto m = wire::decodeMessage(front, handler_.limits());
+  auto r = m.isOk() ? wire::decodeKeyed(*m) : Result<wire::KeyedRequest>(m.status());
+  auto key =
+      r.isOk()
+          ? transport::RemoteKey::deserialize(std::string_view(
+                reinterpret_cast<const char*>(r->values_ref.key.data()), r->values_ref.key.size()))
+          : Result<transport::RemoteKey>(r.status());
+  if (!key.isOk()) return replyError(c, h, key.status());
   BodyRecv b;
   b.conn = &c;
-  b.front.assign(bytes.begin(), bytes.end());
   b.length = value_bytes;
   b.buffer = takeBody(std::max<size_t>(value_bytes, 1));
   auto get = c.ep->get(b.buffer.data(), value_bytes, *key, r->values_ref.offset);
   if (!get.isOk()) {
     if (get.status().code() == StatusCode::kPeerFailure) return dropConn(c, get.status());
-    return replyError(c, h, get.status().withContext(where()));
+    return replyError(
+        c, h,
+        get.status().withContext(strCat("ps server: fetching the gradients of request ",
+                                        h.request_id, " from rank ", h.src_rank)));
   }
+  b.front = std::move(front);
   b.request = std::move(get).value();
   b.posted = std::chrono::steady_clock::now();
   body_bytes_posted_ += b.length;
@@ -598,7 +620,7 @@ void ServerImpl::replyError(Conn& c, const wire::Header& h, const Status& st) {
 // once or, past kBodyBytesInFlight, when earlier bodies are done.
 void ServerImpl::announce(Conn& c, const wire::Header& h) {
   counters_.large.fetch_add(1, std::memory_order_relaxed);
-  waiting_bodies_.push_back(WaitingBody{&c, h});
+  waiting_bodies_.push_back(WaitingBody{&c, h, {}, 0});
   postWaitingBodies();
 }
 
@@ -606,11 +628,19 @@ void ServerImpl::announce(Conn& c, const wire::Header& h) {
 // iteration over bodies_ (posting appends to it).
 void ServerImpl::postWaitingBodies() {
   while (!waiting_bodies_.empty()) {
-    const WaitingBody next = waiting_bodies_.front();
-    const size_t length = wire::kHeaderBytes + size_t{next.header.payload_bytes};
+    WaitingBody& first = waiting_bodies_.front();
+    const size_t length = first.front.empty()
+                              ? wire::kHeaderBytes + size_t{first.header.payload_bytes}
+                              : first.value_bytes;
     if (body_bytes_posted_ > 0 && body_bytes_posted_ + length > kBodyBytesInFlight) return;
+    WaitingBody next = std::move(first);
     waiting_bodies_.pop_front();
-    postBody(*next.conn, next.header);  // dropConn removes the entries of a dropped client
+    // dropConn removes the entries of a dropped client.
+    if (next.front.empty()) {
+      postBody(*next.conn, next.header);
+    } else {
+      postFetch(*next.conn, std::move(next.front), next.value_bytes);
+    }
   }
 }
 
@@ -654,7 +684,9 @@ bool ServerImpl::serviceBodies() {
       if (st.isOk() && !it->front.empty()) {
         handle(*c, it->front, FloatSpan(it->buffer.data(), it->length / 4));
       } else if (st.isOk()) {
-        route(*c, std::span<const uint8_t>(it->buffer.data(), it->length));
+        // Not route(): values by reference come in eager messages only (a by-reference
+        // Push announced this way is answered with an Error by the handler, a Pull as usual).
+        handle(*c, std::span<const uint8_t>(it->buffer.data(), it->length));
       } else if (st.code() == StatusCode::kPeerFailure) {
         dropConn(*c, st);
       } else if (!it->front.empty()) {
@@ -704,7 +736,7 @@ void ServerImpl::handle(Conn& c, std::span<const uint8_t> bytes, FloatSpan ref_v
   Bytes spare;  // only values replies use it (others would drop it)
   const bool values = h.opcode == static_cast<uint8_t>(wire::Opcode::kPull) ||
                       h.opcode == static_cast<uint8_t>(wire::Opcode::kPushPull);
-  if (values && !reply_pool_.empty()) {
+  if (values && placed == nullptr && !reply_pool_.empty()) {
     spare = std::move(reply_pool_.back());
     reply_pool_.pop_back();
   }
@@ -713,7 +745,7 @@ void ServerImpl::handle(Conn& c, std::span<const uint8_t> bytes, FloatSpan ref_v
     counters_.parked.fetch_add(1, std::memory_order_relaxed);
     // A parked request keeps its gradients: copied into it, as if sent inline.
     Bytes message(bytes.begin(), bytes.end());
-    if ((h.flags & wire::kFlagValuesByRef) != 0) {
+    if ((h.flags & wire::kFlagValuesByRef) != 0 && !ref_values.empty()) {
       auto m = wire::decodeMessage(bytes, handler_.limits());
       message = wire::inlineValues(h, *wire::decodeKeyed(*m), ref_values);
     }
@@ -726,6 +758,9 @@ void ServerImpl::handle(Conn& c, std::span<const uint8_t> bytes, FloatSpan ref_v
     counters_.errors.fetch_add(1, std::memory_order_relaxed);
   } else if (mapped) {
     result.reply[offsetof(wire::Header, flags)] |= wire::kFlagValuesMapped;
+  }
+  if (mapped || (placed != nullptr && rh.opcode == static_cast<uint8_t>(wire::Opcode::kReply))) {
+    counters_.values_mapped.fetch_add(1, std::memory_order_relaxed);
   }
   sendReply(c, std::move(result.reply), h.request_id);
   if (h.opcode == static_cast<uint8_t>(wire::Opcode::kCreateTable) ||

@@ -545,7 +545,7 @@ TEST_P(PsValuesByRef, LargePushesAreExactOnEveryPath) {
             std::this_thread::sleep_for(std::chrono::milliseconds(10));
           }
           const net::ServerStats s = server->stats();
-          EXPECT_GE(s.parked, 1u);
+          EXPECT_GE(s.parked, 2u);
           if (mapped) {
             EXPECT_GE(s.values_mapped, 2u * kWindow + 2) << "pushes read in place";
             EXPECT_EQ(s.values_fetched, 0u);
@@ -582,6 +582,8 @@ TEST_P(PsValuesByRef, LargePushesAreExactOnEveryPath) {
 
         // BSP: worker 0 finishes clock 0 and pushPulls at clock 1; the server parks it
         // until worker 1 pushed (-1 each) and finished clock 0, then applies -2 and answers.
+        // Then worker 0 pulls at clock 2 (parked until worker 1 finished clock 1): a pull
+        // by reference waits with its reference.
         const std::vector<float> minus(kRows * kWide, worker == 0 ? -2.0f : -1.0f);
         if (worker == 0) {
           must(c->clock(2, env.deadline), "clock");
@@ -590,8 +592,18 @@ TEST_P(PsValuesByRef, LargePushesAreExactOnEveryPath) {
           must(env.store->set("parked", "1"), "store");
           must(c->wait(t, env.deadline), "wait pushPull");
           EXPECT_EQ(std::count(out.begin(), out.end(), 3.0f), static_cast<long>(out.size()));
+          must(c->clock(2, env.deadline), "clock");
+          std::fill(out.begin(), out.end(), -1.0f);
+          const net::Ticket p = must(c->pull(2, keys, out.data()), "pull");
+          must(env.store->set("pulling", "1"), "store");
+          must(c->wait(p, env.deadline), "wait pull");
+          EXPECT_EQ(std::count(out.begin(), out.end(), 4.0f), static_cast<long>(out.size()));
         } else {
           must(env.store->get("parked", env.deadline).status(), "waiting for worker 0");
+          std::this_thread::sleep_for(std::chrono::milliseconds(100));
+          must(c->pushSync(2, keys, minus, env.deadline), "push");
+          must(c->clock(2, env.deadline), "clock");
+          must(env.store->get("pulling", env.deadline).status(), "waiting for worker 0");
           std::this_thread::sleep_for(std::chrono::milliseconds(100));
           must(c->pushSync(2, keys, minus, env.deadline), "push");
           must(c->clock(2, env.deadline), "clock");

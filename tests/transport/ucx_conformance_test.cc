@@ -99,6 +99,18 @@ TEST_P(UcxAllocatedMemory, PeersReachItWithoutTheOwnersProgress) {
           mapped[kBytes - 1] = 0x77;
           ASSERT_TRUE(ep.releaseMapping(*key).isOk());
           ASSERT_TRUE(ep.releaseMapping(*key).isOk()) << "releasing twice is not an error";
+          // A key whose address does not match its segment (corrupt, or forged with a valid
+          // checksum) would map outside it: refused, no pointer into this process's memory.
+          transport::RemoteKey bent = *key;
+          bent.address += uint64_t{1} << 45;
+          bent.region_id += 1000;  // not the cached key
+          bent.seal();
+          auto wild = ep.mappedAddress(bent, 0, 64);
+          ASSERT_FALSE(wild.isOk()) << "mapped to " << *wild;
+          EXPECT_EQ(wild.status().code(), StatusCode::kInvalidArgument);
+          EXPECT_NE(wild.status().message().find("not inside one shared-memory mapping"),
+                    std::string::npos)
+              << wild.status();
           std::vector<unsigned char> src(4096, 0xa5);
           auto p = ep.put(src.data(), src.size(), *key, 4096);
           ASSERT_TRUE(p.isOk()) << p.status();

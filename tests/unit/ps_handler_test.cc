@@ -227,8 +227,36 @@ TEST_F(PsHandlerErrors, ValuesByReference) {
   ASSERT_TRUE(replyStatus(first, call(twin, first)).isOk());
   const Bytes second = push(keys_, g);
   ASSERT_TRUE(replyStatus(second, call(twin, second)).isOk());
-  auto lock = twin.shard.readLock();
-  EXPECT_EQ(twin.shard.table(3)->exportRows(nullptr), snapshot());
+  {
+    auto lock = twin.shard.readLock();
+    EXPECT_EQ(twin.shard.table(3)->exportRows(nullptr), snapshot());
+  }
+  // A Pull by reference: with a place for its values the handler writes them there and
+  // replies without them; without one, the reply carries them as usual.
+  Bytes pull;
+  std::memcpy(
+      wire::encodeKeyedRefInPlace({next_id_++, 1, 3, 0}, Opcode::kPull, 4, 0, 8, "key", 0, pull),
+      keys_.data(), 8 * keys_.size());
+  const Bytes plain = keyed(Opcode::kPull, keys_, {});
+  const Bytes expected = call(*server_, plain);
+  auto ev = wire::checkReply(*wire::decodeMessage(expected, {}), wire::peekHeader(plain).request_id,
+                             Opcode::kPull);
+  ASSERT_TRUE(ev.isOk()) << ev.status();
+  std::vector<float> placed(8 * 4, -7.0f);
+  const Bytes reply = server_->handler.handleDetailed(pull, {}, {}, placed.data()).reply;
+  auto m = wire::decodeMessage(reply, {});
+  ASSERT_TRUE(m.isOk()) << m.status();
+  auto v = wire::checkReply(*m, wire::peekHeader(pull).request_id, Opcode::kPull);
+  ASSERT_TRUE(v.isOk()) << v.status();
+  EXPECT_TRUE(v->values_mapped);
+  EXPECT_TRUE(wire::checkPlacedValuesReply(*v, 8, 4).isOk());
+  EXPECT_EQ(std::memcmp(placed.data(), ev->body.data(), ev->body.size()), 0);
+  const Bytes inline_reply = call(*server_, pull);
+  auto iv = wire::checkReply(*wire::decodeMessage(inline_reply, {}),
+                             wire::peekHeader(pull).request_id, Opcode::kPull);
+  ASSERT_TRUE(iv.isOk()) << iv.status();
+  EXPECT_FALSE(iv->values_mapped);
+  EXPECT_TRUE(std::equal(iv->body.begin(), iv->body.end(), ev->body.begin(), ev->body.end()));
 }
 
 TEST_F(PsHandlerErrors, CheckpointWithoutRootIsRefused) {

@@ -221,6 +221,7 @@ struct CachedRkey {
   ucp_rkey_h rkey;
   uint64_t used;  // last use (UcxEndpoint::rkey_tick_), for least-recently-used eviction
   bool pinned;    // mappedAddress handed out a pointer into it: never evicted
+  bool mapping_checked = false;  // mappedAddress found the whole region in one shared mapping
 };
 
 // Unpacked remote keys one endpoint keeps, at most (beyond it the least recently used are

@@ -1,6 +1,8 @@
 // UcxEndpoint one-sided operations: put / get / putNotify / atomics, and the per-endpoint
 // cache of unpacked remote keys.
 #include <algorithm>
+#include <cinttypes>
+#include <cstdio>
 #include <ios>
 #include <sstream>
 
@@ -10,6 +12,28 @@ namespace weft::transport::ucx {
 namespace {
 
 using detail::RequestSlot;
+
+// Whether [p, p + length) lies inside one shared mapping of this process (/proc/self/maps):
+// where ucp_rkey_ptr puts a peer's shared-memory segment. The pointer is computed from
+// addresses in the peer's key, which the rkey does not bound: a corrupt key would otherwise
+// hand out this process's heap or stack.
+bool insideOneSharedMapping(const void* p, size_t length) {
+  const auto at = reinterpret_cast<uintptr_t>(p);
+  std::FILE* maps = std::fopen("/proc/self/maps", "r");
+  if (maps == nullptr) return false;
+  bool inside = false;
+  char line[512];
+  while (std::fgets(line, sizeof(line), maps) != nullptr) {
+    uintptr_t lo = 0, hi = 0;
+    char perms[8] = {};
+    if (std::sscanf(line, "%" SCNxPTR "-%" SCNxPTR " %7s", &lo, &hi, perms) != 3) continue;
+    if (at < lo || at >= hi) continue;
+    inside = perms[3] == 's' && length <= hi - at;
+    break;
+  }
+  std::fclose(maps);
+  return inside;
+}
 
 void rmaCallback(void* request, ucs_status_t status, void* user_data) {
   auto* slot = static_cast<RequestSlot*>(user_data);
@@ -160,7 +184,18 @@ Result<void*> UcxEndpoint::mappedAddress(const RemoteKey& key, uint64_t offset, 
   void* p = nullptr;
   // UCS_ERR_UNREACHABLE: no transport of this rkey maps the memory here.
   if (ucp_rkey_ptr(rkey, key.address + offset, &p) != UCS_OK) return nullptr;
-  rkeys_[last_rkey_].pinned = true;  // remoteAccess left the key's entry as the last one
+  CachedRkey& entry = rkeys_[last_rkey_];  // remoteAccess left the key's entry as the last one
+  if (!entry.mapping_checked) {            // once per key: the whole region, so every range of it
+    void* base = nullptr;
+    if (ucp_rkey_ptr(rkey, key.address, &base) != UCS_OK ||
+        !insideOneSharedMapping(base, key.length)) {
+      return argError(OpKind::kGet, strCat(key.describe(), " would map to ", base, " +", key.length,
+                                           ", not inside one shared-memory mapping "
+                                           "here: a corrupt or foreign key"));
+    }
+    entry.mapping_checked = true;
+  }
+  entry.pinned = true;
   return p;
 }
 
