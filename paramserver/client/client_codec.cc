@@ -191,7 +191,7 @@ Status ClientCodec::decodeReply(const PendingRequest& pending, std::span<const u
   if (pending.op == wire::Opcode::kPush) return Status::ok();
   const uint32_t n = pending.keyCount();
   FloatSpan values;
-  if (view.values_mapped && pending.op == wire::Opcode::kPull) {
+  if (view.values_placed) {
     if (placed == nullptr) {
       return Status(
           StatusCode::kPeerFailure,

@@ -553,7 +553,12 @@ void ServerImpl::valuesByRef(Conn& c, std::span<const uint8_t> bytes) {
   if (*mapped != nullptr) {
     noteMapping(c, *key);
     const FloatSpan values(static_cast<const uint8_t*>(*mapped), r->valueFloats());
-    return handle(c, bytes, values, /*mapped=*/true);
+    // A PushPull's updated rows go where its gradients were (each key's gradient is read
+    // before its row is written: Table::pushPull).
+    const bool place = h.opcode == static_cast<uint8_t>(wire::Opcode::kPushPull) &&
+                       reinterpret_cast<uintptr_t>(*mapped) % alignof(float) == 0;
+    return handle(c, bytes, values, /*mapped=*/true,
+                  place ? static_cast<float*>(*mapped) : nullptr);
   }
   counters_.values_fetched.fetch_add(1, std::memory_order_relaxed);
   // Fetched in turn with announced bodies, under the same bound on bytes in flight.

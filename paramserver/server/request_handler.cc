@@ -212,6 +212,10 @@ Result<Bytes> RequestHandler::applyKeyed(const wire::Header& h, const wire::Keye
       return reply;
     }
     case Opcode::kPushPull: {
+      if (placed != nullptr) {  // the updated rows over the gradients, in the sender's memory
+        WEFT_RETURN_IF_ERROR(t.pushPull(r.keys, r.values, placed));
+        return wire::encodePlacedValuesReply(h, r.dim, n);
+      }
       Bytes reply = std::move(spare);
       wire::encodeValuesReplyInPlace(h, r.dim, n, reply);
       auto* out = reinterpret_cast<float*>(wire::valuesReplyArea(reply));

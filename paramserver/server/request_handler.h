@@ -57,9 +57,10 @@ class RequestHandler {
   // server recycling its sent replies allocates nothing per request. ref_values: the
   // gradients of a request with wire::kFlagValuesByRef, which the caller fetched or mapped
   // from the sender's memory (key_count * dim floats; such a request without them is an
-  // Error reply). placed: where a Pull with that flag may have its values written (the
-  // caller's mapping of the sender's memory, key_count * dim floats); the reply then
-  // carries none. Without it the values go into the reply.
+  // Error reply). placed: where a Pull or PushPull with that flag may have its values
+  // written (the caller's mapping of the sender's memory, key_count * dim floats; for a
+  // PushPull the gradients' own place); the reply then carries none. Without it the values
+  // go into the reply.
   HandleResult handleDetailed(std::span<const uint8_t> request, Bytes spare = {},
                               FloatSpan ref_values = {}, float* placed = nullptr);
 

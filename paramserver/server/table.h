@@ -92,6 +92,8 @@ class Table {
   Status push(KeySpan keys, FloatSpan grads);
   // out: keys.size() * dim floats, in key order.
   void pull(KeySpan keys, float* out);
+  // out may be the gradients' own memory: every key's gradient is read (and all of them
+  // validated) before its row is written to out.
   Status pushPull(KeySpan keys, FloatSpan grads, float* out);
   // Where each key's row lives (present 0: no row).
   void locate(KeySpan keys, RowLocation* out) const;

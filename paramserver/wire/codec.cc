@@ -79,19 +79,19 @@ using internal::malformed;
 
 // Flag bits each opcode accepts (index: opcode).
 constexpr uint8_t kAllowedFlags[kMaxOpcode + 1] = {
-    0,                           // (none)
-    0,                           // Hello
-    0,                           // CreateTable
-    kFlagValuesByRef,            // Push
-    kFlagValuesByRef,            // Pull
-    kFlagValuesByRef,            // PushPull
-    kFlagValuesMapped,           // Reply
-    0,                           // Error
-    0,                           // Clock
-    0,                           // Heartbeat
-    kFlagRestore | kFlagVerify,  // Checkpoint
-    0,                           // Locate
-    0,                           // ImportRows
+    0,                                      // (none)
+    0,                                      // Hello
+    0,                                      // CreateTable
+    kFlagValuesByRef,                       // Push
+    kFlagValuesByRef,                       // Pull
+    kFlagValuesByRef,                       // PushPull
+    kFlagValuesMapped | kFlagValuesPlaced,  // Reply
+    0,                                      // Error
+    0,                                      // Clock
+    0,                                      // Heartbeat
+    kFlagRestore | kFlagVerify,             // Checkpoint
+    0,                                      // Locate
+    0,                                      // ImportRows
 };
 
 bool carriesKeys(Opcode op) {

@@ -192,6 +192,7 @@ struct ReplyView {
   uint32_t key_count = 0;
   std::span<const uint8_t> body;
   bool values_mapped = false;  // kFlagValuesMapped
+  bool values_placed = false;  // kFlagValuesPlaced: no values here, they are at the reference
 };
 
 // The reply header echoes request_id, table_id and map_version of `request`.
@@ -225,8 +226,8 @@ Result<ErrorReply> decodeError(const Message& m);
 Result<HelloReply> decodeHelloReply(const ReplyView& r);
 // Pull / PushPull: key_count * dim floats.
 Result<FloatSpan> decodeValuesReply(const ReplyView& r, uint32_t key_count, uint32_t dim);
-// A Pull with kFlagValuesByRef whose values the server wrote at the reference: the reply
-// has kFlagValuesMapped, key_count and dim, and no values.
+// A Pull / PushPull with kFlagValuesByRef whose values the server wrote at the reference:
+// the reply has kFlagValuesMapped | kFlagValuesPlaced, key_count and dim, and no values.
 Bytes encodePlacedValuesReply(const Header& request, uint32_t dim, uint32_t key_count);
 Status checkPlacedValuesReply(const ReplyView& r, uint32_t key_count, uint32_t dim);
 Result<uint32_t> decodeClockReply(const ReplyView& r);

@@ -178,6 +178,7 @@ Result<ReplyView> checkReply(const Message& reply, uint64_t request_id, Opcode r
   r.request_op = request_op;
   r.key_count = h.key_count;
   r.values_mapped = (h.flags & kFlagValuesMapped) != 0;
+  r.values_placed = (h.flags & kFlagValuesPlaced) != 0;
   r.body = reply.payload.subspan(kReplyPrefixBytes);
   return r;
 }
@@ -212,7 +213,7 @@ Bytes encodePlacedValuesReply(const Header& request, uint32_t dim, uint32_t key_
   Bytes out;
   encodeValuesReplyInPlace(request, dim, 0, out);
   Header h = peekHeader(out);
-  h.flags = kFlagValuesMapped;
+  h.flags = kFlagValuesMapped | kFlagValuesPlaced;
   h.key_count = key_count;
   std::memcpy(out.data(), &h, kHeaderBytes);
   return out;

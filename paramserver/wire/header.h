@@ -54,10 +54,13 @@ inline constexpr uint8_t kFlagVerify = 0x02;   // kCheckpoint with kFlagRestore:
 // values there instead of into the reply (PROTOCOL.md §5.1).
 inline constexpr uint8_t kFlagValuesByRef = 0x04;
 // kReply to a request with kFlagValuesByRef: the server accessed the values through a
-// mapping of the sender's memory (no copy): read the gradients, or wrote the pulled values
-// (the reply then carries none). Without it, it fetched the gradients with a get, or the
-// values are in the reply.
+// mapping of the sender's memory (no copy): read the gradients, or wrote the values there
+// (then also kFlagValuesPlaced). Without it, it fetched the gradients with a get, and the
+// values of a Pull / PushPull are in the reply.
 inline constexpr uint8_t kFlagValuesMapped = 0x04;
+// kReply to a Pull / PushPull with kFlagValuesByRef: the values are not in this reply but
+// at the request's reference (the server wrote them there; with kFlagValuesMapped).
+inline constexpr uint8_t kFlagValuesPlaced = 0x08;
 
 struct Header {
   uint32_t magic;

@@ -579,6 +579,13 @@ TEST_P(PsValuesByRef, LargePushesAreExactOnEveryPath) {
         must(c->pullSync(1, keys, rows.data(), env.deadline), "pull");
         // Sum over both workers and pushes of (w + 1 + i): (1+2+3+4) + (2+3+4+5) = 24.
         EXPECT_EQ(std::count(rows.begin(), rows.end(), 24.0f), static_cast<long>(rows.size()));
+        groupBarrier(env, "pulled", 2);
+        if (worker == 0) {  // a PushPull answered at once: its rows come back in its region
+          std::vector<float> out(kRows * kWide, -1.0f);
+          const net::Ticket t = must(c->pushPull(1, keys, grads[0], out.data()), "pushPull");
+          must(c->wait(t, env.deadline), "wait pushPull");
+          EXPECT_EQ(std::count(out.begin(), out.end(), 25.0f), static_cast<long>(out.size()));
+        }
 
         // BSP: worker 0 finishes clock 0 and pushPulls at clock 1; the server parks it
         // until worker 1 pushed (-1 each) and finished clock 0, then applies -2 and answers.

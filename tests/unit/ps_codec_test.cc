@@ -113,6 +113,7 @@ TEST(PsCodec, ValuesByReferenceRoundTripAndMalformedReferences) {
   auto view = checkReply(decodeOk(placed), kMeta.request_id, Opcode::kPull);
   ASSERT_TRUE(view.isOk()) << view.status();
   EXPECT_TRUE(view->values_mapped);
+  EXPECT_TRUE(view->values_placed);
   EXPECT_TRUE(checkPlacedValuesReply(*view, 2, 3).isOk());
   EXPECT_FALSE(checkPlacedValuesReply(*view, 3, 3).isOk());
   EXPECT_FALSE(decodeValuesReply(*view, 2, 3).isOk());
