@@ -202,7 +202,9 @@ Result<Ticket> ClientImpl::startData(Opcode op, uint32_t table_id, std::span<con
   refillOutgoing();
   // Regions a failed post left behind (never sent) go back to the pool.
   for (Staging& st : staged_) {
-    if (st.region) staging_pool_.push_back(std::move(st));
+    if (!st.region) continue;
+    staging_pooled_bytes_ += st.region->length();
+    staging_pool_.push_back(std::move(st));
   }
   staged_.clear();
   codec_.encodeInto(op, *map_, table_id, dim, currentClock(table_id), keys, grads, outgoing_,
@@ -254,6 +256,7 @@ uint8_t* ClientImpl::placeValues(size_t i, uint32_t server_id, size_t bytes, std
   }
   Staging st;
   if (best != staging_pool_.end()) {
+    staging_pooled_bytes_ -= best->region->length();
     st = std::move(*best);
     staging_pool_.erase(best);
   } else {
@@ -590,10 +593,14 @@ void ClientImpl::recycle(Op& op) {
     }
     // Reused only once the server replied (it is done with the region then); after a
     // failure it may still be reading or writing it: freed (its mapping there keeps the
-    // pages alive, and nothing here reads them again).
+    // pages alive, and nothing here reads them again). The pool keeps at most 64 regions
+    // and 256 MiB: a burst of large requests does not pin its peak for good.
     constexpr size_t kMaxStaging = 64;
+    constexpr size_t kMaxStagingBytes = size_t{256} << 20;
     const bool replied = sub.recv.done() && sub.recv.status().isOk();
-    if (sub.staging.region && replied && staging_pool_.size() < kMaxStaging) {
+    if (sub.staging.region && replied && staging_pool_.size() < kMaxStaging &&
+        staging_pooled_bytes_ + sub.staging.region->length() <= kMaxStagingBytes) {
+      staging_pooled_bytes_ += sub.staging.region->length();
       staging_pool_.push_back(std::move(sub.staging));
     }
   }

@@ -238,6 +238,7 @@ class ClientImpl final : public Client {
   ValuesPlacement placement_;
   std::vector<Staging> staged_;
   std::vector<Staging> staging_pool_;
+  size_t staging_pooled_bytes_ = 0;  // the regions' lengths in staging_pool_
   bool staging_ok_ = true;  // false once the transport could not allocate memory
   OneSidedStats one_sided_;
   PathStats paths_;
