@@ -414,6 +414,37 @@ TEST(PsTable, PoolRunsStripesInParallelWithIdenticalResults) {
   EXPECT_EQ(a->exportRows(nullptr), b->exportRows(nullptr));  // values, state, clocks
 }
 
+// pushPull may write its result over its own gradients (a server answering a by-reference
+// PushPull in the client's memory): the same rows and results as with separate buffers,
+// with and without duplicate keys, unadmitted keys, and on a pool.
+TEST(PsTable, PushPullOverItsOwnGradientsMatchesSeparateBuffers) {
+  ForkJoinPool pool(2);
+  TableOptions parallel;
+  parallel.pool = &pool;
+  TableSpec spec = makeSpec(1, "t", 4, OptimizerKind::kAdam);
+  spec.admission.min_count = 2;
+  for (const bool on_pool : {false, true}) {
+    auto a = makeTable(spec, on_pool ? parallel : TableOptions{});
+    auto b = makeTable(spec, on_pool ? parallel : TableOptions{});
+    std::mt19937_64 rng(11);
+    for (int round = 0; round < 40; ++round) {
+      const size_t n = 1 + rng() % 1500;
+      std::vector<uint64_t> keys(n);
+      const bool dups = round % 2 == 1;
+      for (uint64_t& k : keys) k = mix64(rng() % (dups ? 500 : 1000000));
+      std::vector<float> grads(n * 4);
+      for (float& g : grads) g = static_cast<float>(static_cast<int>(rng() % 200) - 100) / 64;
+      std::vector<float> out(n * 4);
+      ASSERT_TRUE(a->pushPull(KeySpan::of(keys), FloatSpan::of(grads), out.data()).isOk());
+      std::vector<float> in_place = grads;
+      ASSERT_TRUE(b->pushPull(KeySpan::of(keys), FloatSpan::of(in_place), in_place.data()).isOk());
+      ASSERT_EQ(0, std::memcmp(out.data(), in_place.data(), out.size() * 4))
+          << "round " << round << (on_pool ? " on a pool" : "");
+    }
+    EXPECT_EQ(a->exportRows(nullptr), b->exportRows(nullptr));
+  }
+}
+
 TEST(PsForkJoin, EveryPartRunsOnceAcrossJobsAndConcurrentCallers) {
   ForkJoinPool pool(3);
   EXPECT_EQ(pool.threads(), 3u);
