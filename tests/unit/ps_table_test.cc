@@ -380,12 +380,23 @@ TEST(PsRowStore, SlabSourceProvidesSlabsAndFailuresFallBackToMmap) {
 
 // A table whose stripes run on a 2-thread pool gives bit-identical rows and replies to a
 // serial one: pushes with duplicate keys, unaligned gradients, admission, new and old rows.
+// Dim 4, admission after two sightings (some keys of a request have no row yet).
+TableSpec admittingSpec(OptimizerKind kind) {
+  TableSpec spec = makeSpec(1, "t", 4, kind);
+  spec.admission.min_count = 2;
+  return spec;
+}
+
+TableOptions onPool(ForkJoinPool& pool) {
+  TableOptions options;
+  options.pool = &pool;
+  return options;
+}
+
 TEST(PsTable, PoolRunsStripesInParallelWithIdenticalResults) {
   ForkJoinPool pool(2);
-  TableOptions parallel;
-  parallel.pool = &pool;
-  TableSpec spec = makeSpec(1, "t", 4, OptimizerKind::kAdagrad);
-  spec.admission.min_count = 2;
+  const TableOptions parallel = onPool(pool);
+  const TableSpec spec = admittingSpec(OptimizerKind::kAdagrad);
   auto a = makeTable(spec);
   auto b = makeTable(spec, parallel);
   std::mt19937_64 rng(7);
@@ -419,13 +430,11 @@ TEST(PsTable, PoolRunsStripesInParallelWithIdenticalResults) {
 // with and without duplicate keys, unadmitted keys, and on a pool.
 TEST(PsTable, PushPullOverItsOwnGradientsMatchesSeparateBuffers) {
   ForkJoinPool pool(2);
-  TableOptions parallel;
-  parallel.pool = &pool;
-  TableSpec spec = makeSpec(1, "t", 4, OptimizerKind::kAdam);
-  spec.admission.min_count = 2;
+  const TableSpec spec = admittingSpec(OptimizerKind::kAdam);
   for (const bool on_pool : {false, true}) {
-    auto a = makeTable(spec, on_pool ? parallel : TableOptions{});
-    auto b = makeTable(spec, on_pool ? parallel : TableOptions{});
+    const TableOptions options = on_pool ? onPool(pool) : TableOptions{};
+    auto a = makeTable(spec, options);
+    auto b = makeTable(spec, options);
     std::mt19937_64 rng(11);
     for (int round = 0; round < 40; ++round) {
       const size_t n = 1 + rng() % 1500;
