@@ -135,7 +135,7 @@ TEST(RankHarness, FourRanksExchangeThroughStore) {
   std::set<pid_t> pids;
   for (const auto& r : results) {
     EXPECT_TRUE(r.ok()) << r.describe(60);
-    EXPECT_EQ(r.last_step, "reading the others") << "the last step of the body";
+    EXPECT_EQ(r.last_step, "passed barrier 'counted'") << "the last step of the body";
     pids.insert(r.pid);
   }
   EXPECT_EQ(pids.size(), 4u);

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <climits>
@@ -178,6 +179,7 @@ void RankEnv::step(std::string_view what, std::source_location where) {
 
 bool RankEnv::barrier(std::string_view name) {
   std::string key = strCat("harness/barrier/", name);
+  step(strCat("waiting in barrier '", name, "'"));
   auto n = store->add(key, 1);
   if (!n.isOk()) {
     ADD_FAILURE() << "rank " << rank << ": barrier '" << name << "': " << n.status();
@@ -192,6 +194,7 @@ bool RankEnv::barrier(std::string_view name) {
     ADD_FAILURE() << "rank " << rank << ": barrier '" << name << "': " << st;
     return false;
   }
+  step(strCat("passed barrier '", name, "'"));
   return true;
 }
 
@@ -251,7 +254,9 @@ void RankRunner::runChild(const std::function<void(RankEnv&)>& body) {
   RankEnv env;
   env.rank = static_cast<int>(config::getInt("WEFT_RANK").valueOr(-1));
   env.size = static_cast<int>(config::getInt("WEFT_WORLD_SIZE").valueOr(0));
-  env.deadline = Deadline::afterSeconds(opts_.timeout_s);
+  // A little before the harness kills the ranks: a blocked call then reports its own timeout
+  // (which request, which peer) instead of dying silently with the rank.
+  env.deadline = Deadline::afterSeconds(opts_.timeout_s - std::min(5.0, opts_.timeout_s / 10));
   log::setRank(env.rank);
   auto run = [&] {
     ASSERT_EQ(env.size, n_) << "WEFT_WORLD_SIZE does not match runRanks(" << n_ << ", ...)";

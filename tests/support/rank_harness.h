@@ -66,13 +66,17 @@ class RankEnv {
   int size = 0;
   std::string node_id;                    // RankOptions::node_ids[rank], or "" when not faked
   std::shared_ptr<Store> store;           // connected to the parent's TcpStoreServer
-  Deadline deadline = Deadline::never();  // the test's deadline (use it for blocking calls)
+  // The test's deadline (use it for blocking calls): RankOptions::timeout_s less 10 % (at
+  // most 5 s), so that a call blocked until then fails and is reported before the harness
+  // kills the ranks.
+  Deadline deadline = Deadline::never();
 
   // Records where this rank is; a failure or hang report quotes the last step and where it
   // was recorded. Cheap (a write to shared memory).
   void step(std::string_view what, std::source_location where = std::source_location::current());
   // Waits until every rank called barrier(name) (through the store); ADD_FAILURE and returns
-  // false at the deadline.
+  // false at the deadline. Records the steps "waiting in barrier 'name'" and, once through,
+  // "passed barrier 'name'".
   bool barrier(std::string_view name);
 
  private:

@@ -955,6 +955,7 @@ TEST_P(TransportConformance, EightRanksOversubscribedWithProgressThreads) {
           Request r = must(from_prev->recv(in.data(), in.size(), round), "recv");
           Request s = must(to_next->send(out.data(), out.size(), round), "send");
           waitOk(s, env, "send");
+          env.step(strCat("round ", round, ": sent, receiving"));
           waitOk(r, env, "recv");
           ASSERT_EQ(checkPattern(in.data(), in.size(), static_cast<uint64_t>(round * 8 + prev)),
                     in.size());

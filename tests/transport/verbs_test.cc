@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -24,6 +25,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tests/support/test_env.h"
@@ -561,10 +563,13 @@ Mesh verbsMesh(RankEnv& env) {
   return openMesh(env, cfg);
 }
 
-RankOptions verbsRanks(double timeout_s) {
+// `env`: extra settings of every rank (WEFT_IB_*).
+RankOptions verbsRanks(double timeout_s,
+                       std::vector<std::pair<std::string, std::string>> env = {}) {
   RankOptions o;
   o.timeout_s = timeout_s;
-  o.env = {{"WEFT_IB_DEVICE", verbsTestDevice()}};
+  o.env = std::move(env);
+  o.env.push_back({"WEFT_IB_DEVICE", verbsTestDevice()});
   return o;
 }
 
@@ -653,9 +658,7 @@ TEST(VerbsRanks, FreedAndReusedMemoryIsSentCorrectlyByZeroCopyEagerSends) {
 // order with its bytes, and every send completes once, after which its buffer is free.
 TEST(VerbsRanks, ZeroCopyEagerSendsUnderPressureKeepOrderAndBytes) {
   WEFT_REQUIRE_VERBS_DEVICE();
-  RankOptions o = verbsRanks(120);
-  o.env.push_back({"WEFT_IB_RECV_BUFFERS", "4"});
-  o.env.push_back({"WEFT_IB_SQ_DEPTH", "32"});
+  RankOptions o = verbsRanks(120, {{"WEFT_IB_RECV_BUFFERS", "4"}, {"WEFT_IB_SQ_DEPTH", "32"}});
   runRanks(
       2,
       [](RankEnv& env) {
@@ -692,6 +695,118 @@ TEST(VerbsRanks, ZeroCopyEagerSendsUnderPressureKeepOrderAndBytes) {
         Request s = must(ep.send(&token, sizeof(token), 99), "send token");
         must(s.wait(env.deadline), "send token");
         must(r.wait(env.deadline), "recv token");
+      },
+      o);
+}
+
+// With few receive buffers (credit threshold 1) a credit-only message must not be answered
+// by one (each takes a buffer that the other then owes): before the fix two polling ranks
+// kept them going for as long as both polled (~150 per connection in the 50-message ring
+// of EightRanksOversubscribedWithProgressThreads, which needs none). Here: 60 messages one
+// way (eager and rendezvous), then both ranks poll for 300 ms. Each credit-only message
+// must return a buffer of another message or two of credit-only ones (maybeReturnCredits),
+// so a rank sends at most one per message received plus one per two credit-only messages
+// received; an exchange that never ends breaks that bound. Then the sender can still send
+// (its credits came back).
+TEST(VerbsRanks, CreditOnlyMessagesDieOutWhenBothRanksPoll) {
+  WEFT_REQUIRE_VERBS_DEVICE();
+  RankOptions o = verbsRanks(
+      60,
+      {{"WEFT_IB_RECV_BUFFERS", "4"}, {"WEFT_IB_EAGER_SIZE", "256"}, {"WEFT_IB_SQ_DEPTH", "32"}});
+  runRanks(
+      2,
+      [](RankEnv& env) {
+        Mesh m = verbsMesh(env);
+        Endpoint& ep = m.to(1 - env.rank);
+        auto* vep = dynamic_cast<verbs::VerbsEndpoint*>(&ep);
+        ASSERT_NE(vep, nullptr) << ep.describe();
+        constexpr int kN = 60;
+        auto sizeOf = [](int k) { return k % 2 == 0 ? size_t{64} : size_t{1024}; };
+        std::vector<unsigned char> buf(1024);
+        env.step(env.rank == 0 ? "sending" : "receiving");
+        for (int k = 0; k < kN; ++k) {
+          if (env.rank == 0) {
+            fillPattern(buf.data(), sizeOf(k), 700 + k);
+            must(must(ep.send(buf.data(), sizeOf(k), 3), "send").wait(env.deadline), "send");
+          } else {
+            Request r = must(ep.recv(buf.data(), buf.size(), 3), "recv");
+            must(r.wait(env.deadline), "recv");
+            ASSERT_EQ(checkPattern(buf.data(), sizeOf(k), 700 + k), sizeOf(k)) << "message " << k;
+          }
+        }
+        env.step("polling");
+        const Deadline until = Deadline::afterSeconds(0.3);
+        while (!until.expired()) {
+          m.ctx->progress();
+          std::this_thread::sleep_for(std::chrono::microseconds(100));
+        }
+        const verbs::VerbsEndpoint::Counters c = vep->counters();
+        std::cout << "rank " << env.rank << ": sent " << c.messages_sent << " messages ("
+                  << c.credit_messages_sent << " credit-only), received " << c.messages_received
+                  << " (" << c.credit_messages_received << " credit-only)\n";
+        const uint64_t others = c.messages_received - c.credit_messages_received;
+        EXPECT_LE(c.credit_messages_sent, others + c.credit_messages_received / 2)
+            << "rank " << env.rank << ": credit-only messages answer each other";
+        // The sender can still send (its credits came back); the receiver gets it.
+        uint64_t token = 42;
+        if (env.rank == 0) {
+          must(must(ep.send(&token, sizeof(token), 9), "send token").wait(env.deadline),
+               "send token");
+        } else {
+          token = 0;
+          must(must(ep.recv(&token, sizeof(token), 9), "recv token").wait(env.deadline),
+               "recv token");
+          EXPECT_EQ(token, 42u);
+        }
+        progressBarrier(env, *m.ctx, "done");
+      },
+      o);
+}
+
+// A rendezvous (RDMA READ) recv completes only once its FIN is posted. Here the receiver
+// has no credit left for the FIN when its READ finishes (it sent 3 eager messages into the
+// sender's 4 receive buffers, which the sender does not poll yet), and after its recv it
+// stops driving progress (a caller-driven Context, as when a rank goes into an out-of-band
+// barrier). Were its recv complete with the FIN still queued, the sender would wait for the
+// FIN forever: the EightRanks ring on rxe0 with 4 buffers hung in CI that way.
+TEST(VerbsRanks, RendezvousRecvCompletesOnlyWithItsFinOnTheWire) {
+  WEFT_REQUIRE_VERBS_DEVICE();
+  RankOptions o = verbsRanks(60, {{"WEFT_IB_RECV_BUFFERS", "4"}, {"WEFT_IB_EAGER_SIZE", "256"}});
+  runRanks(
+      2,
+      [](RankEnv& env) {
+        Mesh m = verbsMesh(env);
+        Endpoint& ep = m.to(1 - env.rank);
+        std::vector<unsigned char> big(1024);
+        uint64_t small[3] = {11, 12, 13};
+        if (env.rank == 1) {
+          env.step("sending 3 eager messages");
+          for (int k = 0; k < 3; ++k) {
+            must(must(ep.send(&small[k], sizeof(small[k]), 50 + k), "send").wait(env.deadline),
+                 "send");
+          }
+        }
+        ASSERT_TRUE(env.barrier("eager sent"));
+        if (env.rank == 0) {
+          fillPattern(big.data(), big.size(), 77);
+          Request s = must(ep.send(big.data(), big.size(), 7), "send");  // the RTS goes out
+          env.step("not polling for 300 ms");
+          std::this_thread::sleep_for(std::chrono::milliseconds(300));
+          env.step("waiting for the FIN");
+          must(s.wait(Deadline::afterSeconds(3)), "rendezvous send (its FIN)");
+          for (int k = 0; k < 3; ++k) {
+            uint64_t v = 0;
+            must(must(ep.recv(&v, sizeof(v), 50 + k), "recv").wait(env.deadline), "recv");
+            EXPECT_EQ(v, small[k]);
+          }
+        } else {
+          env.step("receiving the rendezvous");
+          must(must(ep.recv(big.data(), big.size(), 7), "recv").wait(env.deadline), "recv");
+          EXPECT_EQ(checkPattern(big.data(), big.size(), 77), big.size());
+          env.step("not polling for 4 s");
+          std::this_thread::sleep_for(std::chrono::seconds(4));
+        }
+        progressBarrier(env, *m.ctx, "done");
       },
       o);
 }

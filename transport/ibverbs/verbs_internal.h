@@ -274,6 +274,7 @@ enum class Stage : uint8_t {
   kPosted,       // recv: matching; rma: waiting for its completion
   kReadToPost,   // recv (read): the RDMA READ waits for the send queue
   kReading,      // recv (read): READ posted
+  kFinToPost,    // recv (read): data in place; its FIN waits for credits, then it completes
   kToPost,       // rma / atomics / notify: waiting for the send queue (or credits)
 };
 
@@ -566,6 +567,15 @@ class VerbsEndpoint final : public Endpoint {
   void onAsyncError(std::string_view what);
   ibv_qp* qp() const { return channel_->qp(); }
 
+  // Messages this endpoint sent and received (for tests and diagnostics; lock held).
+  struct Counters {
+    uint64_t messages_sent = 0;  // every SEND (credit-only ones included)
+    uint64_t credit_messages_sent = 0;
+    uint64_t messages_received = 0;  // every receive completion (credit-only ones included)
+    uint64_t credit_messages_received = 0;
+  };
+  Counters counters() const;
+
  private:
   // ---- common (verbs_endpoint.cc)
   Status usable(OpKind op) const;
@@ -658,6 +668,9 @@ class VerbsEndpoint final : public Endpoint {
   bool postNotifyOp(VerbsOp* op);
   bool postRead(VerbsOp* op);
   bool postWriteAndFin(VerbsOp* op);
+  // Posts the FIN of a finished RDMA READ rendezvous, then completes the recv; false when
+  // credits / a bounce buffer / the send queue are short (or the connection failed).
+  bool postRecvFin(VerbsOp* op);
   bool postKeepalive();
 
   StatePtr state_;
@@ -687,9 +700,13 @@ class VerbsEndpoint final : public Endpoint {
   std::vector<uint32_t> free_atomic_;
   Ring<VerbsOp*> queue_;  // the pending queue: posted in order when resources allow
   // Credits.
-  uint32_t credits_ = 0;  // receive buffers the peer holds for us
-  uint32_t owed_ = 0;     // buffers re-posted for the peer, not yet announced
-  uint32_t credit_threshold_ = 1;
+  uint32_t credits_ = 0;            // receive buffers the peer holds for us
+  uint32_t owed_ = 0;               // buffers re-posted for the peer, not yet announced
+  uint32_t owed_quiet_ = 0;         // of owed_: buffers that held credit-only messages
+  uint32_t credit_threshold_ = 1;   // owed_ - owed_quiet_ that sends a credit-only message
+  uint32_t quiet_threshold_ = 2;    // owed_ that sends one (see maybeReturnCredits)
+  uint32_t batch_credit_msgs_ = 0;  // credit-only messages in pollCq's current batch
+  Counters counters_;
   uint32_t eager_max_ = 0;           // largest eager payload
   uint32_t inline_max_ = 0;          // largest inline message (header included)
   uint32_t zcopy_min_ = UINT32_MAX;  // smallest zero-copy eager payload (see kEagerZcopyMin)

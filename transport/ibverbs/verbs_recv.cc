@@ -17,6 +17,7 @@ unsigned VerbsEndpoint::pollCq() {
     return 0;
   }
   uint32_t reposts = 0;
+  batch_credit_msgs_ = 0;
   for (int i = 0; i < n; ++i) {
     const ibv_wc& wc = wcs[i];
     if ((wc.wr_id & kRecvWrFlag) == 0) {
@@ -31,6 +32,7 @@ unsigned VerbsEndpoint::pollCq() {
       continue;
     }
     heard_ = true;
+    ++counters_.messages_received;
     const auto buf = static_cast<uint32_t>(wc.wr_id & ~kRecvWrFlag);
     if (wc.opcode == IBV_WC_RECV_RDMA_WITH_IMM) {
       onNotify(ntohl(wc.imm_data));
@@ -59,6 +61,7 @@ unsigned VerbsEndpoint::pollCq() {
       fail(WEFT_ERROR(StatusCode::kIoError, "ibv_post_recv on ", name_, ": ", errnoString(rc)));
     } else {
       owed_ += reposts;
+      owed_quiet_ += std::min(batch_credit_msgs_, reposts);
     }
   }
   return static_cast<unsigned>(n);
@@ -114,11 +117,14 @@ void VerbsEndpoint::opDone(VerbsOp* op) {
       rmaDone(op, Status::ok());
       return;
     case OpType::kRecv: {  // the RDMA READ of a rendezvous finished
-      FinBody fin{op->peer_op, op->length, kFinOk, 0};
-      sendControl(MsgType::kFin, &fin, sizeof(fin));
+      // The recv completes only once its FIN is posted: a caller that stops driving
+      // progress after its recv (caller-driven Context) must not leave the sender without
+      // its FIN (the EightRanks ring on rxe0 with 4 receive buffers hung in CI that way).
       op->slot->bytes = op->length;
       op->slot->tag = op->tag;
-      completeOp(op, Status::ok());
+      op->stage = Stage::kFinToPost;
+      if (queue_.empty() && postRecvFin(op)) return;
+      if (failure_.isOk()) enqueue(op);  // else failAll completed it
       return;
     }
     case OpType::kSend:  // write protocol: the FIN behind the data was acknowledged
@@ -191,7 +197,10 @@ bool VerbsEndpoint::handleMessage(const char* data, uint32_t bytes) {
       return true;
     }
     case MsgType::kNotify: onNotify(h.tag); return true;
-    case MsgType::kCredit: return true;
+    case MsgType::kCredit:
+      ++batch_credit_msgs_;
+      ++counters_.credit_messages_received;
+      return true;
   }
   fail(protocolError(strCat("unknown message type ", int{h.type})));
   return false;
@@ -386,6 +395,13 @@ bool VerbsEndpoint::postRead(VerbsOp* op) {
     op->posted += chunk;
   }
   op->stage = Stage::kReading;
+  return true;
+}
+
+bool VerbsEndpoint::postRecvFin(VerbsOp* op) {
+  FinBody fin{op->peer_op, op->length, kFinOk, 0};
+  if (!postMessage(MsgType::kFin, 0, &fin, sizeof(fin), nullptr, 0, nullptr)) return false;
+  completeOp(op, Status::ok());
   return true;
 }
 
