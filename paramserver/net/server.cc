@@ -67,13 +67,20 @@ struct BodyRecv {
 };
 
 // A large request whose body receive waits for room under kBodyBytesInFlight.
+// Where a by-reference request (kFlagValuesByRef) keeps its values: the client's memory.
+struct ValuesRef {
+  transport::RemoteKey key;
+  uint64_t offset = 0;
+  uint64_t value_bytes = 0;  // 4 * the request's value floats
+};
+
 struct WaitingBody {
   Conn* conn = nullptr;
   wire::Header header;
   // Gradients to fetch from the client's memory (kFlagValuesByRef): the request message,
-  // and how many bytes the get moves. Empty: an announced body.
+  // and where its values are. Empty: an announced body.
   Bytes front;
-  size_t value_bytes = 0;
+  ValuesRef ref;
 };
 
 // Reusable buffers for request bodies: a fresh multi-MiB vector per request costs a
@@ -205,8 +212,11 @@ class ServerImpl final : public Server {
   // A request that is not an announce: the values-by-reference paths, else handle().
   // mapped: as for handle (a parked request whose gradients were read through a mapping).
   void route(Conn& c, std::span<const uint8_t> bytes, bool mapped = false);
+  // The reference of a by-reference request. nullopt when the message does not decode (the
+  // handler answers it with the decode error); else the reference, or why its key is bad.
+  std::optional<Result<ValuesRef>> decodeValuesRef(std::span<const uint8_t> bytes) const;
   void valuesByRef(Conn& c, std::span<const uint8_t> bytes);
-  void postFetch(Conn& c, Bytes front, size_t value_bytes);
+  void postFetch(Conn& c, Bytes front, const ValuesRef& ref);
   void pullByRef(Conn& c, std::span<const uint8_t> bytes);
   void noteMapping(Conn& c, const transport::RemoteKey& key);
   // mapped: ref_values lie in the client's memory (the reply says so); placed: a Pull's
@@ -498,24 +508,32 @@ void ServerImpl::route(Conn& c, std::span<const uint8_t> bytes, bool mapped) {
   handle(c, bytes, {}, mapped);
 }
 
+std::optional<Result<ValuesRef>> ServerImpl::decodeValuesRef(std::span<const uint8_t> bytes) const {
+  auto m = wire::decodeMessage(bytes, handler_.limits());
+  auto r = m.isOk() ? wire::decodeKeyed(*m) : Result<wire::KeyedRequest>(m.status());
+  if (!r.isOk()) return std::nullopt;
+  auto key = transport::RemoteKey::deserialize(std::string_view(
+      reinterpret_cast<const char*>(r->values_ref.key.data()), r->values_ref.key.size()));
+  if (!key.isOk()) return Result<ValuesRef>(key.status());
+  return Result<ValuesRef>(
+      ValuesRef{std::move(key).value(), r->values_ref.offset, uint64_t{4} * r->valueFloats()});
+}
+
 // A Pull that offers the client's memory for its values: written there when the transport
 // maps that memory here, else sent in the reply as usual (the client reads the reply's
 // flag). A key that does not map is answered the usual way too.
 void ServerImpl::pullByRef(Conn& c, std::span<const uint8_t> bytes) {
-  auto m = wire::decodeMessage(bytes, handler_.limits());
-  auto r = m.isOk() ? wire::decodeKeyed(*m) : Result<wire::KeyedRequest>(m.status());
-  if (!r.isOk()) return handle(c, bytes);  // the handler answers with the decode error
-  auto key = transport::RemoteKey::deserialize(std::string_view(
-      reinterpret_cast<const char*>(r->values_ref.key.data()), r->values_ref.key.size()));
-  Result<void*> mapped =
-      key.isOk() ? c.ep->mappedAddress(*key, r->values_ref.offset, uint64_t{4} * r->valueFloats())
-                 : Result<void*>(key.status());
-  if (mapped.isOk() && *mapped != nullptr) noteMapping(c, *key);  // released in turn
+  auto ref = decodeValuesRef(bytes);
+  if (!ref) return handle(c, bytes);  // the handler answers with the decode error
+  Result<void*> mapped = ref->isOk()
+                             ? c.ep->mappedAddress((*ref)->key, (*ref)->offset, (*ref)->value_bytes)
+                             : Result<void*>(ref->status());
+  if (mapped.isOk() && *mapped != nullptr) noteMapping(c, (*ref)->key);  // released in turn
   if (!mapped.isOk() || *mapped == nullptr ||
       reinterpret_cast<uintptr_t>(*mapped) % alignof(float) != 0) {
     if (!mapped.isOk()) {
-      WEFT_LOG(kDebug, "ps") << who() << ": pull request " << r->keys.size()
-                             << " keys: values in the reply: " << mapped.status();
+      WEFT_LOG(kDebug, "ps") << who() << ": pull request " << wire::peekHeader(bytes).request_id
+                             << ": values in the reply: " << mapped.status();
     }
     return handle(c, bytes);
   }
@@ -529,30 +547,25 @@ void ServerImpl::pullByRef(Conn& c, std::span<const uint8_t> bytes) {
 void ServerImpl::valuesByRef(Conn& c, std::span<const uint8_t> bytes) {
   counters_.large.fetch_add(1, std::memory_order_relaxed);
   const wire::Header h = wire::peekHeader(bytes);
-  auto m = wire::decodeMessage(bytes, handler_.limits());
-  auto r = m.isOk() ? wire::decodeKeyed(*m) : Result<wire::KeyedRequest>(m.status());
-  if (!r.isOk()) return handle(c, bytes);  // the handler answers with the decode error
-  const uint64_t value_bytes = uint64_t{4} * r->valueFloats();
-  if (value_bytes > handler_.limits().max_payload_bytes) {
-    return replyError(
-        c, h,
-        WEFT_ERROR(StatusCode::kInvalidArgument, "ps server: ", wire::opcodeName(h.opcode),
-                   " request ", h.request_id, " from rank ", h.src_rank, ": ", value_bytes,
-                   " bytes of gradients exceed the limit of ", handler_.limits().max_payload_bytes,
-                   " (WEFT_PS_MAX_PAYLOAD_BYTES)"));
-  }
-  auto key = transport::RemoteKey::deserialize(std::string_view(
-      reinterpret_cast<const char*>(r->values_ref.key.data()), r->values_ref.key.size()));
+  auto ref = decodeValuesRef(bytes);
+  if (!ref) return handle(c, bytes);  // the handler answers with the decode error
   auto where = [&] {
     return strCat("ps server: the gradients of ", wire::opcodeName(h.opcode), " request ",
                   h.request_id, " from rank ", h.src_rank);
   };
-  if (!key.isOk()) return replyError(c, h, key.status().withContext(where()));
-  auto mapped = c.ep->mappedAddress(*key, r->values_ref.offset, value_bytes);
+  if (!ref->isOk()) return replyError(c, h, ref->status().withContext(where()));
+  const ValuesRef& r = **ref;
+  if (r.value_bytes > handler_.limits().max_payload_bytes) {
+    return replyError(c, h,
+                      WEFT_ERROR(StatusCode::kInvalidArgument, where(), ": ", r.value_bytes,
+                                 " bytes exceed the limit of ", handler_.limits().max_payload_bytes,
+                                 " (WEFT_PS_MAX_PAYLOAD_BYTES)"));
+  }
+  auto mapped = c.ep->mappedAddress(r.key, r.offset, r.value_bytes);
   if (!mapped.isOk()) return replyError(c, h, mapped.status().withContext(where()));
   if (*mapped != nullptr) {
-    noteMapping(c, *key);
-    const FloatSpan values(static_cast<const uint8_t*>(*mapped), r->valueFloats());
+    noteMapping(c, r.key);
+    const FloatSpan values(static_cast<const uint8_t*>(*mapped), r.value_bytes / 4);
     // A PushPull's updated rows go where its gradients were (each key's gradient is read
     // before its row is written: Table::pushPull).
     const bool place = h.opcode == static_cast<uint8_t>(wire::Opcode::kPushPull) &&
@@ -562,26 +575,18 @@ void ServerImpl::valuesByRef(Conn& c, std::span<const uint8_t> bytes) {
   }
   counters_.values_fetched.fetch_add(1, std::memory_order_relaxed);
   // Fetched in turn with announced bodies, under the same bound on bytes in flight.
-  waiting_bodies_.push_back(WaitingBody{&c, h, Bytes(bytes.begin(), bytes.end()), value_bytes});
+  waiting_bodies_.push_back(WaitingBody{&c, h, Bytes(bytes.begin(), bytes.end()), r});
   postWaitingBodies();
 }
 
 // Posts the get of a by-reference request's gradients (valuesByRef checked the message).
-void ServerImpl::postFetch(Conn& c, Bytes front, size_t value_bytes) {
+void ServerImpl::postFetch(Conn& c, Bytes front, const ValuesRef& ref) {
   const wire::Header h = wire::peekHeader(front);
-  auto m = wire::decodeMessage(front, handler_.limits());
-  auto r = m.isOk() ? wire::decodeKeyed(*m) : Result<wire::KeyedRequest>(m.status());
-  auto key =
-      r.isOk()
-          ? transport::RemoteKey::deserialize(std::string_view(
-                reinterpret_cast<const char*>(r->values_ref.key.data()), r->values_ref.key.size()))
-          : Result<transport::RemoteKey>(r.status());
-  if (!key.isOk()) return replyError(c, h, key.status());
   BodyRecv b;
   b.conn = &c;
-  b.length = value_bytes;
-  b.buffer = takeBody(std::max<size_t>(value_bytes, 1));
-  auto get = c.ep->get(b.buffer.data(), value_bytes, *key, r->values_ref.offset);
+  b.length = ref.value_bytes;
+  b.buffer = takeBody(std::max<size_t>(ref.value_bytes, 1));
+  auto get = c.ep->get(b.buffer.data(), ref.value_bytes, ref.key, ref.offset);
   if (!get.isOk()) {
     if (get.status().code() == StatusCode::kPeerFailure) return dropConn(c, get.status());
     return replyError(
@@ -625,7 +630,7 @@ void ServerImpl::replyError(Conn& c, const wire::Header& h, const Status& st) {
 // once or, past kBodyBytesInFlight, when earlier bodies are done.
 void ServerImpl::announce(Conn& c, const wire::Header& h) {
   counters_.large.fetch_add(1, std::memory_order_relaxed);
-  waiting_bodies_.push_back(WaitingBody{&c, h, {}, 0});
+  waiting_bodies_.push_back(WaitingBody{&c, h, {}, {}});
   postWaitingBodies();
 }
 
@@ -636,7 +641,7 @@ void ServerImpl::postWaitingBodies() {
     WaitingBody& first = waiting_bodies_.front();
     const size_t length = first.front.empty()
                               ? wire::kHeaderBytes + size_t{first.header.payload_bytes}
-                              : first.value_bytes;
+                              : first.ref.value_bytes;
     if (body_bytes_posted_ > 0 && body_bytes_posted_ + length > kBodyBytesInFlight) return;
     WaitingBody next = std::move(first);
     waiting_bodies_.pop_front();
@@ -644,7 +649,7 @@ void ServerImpl::postWaitingBodies() {
     if (next.front.empty()) {
       postBody(*next.conn, next.header);
     } else {
-      postFetch(*next.conn, std::move(next.front), next.value_bytes);
+      postFetch(*next.conn, std::move(next.front), next.ref);
     }
   }
 }

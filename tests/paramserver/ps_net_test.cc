@@ -537,6 +537,8 @@ TEST_P(PsValuesByRef, LargePushesAreExactOnEveryPath) {
         constexpr size_t kRows = 1024;
         constexpr int kWindow = 4;
         if (env.rank == 0) {
+          // Below what the clients allow: the 4 MiB push at the end is refused here.
+          ::setenv("WEFT_PS_MAX_PAYLOAD_BYTES", "2097152", 1);
           auto server = startServer(env, 0, 1);
           env.step("serving");
           while (must(env.store->add("done", 0), "store add") < 2) {
@@ -615,11 +617,31 @@ TEST_P(PsValuesByRef, LargePushesAreExactOnEveryPath) {
           must(c->pushSync(2, keys, minus, env.deadline), "push");
           must(c->clock(2, env.deadline), "clock");
         }
+        // Gradients by reference above the server's payload limit: an Error naming the limit,
+        // the rows untouched (after worker 0's PushPull above: 25).
+        groupBarrier(env, "before the refused push", 2);
+        if (worker == 1) {
+          std::vector<uint64_t> more(4 * kRows);
+          std::iota(more.begin(), more.end(), uint64_t{1} << 40);
+          const std::vector<float> big(more.size() * kWide, -100.0f);
+          const Status st = c->pushSync(1, more, big, env.deadline);
+          EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << st;
+          EXPECT_NE(st.message().find("2097152 (WEFT_PS_MAX_PAYLOAD_BYTES)"), std::string::npos)
+              << st;
+          if (mapped) {  // by reference (over tcp the gradients went in the message again)
+            EXPECT_NE(st.message().find("the gradients of Push request"), std::string::npos) << st;
+          }
+          std::vector<float> after(kRows * kWide, -1.0f);
+          must(c->pullSync(1, keys, after.data(), env.deadline), "pull after the refused push");
+          EXPECT_EQ(std::count(after.begin(), after.end(), 25.0f), static_cast<long>(after.size()));
+        }
         const net::PathStats p = c->pathStats();
         EXPECT_GT(p.values_by_ref_requests, 0u);
-        EXPECT_EQ(p.values_mapped + p.values_unmapped, p.values_by_ref_requests);
+        // The refused push was sent by reference (when mapped) but neither mapped nor fetched.
+        const uint64_t refused = mapped && worker == 1 ? 1 : 0;
+        EXPECT_EQ(p.values_mapped + p.values_unmapped + refused, p.values_by_ref_requests);
         if (mapped) {
-          EXPECT_EQ(p.values_mapped, p.values_by_ref_requests);
+          EXPECT_EQ(p.values_mapped + refused, p.values_by_ref_requests);
           EXPECT_EQ(p.announced_requests, 0u);
         } else {
           // Once a reply said "fetched", the gradients travel in the message again.
