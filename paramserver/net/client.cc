@@ -102,6 +102,8 @@ Status ClientImpl::hello(ServerConn& s, Deadline deadline) {
   WEFT_ASSIGN_OR_RETURN(const wire::ReplyView v, wire::checkReply(*m, h.request_id, Opcode::kHello));
   WEFT_ASSIGN_OR_RETURN(const wire::HelloReply r, wire::decodeHelloReply(v));
   s.max_keys = r.max_keys;
+  // A server of version 1 would refuse kFlagValuesByRef: it gets values in the messages.
+  s.values_by_ref = r.version >= wire::kVersionValuesByRef;
   if (r.eager_bytes != 0 && eager_bytes_ > r.eager_bytes) {
     return WEFT_ERROR(StatusCode::kInvalidArgument, "ps client rank ", options_.rank, ": ",
                       describeServer(s.id), " receives requests of at most ", r.eager_bytes,

@@ -18,8 +18,9 @@ struct ServerConn {
   std::unique_ptr<transport::Endpoint> ep;
   uint32_t max_keys = 0;
   // Large pushes leave their gradients in a staging region for this server to read (see
-  // ClientImpl::placeValues) until a reply says it had to fetch them instead of mapping.
-  bool values_by_ref = true;
+  // ClientImpl::placeValues): from a Hello that agreed on protocol version 2 until a reply
+  // says the server had to fetch them instead of mapping.
+  bool values_by_ref = false;
 };
 
 // Transport memory holding a large push's gradients until its reply (kFlagValuesByRef).

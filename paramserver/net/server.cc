@@ -187,6 +187,7 @@ class ServerImpl final : public Server {
     h.limits = limits.isOk() ? *limits : wire::WireLimits{};
     h.checkpoint_root = o.checkpoint_root;
     h.eager_bytes = static_cast<uint32_t>(eagerBytes(o));
+    h.max_version = o.max_version;
     return h;
   }
   // The largest request received eagerly (a malformed WEFT_PS_EAGER_BYTES fails init()).
@@ -767,7 +768,7 @@ void ServerImpl::handle(Conn& c, std::span<const uint8_t> bytes, FloatSpan ref_v
   if (rh.opcode == static_cast<uint8_t>(wire::Opcode::kError)) {
     counters_.errors.fetch_add(1, std::memory_order_relaxed);
   } else if (mapped) {
-    result.reply[offsetof(wire::Header, flags)] |= wire::kFlagValuesMapped;
+    wire::markValuesMapped(result.reply);
   }
   if (mapped || (placed != nullptr && rh.opcode == static_cast<uint8_t>(wire::Opcode::kReply))) {
     counters_.values_mapped.fetch_add(1, std::memory_order_relaxed);

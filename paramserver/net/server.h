@@ -44,6 +44,7 @@
 #include "common/result.h"
 #include "common/store/store.h"
 #include "paramserver/server/shard.h"
+#include "paramserver/wire/header.h"
 #include "transport/api/context.h"
 
 namespace weft::ps::net {
@@ -67,6 +68,9 @@ struct ServerOptions {
   // Join the running group whose map is in the store (server_id must not be in it yet;
   // num_servers is ignored).
   bool join = false;
+  // The highest protocol version the server agrees on in Hello (wire/header.h; 1: clients
+  // send values in the messages, as to a server of an older release).
+  uint16_t max_version = wire::kMaxVersion;
 };
 
 struct ServerStats {

@@ -90,11 +90,12 @@ Result<Bytes> RequestHandler::dispatch(const wire::Message& m, std::optional<Clo
 
 Result<Bytes> RequestHandler::onHello(const wire::Message& m) {
   WEFT_ASSIGN_OR_RETURN(const wire::HelloRequest hello, wire::decodeHello(m));
-  const uint16_t version = std::min(hello.max_version, wire::kMaxVersion);
+  const uint16_t max_version = std::min(options_.max_version, wire::kMaxVersion);
+  const uint16_t version = std::min(hello.max_version, max_version);
   if (version < std::max(hello.min_version, wire::kMinVersion)) {
     return WEFT_ERROR(StatusCode::kNotSupported, "Hello from rank ", m.header.src_rank,
                       ": it speaks versions ", hello.min_version, "..", hello.max_version,
-                      ", this server ", wire::kMinVersion, "..", wire::kMaxVersion)
+                      ", this server ", wire::kMinVersion, "..", max_version)
         .withHint("run the same Weft release on workers and servers");
   }
   wire::HelloReply reply;

@@ -33,6 +33,9 @@ struct HandlerOptions {
   std::string checkpoint_root;
   // Told to clients in the Hello reply (the largest request received eagerly; 0: none).
   uint32_t eager_bytes = 0;
+  // The highest protocol version Hello agrees on (wire/header.h; lower: act as an older
+  // release, e.g. to test clients against one).
+  uint16_t max_version = wire::kMaxVersion;
 };
 
 struct ClockWait {

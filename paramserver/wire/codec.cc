@@ -94,6 +94,23 @@ constexpr uint8_t kAllowedFlags[kMaxOpcode + 1] = {
     0,                                      // ImportRows
 };
 
+// Of those, the bits that protocol version 2 added (see kVersionValuesByRef).
+constexpr uint8_t kVersion2Flags[kMaxOpcode + 1] = {
+    0,
+    0,
+    0,
+    kFlagValuesByRef,                       // Push
+    kFlagValuesByRef,                       // Pull
+    kFlagValuesByRef,                       // PushPull
+    kFlagValuesMapped | kFlagValuesPlaced,  // Reply
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+};
+
 bool carriesKeys(Opcode op) {
   return op == Opcode::kPush || op == Opcode::kPull || op == Opcode::kPushPull ||
          op == Opcode::kLocate || op == Opcode::kReply || op == Opcode::kImportRows;
@@ -109,6 +126,11 @@ Status checkVersionAndFlags(const Header& h) {
   }
   if ((h.flags & ~kAllowedFlags[h.opcode]) != 0) {
     return malformed(h, strCat("unknown flag bits 0x", std::hex, int{h.flags}));
+  }
+  if ((h.flags & kVersion2Flags[h.opcode]) != 0 && h.version < kVersionValuesByRef) {
+    return malformed(h, strCat("flag bits 0x", std::hex, int{h.flags & kVersion2Flags[h.opcode]},
+                               std::dec, " (values by reference) need protocol version ",
+                               kVersionValuesByRef, ", the message carries ", h.version));
   }
   return Status::ok();
 }
@@ -247,6 +269,7 @@ uint8_t* encodeKeyedRefInPlace(const RequestMeta& meta, Opcode op, uint32_t dim,
   const size_t payload = keys_end - kHeaderBytes + kValuesRefFixedBytes + key.size();
   out.resize(kHeaderBytes + payload);
   Header h = makeHeader(meta, op, kFlagValuesByRef, key_count);
+  h.version = kVersionValuesByRef;
   h.payload_bytes = payload;
   std::memcpy(out.data(), &h, kHeaderBytes);
   std::memcpy(out.data() + kHeaderBytes, &dim, 4);

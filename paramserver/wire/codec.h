@@ -217,6 +217,8 @@ Bytes encodeError(const Header& request, const Status& status, const WireLimits&
 
 // Sets the header's src_rank of an encoded message.
 void stampSource(Bytes& message, uint32_t src_rank);
+// Sets kFlagValuesMapped on an encoded Reply (and the version that flag needs).
+void markValuesMapped(Bytes& reply);
 
 // Checks that `reply` answers (request_id, request_op): a Reply is returned as a view, an
 // Error as its Status (message prefixed with the server rank), anything else is

@@ -111,6 +111,14 @@ void stampSource(Bytes& message, uint32_t src_rank) {
   std::memcpy(message.data() + offsetof(Header, src_rank), &src_rank, 4);
 }
 
+void markValuesMapped(Bytes& reply) {
+  if (reply.size() < kHeaderBytes) return;
+  Header h = peekHeader(reply);
+  h.flags |= kFlagValuesMapped;
+  h.version = kVersionValuesByRef;
+  std::memcpy(reply.data(), &h, kHeaderBytes);
+}
+
 namespace {
 
 Status badReply(const Header& h, const std::string& what) {
@@ -214,6 +222,7 @@ Bytes encodePlacedValuesReply(const Header& request, uint32_t dim, uint32_t key_
   encodeValuesReplyInPlace(request, dim, 0, out);
   Header h = peekHeader(out);
   h.flags = kFlagValuesMapped | kFlagValuesPlaced;
+  h.version = kVersionValuesByRef;
   h.key_count = key_count;
   std::memcpy(out.data(), &h, kHeaderBytes);
   return out;

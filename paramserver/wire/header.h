@@ -26,9 +26,16 @@ namespace weft::ps::wire {
 inline constexpr uint32_t kMagic = 0x53504657u;  // "WFPS" in memory order
 // Protocol versions this build speaks. The header layout above is frozen across
 // versions, so a Hello from any version can be read and answered.
+//   1  the base protocol.
+//   2  adds values by reference: kFlagValuesByRef on requests, kFlagValuesMapped /
+//      kFlagValuesPlaced on replies (PROTOCOL.md §3, §5.1).
+// A message carries the lowest version that defines everything it uses: one with a
+// version-2 flag carries 2, every other one kVersion (1). So a peer of version 1 reads all
+// it is sent, as long as version-2 flags go only to peers whose Hello agreed on 2.
 inline constexpr uint16_t kVersion = 1;
 inline constexpr uint16_t kMinVersion = 1;
-inline constexpr uint16_t kMaxVersion = 1;
+inline constexpr uint16_t kMaxVersion = 2;
+inline constexpr uint16_t kVersionValuesByRef = 2;
 
 enum class Opcode : uint8_t {
   kHello = 1,        // version negotiation

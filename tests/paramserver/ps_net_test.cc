@@ -659,5 +659,55 @@ INSTANTIATE_TEST_SUITE_P(Ucx, PsValuesByRef,
                                            ByRefCase{"tcp", "tcp", false}),
                          [](const auto& p) { return std::string(p.param.name); });
 
+// A server of an older release (protocol version 1, emulated with max_version) would refuse
+// kFlagValuesByRef: its Hello says 1, so the client sends it large values in the messages
+// (announced bodies) and takes large pull replies as before. Rows are exact.
+TEST(PsNet, ServerOfProtocolVersion1GetsValuesInTheMessages) {
+  RankOptions opts;
+  opts.timeout_s = 60;
+  runRanks(
+      2,
+      [](RankEnv& env) {
+        constexpr uint32_t kWide = 256;
+        constexpr size_t kRows = 1024;  // 1 MiB of values
+        if (env.rank == 0) {
+          net::ServerOptions o;
+          o.rank = env.rank;
+          o.max_version = 1;
+          auto server = must(net::Server::start(o, env.store, env.deadline), "Server::start");
+          env.step("serving");
+          while (must(env.store->add("done", 0), "store add") < 1) {
+            ASSERT_TRUE(server->health().isOk()) << server->health();
+            ASSERT_FALSE(env.deadline.expired());
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+          }
+          const net::ServerStats s = server->stats();
+          EXPECT_EQ(s.error_replies, 0u);
+          EXPECT_EQ(s.values_mapped + s.values_fetched, 0u);
+          EXPECT_GE(s.large_requests, 2u);
+          must(server->stop(Deadline::afterSeconds(10)), "Server::stop");
+          return;
+        }
+        auto c = connectClient(env, 0);
+        must(c->createTable(exactTable(1, kWide), env.deadline), "createTable");
+        std::vector<uint64_t> keys(kRows);
+        std::iota(keys.begin(), keys.end(), 7);
+        const std::vector<float> minus(kRows * kWide, -3.0f);
+        must(c->pushSync(1, keys, minus, env.deadline), "push");
+        std::vector<float> out(kRows * kWide, -1.0f);
+        must(c->wait(must(c->pushPull(1, keys, minus, out.data()), "pushPull"), env.deadline),
+             "wait pushPull");
+        EXPECT_EQ(std::count(out.begin(), out.end(), 6.0f), static_cast<long>(out.size()));
+        std::fill(out.begin(), out.end(), -1.0f);
+        must(c->pullSync(1, keys, out.data(), env.deadline), "pull");
+        EXPECT_EQ(std::count(out.begin(), out.end(), 6.0f), static_cast<long>(out.size()));
+        const net::PathStats p = c->pathStats();
+        EXPECT_EQ(p.values_by_ref_requests, 0u);
+        EXPECT_GE(p.announced_requests, 2u);
+        workerDone(env);
+      },
+      opts);
+}
+
 }  // namespace
 }  // namespace weft::ps::testing

@@ -144,6 +144,21 @@ TEST(PsCodec, ValuesByReferenceRoundTripAndMalformedReferences) {
   });
   EXPECT_EQ(cut.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(cut.message().find("too short"), std::string::npos) << cut;
+  // The by-reference flags came with protocol version 2: those messages carry it, and the
+  // flags in a message of version 1 are malformed (a release-1 peer never gets them).
+  EXPECT_EQ(peekHeader(pull).version, kVersionValuesByRef);
+  EXPECT_EQ(peekHeader(placed).version, kVersionValuesByRef);
+  const Status v1 = broken([&](Bytes& b) { b[4] = 1; });
+  EXPECT_EQ(v1.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(v1.message().find("need protocol version 2, the message carries 1"), std::string::npos)
+      << v1;
+  Bytes mapped_v1 = encodeValuesReply(peekHeader(pull), 3, 2);
+  EXPECT_EQ(peekHeader(mapped_v1).version, kVersion) << "a plain reply stays at version 1";
+  markValuesMapped(mapped_v1);
+  EXPECT_EQ(peekHeader(mapped_v1).version, kVersionValuesByRef);
+  EXPECT_EQ(peekHeader(mapped_v1).flags, kFlagValuesMapped);
+  mapped_v1[4] = 1;
+  EXPECT_FALSE(decodeMessage(mapped_v1, {}).isOk());
 }
 
 TEST(PsCodec, OtherRequestsRoundTrip) {

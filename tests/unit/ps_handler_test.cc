@@ -56,9 +56,16 @@ TEST(PsHandler, HelloNegotiatesTheVersion) {
   ASSERT_TRUE(view.isOk()) << view.status();
   auto hello = wire::decodeHelloReply(*view);
   ASSERT_TRUE(hello.isOk());
-  EXPECT_EQ(hello->version, wire::kVersion);
+  EXPECT_EQ(hello->version, wire::kMaxVersion) << "the highest both speak";
   EXPECT_EQ(hello->server_rank, 5u);
   EXPECT_EQ(m->header.src_rank, 5u);
+  // A client of an older release (version 1 only) is answered with version 1.
+  const Bytes old = wire::encodeHello({3, 0, 0, 0}, {1, 1, wire::Role::kWorker});
+  auto old_m = wire::decodeMessage(call(s, old), {});
+  ASSERT_TRUE(old_m.isOk());
+  auto old_hello = wire::decodeHelloReply(*wire::checkReply(*old_m, 3, Opcode::kHello));
+  ASSERT_TRUE(old_hello.isOk());
+  EXPECT_EQ(old_hello->version, 1u);
   const Bytes future = wire::encodeHello({2, 0, 0, 0}, {5, 9, wire::Role::kWorker});
   const Status st = replyStatus(future, call(s, future));
   EXPECT_EQ(st.code(), StatusCode::kNotSupported);
