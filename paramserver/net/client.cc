@@ -47,6 +47,8 @@ Status ClientImpl::init(Deadline deadline) {
   WEFT_ASSIGN_OR_RETURN(ctx_, transport::openContext(options_.backend, co));
   WEFT_RETURN_IF_ERROR(ctx_->publishAddress(members_.transportStore()));
   WEFT_ASSIGN_OR_RETURN(staging_ok_, config::getBool("WEFT_PS_VALUES_BY_REF"));
+  WEFT_ASSIGN_OR_RETURN(const int64_t cache_rows, config::getInt("WEFT_PS_LOCATION_CACHE"));
+  location_cache_rows_ = static_cast<size_t>(cache_rows);
   // Messages that are no longer eager with their gradients inline, but are without them.
   placement_.above = eager_bytes_;
   placement_.max_front = eager_bytes_;
@@ -459,6 +461,7 @@ Status ClientImpl::refreshMap(Deadline deadline) {
                         << map_->version() << " -> " << latest.version();
   std::optional<ShardMap> before = std::move(map_);
   map_.emplace(std::move(latest));
+  locations_.clear();  // rows move with shards
   for (const uint32_t id : map_->servers()) {
     if (server(id) != nullptr) continue;
     ServerConn s;
@@ -702,6 +705,12 @@ Status ClientImpl::createTable(const TableSpec& spec, Deadline deadline) {
   WEFT_RETURN_IF_ERROR(
       rpcAll(std::move(subs), strCat("createTable ", describeTable(spec)), deadline).status());
   dims_[spec.id] = spec.dim;
+  if (spec.consistency.model == ConsistencyModel::kAsp) {
+    asp_tables_.insert(spec.id);
+  } else {
+    asp_tables_.erase(spec.id);
+  }
+  locations_.erase(spec.id);
   return Status::ok();
 }
 

@@ -30,7 +30,9 @@
 // to WEFT_PS_EAGER_BYTES, larger requests announced then moved by the transport's
 // rendezvous). pullOneSided() reads rows straight from the servers' registered memory
 // (transport get), validated per row (row_layout.h), retrying torn copies, and falls back
-// to RPC for keys without a row or whose row moved; oneSidedStats() counts both paths,
+// to RPC for keys without a row or whose row moved; rows of ASP tables this client created
+// are read at cached locations, without a Locate (WEFT_PS_LOCATION_CACHE, PROTOCOL.md §6);
+// oneSidedStats() counts both paths,
 // pathStats() the RPCs' eager and announced (rendezvous) requests and their replies.
 // Copies on the RPC path: keys and gradients are copied once, at the call, from the
 // caller's buffers into a pooled request buffer that the transport sends from (a batch one
@@ -81,6 +83,8 @@ struct OneSidedStats {
                                 // memory, Endpoint::mappedAddress): no get, no server work
   uint64_t torn_retries = 0;    // copies rejected as torn and read again
   uint64_t locates = 0;         // Locate RPCs
+  uint64_t locations_cached = 0;  // rows read at a cached location (no Locate; ASP tables)
+  uint64_t locations_stale = 0;   // of those, rows whose read failed validation (went by RPC)
   uint64_t failed_windows = 0;  // get windows with a failed get (its rows went by RPC and the
                                 // server's cached slab keys were dropped: a restart)
 };

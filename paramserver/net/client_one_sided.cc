@@ -63,6 +63,42 @@ Status ClientImpl::locate(uint32_t table_id, uint32_t dim, const ServerBatch& ba
   return Status::ok();
 }
 
+// locate() for the keys of `batch` that `cached` does not hold; the others' locations come
+// from it (from_cache[i] = 1). Located rows enter the cache.
+Status ClientImpl::locateCached(uint32_t table_id, uint32_t dim, const ServerBatch& batch,
+                                std::unordered_map<uint64_t, CachedLocation>& cached,
+                                std::vector<RowLocation>& where, std::vector<uint8_t>& from_cache,
+                                Deadline deadline) {
+  const size_t n = batch.keys.size();
+  where.assign(n, RowLocation{});
+  from_cache.assign(n, 0);
+  ServerBatch missing;
+  missing.server = batch.server;
+  std::vector<size_t> missing_at;
+  for (size_t i = 0; i < n; ++i) {
+    auto it = cached.find(batch.keys[i]);
+    if (it != cached.end() && it->second.server == batch.server) {
+      where[i] = RowLocation{it->second.slab_id, 1, it->second.offset};
+      from_cache[i] = 1;
+    } else {
+      missing.keys.push_back(batch.keys[i]);
+      missing_at.push_back(i);
+    }
+  }
+  one_sided_.locations_cached += n - missing.keys.size();
+  if (missing.keys.empty()) return Status::ok();
+  std::vector<RowLocation> found;
+  WEFT_RETURN_IF_ERROR(locate(table_id, dim, missing, found, deadline));
+  if (cached.size() + missing.keys.size() > location_cache_rows_) cached.clear();
+  for (size_t j = 0; j < missing_at.size(); ++j) {
+    where[missing_at[j]] = found[j];
+    if (found[j].present != 0 && cached.size() < location_cache_rows_) {
+      cached[missing.keys[j]] = CachedLocation{batch.server, found[j].slab_id, found[j].offset};
+    }
+  }
+  return Status::ok();
+}
+
 Result<ClientImpl::SlabAccess*> ClientImpl::slabKey(uint32_t server, uint32_t table, uint32_t slab,
                                                     Deadline deadline) {
   const SlabKey k{server, table, slab};
@@ -185,6 +221,9 @@ Status ClientImpl::readRows(uint32_t table_id, uint32_t dim, const ServerBatch& 
 }
 
 void ClientImpl::forgetSlabKeys(uint32_t server_id) {
+  for (auto& [table, rows] : locations_) {
+    std::erase_if(rows, [&](const auto& entry) { return entry.second.server == server_id; });
+  }
   std::erase_if(slab_keys_, [&](const auto& entry) {
     if (entry.first.server != server_id) return false;
     const ServerConn* s = server(server_id);
@@ -209,14 +248,26 @@ Status ClientImpl::pullOneSided(uint32_t table_id, std::span<const uint64_t> key
   WEFT_RETURN_IF_ERROR(checkKeys(table_id, keys, {}, dim, "pullOneSided"));
   std::vector<uint64_t> rpc_keys;
   std::vector<uint32_t> rpc_positions;
+  const bool cache = location_cache_rows_ > 0 && asp_tables_.count(table_id) != 0;
+  auto* cached = cache ? &locations_[table_id] : nullptr;
   for (const ServerBatch& batch : partitionKeys(*map_, keys)) {
     std::vector<RowLocation> where;
-    WEFT_RETURN_IF_ERROR(locate(table_id, dim, batch, where, deadline));
+    std::vector<uint8_t> from_cache;
+    if (cached == nullptr) {
+      WEFT_RETURN_IF_ERROR(locate(table_id, dim, batch, where, deadline));
+    } else {
+      WEFT_RETURN_IF_ERROR(
+          locateCached(table_id, dim, batch, *cached, where, from_cache, deadline));
+    }
     std::vector<uint32_t> fallback;
     WEFT_RETURN_IF_ERROR(readRows(table_id, dim, batch, where, out, fallback, deadline));
     for (const uint32_t i : fallback) {
       rpc_keys.push_back(batch.keys[i]);
       rpc_positions.push_back(batch.positions[i]);
+      if (cached != nullptr && from_cache[i] != 0) {  // evicted, reused or moved: Locate next time
+        cached->erase(batch.keys[i]);
+        ++one_sided_.locations_stale;
+      }
     }
   }
   if (rpc_keys.empty()) return Status::ok();

@@ -123,5 +123,67 @@ INSTANTIATE_TEST_SUITE_P(Ucx, PsOneSided,
                                            OneSidedCase{"posix_mapped", "posix", "transport"}),
                          [](const auto& p) { return std::string(p.param.name); });
 
+// Row locations of an ASP table this client created are cached: the second one-sided pull
+// of the same keys needs no Locate and still sees the newest values. A location gone stale
+// (rows evicted after a clock) fails validation: those rows come by RPC (the initializer's
+// value), the entries are dropped, and the next pull Locates again. A BSP table's pulls
+// always Locate (the server holds a Locate to the clock bound).
+TEST(PsOneSidedCache, LocationsOfAspTablesAreCachedAndStaleOnesDropped) {
+  RankOptions opts;
+  opts.timeout_s = 60;
+  runRanks(
+      2,
+      [](RankEnv& env) {
+        if (env.rank == 0) return serveUntil(env, 0, 1, 1);
+        auto c = connectClient(env, 0);
+        constexpr uint32_t kWide = 8;
+        TableSpec asp = exactTable(1, kWide);
+        asp.evict_after_clocks = 1;
+        TableSpec bsp = exactTable(2, kWide);
+        bsp.consistency = {ConsistencyModel::kBsp, 0, 1};
+        must(c->createTable(asp, env.deadline), "createTable asp");
+        must(c->createTable(bsp, env.deadline), "createTable bsp");
+        std::vector<uint64_t> keys(kRows);
+        std::iota(keys.begin(), keys.end(), 1000);
+        const std::vector<float> minus_one(kRows * kWide, -1.0f);
+        std::vector<float> out(kRows * kWide);
+        auto pullAll = [&](uint32_t table, float expect) {
+          std::fill(out.begin(), out.end(), -7.0f);
+          must(c->pullOneSided(table, keys, out.data(), env.deadline), "pullOneSided");
+          EXPECT_EQ(std::count(out.begin(), out.end(), expect), static_cast<long>(out.size()))
+              << "table " << table << ", expected " << expect;
+        };
+        must(c->pushSync(1, keys, minus_one, env.deadline), "push");
+        pullAll(1, 1.0f);
+        net::OneSidedStats s = c->oneSidedStats();
+        EXPECT_EQ(s.locates, 1u);
+        EXPECT_EQ(s.locations_cached, 0u);
+        must(c->pushSync(1, keys, minus_one, env.deadline), "push");
+        pullAll(1, 2.0f);  // the rows' new values, read at the cached locations
+        s = c->oneSidedStats();
+        EXPECT_EQ(s.locates, 1u) << "the second pull needed no Locate";
+        EXPECT_EQ(s.locations_cached, kRows);
+        EXPECT_EQ(s.rows_one_sided, 2 * kRows);
+
+        must(c->clock(1, env.deadline), "clock");  // untouched for a clock: evicted
+        pullAll(1, 0.0f);                          // by RPC: the initializer's zeros
+        s = c->oneSidedStats();
+        EXPECT_EQ(s.locations_stale, kRows);
+        EXPECT_EQ(s.rows_rpc, kRows);
+        EXPECT_EQ(s.locates, 1u);
+        pullAll(1, 0.0f);  // located again: no rows (none was pushed since)
+        s = c->oneSidedStats();
+        EXPECT_EQ(s.locates, 2u);
+        EXPECT_EQ(s.locations_cached, 2 * kRows);
+
+        must(c->pushSync(2, keys, minus_one, env.deadline), "push bsp");
+        pullAll(2, 1.0f);
+        pullAll(2, 1.0f);
+        EXPECT_EQ(c->oneSidedStats().locates, 4u) << "BSP pulls Locate every time";
+        workerDone(env);
+      },
+      opts);
+}
+
 }  // namespace
 }  // namespace weft::ps::testing
