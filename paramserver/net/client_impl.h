@@ -183,11 +183,10 @@ class ClientImpl final : public Client {
   // One-sided (client_one_sided.cc).
   Status locate(uint32_t table_id, uint32_t dim, const ServerBatch& batch,
                 std::vector<RowLocation>& out, Deadline deadline);
-  struct CachedLocation;
+  struct LocationCache;
   Status locateCached(uint32_t table_id, uint32_t dim, const ServerBatch& batch,
-                      std::unordered_map<uint64_t, CachedLocation>& cached,
-                      std::vector<RowLocation>& where, std::vector<uint8_t>& from_cache,
-                      Deadline deadline);
+                      LocationCache& cached, std::vector<RowLocation>& where,
+                      std::vector<uint8_t>& from_cache, Deadline deadline);
   // A slab's key and, once asked, where the transport maps it here (null: not mapped).
   struct SlabAccess {
     transport::RemoteKey key;
@@ -227,13 +226,19 @@ class ClientImpl final : public Client {
   // clock bound holds their reads, which Locate would enforce): a cached row is read without
   // a Locate. A read of it that fails validation (evicted, reused, moved) drops the entry;
   // a new shard map or a server's forgotten slab keys drop many. At most
-  // location_cache_rows_ per table (WEFT_PS_LOCATION_CACHE; full: the table's are dropped).
+  // location_cache_rows_ per table (WEFT_PS_LOCATION_CACHE; full: the oldest entry goes).
   struct CachedLocation {
     uint32_t server = 0;
     uint32_t slab_id = 0;
     uint64_t offset = 0;
   };
-  std::unordered_map<uint32_t, std::unordered_map<uint64_t, CachedLocation>> locations_;
+  struct LocationCache {
+    std::unordered_map<uint64_t, CachedLocation> rows;
+    std::vector<uint64_t> fifo;  // keys in insertion order (a ring once full)
+    size_t next = 0;             // the ring's oldest slot
+    void insert(uint64_t key, const CachedLocation& where, size_t capacity);
+  };
+  std::unordered_map<uint32_t, LocationCache> locations_;
   std::unordered_set<uint32_t> asp_tables_;
   size_t location_cache_rows_ = 0;
   std::vector<uint8_t> get_copies_;  // row copies of one-sided reads (readRows)

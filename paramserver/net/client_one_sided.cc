@@ -65,10 +65,20 @@ Status ClientImpl::locate(uint32_t table_id, uint32_t dim, const ServerBatch& ba
 
 // locate() for the keys of `batch` that `cached` does not hold; the others' locations come
 // from it (from_cache[i] = 1). Located rows enter the cache.
+void ClientImpl::LocationCache::insert(uint64_t key, const CachedLocation& where, size_t capacity) {
+  if (fifo.size() < capacity) {
+    fifo.push_back(key);
+  } else {
+    rows.erase(fifo[next]);  // (an entry dropped as stale and cached again may go early)
+    fifo[next] = key;
+    next = (next + 1) % capacity;
+  }
+  rows[key] = where;
+}
+
 Status ClientImpl::locateCached(uint32_t table_id, uint32_t dim, const ServerBatch& batch,
-                                std::unordered_map<uint64_t, CachedLocation>& cached,
-                                std::vector<RowLocation>& where, std::vector<uint8_t>& from_cache,
-                                Deadline deadline) {
+                                LocationCache& cached, std::vector<RowLocation>& where,
+                                std::vector<uint8_t>& from_cache, Deadline deadline) {
   const size_t n = batch.keys.size();
   where.assign(n, RowLocation{});
   from_cache.assign(n, 0);
@@ -76,8 +86,8 @@ Status ClientImpl::locateCached(uint32_t table_id, uint32_t dim, const ServerBat
   missing.server = batch.server;
   std::vector<size_t> missing_at;
   for (size_t i = 0; i < n; ++i) {
-    auto it = cached.find(batch.keys[i]);
-    if (it != cached.end() && it->second.server == batch.server) {
+    auto it = cached.rows.find(batch.keys[i]);
+    if (it != cached.rows.end() && it->second.server == batch.server) {
       where[i] = RowLocation{it->second.slab_id, 1, it->second.offset};
       from_cache[i] = 1;
     } else {
@@ -89,11 +99,12 @@ Status ClientImpl::locateCached(uint32_t table_id, uint32_t dim, const ServerBat
   if (missing.keys.empty()) return Status::ok();
   std::vector<RowLocation> found;
   WEFT_RETURN_IF_ERROR(locate(table_id, dim, missing, found, deadline));
-  if (cached.size() + missing.keys.size() > location_cache_rows_) cached.clear();
   for (size_t j = 0; j < missing_at.size(); ++j) {
     where[missing_at[j]] = found[j];
-    if (found[j].present != 0 && cached.size() < location_cache_rows_) {
-      cached[missing.keys[j]] = CachedLocation{batch.server, found[j].slab_id, found[j].offset};
+    if (found[j].present != 0) {
+      cached.insert(missing.keys[j],
+                    CachedLocation{batch.server, found[j].slab_id, found[j].offset},
+                    location_cache_rows_);
     }
   }
   return Status::ok();
@@ -221,8 +232,8 @@ Status ClientImpl::readRows(uint32_t table_id, uint32_t dim, const ServerBatch& 
 }
 
 void ClientImpl::forgetSlabKeys(uint32_t server_id) {
-  for (auto& [table, rows] : locations_) {
-    std::erase_if(rows, [&](const auto& entry) { return entry.second.server == server_id; });
+  for (auto& [table, rows] : locations_) {  // (the FIFO keeps their keys: harmless)
+    std::erase_if(rows.rows, [&](const auto& e) { return e.second.server == server_id; });
   }
   std::erase_if(slab_keys_, [&](const auto& entry) {
     if (entry.first.server != server_id) return false;
@@ -265,7 +276,7 @@ Status ClientImpl::pullOneSided(uint32_t table_id, std::span<const uint64_t> key
       rpc_keys.push_back(batch.keys[i]);
       rpc_positions.push_back(batch.positions[i]);
       if (cached != nullptr && from_cache[i] != 0) {  // evicted, reused or moved: Locate next time
-        cached->erase(batch.keys[i]);
+        cached->rows.erase(batch.keys[i]);
         ++one_sided_.locations_stale;
       }
     }
