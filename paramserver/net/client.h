@@ -31,7 +31,8 @@
 // rendezvous). pullOneSided() reads rows straight from the servers' registered memory
 // (transport get), validated per row (row_layout.h), retrying torn copies, and falls back
 // to RPC for keys without a row or whose row moved; rows of ASP tables this client created
-// are read at cached locations, without a Locate (WEFT_PS_LOCATION_CACHE, PROTOCOL.md §6);
+// can be read at cached locations, without a Locate (WEFT_PS_LOCATION_CACHE, off by
+// default, PROTOCOL.md §6);
 // oneSidedStats() counts both paths,
 // pathStats() the RPCs' eager and announced (rendezvous) requests and their replies.
 // Copies on the RPC path: keys and gradients are copied once, at the call, from the

@@ -123,7 +123,8 @@ INSTANTIATE_TEST_SUITE_P(Ucx, PsOneSided,
                                            OneSidedCase{"posix_mapped", "posix", "transport"}),
                          [](const auto& p) { return std::string(p.param.name); });
 
-// Row locations of an ASP table this client created are cached: the second one-sided pull
+// With WEFT_PS_LOCATION_CACHE, row locations of an ASP table this client created are cached:
+// the second one-sided pull
 // of the same keys needs no Locate and still sees the newest values. A location gone stale
 // (rows evicted after a clock) fails validation: those rows come by RPC (the initializer's
 // value), the entries are dropped, and the next pull Locates again. A BSP table's pulls
@@ -131,6 +132,7 @@ INSTANTIATE_TEST_SUITE_P(Ucx, PsOneSided,
 TEST(PsOneSidedCache, LocationsOfAspTablesAreCachedAndStaleOnesDropped) {
   RankOptions opts;
   opts.timeout_s = 60;
+  opts.env = {{"WEFT_PS_LOCATION_CACHE", "1024"}};
   runRanks(
       2,
       [](RankEnv& env) {
@@ -180,6 +182,36 @@ TEST(PsOneSidedCache, LocationsOfAspTablesAreCachedAndStaleOnesDropped) {
         pullAll(2, 1.0f);
         pullAll(2, 1.0f);
         EXPECT_EQ(c->oneSidedStats().locates, 4u) << "BSP pulls Locate every time";
+        workerDone(env);
+      },
+      opts);
+}
+
+// A full cache makes room by dropping its oldest entries: with room for 16, the second pull
+// of 64 keys reads the 16 located last at cached locations; every value is exact.
+TEST(PsOneSidedCache, FullCacheKeepsTheNewestLocations) {
+  RankOptions opts;
+  opts.timeout_s = 60;
+  opts.env = {{"WEFT_PS_LOCATION_CACHE", "16"}};
+  runRanks(
+      2,
+      [](RankEnv& env) {
+        if (env.rank == 0) return serveUntil(env, 0, 1, 1);
+        auto c = connectClient(env, 0);
+        must(c->createTable(exactTable(1, 4), env.deadline), "createTable");
+        std::vector<uint64_t> keys(kRows);
+        std::iota(keys.begin(), keys.end(), 5);
+        must(c->pushSync(1, keys, std::vector<float>(kRows * 4, -2.0f), env.deadline), "push");
+        std::vector<float> out(kRows * 4);
+        for (int round = 0; round < 2; ++round) {
+          std::fill(out.begin(), out.end(), -1.0f);
+          must(c->pullOneSided(1, keys, out.data(), env.deadline), "pullOneSided");
+          EXPECT_EQ(std::count(out.begin(), out.end(), 2.0f), static_cast<long>(out.size()));
+        }
+        const net::OneSidedStats s = c->oneSidedStats();
+        EXPECT_EQ(s.locations_cached, 16u);
+        EXPECT_EQ(s.locates, 2u);
+        EXPECT_EQ(s.rows_one_sided, 2 * kRows);
         workerDone(env);
       },
       opts);
