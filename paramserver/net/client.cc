@@ -49,6 +49,8 @@ Status ClientImpl::init(Deadline deadline) {
   WEFT_ASSIGN_OR_RETURN(staging_ok_, config::getBool("WEFT_PS_VALUES_BY_REF"));
   WEFT_ASSIGN_OR_RETURN(const int64_t cache_rows, config::getInt("WEFT_PS_LOCATION_CACHE"));
   location_cache_rows_ = static_cast<size_t>(cache_rows);
+  WEFT_ASSIGN_OR_RETURN(const int64_t lease_ms, config::getInt("WEFT_PS_LOCATION_LEASE_MS"));
+  location_lease_ = std::chrono::milliseconds(lease_ms);
   // Messages that are no longer eager with their gradients inline, but are without them.
   placement_.above = eager_bytes_;
   placement_.max_front = eager_bytes_;

@@ -85,7 +85,8 @@ struct OneSidedStats {
   uint64_t torn_retries = 0;    // copies rejected as torn and read again
   uint64_t locates = 0;         // Locate RPCs
   uint64_t locations_cached = 0;  // rows read at a cached location (no Locate; ASP tables)
-  uint64_t locations_stale = 0;   // of those, rows whose read failed validation (went by RPC)
+  uint64_t locations_stale = 0;   // of those, rows that went by RPC (failed validation, or
+                                  // their get window failed) and left the cache
   uint64_t failed_windows = 0;  // get windows with a failed get (its rows went by RPC and the
                                 // server's cached slab keys were dropped: a restart)
 };

@@ -22,6 +22,9 @@ struct ServerConn {
   // ClientImpl::placeValues): from a Hello that agreed on protocol version 2 until a reply
   // says the server had to fetch them instead of mapping.
   bool values_by_ref = false;
+  // When a Locate to this server last succeeded: cached row locations are used only within
+  // location_lease_ of it (ClientImpl::locateCached).
+  std::chrono::steady_clock::time_point located_at{};
 };
 
 // Transport memory holding a large push's gradients until its reply (kFlagValuesByRef).
@@ -241,6 +244,7 @@ class ClientImpl final : public Client {
   std::unordered_map<uint32_t, LocationCache> locations_;
   std::unordered_set<uint32_t> asp_tables_;
   size_t location_cache_rows_ = 0;
+  std::chrono::milliseconds location_lease_{100};  // WEFT_PS_LOCATION_LEASE_MS
   std::vector<uint8_t> get_copies_;  // row copies of one-sided reads (readRows)
   // Reusable reply buffers (a fresh multi-MiB vector per request costs a zero-fill and page
   // faults, more than the transfer).

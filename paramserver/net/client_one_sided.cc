@@ -66,6 +66,11 @@ Status ClientImpl::locate(uint32_t table_id, uint32_t dim, const ServerBatch& ba
 // locate() for the keys of `batch` that `cached` does not hold; the others' locations come
 // from it (from_cache[i] = 1). Located rows enter the cache.
 void ClientImpl::LocationCache::insert(uint64_t key, const CachedLocation& where, size_t capacity) {
+  auto it = rows.find(key);
+  if (it != rows.end()) {  // located again (a lease ran out): keeps its place
+    it->second = where;
+    return;
+  }
   if (fifo.size() < capacity) {
     fifo.push_back(key);
   } else {
@@ -85,8 +90,16 @@ Status ClientImpl::locateCached(uint32_t table_id, uint32_t dim, const ServerBat
   ServerBatch missing;
   missing.server = batch.server;
   std::vector<size_t> missing_at;
+  ServerConn* s = server(batch.server);
+  const auto now = std::chrono::steady_clock::now();
+  // Rows read at cached locations pass validation even when stale: a dead server's (its
+  // slabs stay mapped here), the old copy of a restored or moved table. So cached locations
+  // of a server are used only within location_lease_ of a successful Locate to it (and
+  // while its endpoint is healthy): a dead server is then reported by the next Locate.
+  const bool lease =
+      s != nullptr && s->ep && now - s->located_at < location_lease_ && s->ep->health().isOk();
   for (size_t i = 0; i < n; ++i) {
-    auto it = cached.rows.find(batch.keys[i]);
+    auto it = lease ? cached.rows.find(batch.keys[i]) : cached.rows.end();
     if (it != cached.rows.end() && it->second.server == batch.server) {
       where[i] = RowLocation{it->second.slab_id, 1, it->second.offset};
       from_cache[i] = 1;
@@ -99,6 +112,7 @@ Status ClientImpl::locateCached(uint32_t table_id, uint32_t dim, const ServerBat
   if (missing.keys.empty()) return Status::ok();
   std::vector<RowLocation> found;
   WEFT_RETURN_IF_ERROR(locate(table_id, dim, missing, found, deadline));
+  if (s != nullptr) s->located_at = now;
   for (size_t j = 0; j < missing_at.size(); ++j) {
     where[missing_at[j]] = found[j];
     if (found[j].present != 0) {

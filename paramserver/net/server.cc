@@ -299,6 +299,11 @@ class ServerImpl final : public Server {
 Status ServerImpl::init(Deadline deadline) {
   WEFT_RETURN_IF_ERROR(wire::WireLimits::fromConfig().status());
   WEFT_RETURN_IF_ERROR(config::getInt("WEFT_PS_EAGER_BYTES").status());
+  if (options_.max_version < wire::kMinVersion || options_.max_version > wire::kMaxVersion) {
+    return WEFT_ERROR(StatusCode::kInvalidArgument, who(), ": ServerOptions::max_version ",
+                      options_.max_version, " is outside the versions this build speaks (",
+                      wire::kMinVersion, "..", wire::kMaxVersion, ")");
+  }
   WEFT_ASSIGN_OR_RETURN(const int64_t recvs, config::getInt("WEFT_PS_SERVER_RECVS"));
   WEFT_RETURN_IF_ERROR(config::getInt("WEFT_PS_SERVER_THREADS").status());
   WEFT_ASSIGN_OR_RETURN(const std::string slab_memory, config::getString("WEFT_PS_SLAB_MEMORY"));

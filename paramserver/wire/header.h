@@ -6,7 +6,7 @@
 //
 //   offset size field          meaning
 //   0      4    magic          kMagic, the bytes "WFPS"
-//   4      2    version        protocol version of the sender (kVersion)
+//   4      2    version        the lowest protocol version defining what it uses (below)
 //   6      1    opcode         Opcode
 //   7      1    flags          per-opcode bits (kFlag*); unknown bits are rejected
 //   8      8    request_id     chosen by the requester, echoed in the reply

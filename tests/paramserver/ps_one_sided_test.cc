@@ -132,7 +132,7 @@ INSTANTIATE_TEST_SUITE_P(Ucx, PsOneSided,
 TEST(PsOneSidedCache, LocationsOfAspTablesAreCachedAndStaleOnesDropped) {
   RankOptions opts;
   opts.timeout_s = 60;
-  opts.env = {{"WEFT_PS_LOCATION_CACHE", "1024"}};
+  opts.env = {{"WEFT_PS_LOCATION_CACHE", "1024"}, {"WEFT_PS_LOCATION_LEASE_MS", "600000"}};
   runRanks(
       2,
       [](RankEnv& env) {
@@ -192,7 +192,7 @@ TEST(PsOneSidedCache, LocationsOfAspTablesAreCachedAndStaleOnesDropped) {
 TEST(PsOneSidedCache, FullCacheKeepsTheNewestLocations) {
   RankOptions opts;
   opts.timeout_s = 60;
-  opts.env = {{"WEFT_PS_LOCATION_CACHE", "16"}};
+  opts.env = {{"WEFT_PS_LOCATION_CACHE", "16"}, {"WEFT_PS_LOCATION_LEASE_MS", "600000"}};
   runRanks(
       2,
       [](RankEnv& env) {
@@ -212,6 +212,36 @@ TEST(PsOneSidedCache, FullCacheKeepsTheNewestLocations) {
         EXPECT_EQ(s.locations_cached, 16u);
         EXPECT_EQ(s.locates, 2u);
         EXPECT_EQ(s.rows_one_sided, 2 * kRows);
+        workerDone(env);
+      },
+      opts);
+}
+
+// Cached locations of a server are read only within WEFT_PS_LOCATION_LEASE_MS of a Locate to
+// it (a dead or restored server's stale rows would pass validation): with a lease of 0,
+// every pull Locates all its keys again, and the entries keep their places.
+TEST(PsOneSidedCache, ExpiredLeaseLocatesAgain) {
+  RankOptions opts;
+  opts.timeout_s = 60;
+  opts.env = {{"WEFT_PS_LOCATION_CACHE", "1024"}, {"WEFT_PS_LOCATION_LEASE_MS", "0"}};
+  runRanks(
+      2,
+      [](RankEnv& env) {
+        if (env.rank == 0) return serveUntil(env, 0, 1, 1);
+        auto c = connectClient(env, 0);
+        must(c->createTable(exactTable(1, 4), env.deadline), "createTable");
+        std::vector<uint64_t> keys(kRows);
+        std::iota(keys.begin(), keys.end(), 5);
+        must(c->pushSync(1, keys, std::vector<float>(kRows * 4, -2.0f), env.deadline), "push");
+        std::vector<float> out(kRows * 4);
+        for (int round = 0; round < 3; ++round) {
+          std::fill(out.begin(), out.end(), -1.0f);
+          must(c->pullOneSided(1, keys, out.data(), env.deadline), "pullOneSided");
+          EXPECT_EQ(std::count(out.begin(), out.end(), 2.0f), static_cast<long>(out.size()));
+        }
+        const net::OneSidedStats s = c->oneSidedStats();
+        EXPECT_EQ(s.locates, 3u);
+        EXPECT_EQ(s.locations_cached, 0u);
         workerDone(env);
       },
       opts);

@@ -274,7 +274,8 @@ enum class Stage : uint8_t {
   kPosted,       // recv: matching; rma: waiting for its completion
   kReadToPost,   // recv (read): the RDMA READ waits for the send queue
   kReading,      // recv (read): READ posted
-  kFinToPost,    // recv (read): data in place; its FIN waits for credits, then it completes
+  kFinToPost,    // recv: data in place (read) or refused; its FIN waits for credits, then
+                 // it completes (with fin_error unless fin_status is kFinOk)
   kToPost,       // rma / atomics / notify: waiting for the send queue (or credits)
 };
 
@@ -298,6 +299,8 @@ struct VerbsOp {
   uint64_t operand = 0;                // atomic operand / immediate
   uint64_t compare = 0;                // compare-and-swap: expected value
   uint64_t peer_op = 0;                // rendezvous: the peer's operation id
+  uint32_t fin_status = 0;             // Stage::kFinToPost: the FIN's status (kFinOk ...)
+  Status fin_error;                    // ... and, unless kFinOk, the recv's
   uint64_t flush_target = 0;           // flush: one-sided ops that must be done first
   RegEntry* reg = nullptr;             // registration of `local` (released on completion)
   // Device buffers (verbs_device_memory.h): `local` is device memory registered by GPUDirect
@@ -567,7 +570,9 @@ class VerbsEndpoint final : public Endpoint {
   void onAsyncError(std::string_view what);
   ibv_qp* qp() const { return channel_->qp(); }
 
-  // Messages this endpoint sent and received (for tests and diagnostics; lock held).
+  // Messages this endpoint sent and received, for tests and diagnostics (takes the engine
+  // lock: not for callers that hold it). Sent: SENDs (WRITE with immediate not counted);
+  // received: every receive completion (put notifications included).
   struct Counters {
     uint64_t messages_sent = 0;  // every SEND (credit-only ones included)
     uint64_t credit_messages_sent = 0;
@@ -668,8 +673,11 @@ class VerbsEndpoint final : public Endpoint {
   bool postNotifyOp(VerbsOp* op);
   bool postRead(VerbsOp* op);
   bool postWriteAndFin(VerbsOp* op);
-  // Posts the FIN of a finished RDMA READ rendezvous, then completes the recv; false when
-  // credits / a bounce buffer / the send queue are short (or the connection failed).
+  // Ends a rendezvous recv with a FIN of fin_status to the sender: the recv completes (OK,
+  // or with `error`) once the FIN is posted, not before (Stage::kFinToPost).
+  void finishRecvWithFin(VerbsOp* op, uint32_t fin_status, Status error);
+  // Posts that FIN, then completes the recv; false when credits / a bounce buffer / the send
+  // queue are short (or the connection failed).
   bool postRecvFin(VerbsOp* op);
   bool postKeepalive();
 

@@ -122,9 +122,7 @@ void VerbsEndpoint::opDone(VerbsOp* op) {
       // its FIN (the EightRanks ring on rxe0 with 4 receive buffers hung in CI that way).
       op->slot->bytes = op->length;
       op->slot->tag = op->tag;
-      op->stage = Stage::kFinToPost;
-      if (queue_.empty() && postRecvFin(op)) return;
-      if (failure_.isOk()) enqueue(op);  // else failAll completed it
+      finishRecvWithFin(op, kFinOk, Status::ok());
       return;
     }
     case OpType::kSend:  // write protocol: the FIN behind the data was acknowledged
@@ -295,18 +293,14 @@ void VerbsEndpoint::startRndvRecv(VerbsOp* op, Tag tag, const RndvBody& rts) {
   op->tag = tag & kUserTagMask;
   op->peer_op = rts.sender_op;
   if (rts.length > op->length) {
-    FinBody fin{rts.sender_op, op->length, kFinTruncated, 0};
-    sendControl(MsgType::kFin, &fin, sizeof(fin));
-    completeOp(op, truncation(op, rts.length));
+    finishRecvWithFin(op, kFinTruncated, truncation(op, rts.length));
     return;
   }
   if (op->reg == nullptr) {  // (a GPUDirect receive buffer is registered already)
     auto reg =
         state_->cache().acquire(op->local, rts.length, MemoryType::kHost, LocalAccess::kWrite);
     if (!reg.isOk()) {
-      FinBody fin{rts.sender_op, op->length, kFinFailed, 0};
-      sendControl(MsgType::kFin, &fin, sizeof(fin));
-      completeOp(op, reg.status().withContext(strCat("recv on ", name_)));
+      finishRecvWithFin(op, kFinFailed, reg.status().withContext(strCat("recv on ", name_)));
       return;
     }
     op->reg = *reg;
@@ -398,10 +392,19 @@ bool VerbsEndpoint::postRead(VerbsOp* op) {
   return true;
 }
 
+void VerbsEndpoint::finishRecvWithFin(VerbsOp* op, uint32_t fin_status, Status error) {
+  op->fin_status = fin_status;
+  op->fin_error = std::move(error);
+  op->stage = Stage::kFinToPost;
+  if (queue_.empty() && postRecvFin(op)) return;
+  if (failure_.isOk()) enqueue(op);  // else failAll completed it
+}
+
 bool VerbsEndpoint::postRecvFin(VerbsOp* op) {
-  FinBody fin{op->peer_op, op->length, kFinOk, 0};
+  FinBody fin{op->peer_op, op->length, op->fin_status, 0};
   if (!postMessage(MsgType::kFin, 0, &fin, sizeof(fin), nullptr, 0, nullptr)) return false;
-  completeOp(op, Status::ok());
+  Status st = op->fin_status == kFinOk ? Status::ok() : std::move(op->fin_error);
+  completeOp(op, std::move(st));
   return true;
 }
 
