@@ -228,18 +228,23 @@ class ClientImpl final : public Client {
   // Row locations for pullOneSided, per table, of the ASP tables this client created (no
   // clock bound holds their reads, which Locate would enforce): a cached row is read without
   // a Locate. A read of it that fails validation (evicted, reused, moved) drops the entry;
-  // a new shard map or a server's forgotten slab keys drop many. At most
-  // location_cache_rows_ per table (WEFT_PS_LOCATION_CACHE; full: the oldest entry goes).
-  struct CachedLocation {
-    uint32_t server = 0;
-    uint32_t slab_id = 0;
-    uint64_t offset = 0;
-  };
+  // a new shard map or a server's forgotten slab keys drop many. Direct-mapped, with
+  // WEFT_PS_LOCATION_CACHE slots (rounded up to a power of two) per table: a key's location
+  // replaces the one in its slot (a lookup is one memory access, no allocation).
   struct LocationCache {
-    std::unordered_map<uint64_t, CachedLocation> rows;
-    std::vector<uint64_t> fifo;  // keys in insertion order (a ring once full)
-    size_t next = 0;             // the ring's oldest slot
-    void insert(uint64_t key, const CachedLocation& where, size_t capacity);
+    struct Slot {
+      uint64_t key = 0;
+      uint64_t offset = 0;
+      uint32_t slab_id = 0;
+      uint32_t server = kEmpty;
+    };
+    static constexpr uint32_t kEmpty = UINT32_MAX;
+    std::vector<Slot> slots;  // allocated at the first insert
+    size_t slotOf(uint64_t key) const;
+    const Slot* find(uint64_t key, uint32_t server) const;
+    void insert(uint64_t key, uint32_t server, const RowLocation& where, size_t capacity);
+    void erase(uint64_t key);
+    void eraseServer(uint32_t server);
   };
   std::unordered_map<uint32_t, LocationCache> locations_;
   std::unordered_set<uint32_t> asp_tables_;

