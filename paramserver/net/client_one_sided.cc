@@ -78,7 +78,8 @@ const ClientImpl::LocationCache::Slot* ClientImpl::LocationCache::find(uint64_t 
 
 void ClientImpl::LocationCache::insert(uint64_t key, uint32_t server, const RowLocation& where,
                                        size_t capacity) {
-  if (slots.empty()) slots.resize(std::bit_ceil(std::min<size_t>(capacity, size_t{1} << 30)));
+  // (WEFT_PS_LOCATION_CACHE is at most 2^24: 384 MiB of slots per table)
+  if (slots.empty()) slots.resize(std::bit_ceil(std::min<size_t>(capacity, size_t{1} << 24)));
   slots[slotOf(key)] = Slot{key, where.offset, where.slab_id, server};
 }
 
