@@ -5,6 +5,7 @@
 #include <map>
 #include <numeric>
 #include <string>
+#include <utility>
 
 #include "tests/paramserver/ps_test_support.h"
 
@@ -188,15 +189,17 @@ TEST(PsOneSidedCache, LocationsOfAspTablesAreCachedAndStaleOnesDropped) {
       opts);
 }
 
-// The cache is direct-mapped: with 16 slots, a key's location replaces the one in its slot,
-// so the second pull of 64 keys reads at most 16 at cached locations; every value is exact.
-TEST(PsOneSidedCache, SmallCacheHoldsAtMostItsSlots) {
+// 1 server + 1 worker under `cache_env` (WEFT_PS_LOCATION_*): the worker pushes 64 rows of
+// 2.0, pulls them one-sided `rounds` times (every value exact each time), and returns its
+// OneSidedStats to `check`.
+void pullSameRowsRepeatedly(std::vector<std::pair<std::string, std::string>> cache_env, int rounds,
+                            void (*check)(const net::OneSidedStats&)) {
   RankOptions opts;
   opts.timeout_s = 60;
-  opts.env = {{"WEFT_PS_LOCATION_CACHE", "16"}, {"WEFT_PS_LOCATION_LEASE_MS", "600000"}};
+  opts.env = std::move(cache_env);
   runRanks(
       2,
-      [](RankEnv& env) {
+      [rounds, check](RankEnv& env) {
         if (env.rank == 0) return serveUntil(env, 0, 1, 1);
         auto c = connectClient(env, 0);
         must(c->createTable(exactTable(1, 4), env.deadline), "createTable");
@@ -204,49 +207,39 @@ TEST(PsOneSidedCache, SmallCacheHoldsAtMostItsSlots) {
         std::iota(keys.begin(), keys.end(), 5);
         must(c->pushSync(1, keys, std::vector<float>(kRows * 4, -2.0f), env.deadline), "push");
         std::vector<float> out(kRows * 4);
-        for (int round = 0; round < 2; ++round) {
+        for (int round = 0; round < rounds; ++round) {
           std::fill(out.begin(), out.end(), -1.0f);
           must(c->pullOneSided(1, keys, out.data(), env.deadline), "pullOneSided");
           EXPECT_EQ(std::count(out.begin(), out.end(), 2.0f), static_cast<long>(out.size()));
         }
-        const net::OneSidedStats s = c->oneSidedStats();
+        check(c->oneSidedStats());
+        workerDone(env);
+      },
+      opts);
+}
+
+// The cache is direct-mapped: with 16 slots, a key's location replaces the one in its slot,
+// so the second pull of 64 keys reads at most 16 at cached locations; every value is exact.
+TEST(PsOneSidedCache, SmallCacheHoldsAtMostItsSlots) {
+  pullSameRowsRepeatedly(
+      {{"WEFT_PS_LOCATION_CACHE", "16"}, {"WEFT_PS_LOCATION_LEASE_MS", "600000"}}, 2,
+      [](const net::OneSidedStats& s) {
         EXPECT_GT(s.locations_cached, 0u);
         EXPECT_LE(s.locations_cached, 16u);
         EXPECT_EQ(s.locates, 2u);
         EXPECT_EQ(s.rows_one_sided, 2 * kRows);
-        workerDone(env);
-      },
-      opts);
+      });
 }
 
 // Cached locations of a server are read only within WEFT_PS_LOCATION_LEASE_MS of a Locate to
 // it (a dead or restored server's stale rows would pass validation): with a lease of 0,
 // every pull Locates all its keys again, and the entries keep their places.
 TEST(PsOneSidedCache, ExpiredLeaseLocatesAgain) {
-  RankOptions opts;
-  opts.timeout_s = 60;
-  opts.env = {{"WEFT_PS_LOCATION_CACHE", "1024"}, {"WEFT_PS_LOCATION_LEASE_MS", "0"}};
-  runRanks(
-      2,
-      [](RankEnv& env) {
-        if (env.rank == 0) return serveUntil(env, 0, 1, 1);
-        auto c = connectClient(env, 0);
-        must(c->createTable(exactTable(1, 4), env.deadline), "createTable");
-        std::vector<uint64_t> keys(kRows);
-        std::iota(keys.begin(), keys.end(), 5);
-        must(c->pushSync(1, keys, std::vector<float>(kRows * 4, -2.0f), env.deadline), "push");
-        std::vector<float> out(kRows * 4);
-        for (int round = 0; round < 3; ++round) {
-          std::fill(out.begin(), out.end(), -1.0f);
-          must(c->pullOneSided(1, keys, out.data(), env.deadline), "pullOneSided");
-          EXPECT_EQ(std::count(out.begin(), out.end(), 2.0f), static_cast<long>(out.size()));
-        }
-        const net::OneSidedStats s = c->oneSidedStats();
-        EXPECT_EQ(s.locates, 3u);
-        EXPECT_EQ(s.locations_cached, 0u);
-        workerDone(env);
-      },
-      opts);
+  pullSameRowsRepeatedly({{"WEFT_PS_LOCATION_CACHE", "1024"}, {"WEFT_PS_LOCATION_LEASE_MS", "0"}},
+                         3, [](const net::OneSidedStats& s) {
+                           EXPECT_EQ(s.locates, 3u);
+                           EXPECT_EQ(s.locations_cached, 0u);
+                         });
 }
 
 }  // namespace
